@@ -1,0 +1,29 @@
+//! optarch-core: optimization algorithms as neural-network structures.
+//!
+//! One path from spec to tensors: a YAML [`spec`] is validated into a typed
+//! [`recurrence::Recurrence`], unrolled into a [`topology::Topology`] (a petgraph DAG of input,
+//! blocks, weighted combinations, concatenations and output), analysed ([`analysis`]), studied
+//! on quadratics ([`theory`]) and drawn ([`render`]).
+//!
+//! ```
+//! let spec = optarch_core::spec::load_str(
+//!     "inline.yaml",
+//!     "name: gd\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: z[k] - grad(z[k])\noutput: z\n",
+//! )?;
+//! let topo = optarch_core::topology::unroll(&spec, 3, &Default::default())?;
+//! assert_eq!(topo.block_count(), 3);
+//! # Ok::<(), optarch_core::error::SpecError>(())
+//! ```
+
+pub mod analysis;
+pub mod coef;
+pub mod error;
+pub mod expr;
+pub mod recurrence;
+pub mod render;
+pub mod spec;
+pub mod theory;
+pub mod topology;
+
+#[cfg(feature = "torch")]
+pub mod device;
