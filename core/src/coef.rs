@@ -111,6 +111,17 @@ impl Coef {
         out
     }
 
+    /// The same polynomial with learnable ids renamed by `f`.
+    pub fn remap(&self, f: &dyn Fn(usize) -> usize) -> Coef {
+        let mut out = Coef::zero();
+        for (m, c) in &self.terms {
+            let mut m: Vec<usize> = m.iter().map(|id| f(*id)).collect();
+            m.sort_unstable();
+            out.add_term(m, *c);
+        }
+        out
+    }
+
     /// The value with every learnable parameter replaced by `values[id]` (missing ids count 0).
     pub fn eval(&self, values: &[f64]) -> f64 {
         self.terms

@@ -137,3 +137,220 @@ impl Topology {
         })
     }
 }
+
+/// A value during unrolling: a linear combination of graph nodes.
+type Form = Vec<(NodeIndex, Coef)>;
+
+/// The [`Space`](crate::recurrence::Space) that builds the graph.
+struct Builder {
+    graph: DiGraph<Node, Edge>,
+    reading: Reading,
+    learnables: Vec<Learnable>,
+    learn_ids: std::collections::HashMap<(String, Instance), usize>,
+    /// Blocks of the current step by input node (one block per gradient evaluation point).
+    blocks: std::collections::HashMap<NodeIndex, NodeIndex>,
+    step: Option<i64>,
+}
+
+impl Builder {
+    fn add(&mut self, kind: NodeKind) -> NodeIndex {
+        let step = self.step.and_then(|k| usize::try_from(k).ok());
+        self.graph.add_node(Node { kind, step, names: Vec::new() })
+    }
+
+    /// A node holding `form`: the node itself for `1·n`, a new combination otherwise.
+    fn materialize(&mut self, form: &Form) -> Option<NodeIndex> {
+        match form.as_slice() {
+            [] => None,
+            [(n, c)] if c.is_one() => Some(*n),
+            terms => {
+                let comb = self.add(NodeKind::Combine);
+                for (slot, (n, c)) in terms.iter().enumerate() {
+                    self.graph.add_edge(*n, comb, Edge { slot, coef: c.clone() });
+                }
+                Some(comb)
+            }
+        }
+    }
+}
+
+fn zero_error(what: &str, at: Option<crate::error::Pos>) -> SpecError {
+    SpecError::new(
+        crate::error::ErrorKind::InvalidValue,
+        format!("{what} of an expression that is identically zero"),
+    )
+    .with_hint("a coefficient folds to 0 here (check schedules at this k and initial values)")
+    .at("", "", at)
+}
+
+use crate::error::SpecError;
+
+impl crate::recurrence::Space for Builder {
+    type V = Form;
+
+    fn input(&mut self) -> Form {
+        let x = self.add(NodeKind::Input);
+        vec![(x, Coef::constant(1.0))]
+    }
+
+    fn zero(&mut self) -> Form {
+        Vec::new()
+    }
+
+    fn axpy(&mut self, mut acc: Form, c: &Coef, v: &Form) -> Form {
+        for (n, cv) in v {
+            let add = c.mul(cv);
+            match acc.iter_mut().find(|(m, _)| m == n) {
+                Some((_, existing)) => *existing = existing.add(&add),
+                None => acc.push((*n, add)),
+            }
+        }
+        acc.retain(|(_, c)| !c.is_zero());
+        acc
+    }
+
+    fn grad(&mut self, _k: i64, v: Form, at: Option<crate::error::Pos>) -> Result<Form, SpecError> {
+        let input = self.materialize(&v).ok_or_else(|| zero_error("grad(...)", at))?;
+        let block = match self.blocks.get(&input) {
+            Some(b) => *b,
+            None => {
+                let slot = self.blocks.len();
+                let step = self.step.and_then(|k| usize::try_from(k).ok()).unwrap_or(0);
+                let b = self.add(NodeKind::Block { step, slot });
+                self.graph.add_edge(input, b, Edge { slot: 0, coef: Coef::constant(1.0) });
+                self.blocks.insert(input, b);
+                b
+            }
+        };
+        Ok(match self.reading {
+            Reading::Residual => vec![(block, Coef::constant(-1.0))],
+            Reading::Objective => vec![(input, Coef::constant(1.0)), (block, Coef::constant(-1.0))],
+        })
+    }
+
+    fn cat(&mut self, parts: Vec<Form>, at: Option<crate::error::Pos>) -> Result<Form, SpecError> {
+        let mut nodes = Vec::with_capacity(parts.len());
+        for p in &parts {
+            nodes.push(self.materialize(p).ok_or_else(|| zero_error("cat(...)", at))?);
+        }
+        let c = self.add(NodeKind::Concat);
+        for (slot, n) in nodes.into_iter().enumerate() {
+            self.graph.add_edge(n, c, Edge { slot, coef: Coef::constant(1.0) });
+        }
+        Ok(vec![(c, Coef::constant(1.0))])
+    }
+
+    fn learnable(&mut self, param: &str, instance: Instance, init: f64) -> usize {
+        let key = (param.to_string(), instance.clone());
+        if let Some(id) = self.learn_ids.get(&key) {
+            return *id;
+        }
+        let idx = |i: i64| if i < 0 { format!("m{}", -i) } else { i.to_string() };
+        let name = match &instance {
+            Instance::Shared => param.to_string(),
+            Instance::Step { k } => format!("{param}_{}", idx(*k)),
+            Instance::Edge { k, j } => format!("{param}_{}_{}", idx(*k), idx(*j)),
+        };
+        let id = self.learnables.len();
+        self.learnables.push(Learnable { name, param: param.to_string(), instance, init });
+        self.learn_ids.insert(key, id);
+        id
+    }
+
+    fn bind(&mut self, name: &str, v: Form) -> Result<Form, SpecError> {
+        Ok(match self.materialize(&v) {
+            Some(n) => {
+                self.graph[n].names.push(name.to_string());
+                vec![(n, Coef::constant(1.0))]
+            }
+            None => Vec::new(),
+        })
+    }
+
+    fn begin_step(&mut self, k: Option<i64>) {
+        self.step = k;
+        self.blocks.clear();
+    }
+}
+
+/// Unrolls `spec` for `steps` steps into a topology, with parameter `overrides`.
+///
+/// Constants are folded (parallel edges merged, zero edges dropped), values that do not reach
+/// the output are pruned, and learnable scalars are numbered in order of first use.
+pub fn unroll(spec: &crate::spec::Spec, steps: usize, overrides: &crate::spec::Overrides) -> Result<Topology, SpecError> {
+    if steps == 0 {
+        return Err(SpecError::new(crate::error::ErrorKind::InvalidValue, "the number of steps must be at least 1")
+            .with_hint("pass e.g. --steps 8")
+            .at(&spec.file, &spec.text, None));
+    }
+    spec.check_overrides(overrides)?;
+    let builder = Builder {
+        graph: DiGraph::new(),
+        reading: spec.reading,
+        learnables: Vec::new(),
+        learn_ids: Default::default(),
+        blocks: Default::default(),
+        step: None,
+    };
+    let mut ev = crate::recurrence::Evaluator::new(spec, builder, steps, overrides);
+    let out = ev.run().map_err(|e| {
+        let pos = e.pos;
+        if e.file.is_empty() { e.at(&spec.file, &spec.text, pos) } else { e }
+    })?;
+    let mut b = ev.space;
+    let out_node = b
+        .materialize(&out)
+        .ok_or_else(|| zero_error("the output", None).at(&spec.file, &spec.text, None))?;
+    b.step = None;
+    let output = b.add(NodeKind::Output);
+    b.graph.add_edge(out_node, output, Edge { slot: 0, coef: Coef::constant(1.0) });
+    prune(spec, steps, b, output)
+}
+
+/// Keeps the nodes that reach `output`, in creation order, and renumbers learnables.
+fn prune(spec: &crate::spec::Spec, steps: usize, b: Builder, output: NodeIndex) -> Result<Topology, SpecError> {
+    let g = &b.graph;
+    let mut live = vec![false; g.node_count()];
+    let mut stack = vec![output];
+    while let Some(n) = stack.pop() {
+        if std::mem::replace(&mut live[n.index()], true) {
+            continue;
+        }
+        stack.extend(g.neighbors_directed(n, Direction::Incoming));
+    }
+    let mut used: Vec<usize> = g
+        .edge_references()
+        .filter(|e| live[e.target().index()])
+        .flat_map(|e| e.weight().coef.learnables())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let remap: std::collections::HashMap<usize, usize> = used.iter().enumerate().map(|(new, old)| (*old, new)).collect();
+    let mut graph: DiGraph<Node, Edge> = DiGraph::new();
+    let mut map = vec![None; g.node_count()];
+    for n in g.node_indices() {
+        if live[n.index()] {
+            map[n.index()] = Some(graph.add_node(g[n].clone()));
+        }
+    }
+    for e in g.edge_references() {
+        if let (Some(s), Some(t)) = (map[e.source().index()], map[e.target().index()]) {
+            let coef = e.weight().coef.remap(&|id| remap.get(&id).copied().unwrap_or(id));
+            graph.add_edge(s, t, Edge { slot: e.weight().slot, coef });
+        }
+    }
+    let input = g
+        .node_indices()
+        .find(|n| g[*n].kind == NodeKind::Input)
+        .and_then(|n| map[n.index()])
+        .ok_or_else(|| {
+            SpecError::new(crate::error::ErrorKind::InvalidValue, "the output does not depend on the input")
+                .with_hint("check the step equations: every path to the output starts at the input")
+                .at(&spec.file, &spec.text, None)
+        })?;
+    let output = map[output.index()].ok_or_else(|| SpecError::internal("output pruned"))?;
+    let learnables = used.iter().filter_map(|old| b.learnables.get(*old).cloned()).collect();
+    let topo = Topology { name: spec.name.clone(), steps, reading: spec.reading, graph, input, output, learnables };
+    topo.order()?;
+    Ok(topo)
+}

@@ -1,0 +1,1 @@
+//! Analyses of unrolled topologies.

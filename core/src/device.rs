@@ -1,0 +1,601 @@
+//! Devices and the libtorch environment.
+//!
+//! [`parse_device`] turns a `--device` argument into a [`tch::Device`]. Asking for CUDA where
+//! libtorch sees none is an error, never a silent fall-back to the CPU: a run that was meant for
+//! a GPU and quietly trains on the CPU wastes hours and yields numbers nobody asked for. Only
+//! `auto` chooses for you.
+//!
+//! [`env_info`] gathers what a bug report or a results file needs to know about the machine:
+//! the libtorch in use (version, where it was loaded from), CUDA and cuDNN, the GPUs and the CPU
+//! thread pools. Its `Display` is the table `optarch env` prints; it is also `Serialize`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use tch::Device;
+
+/// The device forms [`parse_device`] accepts, for help texts and error messages.
+pub const ACCEPTED_DEVICES: &str =
+    "`auto` (CUDA if available, else CPU), `cpu`, `cuda` (= cuda:0) or `cuda:N`";
+
+/// Why a `--device` argument cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Not one of the accepted forms.
+    #[error("unrecognised device `{input}`: expected {ACCEPTED_DEVICES}")]
+    Unrecognised {
+        /// The argument as given.
+        input: String,
+    },
+    /// CUDA was asked for, but libtorch sees no CUDA device.
+    #[error(
+        "CUDA requested with --device {input} but this libtorch sees no CUDA device \
+         (cuda available: {available}, device count {count}); use --device cpu or auto, \
+         or check the driver / CUDA_VISIBLE_DEVICES{hint}"
+    )]
+    CudaUnavailable {
+        /// The argument as given.
+        input: String,
+        /// `tch::Cuda::is_available()`.
+        available: bool,
+        /// `tch::Cuda::device_count()`.
+        count: i64,
+        /// Extra diagnosis (starts with "; " when not empty).
+        hint: String,
+    },
+    /// A CUDA index at or past the number of devices libtorch sees.
+    #[error(
+        "CUDA device cuda:{index} requested with --device {input} but this libtorch sees only \
+         {count} CUDA device(s) (cuda:0 to cuda:{last}); pick a smaller index, or check \
+         CUDA_VISIBLE_DEVICES (currently {visible})",
+        last = count - 1
+    )]
+    CudaIndexOutOfRange {
+        /// The argument as given.
+        input: String,
+        /// The index asked for.
+        index: usize,
+        /// `tch::Cuda::device_count()`, at least 1.
+        count: i64,
+        /// `CUDA_VISIBLE_DEVICES`, or "unset".
+        visible: String,
+    },
+}
+
+/// Parses a device argument: `auto`, `cpu`, `cuda` or `cuda:N` (case and surrounding space are
+/// ignored).
+///
+/// `auto` is CUDA device 0 when libtorch sees one, else the CPU. `cuda` and `cuda:N` fail with
+/// a message saying what to do when CUDA is unavailable or `N` is out of range.
+pub fn parse_device(s: &str) -> Result<Device, DeviceError> {
+    let arg = s.trim().to_ascii_lowercase();
+    match arg.as_str() {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda_device(s, 0),
+        other => match other.strip_prefix("cuda:") {
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                let index = n.parse().map_err(|_| unrecognised(s))?;
+                cuda_device(s, index)
+            }
+            _ => Err(unrecognised(s)),
+        },
+    }
+}
+
+/// The conventional name of a device: `cpu`, `cuda:0`, `mps`, `vulkan`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Mps => "mps".to_string(),
+        Device::Vulkan => "vulkan".to_string(),
+    }
+}
+
+fn unrecognised(s: &str) -> DeviceError {
+    DeviceError::Unrecognised {
+        input: s.to_string(),
+    }
+}
+
+fn cuda_device(input: &str, index: usize) -> Result<Device, DeviceError> {
+    let available = tch::Cuda::is_available();
+    let count = tch::Cuda::device_count();
+    if !available || count < 1 {
+        return Err(DeviceError::CudaUnavailable {
+            input: input.to_string(),
+            available,
+            count,
+            hint: cuda_hint(),
+        });
+    }
+    if i64::try_from(index).map_or(true, |i| i >= count) {
+        return Err(DeviceError::CudaIndexOutOfRange {
+            input: input.to_string(),
+            index,
+            count,
+            visible: std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "unset".into()),
+        });
+    }
+    Ok(Device::Cuda(index))
+}
+
+/// Why CUDA may be missing, when we can tell.
+fn cuda_hint() -> String {
+    if tch::utils::has_cuda() {
+        return String::new();
+    }
+    let lib = libtorch_lib_dir();
+    let has_cuda_lib = lib
+        .as_deref()
+        .is_some_and(|dir| dir.join("libtorch_cuda.so").is_file());
+    match (lib, has_cuda_lib) {
+        (Some(dir), true) => format!(
+            "; libtorch_cuda.so exists in {} but is not loaded: this program was linked without \
+             it (see build/link_libtorch.rs)",
+            dir.display()
+        ),
+        (Some(dir), false) => format!(
+            "; the libtorch in {} is a CPU-only build: install a CUDA build of torch",
+            dir.display()
+        ),
+        (None, _) => "; this libtorch has no CUDA support loaded".to_string(),
+    }
+}
+
+/// A CUDA device as libtorch numbers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CudaDevice {
+    /// The `N` of `cuda:N`.
+    pub index: usize,
+    /// The model name, when it can be told (see [`EnvInfo::cuda_devices`]).
+    pub name: Option<String>,
+}
+
+/// A GPU as the NVIDIA driver lists it (`nvidia-smi`), in the driver's own numbering, which
+/// ignores `CUDA_VISIBLE_DEVICES`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverGpu {
+    /// The driver's index.
+    pub index: usize,
+    /// The model name.
+    pub name: String,
+    /// Total memory in MiB.
+    pub memory_mib: Option<u64>,
+    /// The driver version.
+    pub driver_version: String,
+}
+
+/// What optarch runs on: versions, libtorch, CUDA and CPU threads. See [`env_info`].
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvInfo {
+    /// The optarch version.
+    pub optarch_version: String,
+    /// The libtorch (torch) version, such as `2.11.0+cu130`, read from the `version.py` (PyTorch
+    /// package) or `build-version` (libtorch archive) beside the library directory.
+    pub libtorch_version: Option<String>,
+    /// The CUDA version libtorch was built for, from `version.py`.
+    pub libtorch_cuda_version: Option<String>,
+    /// The directory libtorch was loaded from in this process (from `/proc/self/maps`), or if
+    /// that cannot be read, the directory it was linked against.
+    pub libtorch_lib: Option<PathBuf>,
+    /// The directory libtorch was linked against at build time (also the executable's rpath).
+    pub libtorch_lib_at_build: Option<PathBuf>,
+    /// Whether libtorch's CUDA support is loaded (`libtorch_cuda.so` present and linked).
+    pub cuda_built: bool,
+    /// `tch::Cuda::is_available()`.
+    pub cuda_available: bool,
+    /// `tch::Cuda::device_count()`.
+    pub cuda_device_count: i64,
+    /// The CUDA devices libtorch sees. libtorch's C API gives no names, so they come from
+    /// `nvidia-smi`, and only where the mapping is certain: every GPU is the same model, or
+    /// `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes CUDA number devices as the driver does.
+    pub cuda_devices: Vec<CudaDevice>,
+    /// `CUDA_VISIBLE_DEVICES`, if set.
+    pub cuda_visible_devices: Option<String>,
+    /// The CUDA runtime version libtorch was built with, such as `13.0`.
+    pub cuda_runtime_version: Option<String>,
+    /// `tch::Cuda::cudnn_is_available()`: CUDA is available and libtorch has cuDNN.
+    pub cudnn_available: bool,
+    /// The cuDNN version libtorch was built with, such as `9.13.0`.
+    pub cudnn_version: Option<String>,
+    /// The GPUs the NVIDIA driver lists, whether or not libtorch can use them. Empty when
+    /// `nvidia-smi` is missing or fails.
+    pub driver_gpus: Vec<DriverGpu>,
+    /// Threads for intra-op parallelism (`tch::get_num_threads()`).
+    pub num_threads: i32,
+    /// Threads for inter-op parallelism.
+    pub num_interop_threads: i32,
+    /// libtorch was built with MKL.
+    pub mkl: bool,
+    /// libtorch was built with oneDNN (MKL-DNN).
+    pub mkldnn: bool,
+    /// libtorch was built with OpenMP.
+    pub openmp: bool,
+}
+
+/// Collects [`EnvInfo`] for this process. Runs `nvidia-smi` once if it is on `PATH`.
+pub fn env_info() -> EnvInfo {
+    let libtorch_lib_at_build = option_env!("OPTARCH_LIBTORCH_LIB").map(PathBuf::from);
+    let libtorch_lib = libtorch_lib_dir();
+    let (libtorch_version, libtorch_cuda_version) = libtorch_lib
+        .as_deref()
+        .map(libtorch_versions)
+        .unwrap_or_default();
+    let cuda_built = tch::utils::has_cuda();
+    let cuda_available = tch::Cuda::is_available();
+    let cuda_device_count = tch::Cuda::device_count();
+    let cuda_visible_devices = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let driver_gpus = nvidia_smi_gpus();
+    let count = usize::try_from(cuda_device_count).unwrap_or(0);
+    let cuda_devices = (0..count)
+        .map(|index| CudaDevice {
+            index,
+            name: cuda_device_name(index, &driver_gpus, cuda_visible_devices.as_deref()),
+        })
+        .collect();
+    // These report compile-time versions; ask only where the CUDA hooks are loaded.
+    let (cuda_runtime_version, cudnn_version) = if cuda_built {
+        (
+            format_cudart(tch::utils::version_cudart()),
+            format_cudnn(tch::utils::version_cudnn()),
+        )
+    } else {
+        (None, None)
+    };
+    EnvInfo {
+        optarch_version: env!("CARGO_PKG_VERSION").to_string(),
+        libtorch_version,
+        libtorch_cuda_version,
+        libtorch_lib: libtorch_lib.or_else(|| libtorch_lib_at_build.clone()),
+        libtorch_lib_at_build,
+        cuda_built,
+        cuda_available,
+        cuda_device_count,
+        cuda_devices,
+        cuda_visible_devices,
+        cuda_runtime_version,
+        cudnn_available: tch::Cuda::cudnn_is_available(),
+        cudnn_version,
+        driver_gpus,
+        num_threads: tch::get_num_threads(),
+        num_interop_threads: tch::get_num_interop_threads(),
+        mkl: tch::utils::has_mkl(),
+        mkldnn: tch::utils::has_mkldnn(),
+        openmp: tch::utils::has_openmp(),
+    }
+}
+
+/// The directory libtorch was loaded from in this process; else the one linked at build time.
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    loaded_libtorch_dir().or_else(|| option_env!("OPTARCH_LIBTORCH_LIB").map(PathBuf::from))
+}
+
+/// Finds `libtorch_cpu.so` among this process's mappings (Linux).
+fn loaded_libtorch_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+}
+
+/// (torch version, CUDA version it was built for), from the files beside the lib directory:
+/// `version.py` in a PyTorch package (`torch/lib` → `torch/version.py`), `build-version` in a
+/// libtorch archive.
+fn libtorch_versions(lib: &Path) -> (Option<String>, Option<String>) {
+    let Some(root) = lib.parent() else {
+        return (None, None);
+    };
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        return (
+            python_assignment(&text, "__version__"),
+            python_assignment(&text, "cuda"),
+        );
+    }
+    let version = std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    (version, None)
+}
+
+/// The string value of `name = '...'` or `name: Optional[str] = '...'` in a Python file; `None`
+/// for a non-string value such as `None`.
+fn python_assignment(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        if !rest.starts_with([' ', ':', '=']) {
+            return None;
+        }
+        let value = rest.split_once('=')?.1.trim();
+        let unquoted = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))?;
+        Some(unquoted.to_string())
+    })
+}
+
+/// `CUDART_VERSION` (major * 1000 + minor * 10) as `major.minor`.
+fn format_cudart(v: i64) -> Option<String> {
+    (v > 0).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10))
+}
+
+/// `CUDNN_VERSION` as `major.minor.patch` (cuDNN 9 encodes major * 10000 + minor * 100 + patch,
+/// earlier releases major * 1000 + minor * 100 + patch).
+fn format_cudnn(v: i64) -> Option<String> {
+    if v <= 0 {
+        None
+    } else if v >= 90000 {
+        Some(format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100))
+    } else {
+        Some(format!("{}.{}.{}", v / 1000, (v % 1000) / 100, v % 100))
+    }
+}
+
+/// The GPUs `nvidia-smi` lists; empty if it is missing or fails.
+fn nvidia_smi_gpus() -> Vec<DriverGpu> {
+    let output = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=index,name,memory.total,driver_version",
+            "--format=csv,noheader,nounits",
+        ])
+        .output();
+    match output {
+        Ok(out) if out.status.success() => parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout)),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_nvidia_smi(text: &str) -> Vec<DriverGpu> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [index, name, memory, driver] = fields.as_slice() else {
+                return None;
+            };
+            Some(DriverGpu {
+                index: index.parse().ok()?,
+                name: (*name).to_string(),
+                memory_mib: memory.parse().ok(),
+                driver_version: (*driver).to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The model name of `cuda:index`, where the driver's list determines it.
+fn cuda_device_name(index: usize, gpus: &[DriverGpu], visible: Option<&str>) -> Option<String> {
+    let first = gpus.first()?;
+    if gpus.iter().all(|g| g.name == first.name) {
+        return Some(first.name.clone());
+    }
+    // Mixed models: CUDA orders fastest first unless told to follow the PCI bus like the driver.
+    if std::env::var("CUDA_DEVICE_ORDER").ok().as_deref() != Some("PCI_BUS_ID") {
+        return None;
+    }
+    let driver_index = match visible {
+        None => index,
+        Some(list) => list.split(',').nth(index)?.trim().parse().ok()?,
+    };
+    gpus.iter()
+        .find(|g| g.index == driver_index)
+        .map(|g| g.name.clone())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+impl fmt::Display for EnvInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const W: usize = 22;
+        let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+        writeln!(f, "{:W$}{}", "optarch", self.optarch_version)?;
+        let built_for = match &self.libtorch_cuda_version {
+            Some(cuda) => format!(" (built for CUDA {cuda})"),
+            None => String::new(),
+        };
+        writeln!(
+            f,
+            "{:W$}{}{built_for}",
+            "libtorch",
+            or_unknown(&self.libtorch_version)
+        )?;
+        let lib = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "unknown".to_string(), |p| p.display().to_string())
+        };
+        writeln!(f, "{:W$}{}", "libtorch library", lib(&self.libtorch_lib))?;
+        if self.libtorch_lib_at_build.is_some() && self.libtorch_lib_at_build != self.libtorch_lib
+        {
+            writeln!(
+                f,
+                "{:W$}{} (differs: LD_LIBRARY_PATH?)",
+                "  linked at build",
+                lib(&self.libtorch_lib_at_build)
+            )?;
+        }
+        writeln!(f, "{:W$}{}", "CUDA support loaded", yes_no(self.cuda_built))?;
+        writeln!(f, "{:W$}{}", "CUDA available", yes_no(self.cuda_available))?;
+        writeln!(f, "{:W$}{}", "CUDA devices", self.cuda_device_count)?;
+        for d in &self.cuda_devices {
+            let name = d.name.as_deref().unwrap_or("unknown (mixed GPU models)");
+            writeln!(f, "{:W$}{name}", format!("  cuda:{}", d.index))?;
+        }
+        writeln!(
+            f,
+            "{:W$}{}",
+            "CUDA_VISIBLE_DEVICES",
+            self.cuda_visible_devices.as_deref().unwrap_or("unset")
+        )?;
+        writeln!(
+            f,
+            "{:W$}{}",
+            "CUDA runtime (build)",
+            self.cuda_runtime_version.as_deref().unwrap_or("none")
+        )?;
+        writeln!(
+            f,
+            "{:W$}{} (version {})",
+            "cuDNN available",
+            yes_no(self.cudnn_available),
+            self.cudnn_version.as_deref().unwrap_or("none")
+        )?;
+        if self.driver_gpus.is_empty() {
+            writeln!(f, "{:W$}none listed (nvidia-smi missing or failed)", "driver GPUs")?;
+        } else {
+            let driver = &self.driver_gpus[0].driver_version;
+            writeln!(f, "{:W$}driver {driver}", "driver GPUs")?;
+            for g in &self.driver_gpus {
+                let memory = g
+                    .memory_mib
+                    .map_or_else(String::new, |m| format!(", {m} MiB"));
+                writeln!(f, "{:W$}{}{memory}", format!("  {}", g.index), g.name)?;
+            }
+        }
+        writeln!(
+            f,
+            "{:W$}{} intra-op, {} inter-op",
+            "CPU threads", self.num_threads, self.num_interop_threads
+        )?;
+        write!(
+            f,
+            "{:W$}MKL {}, oneDNN {}, OpenMP {}",
+            "CPU libraries",
+            yes_no(self.mkl),
+            yes_no(self.mkldnn),
+            yes_no(self.openmp)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_auto_parse() {
+        assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
+        assert_eq!(parse_device(" CPU "), Ok(Device::Cpu));
+        let auto = parse_device("auto").unwrap();
+        assert_eq!(auto.is_cuda(), tch::Cuda::is_available());
+    }
+
+    #[test]
+    fn bogus_is_rejected_with_the_accepted_forms() {
+        for bad in ["bogus", "", "cuda:", "cuda:x", "cuda:-1", "gpu", "cuda0"] {
+            let err = parse_device(bad).unwrap_err();
+            assert!(matches!(err, DeviceError::Unrecognised { .. }), "{bad}");
+            let msg = err.to_string();
+            assert!(msg.contains("`cpu`") && msg.contains("`cuda:N`"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn cuda_fails_loudly_without_cuda() {
+        if tch::Cuda::is_available() {
+            eprintln!("CUDA is available: skipping the no-CUDA assertions");
+            return;
+        }
+        for arg in ["cuda", "cuda:0", "cuda:3"] {
+            let err = parse_device(arg).unwrap_err();
+            assert!(matches!(err, DeviceError::CudaUnavailable { .. }), "{arg}");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("--device {arg}")), "{msg}");
+            assert!(msg.contains("use --device cpu or auto"), "{msg}");
+            assert!(msg.contains("CUDA_VISIBLE_DEVICES"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn cuda_index_out_of_range_fails() {
+        let count = tch::Cuda::device_count();
+        if !tch::Cuda::is_available() || count < 1 {
+            return;
+        }
+        assert_eq!(parse_device("cuda"), Ok(Device::Cuda(0)));
+        let arg = format!("cuda:{count}");
+        let err = parse_device(&arg).unwrap_err();
+        assert!(matches!(err, DeviceError::CudaIndexOutOfRange { .. }));
+        assert!(err.to_string().contains("pick a smaller index"));
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!(device_name(Device::Cpu), "cpu");
+        assert_eq!(device_name(Device::Cuda(2)), "cuda:2");
+    }
+
+    #[test]
+    fn env_info_is_sane() {
+        let info = env_info();
+        assert_eq!(info.optarch_version, env!("CARGO_PKG_VERSION"));
+        assert!(info.num_threads >= 1);
+        assert!(info.num_interop_threads >= 1);
+        assert_eq!(info.cuda_available, tch::Cuda::is_available());
+        assert!(info.cuda_device_count >= 0);
+        assert_eq!(info.cuda_devices.len() as i64, info.cuda_device_count);
+        if !info.cuda_available {
+            assert!(!info.cudnn_available);
+        }
+        // The build must keep libtorch_cuda.so linked (build/link_libtorch.rs): without it CUDA
+        // support is silently missing even on a GPU machine.
+        let at_build = info.libtorch_lib_at_build.as_ref().expect("OPTARCH_LIBTORCH_LIB");
+        if at_build.join("libtorch_cuda.so").is_file() {
+            assert!(info.cuda_built, "libtorch_cuda.so was dropped at link time");
+            assert!(info.cuda_runtime_version.is_some());
+        }
+        let lib = info.libtorch_lib.as_ref().expect("libtorch lib dir");
+        assert!(lib.is_dir(), "{}", lib.display());
+        let version = info.libtorch_version.as_ref().expect("libtorch version");
+        assert!(version.starts_with("2."), "{version}");
+        let table = info.to_string();
+        assert!(table.contains("libtorch") && table.contains("CUDA available"));
+        let json = serde_json::to_value(&info).unwrap();
+        assert!(json["cuda_device_count"].is_i64());
+    }
+
+    #[test]
+    fn version_py_is_parsed() {
+        let text = "__version__ = '2.11.0+cu130'\ncuda: Optional[str] = '13.0'\nhip: Optional[str] = None\n";
+        assert_eq!(
+            python_assignment(text, "__version__").as_deref(),
+            Some("2.11.0+cu130")
+        );
+        assert_eq!(python_assignment(text, "cuda").as_deref(), Some("13.0"));
+        assert_eq!(python_assignment(text, "hip"), None);
+        assert_eq!(python_assignment(text, "cu"), None);
+    }
+
+    #[test]
+    fn versions_are_formatted() {
+        assert_eq!(format_cudart(13000).as_deref(), Some("13.0"));
+        assert_eq!(format_cudart(12080).as_deref(), Some("12.8"));
+        assert_eq!(format_cudnn(91300).as_deref(), Some("9.13.0"));
+        assert_eq!(format_cudnn(8902).as_deref(), Some("8.9.2"));
+        assert_eq!(format_cudnn(0), None);
+    }
+
+    #[test]
+    fn nvidia_smi_names_map_to_cuda_devices() {
+        let gpus = parse_nvidia_smi(
+            "0, NVIDIA H100 80GB HBM3, 81559, 580.82\n1, NVIDIA H100 80GB HBM3, 81559, 580.82\n",
+        );
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(gpus[1].memory_mib, Some(81559));
+        assert_eq!(
+            cuda_device_name(1, &gpus, Some("1")).as_deref(),
+            Some("NVIDIA H100 80GB HBM3")
+        );
+        assert_eq!(cuda_device_name(0, &[], None), None);
+    }
+}

@@ -1,0 +1,358 @@
+//! Right-hand sides and schedules, parsed with syn as Rust expressions and reduced to a small
+//! expression tree with positions.
+//!
+//! Accepted: numbers, identifiers (`k`, `K`, `j`, parameter names), indexing (`z[k-1]`,
+//! `beta[k]`, ranges `z[0..=k]`), calls (`grad(..)`, `cat(..)`, `sum(..)`, `sqrt(..)`, ...),
+//! `+ - * /`, unary minus, parentheses, comparisons, `&&`, `||`, `!` and
+//! `if c { a } else { b }`. Everything else is rejected with a hint.
+
+use syn::spanned::Spanned;
+
+/// A position inside an expression string: 1-based line, 0-based character column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExprPos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+/// An index `base + offset`: `k+1` is `Some(K_LOWER), 1`; `-1` is `None, -1`; `K` is the step count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Idx {
+    /// `Some('k')`, `Some('K')`, `Some('j')` or `None` for a constant index.
+    pub var: Option<char>,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for Idx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.var, self.offset) {
+            (None, o) => write!(f, "{o}"),
+            (Some(v), 0) => write!(f, "{v}"),
+            (Some(v), o) if o > 0 => write!(f, "{v}+{o}"),
+            (Some(v), o) => write!(f, "{v}-{}", -o),
+        }
+    }
+}
+
+/// Expression tree node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ex {
+    Num(f64),
+    /// A bare identifier.
+    Var(String),
+    /// `name[idx]` (`name[k][j]` gives two indices).
+    Index(String, Vec<Idx>),
+    /// `name[lo..hi]` or `name[lo..=hi]`.
+    Range { name: String, lo: Idx, hi: Idx, inclusive: bool },
+    Call(String, Vec<Expr>),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    If(Box<Expr>, Box<Expr>, Box<Expr>),
+}
+
+/// An expression with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub ex: Ex,
+    pub pos: ExprPos,
+}
+
+/// A parse failure inside an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprError {
+    pub pos: ExprPos,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+fn err(span: proc_macro2::Span, message: impl Into<String>, hint: Option<&str>) -> ExprError {
+    ExprError { pos: pos_of(span), message: message.into(), hint: hint.map(str::to_string) }
+}
+
+fn pos_of(span: proc_macro2::Span) -> ExprPos {
+    let lc = span.start();
+    ExprPos { line: lc.line.max(1), column: lc.column }
+}
+
+/// Parses one expression.
+pub fn parse(text: &str) -> Result<Expr, ExprError> {
+    if text.trim().is_empty() {
+        return Err(ExprError {
+            pos: ExprPos { line: 1, column: 0 },
+            message: "empty expression".into(),
+            hint: Some("write a linear combination such as `z[k] - h * grad(z[k])`".into()),
+        });
+    }
+    let parsed: syn::Expr = syn::parse_str(text).map_err(|e| {
+        let hint = if text.contains('^') {
+            Some("`^` is not a power here: write pow(x, 2)")
+        } else {
+            Some("write a Rust-like arithmetic expression, e.g. `z[k] + beta * (z[k] - z[k-1])`")
+        };
+        err(e.span(), format!("cannot parse expression: {e}"), hint)
+    })?;
+    convert(&parsed)
+}
+
+fn convert(e: &syn::Expr) -> Result<Expr, ExprError> {
+    let pos = pos_of(e.span());
+    let ex = match e {
+        syn::Expr::Lit(lit) => match &lit.lit {
+            syn::Lit::Int(i) => Ex::Num(
+                i.base10_digits()
+                    .parse::<f64>()
+                    .map_err(|_| err(i.span(), "bad integer literal", None))?,
+            ),
+            syn::Lit::Float(x) => Ex::Num(
+                x.base10_digits()
+                    .parse::<f64>()
+                    .map_err(|_| err(x.span(), "bad number literal", None))?,
+            ),
+            syn::Lit::Bool(b) => Ex::Num(if b.value { 1.0 } else { 0.0 }),
+            other => {
+                return Err(err(other.span(), "only numbers are allowed as literals", Some("remove the quotes or characters")))
+            }
+        },
+        syn::Expr::Path(p) => Ex::Var(ident_of(&p.path)?),
+        syn::Expr::Paren(p) => return convert(&p.expr),
+        syn::Expr::Group(g) => return convert(&g.expr),
+        syn::Expr::Unary(u) => {
+            let inner = Box::new(convert(&u.expr)?);
+            match u.op {
+                syn::UnOp::Neg(_) => Ex::Neg(inner),
+                syn::UnOp::Not(_) => Ex::Not(inner),
+                _ => return Err(err(u.span(), "unsupported unary operator", Some("use `-x` or `!cond`"))),
+            }
+        }
+        syn::Expr::Binary(b) => {
+            let op = match b.op {
+                syn::BinOp::Add(_) => BinOp::Add,
+                syn::BinOp::Sub(_) => BinOp::Sub,
+                syn::BinOp::Mul(_) => BinOp::Mul,
+                syn::BinOp::Div(_) => BinOp::Div,
+                syn::BinOp::Eq(_) => BinOp::Eq,
+                syn::BinOp::Ne(_) => BinOp::Ne,
+                syn::BinOp::Lt(_) => BinOp::Lt,
+                syn::BinOp::Le(_) => BinOp::Le,
+                syn::BinOp::Gt(_) => BinOp::Gt,
+                syn::BinOp::Ge(_) => BinOp::Ge,
+                syn::BinOp::And(_) => BinOp::And,
+                syn::BinOp::Or(_) => BinOp::Or,
+                syn::BinOp::BitXor(_) => {
+                    return Err(err(b.op.span(), "`^` is not a power operator here", Some("write pow(x, 2) for x squared")))
+                }
+                _ => {
+                    return Err(err(
+                        b.op.span(),
+                        "unsupported operator",
+                        Some("use + - * / for arithmetic and == != < <= > >= && || in conditions"),
+                    ))
+                }
+            };
+            Ex::Bin(op, Box::new(convert(&b.left)?), Box::new(convert(&b.right)?))
+        }
+        syn::Expr::Call(c) => {
+            let name = match &*c.func {
+                syn::Expr::Path(p) => ident_of(&p.path)?,
+                other => return Err(err(other.span(), "only named functions can be called", Some("e.g. grad(z[k]) or sqrt(x)"))),
+            };
+            let args = c.args.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
+            Ex::Call(name, args)
+        }
+        syn::Expr::Index(_) => return convert_index(e),
+        syn::Expr::If(i) => {
+            let cond = convert(&i.cond)?;
+            let then = block_expr(&i.then_branch, i.span())?;
+            let Some((_, els)) = &i.else_branch else {
+                return Err(err(i.span(), "`if` needs an `else` branch", Some("write `if k == 0 { 0 } else { 1 / k }`")));
+            };
+            let els = match &**els {
+                syn::Expr::Block(b) => block_expr(&b.block, b.span())?,
+                other => convert(other)?,
+            };
+            Ex::If(Box::new(cond), Box::new(then), Box::new(els))
+        }
+        syn::Expr::MethodCall(m) => {
+            return Err(err(
+                m.method.span(),
+                format!("method calls like `.{}()` are not supported", m.method),
+                Some("write the function form instead, e.g. sqrt(x) or pow(x, 2)"),
+            ))
+        }
+        other => {
+            return Err(err(
+                other.span(),
+                "unsupported expression",
+                Some("use numbers, names, indexing like z[k-1], calls like grad(..), + - * / and parentheses"),
+            ))
+        }
+    };
+    Ok(Expr { ex, pos })
+}
+
+fn block_expr(block: &syn::Block, span: proc_macro2::Span) -> Result<Expr, ExprError> {
+    match block.stmts.as_slice() {
+        [syn::Stmt::Expr(e, None)] => convert(e),
+        _ => Err(err(span, "an `if` branch must hold exactly one expression", Some("write `if c { a } else { b }`"))),
+    }
+}
+
+fn ident_of(path: &syn::Path) -> Result<String, ExprError> {
+    match path.get_ident() {
+        Some(i) => Ok(i.to_string()),
+        None => Err(err(path.span(), "expected a plain name", Some("paths like a::b are not names in a spec"))),
+    }
+}
+
+fn convert_index(e: &syn::Expr) -> Result<Expr, ExprError> {
+    // Collect nested indices: name[a][b].
+    let mut indices = Vec::new();
+    let mut cur = e;
+    while let syn::Expr::Index(ix) = cur {
+        indices.push(&*ix.index);
+        cur = &ix.expr;
+    }
+    indices.reverse();
+    let name = match cur {
+        syn::Expr::Path(p) => ident_of(&p.path)?,
+        other => return Err(err(other.span(), "only names can be indexed", Some("write e.g. z[k-1]"))),
+    };
+    let pos = pos_of(e.span());
+    if let [syn::Expr::Range(r)] = indices.as_slice() {
+        let (Some(lo), Some(hi)) = (&r.start, &r.end) else {
+            return Err(err(r.span(), "a history range needs both ends", Some("write z[0..=k]")));
+        };
+        return Ok(Expr {
+            ex: Ex::Range {
+                name,
+                lo: index_of(lo)?,
+                hi: index_of(hi)?,
+                inclusive: matches!(r.limits, syn::RangeLimits::Closed(_)),
+            },
+            pos,
+        });
+    }
+    let idx = indices.into_iter().map(index_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(Expr { ex: Ex::Index(name, idx), pos })
+}
+
+/// `k`, `k+1`, `k-2`, `K`, `j`, `3`, `-1`.
+fn index_of(e: &syn::Expr) -> Result<Idx, ExprError> {
+    let bad = || {
+        err(
+            e.span(),
+            "an index must be `k`, `k+n`, `k-n`, `K`, `j` or a whole number",
+            Some("write e.g. z[k-1] or z[0]; other arithmetic in indices is not supported"),
+        )
+    };
+    let int = |e: &syn::Expr| -> Option<i64> {
+        match e {
+            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok(),
+            syn::Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => match &**expr {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok().map(|v| -v),
+                _ => None,
+            },
+            syn::Expr::Paren(p) => match &*p.expr {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let var = |e: &syn::Expr| -> Option<char> {
+        match e {
+            syn::Expr::Path(p) => match p.path.get_ident().map(|i| i.to_string()).as_deref() {
+                Some("k") => Some('k'),
+                Some("K") => Some('K'),
+                Some("j") => Some('j'),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    if let Some(v) = int(e) {
+        return Ok(Idx { var: None, offset: v });
+    }
+    if let Some(v) = var(e) {
+        return Ok(Idx { var: Some(v), offset: 0 });
+    }
+    if let syn::Expr::Binary(b) = e {
+        let sign = match b.op {
+            syn::BinOp::Add(_) => 1,
+            syn::BinOp::Sub(_) => -1,
+            _ => return Err(bad()),
+        };
+        if let (Some(v), Some(n)) = (var(&b.left), int(&b.right)) {
+            return Ok(Idx { var: Some(v), offset: sign * n });
+        }
+    }
+    Err(bad())
+}
+
+/// Names of all identifiers and indexed names an expression mentions, with positions.
+pub fn mentions(e: &Expr, out: &mut Vec<(String, ExprPos)>) {
+    match &e.ex {
+        Ex::Num(_) => {}
+        Ex::Var(n) | Ex::Index(n, _) | Ex::Range { name: n, .. } => out.push((n.clone(), e.pos)),
+        Ex::Call(_, args) => args.iter().for_each(|a| mentions(a, out)),
+        Ex::Neg(a) | Ex::Not(a) => mentions(a, out),
+        Ex::Bin(_, a, b) => {
+            mentions(a, out);
+            mentions(b, out);
+        }
+        Ex::If(c, a, b) => {
+            mentions(c, out);
+            mentions(a, out);
+            mentions(b, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nesterov_step() {
+        let e = parse("z[k] + beta[k] * (z[k] - z[k-1])").unwrap();
+        let Ex::Bin(BinOp::Add, a, _) = e.ex else { panic!("not a sum") };
+        assert_eq!(a.ex, Ex::Index("z".into(), vec![Idx { var: Some('k'), offset: 0 }]));
+    }
+
+    #[test]
+    fn ranges_and_ifs() {
+        let e = parse("cat(z[0..=k])").unwrap();
+        let Ex::Call(name, args) = e.ex else { panic!() };
+        assert_eq!(name, "cat");
+        assert!(matches!(args[0].ex, Ex::Range { inclusive: true, .. }));
+        assert!(matches!(parse("if k == 0 { 0 } else { 1 / k }").unwrap().ex, Ex::If(..)));
+    }
+
+    #[test]
+    fn errors_carry_columns() {
+        let e = parse("z[k] + z[2*k]").unwrap_err();
+        assert_eq!(e.pos.column, 9, "{e:?}");
+        let e = parse("theta^2").unwrap_err();
+        assert!(e.message.contains("power"), "{e:?}");
+        let e = parse("z[k] +").unwrap_err();
+        assert!(e.message.starts_with("cannot parse"), "{e:?}");
+    }
+}

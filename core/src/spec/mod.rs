@@ -1,0 +1,213 @@
+//! The spec language: YAML in, a validated recurrence out.
+//!
+//! [`load`] (a file) and [`load_str`] (text) are the only entry points; everything about the
+//! YAML library stays behind them. A spec looks like this:
+//!
+//! ```yaml
+//! name: nesterov
+//! summary: Nesterov's accelerated gradient with theta_k = 2/(k+2)
+//! gradient: residual            # grad(v) = -B(v); `objective` means grad(v) = v - B(v)
+//! params:
+//!   h: 1.0
+//!   beta: { schedule: "(k - 1) / (k + 2)" }
+//! state: [z, y]
+//! init:
+//!   z[-1]: z[0]
+//! step:
+//!   y[k]: z[k] + beta[k] * (z[k] - z[k-1])
+//!   z[k+1]: y[k] - h * grad(y[k])
+//! output: z
+//! ```
+//!
+//! The full reference is `docs/SPEC.md`.
+
+mod raw;
+pub mod validate;
+pub mod yaml_pos;
+
+use crate::error::{ErrorKind, Pos, SpecError};
+use crate::expr::{Expr, Idx};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How `grad(v)` relates to the learned block `B`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reading {
+    /// `grad(v) = -B(v)`: a learned descent direction (gradient descent is ResNet).
+    #[default]
+    Residual,
+    /// `grad(v) = v - B(v)`: the objective reading (gradient descent with h = 1 is a plain net).
+    Objective,
+}
+
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reading::Residual => "residual",
+            Reading::Objective => "objective",
+        })
+    }
+}
+
+/// How many scalars a learnable parameter has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Per {
+    /// One scalar for the whole network.
+    #[default]
+    Shared,
+    /// One scalar per step.
+    Step,
+    /// One scalar per edge of a history sum (`sum(z[0..=k], w)`).
+    Edge,
+}
+
+/// What a parameter is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamKind {
+    /// A fixed number.
+    Const(f64),
+    /// A function of `k` (and `j` inside history sums), possibly recursive in itself.
+    Schedule {
+        expr: Expr,
+        /// Values given explicitly for some `k` (needed by recursive schedules).
+        start: BTreeMap<i64, f64>,
+    },
+    /// A learned scalar (or one per step / per edge) starting at `init`.
+    Learnable { init: f64, per: Per },
+    /// A search range; `default` is used when nothing is sampled.
+    Range { lo: f64, hi: f64, default: f64 },
+    /// A set of choices for the search; `default` is used when nothing is sampled.
+    Choices { values: Vec<f64>, default: f64 },
+}
+
+/// A named parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+    /// Where the parameter is defined.
+    pub pos: Option<Pos>,
+    /// True when its schedule refers to its own earlier values.
+    pub recursive: bool,
+}
+
+/// A state sequence such as `z`, `y` or `v`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub name: String,
+    /// The step equation defines `name[k + offset]`.
+    pub offset: i64,
+}
+
+/// One equation: `state[index] = rhs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Equation {
+    pub state: usize,
+    /// `k + offset` for step equations, an absolute index for `init`.
+    pub index: Idx,
+    /// The left-hand side as written.
+    pub lhs: String,
+    /// The right-hand side; positions inside it are file positions.
+    pub rhs: Expr,
+    pub pos: Option<Pos>,
+}
+
+/// A validated spec: the typed recurrence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub file: String,
+    pub text: String,
+    pub name: String,
+    pub summary: String,
+    pub reading: Reading,
+    pub params: Vec<Param>,
+    pub states: Vec<State>,
+    /// The state whose index 0 is the network input.
+    pub input: usize,
+    /// Initial values, in evaluation order.
+    pub init: Vec<Equation>,
+    /// Step equations, in evaluation order.
+    pub step: Vec<Equation>,
+    /// The output expression (in terms of `K`, the number of steps).
+    pub output: Expr,
+}
+
+/// Parameter values that replace a spec's own (sampled search values, command-line overrides).
+pub type Overrides = BTreeMap<String, f64>;
+
+impl Spec {
+    /// The parameter called `name`.
+    pub fn param(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|p| p.name == name)
+    }
+
+    /// The state called `name`.
+    pub fn state(&self, name: &str) -> Option<usize> {
+        self.states.iter().position(|s| s.name == name)
+    }
+
+    /// An error located at `pos` in this spec's file.
+    pub fn error_at(&self, pos: Option<Pos>, kind: ErrorKind, message: impl Into<String>) -> SpecError {
+        SpecError::new(kind, message).at(&self.file, &self.text, pos)
+    }
+
+    /// Checks that every override names a parameter.
+    pub fn check_overrides(&self, overrides: &Overrides) -> Result<(), SpecError> {
+        for name in overrides.keys() {
+            if self.param(name).is_none() {
+                let mut e = SpecError::new(
+                    ErrorKind::UnknownParam,
+                    format!("override `{name}` names no parameter of spec `{}`", self.name),
+                );
+                let names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+                e = match crate::error::did_you_mean(name, names.iter().copied()) {
+                    Some(s) => e.with_hint(format!("did you mean `{s}`?")),
+                    None => e.with_hint(format!("the parameters are: {}", names.join(", "))),
+                };
+                return Err(e.at(&self.file, &self.text, None));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads and validates the spec in `path`.
+pub fn load(path: impl AsRef<Path>) -> Result<Spec, SpecError> {
+    let path = path.as_ref();
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SpecError::new(ErrorKind::Io, format!("cannot read the spec: {e}"))
+            .with_hint("check the path; the shipped specs are in specs/")
+            .at(&file, "", None)
+    })?;
+    load_str(&file, &text)
+}
+
+/// Validates the spec `text`; `file` names it in error messages.
+pub fn load_str(file: &str, text: &str) -> Result<Spec, SpecError> {
+    let pos = yaml_pos::scan(file, text)?;
+    if !pos.has_root {
+        return Err(SpecError::new(ErrorKind::Empty, "the spec is empty")
+            .with_hint(
+                "a spec needs at least `name:`, `state:`, `step:` and `output:`; \
+                 start from one of the files in specs/",
+            )
+            .at(file, text, None));
+    }
+    if !pos.root_is_map {
+        return Err(SpecError::new(
+            ErrorKind::WrongType,
+            "a spec must be a mapping of keys such as `name:`, `state:`, `step:`",
+        )
+        .with_hint("start from one of the files in specs/")
+        .at(file, text, Some(Pos { line: 1, column: 1 })));
+    }
+    let raw = raw::parse(file, text)?;
+    validate::build(file, text, &pos, raw)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Theory of a spec on quadratics.
