@@ -163,7 +163,10 @@ pub fn format_number(x: f64) -> String {
     if x == 0.0 {
         return "0".into();
     }
-    if x.fract() == 0.0 && x.abs() < 1e9 {
+    if x.abs() < 1e-3 || x.abs() >= 1e9 {
+        return format!("{x:.2e}");
+    }
+    if x.fract() == 0.0 {
         return format!("{}", x as i64);
     }
     let digits = (4 - 1 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;

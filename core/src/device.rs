@@ -125,7 +125,9 @@ fn cuda_device(input: &str, index: usize) -> Result<Device, DeviceError> {
 
 /// Why CUDA may be missing, when we can tell.
 fn cuda_hint() -> String {
-    if tch::utils::has_cuda() {
+    // `has_cudart` is true once libtorch_cuda.so has registered its CUDA hooks (`has_cuda` would
+    // only repeat `is_available`).
+    if tch::utils::has_cudart() {
         return String::new();
     }
     let lib = libtorch_lib_dir();
@@ -184,8 +186,9 @@ pub struct EnvInfo {
     pub libtorch_lib: Option<PathBuf>,
     /// The directory libtorch was linked against at build time (also the executable's rpath).
     pub libtorch_lib_at_build: Option<PathBuf>,
-    /// Whether libtorch's CUDA support is loaded (`libtorch_cuda.so` present and linked).
-    pub cuda_built: bool,
+    /// Whether libtorch's CUDA support (`libtorch_cuda.so`) is loaded in this process. False for
+    /// a CPU-only libtorch, or when the executable was linked without it.
+    pub cuda_support_loaded: bool,
     /// `tch::Cuda::is_available()`.
     pub cuda_available: bool,
     /// `tch::Cuda::device_count()`.
@@ -225,7 +228,8 @@ pub fn env_info() -> EnvInfo {
         .as_deref()
         .map(libtorch_versions)
         .unwrap_or_default();
-    let cuda_built = tch::utils::has_cuda();
+    // True once libtorch_cuda.so has registered its CUDA hooks, GPU or not.
+    let cuda_support_loaded = tch::utils::has_cudart();
     let cuda_available = tch::Cuda::is_available();
     let cuda_device_count = tch::Cuda::device_count();
     let cuda_visible_devices = std::env::var("CUDA_VISIBLE_DEVICES").ok();
@@ -238,7 +242,7 @@ pub fn env_info() -> EnvInfo {
         })
         .collect();
     // These report compile-time versions; ask only where the CUDA hooks are loaded.
-    let (cuda_runtime_version, cudnn_version) = if cuda_built {
+    let (cuda_runtime_version, cudnn_version) = if cuda_support_loaded {
         (
             format_cudart(tch::utils::version_cudart()),
             format_cudnn(tch::utils::version_cudnn()),
@@ -252,7 +256,7 @@ pub fn env_info() -> EnvInfo {
         libtorch_cuda_version,
         libtorch_lib: libtorch_lib.or_else(|| libtorch_lib_at_build.clone()),
         libtorch_lib_at_build,
-        cuda_built,
+        cuda_support_loaded,
         cuda_available,
         cuda_device_count,
         cuda_devices,
@@ -424,7 +428,7 @@ impl fmt::Display for EnvInfo {
                 lib(&self.libtorch_lib_at_build)
             )?;
         }
-        writeln!(f, "{:W$}{}", "CUDA support loaded", yes_no(self.cuda_built))?;
+        writeln!(f, "{:W$}{}", "CUDA support loaded", yes_no(self.cuda_support_loaded))?;
         writeln!(f, "{:W$}{}", "CUDA available", yes_no(self.cuda_available))?;
         writeln!(f, "{:W$}{}", "CUDA devices", self.cuda_device_count)?;
         for d in &self.cuda_devices {
@@ -551,7 +555,7 @@ mod tests {
         // support is silently missing even on a GPU machine.
         let at_build = info.libtorch_lib_at_build.as_ref().expect("OPTARCH_LIBTORCH_LIB");
         if at_build.join("libtorch_cuda.so").is_file() {
-            assert!(info.cuda_built, "libtorch_cuda.so was dropped at link time");
+            assert!(info.cuda_support_loaded, "libtorch_cuda.so was dropped at link time");
             assert!(info.cuda_runtime_version.is_some());
         }
         let lib = info.libtorch_lib.as_ref().expect("libtorch lib dir");

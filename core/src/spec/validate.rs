@@ -742,3 +742,14 @@ fn order_init(spec: &Spec) -> Result<Vec<Equation>, SpecError> {
         refs.into_iter().filter_map(|(s, i, p)| eqs.iter().position(|x| x.state == s && x.index.offset == i).map(|j| (j, p))).collect()
     })
 }
+
+/// True when the expression concatenates feature maps somewhere.
+pub fn mentions_cat(e: &Expr) -> bool {
+    match &e.ex {
+        Ex::Call(f, args) => f == "cat" || args.iter().any(mentions_cat),
+        Ex::Neg(a) | Ex::Not(a) => mentions_cat(a),
+        Ex::Bin(_, a, b) => mentions_cat(a) || mentions_cat(b),
+        Ex::If(c, a, b) => mentions_cat(c) || mentions_cat(a) || mentions_cat(b),
+        _ => false,
+    }
+}
