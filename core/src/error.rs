@@ -143,6 +143,9 @@ impl std::error::Error for SpecError {}
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
+        if word.chars().count().max(c.chars().count()) <= 2 {
+            continue;
+        }
         let d = edit_distance(word, c);
         if d <= (word.len().max(c.len()) + 2) / 3 && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));

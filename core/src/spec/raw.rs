@@ -133,7 +133,8 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
         let b = m[a + 1..].find('`')?;
         Some(m[a + 1..a + 1 + b].to_string())
     };
-    let (kind, hint) = if let Some(rest) = msg.strip_prefix("unknown field ") {
+    let after = |phrase: &str| msg.find(phrase).map(|i| &msg[i + phrase.len()..]);
+    let (kind, hint) = if let Some(rest) = after("unknown field ") {
         let word = backticked(rest).unwrap_or_default();
         let keys = if PARAM_KEYS.iter().any(|k| rest.contains(&format!("`{k}`"))) && !rest.contains("`step`") {
             PARAM_KEYS
@@ -145,14 +146,14 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
             None => format!("the allowed keys here are: {}", keys.join(", ")),
         };
         (ErrorKind::UnknownKey, hint)
-    } else if let Some(rest) = msg.strip_prefix("unknown variant ") {
+    } else if let Some(rest) = after("unknown variant ") {
         let word = backticked(rest).unwrap_or_default();
         let hint = match did_you_mean(&word, ["residual", "objective", "shared", "step", "edge"]) {
             Some(s) => format!("did you mean `{s}`?"),
             None => "see docs/SPEC.md for the allowed values".into(),
         };
         (ErrorKind::InvalidValue, hint)
-    } else if msg.starts_with("missing field") {
+    } else if msg.contains("missing field") {
         let word = backticked(&msg).unwrap_or_default();
         let example = match word.as_str() {
             "name" => "name: my_method",
@@ -162,9 +163,9 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
             _ => "",
         };
         (ErrorKind::MissingKey, format!("add `{example}` to the spec"))
-    } else if msg.starts_with("duplicate field") || msg.contains("duplicate entry") {
+    } else if msg.contains("duplicate field") || msg.contains("duplicate entry") {
         (ErrorKind::Duplicate, "remove one of the two definitions".into())
-    } else if msg.starts_with("invalid type") || msg.starts_with("invalid length") || msg.starts_with("invalid value") {
+    } else if msg.contains("invalid type") || msg.contains("invalid length") || msg.contains("invalid value") {
         (
             ErrorKind::WrongType,
             "see docs/SPEC.md: `state` is a list, `step`/`init`/`params` are mappings, \
