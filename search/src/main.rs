@@ -1,1 +1,7 @@
-fn main() {}
+//! `optarch`: design neural-network structures from optimization algorithms.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

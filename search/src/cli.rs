@@ -1,0 +1,436 @@
+//! The command line: `optarch check | graph | rate | env`.
+//!
+//! Exit codes: 0 success, 1 an invalid spec (or a failed check), 2 bad usage, 3 any other
+//! failure (files, devices).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use optarch_core::analysis;
+use optarch_core::error::SpecError;
+use optarch_core::render::{self, Format};
+use optarch_core::spec::{self, Overrides, Reading, Spec};
+use optarch_core::theory::{self, RateOptions};
+use optarch_core::topology;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit status for an invalid spec or a failed check.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status for bad usage (clap's own).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for other failures: files, devices.
+pub const EXIT_FAILURE: u8 = 3;
+
+/// Design neural-network structures from optimization algorithms.
+///
+/// A spec (YAML) writes a first-order method as a recurrence; optarch checks it, unrolls it
+/// into a topology, draws it, and studies its convergence on quadratics. Shipped specs live in
+/// `specs/`. Exit codes: 0 ok, 1 invalid spec, 2 bad usage, 3 other failure.
+#[derive(Debug, Parser)]
+#[command(name = "optarch", version, propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Device for tensor work: auto, cpu, cuda or cuda:N. `cuda` fails loudly when CUDA is
+    /// missing; nothing ever falls back silently.
+    #[arg(long, global = true, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+    /// Intra-op threads for libtorch (default: libtorch's choice).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<i32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate specs: every error names file, line and column and hints at the fix.
+    Check(CheckArgs),
+    /// Unroll a spec and draw its topology (SVG, PNG or DOT), with its analyses.
+    Graph(GraphArgs),
+    /// Convergence of a spec on quadratics: worst-case contraction and asymptotic rate.
+    Rate(RateArgs),
+    /// Show libtorch, CUDA, cuDNN and thread information.
+    Env(EnvArgs),
+}
+
+/// Options that pick a spec's parameters.
+#[derive(Debug, Args, Clone)]
+pub struct SpecArgs {
+    /// Set a parameter, e.g. `--set beta=0.9` (repeatable); fixes search ranges too.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_override)]
+    pub set: Vec<(String, f64)>,
+    /// Override the spec's reading of grad: residual (grad = -B) or objective (grad = v - B).
+    #[arg(long, value_enum)]
+    pub reading: Option<ReadingArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReadingArg {
+    Residual,
+    Objective,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Spec files, or folders whose *.yaml files are all checked.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
+    /// Also unroll each spec for this many steps.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Print a JSON array of results instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Steps to unroll.
+    #[arg(long, short = 'k', default_value_t = 8)]
+    pub steps: usize,
+    /// Picture format.
+    #[arg(long, short, value_enum, default_value_t = FormatArg::Svg)]
+    pub format: FormatArg,
+    /// Output file; `-` writes to standard output. Default: `<name>_k<steps>.<format>`.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Print the analyses as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Svg,
+    Png,
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct RateArgs {
+    /// The spec file.
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+    /// Condition number κ: λ ranges over [1/κ, 1].
+    #[arg(long, default_value_t = 100.0)]
+    pub kappa: f64,
+    /// Steps N for the contraction max|p_N(λ)|.
+    #[arg(long, short = 'k', default_value_t = 20)]
+    pub steps: usize,
+    /// Points of the λ grid.
+    #[arg(long, default_value_t = theory::DEFAULT_GRID)]
+    pub grid: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_override(s: &str) -> Result<(String, f64), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE (e.g. --set beta=0.9)"))?;
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number (in --set {s})"))?;
+    if !v.is_finite() {
+        return Err(format!("`{value}` is not a finite number"));
+    }
+    Ok((name.trim().to_string(), v))
+}
+
+/// Why a command failed, which decides the exit status.
+enum Failure {
+    Spec(SpecError),
+    Invalid(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<SpecError> for Failure {
+    fn from(e: SpecError) -> Self {
+        Failure::Spec(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Spec(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Invalid(msg)) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let device = optarch_core::device::parse_device(&cli.global.device)
+        .map_err(|e| anyhow!("{e}"))
+        .context("bad --device")?;
+    if let Some(n) = cli.global.threads {
+        if n < 1 {
+            return Err(anyhow!("--threads must be at least 1").into());
+        }
+        tch::set_num_threads(n);
+    }
+    match cli.command {
+        Command::Check(a) => check(a),
+        Command::Graph(a) => graph(a),
+        Command::Rate(a) => rate(a),
+        Command::Env(a) => env(a, device),
+    }
+}
+
+fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError> {
+    let mut s = spec::load(path)?;
+    if let Some(r) = args.reading {
+        s.reading = match r {
+            ReadingArg::Residual => Reading::Residual,
+            ReadingArg::Objective => Reading::Objective,
+        };
+    }
+    let overrides: Overrides = args.set.iter().cloned().collect();
+    s.check_overrides(&overrides)?;
+    Ok((s, overrides))
+}
+
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read folder {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                bail!("no *.yaml spec in folder {}", p.display());
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[derive(serde::Serialize)]
+struct CheckResult {
+    file: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_live_maps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<SpecError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rendered: Option<String>,
+}
+
+fn check_one(path: &Path, steps: usize) -> CheckResult {
+    let file = path.display().to_string();
+    let result = spec::load(path).and_then(|s| {
+        let t = topology::unroll(&s, steps, &Overrides::new())?;
+        let m = analysis::memory(&t)?;
+        Ok((s, t.block_count(), m.peak))
+    });
+    match result {
+        Ok((s, blocks, peak)) => CheckResult {
+            file,
+            ok: true,
+            name: Some(s.name),
+            summary: Some(s.summary),
+            blocks: Some(blocks),
+            peak_live_maps: Some(peak),
+            error: None,
+            rendered: None,
+        },
+        Err(e) => CheckResult {
+            file,
+            ok: false,
+            name: None,
+            summary: None,
+            blocks: None,
+            peak_live_maps: None,
+            rendered: Some(e.to_string()),
+            error: Some(e),
+        },
+    }
+}
+
+fn check(a: CheckArgs) -> Result<(), Failure> {
+    let files = expand(&a.specs)?;
+    let results: Vec<CheckResult> = files.iter().map(|f| check_one(f, a.steps)).collect();
+    let bad = results.iter().filter(|r| !r.ok).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results).map_err(anyhow::Error::from)?);
+    } else {
+        for r in &results {
+            match (&r.rendered, &r.name) {
+                (Some(err), _) => eprintln!("{err}\n"),
+                (None, Some(name)) => println!(
+                    "ok  {:<40} {:<28} {} blocks at {} steps, peak {} live maps",
+                    r.file,
+                    name,
+                    r.blocks.unwrap_or(0),
+                    a.steps,
+                    r.peak_live_maps.unwrap_or(0)
+                ),
+                _ => {}
+            }
+        }
+        if files.len() > 1 || bad > 0 {
+            println!("{} spec(s) checked, {} valid, {} invalid", results.len(), results.len() - bad, bad);
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::Invalid(String::new()));
+    }
+    Ok(())
+}
+
+fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path == Path::new("-") {
+        std::io::stdout().write_all(bytes).context("cannot write to standard output")?;
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn graph(a: GraphArgs) -> Result<(), Failure> {
+    let (s, o) = load(&a.spec, &a.spec_args)?;
+    let t = topology::unroll(&s, a.steps, &o)?;
+    let (format, ext) = match a.format {
+        FormatArg::Svg => (Format::Svg, "svg"),
+        FormatArg::Png => (Format::Png, "png"),
+        FormatArg::Dot => (Format::Dot, "dot"),
+    };
+    let bytes = render::render(&t, format).map_err(|e| anyhow!("cannot draw the topology: {e}"))?;
+    let out = a.output.unwrap_or_else(|| PathBuf::from(format!("{}_k{}.{ext}", s.name, a.steps)));
+    write_output(&out, &bytes)?;
+    let report = analysis::analyse(&t)?;
+    let to_stdout = out == Path::new("-");
+    if a.json {
+        let mut v = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("picture".into(), serde_json::Value::String(out.display().to_string()));
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?;
+        if to_stdout {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    } else {
+        let text = format!("{report}wrote {} ({} bytes)", out.display(), bytes.len());
+        if to_stdout {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+fn rate(a: RateArgs) -> Result<(), Failure> {
+    let (s, o) = load(&a.spec, &a.spec_args)?;
+    let opts = RateOptions { kappa: a.kappa, steps: a.steps, grid: a.grid };
+    let r = theory::rate(&s, &opts, &o)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
+
+fn env(a: EnvArgs, device: tch::Device) -> Result<(), Failure> {
+    let info = optarch_core::device::env_info();
+    if a.json {
+        let mut v = serde_json::to_value(&info).map_err(anyhow::Error::from)?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("selected_device".into(), serde_json::Value::String(format!("{device:?}")));
+        }
+        println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?);
+    } else {
+        println!("{info}");
+        println!("selected device      {device:?}");
+    }
+    Ok(())
+}
+
+/// Checks the clap definition (used by the tests).
+pub fn debug_assert_cli() {
+    Cli::command().debug_assert();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        debug_assert_cli();
+    }
+
+    #[test]
+    fn overrides_parse_and_reject_garbage() {
+        assert_eq!(parse_override("beta=0.9").unwrap(), ("beta".into(), 0.9));
+        assert!(parse_override("beta").unwrap_err().contains("NAME=VALUE"));
+        assert!(parse_override("beta=x").unwrap_err().contains("not a number"));
+        assert!(parse_override("beta=inf").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! End-to-end tests of the `optarch` command on the shipped specs and the invalid fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn optarch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_optarch"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("cannot run optarch")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn shipped() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_accepts_every_shipped_spec() {
+    let out = optarch(&["check", "specs", "--steps", "12"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for p in shipped() {
+        let name = p.file_stem().unwrap().to_str().unwrap();
+        assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains(&format!("{} valid, 0 invalid", shipped().len())), "{stdout}");
+    let out = optarch(&["check", "specs/heavy_ball.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[0]["blocks"], 8);
+}
+
+#[test]
+fn check_rejects_every_invalid_fixture_with_a_location() {
+    let dir = root().join("core/tests/fixtures/invalid");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let first = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+        let mut parts = first.trim_start_matches("# expect: ").splitn(3, ' ');
+        let (code, at) = (parts.next().unwrap(), parts.next().unwrap());
+        let p = path.to_str().unwrap();
+        let out = optarch(&["check", p]);
+        assert_eq!(out.status.code(), Some(1), "{p}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        let expect = if at == "-" { format!("{p}: error[{code}]") } else { format!("{p}:{at}: error[{code}]") };
+        assert!(stderr.contains(&expect), "{expect} not in:\n{stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let out = optarch(&["check", p, "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[0]["ok"], false);
+        assert_eq!(v[0]["error"]["kind"], code);
+    }
+}
+
+#[test]
+fn graph_draws_svg_png_and_dot_with_analyses() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fmt, magic) in [("svg", &b"<svg"[..]), ("png", &b"\x89PNG"[..]), ("dot", &b"digraph"[..])] {
+        let out_file = dir.path().join(format!("hb.{fmt}"));
+        let out = optarch(&[
+            "graph",
+            "specs/heavy_ball.yaml",
+            "--steps",
+            "6",
+            "--format",
+            fmt,
+            "-o",
+            out_file.to_str().unwrap(),
+            "--set",
+            "beta=0.9",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let bytes = std::fs::read(&out_file).unwrap();
+        let start = bytes.windows(magic.len()).position(|w| w == magic);
+        assert!(start.is_some_and(|s| s < 200), "{fmt} output does not look like {fmt}");
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("peak live maps"), "{stdout}");
+        assert!(stdout.contains("-0.9"), "heavy-ball skip coefficient missing:\n{stdout}");
+    }
+    // JSON analyses: heavy ball keeps three maps alive at most, like a ResNet plus one.
+    let out = optarch(&["graph", "specs/heavy_ball.yaml", "--steps", "6", "--json", "-o", dir.path().join("x.svg").to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blocks"], 6);
+    assert!(v["memory"]["peak"].as_u64().unwrap() <= 4);
+    assert_eq!(v["skip_histogram"]["2"], 5, "{}", v["skip_histogram"]);
+    // DOT to standard output.
+    let out = optarch(&["graph", "specs/densenet.yaml", "-k", "3", "-f", "dot", "-o", "-"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("digraph"));
+}
+
+#[test]
+fn rate_matches_closed_forms_end_to_end() {
+    let out = optarch(&["rate", "specs/gradient_descent.yaml", "--kappa", "10", "--steps", "5", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = v["rate"]["contraction"].as_f64().unwrap();
+    assert!((c - 0.9f64.powi(5)).abs() < 1e-12, "{c}");
+    let (h, beta) = (4.0 / 1.1f64.powi(2), (9.0f64 / 11.0).powi(2));
+    let out = optarch(&[
+        "rate",
+        "specs/heavy_ball.yaml",
+        "--kappa",
+        "100",
+        "--grid",
+        "201",
+        "--json",
+        "--set",
+        &format!("h={h}"),
+        "--set",
+        &format!("beta={beta}"),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = v["rate"]["asymptotic"].as_f64().unwrap();
+    assert!((a - 9.0 / 11.0).abs() < 1e-6, "{a}");
+    // Heavy ball's beta is a search range: without --set it is swept.
+    let out = optarch(&["rate", "specs/heavy_ball.yaml", "--grid", "51"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("over the search ranges"));
+    // DenseNet has no scalar recurrence: a clear error, status 1.
+    let out = optarch(&["rate", "specs/densenet.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("concatenation"));
+}
+
+#[test]
+fn usage_errors_and_unknown_overrides_are_reported() {
+    let out = optarch(&["graph"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = optarch(&["rate", "specs/heavy_ball.yaml", "--set", "bta=0.3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("did you mean `beta`"), "{}", text(&out.stderr));
+    let out = optarch(&["check", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error[io]"));
+    let out = optarch(&["--help"]);
+    assert!(out.status.success());
+    for cmd in ["check", "graph", "rate", "env"] {
+        assert!(text(&out.stdout).contains(cmd));
+        let out = optarch(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+    }
+}
+
+#[test]
+fn env_reports_and_cuda_fails_loudly_without_a_gpu() {
+    let out = optarch(&["env", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("selected_device").is_some(), "{v}");
+    let cuda = v.to_string().contains("\"cuda_available\":true");
+    let out = optarch(&["--device", "cuda", "env"]);
+    if cuda {
+        assert!(out.status.success());
+    } else {
+        assert_eq!(out.status.code(), Some(3), "--device cuda must fail without CUDA");
+        assert!(text(&out.stderr).to_lowercase().contains("cuda"), "{}", text(&out.stderr));
+    }
+    let out = optarch(&["--device", "tpu", "check", "specs/gradient_descent.yaml"]);
+    assert_eq!(out.status.code(), Some(3));
+}
