@@ -54,6 +54,9 @@ pub struct CoefficientRow {
     pub values: Vec<f64>,
 }
 
+/// Closed-form coefficients with more monomials than this are kept as numbers.
+pub const MAX_SYMBOLIC_TERMS: usize = 32;
+
 /// Level of each node: the number of blocks on the longest path from the input.
 pub fn levels(t: &Topology) -> Result<Vec<usize>, SpecError> {
     let mut level = vec![0usize; t.graph.node_count()];
@@ -115,6 +118,7 @@ pub fn memory(t: &Topology) -> Result<Memory, SpecError> {
 /// The closed-form coefficients of every block input and of the output.
 pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
     let order = t.order()?;
+    let inits: Vec<f64> = t.learnables.iter().map(|l| l.init).collect();
     let mut basis: Vec<NodeIndex> = Vec::new();
     let mut forms: HashMap<NodeIndex, Vec<(usize, Coef)>> = HashMap::new();
     let mut rows_for: Vec<(String, Vec<(usize, Coef)>)> = Vec::new();
@@ -133,7 +137,11 @@ pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
                 let mut acc: Vec<(usize, Coef)> = Vec::new();
                 for (o, e) in t.operands(n) {
                     for (b, c) in forms.get(&o).cloned().unwrap_or_default() {
-                        let add = e.coef.mul(&c);
+                        let mut add = e.coef.mul(&c);
+                        if add.term_count() > MAX_SYMBOLIC_TERMS {
+                            // Products of many learnable scalars: keep the value at their initial values.
+                            add = Coef::constant(add.eval(&inits));
+                        }
                         match acc.iter_mut().find(|(x, _)| *x == b) {
                             Some((_, v)) => *v = v.add(&add),
                             None => acc.push((b, add)),
@@ -149,7 +157,6 @@ pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
         };
         forms.insert(n, form);
     }
-    let inits: Vec<f64> = t.learnables.iter().map(|l| l.init).collect();
     let rows = rows_for
         .into_iter()
         .map(|(target, form)| {

@@ -47,6 +47,11 @@ impl Coef {
         }
     }
 
+    /// Number of monomials.
+    pub fn term_count(&self) -> usize {
+        self.terms.len()
+    }
+
     /// True when every term folded away.
     pub fn is_zero(&self) -> bool {
         self.terms.is_empty()

@@ -52,6 +52,9 @@ pub struct Evaluator<'s, S: Space> {
 
 type R<T> = Result<T, SpecError>;
 
+/// The longest history a range or a recursive schedule may span.
+pub const MAX_HISTORY: i64 = 1_000_000;
+
 impl<'s, S: Space> Evaluator<'s, S> {
     pub fn new(spec: &'s Spec, space: S, steps: usize, overrides: &'s Overrides) -> Self {
         Evaluator {
@@ -112,9 +115,9 @@ impl<'s, S: Space> Evaluator<'s, S> {
 
     fn resolve(&self, idx: Idx, k: i64, j: Option<i64>) -> i64 {
         match idx.var {
-            Some('K') => self.steps as i64 + idx.offset,
-            Some('j') => j.unwrap_or(0) + idx.offset,
-            Some(_) => k + idx.offset,
+            Some('K') => (self.steps as i64).saturating_add(idx.offset),
+            Some('j') => j.unwrap_or(0).saturating_add(idx.offset),
+            Some(_) => k.saturating_add(idx.offset),
             None => idx.offset,
         }
     }
@@ -234,7 +237,10 @@ impl<'s, S: Space> Evaluator<'s, S> {
         let lo = self.resolve(lo, k, None);
         let mut hi = self.resolve(hi, k, None);
         if !inclusive {
-            hi -= 1;
+            hi = hi.saturating_sub(1);
+        }
+        if hi.saturating_sub(lo) > MAX_HISTORY {
+            return Err(self.spec.error_at(None, ErrorKind::InvalidValue, format!("the history range of `{name}` spans {lo}..={hi} at k = {k}, more than {MAX_HISTORY} values")).with_hint("ranges usually run from 0 (the input) to k"));
         }
         Ok((lo..=hi).map(|i| (s, i)).collect())
     }
@@ -342,6 +348,9 @@ impl<'s, S: Space> Evaluator<'s, S> {
                     .error_at(param.pos, ErrorKind::MissingInit, format!("recursive schedule `{}` has no start values", param.name))
                     .with_hint(format!("add e.g. `start: {{0: 1.0}}` so that `{}[0]` is known", param.name)));
             };
+            if k.saturating_sub(lo) > MAX_HISTORY {
+                return Err(self.err(at, ErrorKind::BadSchedule, format!("`{}[{k}]` lies more than {MAX_HISTORY} steps after its first start value (k = {lo})", param.name), "start the recursion near k = 0"));
+            }
             if k < lo {
                 return Err(self.err(at, ErrorKind::MissingInit, format!("`{}[{k}]` is needed but the schedule starts at k = {lo}", param.name), format!("add a start value for k = {k} (`start: {{{k}: ...}}`)")));
             }

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 pub const DEFAULT_GRID: usize = 2001;
 /// Points per search range when sweeping.
 pub const RANGE_POINTS: usize = 9;
+/// The largest window of past states for which a step matrix is built.
+pub const MAX_WINDOW: i64 = 256;
 /// At most this many parameter combinations are swept.
 pub const MAX_COMBINATIONS: usize = 729;
 
@@ -213,6 +215,10 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
     }
     for eq in &spec.step {
         walk(spec, &eq.rhs, &mut min_ref)?;
+    }
+    let size: i64 = spec.states.iter().enumerate().map(|(s, st)| st.offset.saturating_sub(min_ref[s])).fold(0i64, |a, b| a.saturating_add(b));
+    if size > MAX_WINDOW {
+        return Err(format!("the recurrence reads {size} past values, more than {MAX_WINDOW}"));
     }
     let mut w = Vec::new();
     for (s, st) in spec.states.iter().enumerate() {

@@ -273,13 +273,16 @@ impl crate::recurrence::Space for Builder {
     }
 }
 
+/// The most steps [`unroll`] accepts (a DenseNet of this depth already has millions of edges).
+pub const MAX_STEPS: usize = 2000;
+
 /// Unrolls `spec` for `steps` steps into a topology, with parameter `overrides`.
 ///
 /// Constants are folded (parallel edges merged, zero edges dropped), values that do not reach
 /// the output are pruned, and learnable scalars are numbered in order of first use.
 pub fn unroll(spec: &crate::spec::Spec, steps: usize, overrides: &crate::spec::Overrides) -> Result<Topology, SpecError> {
-    if steps == 0 {
-        return Err(SpecError::new(crate::error::ErrorKind::InvalidValue, "the number of steps must be at least 1")
+    if steps == 0 || steps > MAX_STEPS {
+        return Err(SpecError::new(crate::error::ErrorKind::InvalidValue, format!("the number of steps must be between 1 and {MAX_STEPS}, not {steps}"))
             .with_hint("pass e.g. --steps 8")
             .at(&spec.file, &spec.text, None));
     }
