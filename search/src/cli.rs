@@ -4,7 +4,7 @@
 //! failure (files, devices).
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use optarch_core::analysis;
 use optarch_core::error::SpecError;
 use optarch_core::render::{self, Format};
@@ -412,18 +412,14 @@ fn env(a: EnvArgs, device: tch::Device) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Checks the clap definition (used by the tests).
-pub fn debug_assert_cli() {
-    Cli::command().debug_assert();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
-        debug_assert_cli();
+        Cli::command().debug_assert();
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn graph_draws_svg_png_and_dot_with_analyses() {
         assert!(start.is_some_and(|s| s < 200), "{fmt} output does not look like {fmt}");
         let stdout = text(&out.stdout);
         assert!(stdout.contains("peak live maps"), "{stdout}");
-        assert!(stdout.contains("-0.9"), "heavy-ball skip coefficient missing:\n{stdout}");
+        assert!(stdout.contains("B2 = [1, 1.9, 1,"), "heavy-ball closed form missing:\n{stdout}");
     }
     // JSON analyses: heavy ball keeps three maps alive at most, like a ResNet plus one.
     let out = optarch(&["graph", "specs/heavy_ball.yaml", "--steps", "6", "--json", "-o", dir.path().join("x.svg").to_str().unwrap()]);
