@@ -1,0 +1,532 @@
+//! The layered layout behind the SVG and PNG pictures.
+//!
+//! * Columns: the longest-path layer of each node (input 0, every other node one more than its
+//!   latest operand), so a combination sits right after its latest operand and the picture
+//!   reads left to right in execution order.
+//! * Rows: the main path (traced back from the output through the latest operand of each node)
+//!   sits on row 0, a straight line; other nodes of a column go below and above it.
+//! * Edges between neighbouring columns are straight; longer ones (skip connections) are arcs
+//!   above or below the main line. Each arc goes to the side where fewer arcs already overlap
+//!   its span, and is raised one track above every arc of that side that it encloses or whose
+//!   label would collide with its own, so nested arcs never share a height.
+//!
+//! All coordinates are in SVG user units (pixels) with the main line at `y = 0`.
+
+use crate::coef::Coef;
+use crate::topology::{NodeKind, Topology};
+use petgraph::graph::{EdgeIndex, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::collections::HashSet;
+
+/// How an edge is drawn, by its coefficient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum EdgeStyle {
+    /// A positive constant (1 included).
+    Positive,
+    /// A negative constant.
+    Negative,
+    /// A coefficient that depends on learnable parameters.
+    Learnable,
+}
+
+pub(super) fn edge_style(coef: &Coef) -> EdgeStyle {
+    match coef.as_const() {
+        Some(c) if c < 0.0 => EdgeStyle::Negative,
+        Some(_) => EdgeStyle::Positive,
+        None => EdgeStyle::Learnable,
+    }
+}
+
+/// Font sizes used by the layout and the SVG writer.
+pub(super) const NODE_FONT: f64 = 12.0;
+pub(super) const NAME_FONT: f64 = 9.5;
+pub(super) const SIGMA_FONT: f64 = 13.0;
+pub(super) const EDGE_FONT: f64 = 10.0;
+
+const ROW_HEIGHT: f64 = 64.0;
+const MIN_GAP: f64 = 26.0;
+const FIRST_TRACK: f64 = 16.0;
+const TRACK: f64 = 15.0;
+const LABEL_PAD: f64 = 10.0;
+
+/// Approximate advance width of `s` in DejaVu Sans at `size` pixels (no font access needed).
+pub(super) fn text_width(s: &str, size: f64) -> f64 {
+    let em: f64 = s
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => 0.64,
+            ' ' | '.' | ',' | ':' | ';' | '·' | 'i' | 'j' | 'l' | '\'' | '|' => 0.32,
+            '[' | ']' | '(' | ')' | 'f' | 't' | 'r' => 0.40,
+            '-' => 0.36,
+            '+' | '=' | '<' | '>' | '×' | '−' => 0.84,
+            'A'..='Z' | 'Σ' | 'm' | 'w' => 0.74,
+            _ => 0.62,
+        })
+        .sum();
+    em * size
+}
+
+/// The outline of a node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Shape {
+    Ellipse,
+    Rect,
+}
+
+/// A placed node: centre `(x, y)` and half extents `(hw, hh)`.
+#[derive(Clone, Debug)]
+pub(super) struct Placed {
+    pub x: f64,
+    pub y: f64,
+    pub hw: f64,
+    pub hh: f64,
+    pub shape: Shape,
+    pub col: usize,
+}
+
+impl Placed {
+    /// The vertical distance from the centre to the outline at horizontal offset `dx`.
+    fn half_height_at(&self, dx: f64) -> f64 {
+        match self.shape {
+            Shape::Rect => self.hh,
+            Shape::Ellipse => {
+                let t = (dx / self.hw).clamp(-1.0, 1.0);
+                self.hh * (1.0 - t * t).max(0.0).sqrt()
+            }
+        }
+    }
+
+    /// The point of the outline in direction `(dx, dy)` from the centre.
+    fn boundary_towards(&self, dx: f64, dy: f64) -> (f64, f64) {
+        let len = (dx * dx + dy * dy).sqrt();
+        if len < 1e-9 {
+            return (self.x, self.y);
+        }
+        let (ux, uy) = (dx / len, dy / len);
+        let t = match self.shape {
+            Shape::Rect => {
+                let tx = if ux.abs() > 1e-9 {
+                    self.hw / ux.abs()
+                } else {
+                    f64::INFINITY
+                };
+                let ty = if uy.abs() > 1e-9 {
+                    self.hh / uy.abs()
+                } else {
+                    f64::INFINITY
+                };
+                tx.min(ty)
+            }
+            Shape::Ellipse => {
+                let a = ux / self.hw;
+                let b = uy / self.hh;
+                1.0 / (a * a + b * b).sqrt()
+            }
+        };
+        (self.x + ux * t, self.y + uy * t)
+    }
+}
+
+/// A straight edge between neighbouring columns.
+#[derive(Clone, Debug)]
+pub(super) struct Line {
+    pub edge: EdgeIndex,
+    pub from: (f64, f64),
+    pub to: (f64, f64),
+    pub label: Option<String>,
+    pub style: EdgeStyle,
+}
+
+/// A skip connection drawn as a cubic arc `from → to` with both control points at `ctrl_y`.
+#[derive(Clone, Debug)]
+pub(super) struct Arc {
+    pub edge: EdgeIndex,
+    pub from: (f64, f64),
+    pub to: (f64, f64),
+    pub ctrl_y: f64,
+    /// The top (or bottom) of the arc, where its label goes.
+    pub apex: (f64, f64),
+    pub label: Option<String>,
+    pub style: EdgeStyle,
+}
+
+/// The whole layout.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    /// Indexed like the graph's nodes.
+    pub nodes: Vec<Placed>,
+    pub lines: Vec<Line>,
+    pub arcs: Vec<Arc>,
+    /// Extent of the drawing (labels included).
+    pub min_x: f64,
+    pub max_x: f64,
+    pub min_y: f64,
+    pub max_y: f64,
+}
+
+/// The longest-path column of every node, indexed by node index.
+pub(super) fn columns(topo: &Topology) -> Vec<usize> {
+    let g = &topo.graph;
+    let order: Vec<NodeIndex> = match petgraph::algo::toposort(g, None) {
+        Ok(order) => order,
+        // A cycle is a bug elsewhere; draw it in creation order rather than fail.
+        Err(_) => g.node_indices().collect(),
+    };
+    let mut col = vec![0usize; g.node_count()];
+    let mut done = vec![false; g.node_count()];
+    for n in order {
+        let c = g
+            .neighbors_directed(n, Direction::Incoming)
+            .filter(|m| done[m.index()])
+            .map(|m| col[m.index()] + 1)
+            .max()
+            .unwrap_or(0);
+        col[n.index()] = c;
+        done[n.index()] = true;
+    }
+    col
+}
+
+/// The main path, output back to a source, through the latest operand (lowest slot on ties).
+fn main_nodes(topo: &Topology, col: &[usize]) -> Vec<NodeIndex> {
+    let g = &topo.graph;
+    let mut path = Vec::new();
+    if g.node_weight(topo.output).is_none() {
+        return path;
+    }
+    let mut cur = topo.output;
+    path.push(cur);
+    while path.len() <= g.node_count() {
+        let best = topo
+            .operands(cur)
+            .into_iter()
+            .filter(|(m, _)| col[m.index()] < col[cur.index()])
+            .max_by(|(a, ea), (b, eb)| {
+                col[a.index()]
+                    .cmp(&col[b.index()])
+                    .then(eb.slot.cmp(&ea.slot))
+            });
+        match best {
+            Some((m, _)) => {
+                cur = m;
+                path.push(cur);
+            }
+            None => break,
+        }
+    }
+    path.reverse();
+    path
+}
+
+/// The edges `(operand, consumer)` of the main path.
+pub(super) fn main_path(topo: &Topology) -> HashSet<(NodeIndex, NodeIndex)> {
+    let col = columns(topo);
+    main_nodes(topo, &col)
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .collect()
+}
+
+/// The text drawn in a weighted sum or concatenation under its symbol.
+pub(super) fn state_text(names: &[String]) -> String {
+    names.join("=")
+}
+
+fn node_extent(kind: &NodeKind, label: &str, names: &[String]) -> (f64, f64, Shape) {
+    match kind {
+        NodeKind::Input | NodeKind::Output => (
+            (text_width(label, NODE_FONT) / 2.0 + 11.0).max(20.0),
+            14.0,
+            Shape::Ellipse,
+        ),
+        NodeKind::Block { .. } => (
+            (text_width(label, NODE_FONT) * 1.08 / 2.0 + 8.0).max(17.0),
+            14.0,
+            Shape::Rect,
+        ),
+        NodeKind::Combine if names.is_empty() => (11.0, 11.0, Shape::Ellipse),
+        NodeKind::Combine => {
+            let w = text_width(&state_text(names), NAME_FONT);
+            ((w / 2.0 + 8.0).max(17.0), 17.0, Shape::Ellipse)
+        }
+        NodeKind::Concat if names.is_empty() => (15.0, 11.0, Shape::Rect),
+        NodeKind::Concat => {
+            let w = text_width(&state_text(names), NAME_FONT);
+            ((w / 2.0 + 5.0).max(15.0), 16.0, Shape::Rect)
+        }
+    }
+}
+
+/// A skip connection before placement.
+struct PendingArc {
+    edge: EdgeIndex,
+    src: NodeIndex,
+    dst: NodeIndex,
+    a: usize,
+    b: usize,
+    label: Option<String>,
+    label_w: f64,
+    style: EdgeStyle,
+    above: bool,
+    level: usize,
+}
+
+/// Lays out `topo`.
+pub(super) fn layout(topo: &Topology) -> Layout {
+    let g = &topo.graph;
+    let n = g.node_count();
+    let col = columns(topo);
+    let ncols = col.iter().copied().max().map_or(0, |c| c + 1);
+
+    // Rows: main path on row 0, the rest of each column alternately below and above.
+    let main = main_nodes(topo, &col);
+    let on_main: HashSet<NodeIndex> = main.iter().copied().collect();
+    let mut row = vec![0i64; n];
+    let mut used: Vec<usize> = vec![0; ncols];
+    for idx in g.node_indices() {
+        if on_main.contains(&idx) {
+            continue;
+        }
+        let c = col[idx.index()];
+        // A column without a main node (a value the output does not use) starts at row 0.
+        let has_main = main.iter().any(|m| col[m.index()] == c);
+        let k = used[c] + usize::from(has_main);
+        used[c] += 1;
+        row[idx.index()] = match k {
+            0 => 0,
+            k if k % 2 == 1 => k.div_ceil(2) as i64,
+            k => -((k / 2) as i64),
+        };
+    }
+
+    // Node extents and column widths.
+    let mut extents = Vec::with_capacity(n);
+    let mut col_half = vec![0.0f64; ncols];
+    for idx in g.node_indices() {
+        let node = &g[idx];
+        let (hw, hh, shape) = node_extent(&node.kind, &node.label(), &node.names);
+        extents.push((hw, hh, shape));
+        let c = col[idx.index()];
+        col_half[c] = col_half[c].max(hw);
+    }
+
+    // Gaps between neighbouring columns: wide enough for straight-edge labels.
+    let label_of = |coef: &Coef| -> Option<String> {
+        if coef.is_one() {
+            None
+        } else {
+            Some(topo.coef_label(coef))
+        }
+    };
+    let mut gap = vec![MIN_GAP; ncols.saturating_sub(1)];
+    let mut pending = Vec::new();
+    let mut straight = Vec::new();
+    for e in g.edge_references() {
+        let (s, t) = (e.source(), e.target());
+        let (a, b) = (col[s.index()], col[t.index()]);
+        let label = label_of(&e.weight().coef);
+        let label_w = label.as_deref().map_or(0.0, |l| text_width(l, EDGE_FONT));
+        let style = edge_style(&e.weight().coef);
+        if b == a + 1 {
+            if label.is_some() {
+                gap[a] = gap[a].max(label_w + 2.0 * LABEL_PAD);
+            }
+            straight.push((e.id(), s, t, label, style));
+        } else {
+            // b <= a only for a cycle; draw it as an arc all the same.
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            pending.push(PendingArc {
+                edge: e.id(),
+                src: s,
+                dst: t,
+                a: lo,
+                b: hi,
+                label,
+                label_w,
+                style,
+                above: true,
+                level: 1,
+            });
+        }
+    }
+
+    let centres = |gap: &[f64]| -> Vec<f64> {
+        let mut xs = Vec::with_capacity(ncols);
+        let mut x = 0.0;
+        for c in 0..ncols {
+            if c > 0 {
+                x += col_half[c - 1] + gap[c - 1] + col_half[c];
+            }
+            xs.push(x);
+        }
+        xs
+    };
+
+    // Arcs need room for their labels along their span.
+    pending.sort_by_key(|p| (p.b - p.a, p.a, p.edge.index()));
+    let mut xs = centres(&gap);
+    let mut widened = false;
+    for p in pending.iter().filter(|p| p.label.is_some() && p.b > p.a) {
+        let need = p.label_w + 2.0 * LABEL_PAD;
+        let have = xs[p.b] - xs[p.a];
+        if have < need {
+            let extra = (need - have) / (p.b - p.a) as f64;
+            for g in &mut gap[p.a..p.b] {
+                *g += extra;
+            }
+            xs = centres(&gap);
+            widened = true;
+        }
+    }
+    if widened {
+        xs = centres(&gap);
+    }
+
+    let mut nodes: Vec<Placed> = Vec::with_capacity(n);
+    for idx in g.node_indices() {
+        let (hw, hh, shape) = extents[idx.index()];
+        let c = col[idx.index()];
+        nodes.push(Placed {
+            x: xs.get(c).copied().unwrap_or(0.0),
+            y: row[idx.index()] as f64 * ROW_HEIGHT,
+            hw,
+            hh,
+            shape,
+            col: c,
+        });
+    }
+
+    // Band of each column: the top and bottom of its nodes.
+    let mut band_top = vec![0.0f64; ncols];
+    let mut band_bottom = vec![0.0f64; ncols];
+    for p in &nodes {
+        band_top[p.col] = band_top[p.col].min(p.y - p.hh);
+        band_bottom[p.col] = band_bottom[p.col].max(p.y + p.hh);
+    }
+
+    // Sides and levels.
+    let apex_x = |p: &PendingArc| (xs[p.a] + xs[p.b]) / 2.0;
+    for i in 0..pending.len() {
+        let (done, rest) = pending.split_at_mut(i);
+        let Some(cur) = rest.first_mut() else { break };
+        let (a, b, label_w) = (cur.a, cur.b, cur.label_w);
+        let overlaps = |q: &PendingArc| q.a < b && a < q.b;
+        let above_count = done.iter().filter(|q| q.above && overlaps(q)).count();
+        let below_count = done.iter().filter(|q| !q.above && overlaps(q)).count();
+        let above = above_count <= below_count;
+        let cx = (xs[a] + xs[b]) / 2.0;
+        let level = done
+            .iter()
+            .filter(|q| q.above == above)
+            .filter(|q| {
+                let inside = q.a >= a && q.b <= b;
+                let labels_clash =
+                    overlaps(q) && (apex_x(q) - cx).abs() < (q.label_w + label_w) / 2.0 + LABEL_PAD;
+                inside || labels_clash
+            })
+            .map(|q| q.level + 1)
+            .max()
+            .unwrap_or(1);
+        cur.above = above;
+        cur.level = level;
+    }
+
+    // Attachment points: on each side of a node, arcs coming in attach on the left half of
+    // its outline, arcs going out on the right half, the longest outermost.
+    let mut attach: Vec<[Vec<(usize, bool, f64)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
+    for (i, p) in pending.iter().enumerate() {
+        let side = usize::from(!p.above);
+        let span = (p.b - p.a) as f64;
+        attach[p.src.index()][side].push((i, false, span));
+        attach[p.dst.index()][side].push((i, true, span));
+    }
+    let mut from_dx = vec![0.0f64; pending.len()];
+    let mut to_dx = vec![0.0f64; pending.len()];
+    for (v, sides) in attach.iter_mut().enumerate() {
+        let hw = nodes[v].hw;
+        for list in sides.iter_mut() {
+            let (mut ins, mut outs): (Vec<_>, Vec<_>) = list.drain(..).partition(|x| x.1);
+            // Incoming: longest leftmost. Outgoing: longest rightmost.
+            ins.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(&y.0)));
+            outs.sort_by(|x, y| x.2.total_cmp(&y.2).then(x.0.cmp(&y.0)));
+            let spread = |k: usize, count: usize, lo: f64, hi: f64| {
+                if count <= 1 {
+                    (lo + hi) / 2.0
+                } else {
+                    lo + (hi - lo) * k as f64 / (count - 1) as f64
+                }
+            };
+            let (ci, co) = (ins.len(), outs.len());
+            for (k, x) in ins.iter().enumerate() {
+                to_dx[x.0] = spread(k, ci, -0.72 * hw, -0.12 * hw);
+            }
+            for (k, x) in outs.iter().enumerate() {
+                from_dx[x.0] = spread(k, co, 0.12 * hw, 0.72 * hw);
+            }
+        }
+    }
+
+    let mut arcs = Vec::with_capacity(pending.len());
+    let mut min_y = band_top.iter().copied().fold(0.0, f64::min);
+    let mut max_y = band_bottom.iter().copied().fold(0.0, f64::max);
+    for (i, p) in pending.iter().enumerate() {
+        let (s, t) = (&nodes[p.src.index()], &nodes[p.dst.index()]);
+        let sign = if p.above { -1.0 } else { 1.0 };
+        let from = (s.x + from_dx[i], s.y + sign * s.half_height_at(from_dx[i]));
+        let to = (t.x + to_dx[i], t.y + sign * t.half_height_at(to_dx[i]));
+        let offset = FIRST_TRACK + (p.level - 1) as f64 * TRACK;
+        let apex_y = if p.above {
+            band_top[p.a..=p.b]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                - offset
+        } else {
+            band_bottom[p.a..=p.b]
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max)
+                + offset
+        };
+        let ctrl_y = (8.0 * apex_y - from.1 - to.1) / 6.0;
+        min_y = min_y.min(apex_y - EDGE_FONT);
+        max_y = max_y.max(apex_y + EDGE_FONT);
+        arcs.push(Arc {
+            edge: p.edge,
+            from,
+            to,
+            ctrl_y,
+            apex: ((from.0 + to.0) / 2.0, apex_y),
+            label: p.label.clone(),
+            style: p.style,
+        });
+    }
+
+    let lines = straight
+        .into_iter()
+        .map(|(edge, s, t, label, style)| {
+            let (ps, pt) = (&nodes[s.index()], &nodes[t.index()]);
+            let (dx, dy) = (pt.x - ps.x, pt.y - ps.y);
+            Line {
+                edge,
+                from: ps.boundary_towards(dx, dy),
+                to: pt.boundary_towards(-dx, -dy),
+                label,
+                style,
+            }
+        })
+        .collect();
+
+    let min_x = nodes.iter().map(|p| p.x - p.hw).fold(0.0, f64::min);
+    let max_x = nodes.iter().map(|p| p.x + p.hw).fold(0.0, f64::max);
+    Layout {
+        nodes,
+        lines,
+        arcs,
+        min_x,
+        max_x,
+        min_y,
+        max_y,
+    }
+}
