@@ -69,6 +69,17 @@ pub enum DeviceError {
 ///
 /// `auto` is CUDA device 0 when libtorch sees one, else the CPU. `cuda` and `cuda:N` fail with
 /// a message saying what to do when CUDA is unavailable or `N` is out of range.
+///
+/// ```
+/// use optarch_core::device::{parse_device, DeviceError};
+///
+/// assert_eq!(parse_device("cpu")?, tch::Device::Cpu);
+/// assert!(matches!(parse_device("gpu"), Err(DeviceError::Unrecognised { .. })));
+/// if !tch::Cuda::is_available() {
+///     assert!(parse_device("cuda:0").is_err()); // never a silent fall-back to the CPU
+/// }
+/// # Ok::<(), DeviceError>(())
+/// ```
 pub fn parse_device(s: &str) -> Result<Device, DeviceError> {
     let arg = s.trim().to_ascii_lowercase();
     match arg.as_str() {
@@ -419,8 +430,7 @@ impl fmt::Display for EnvInfo {
                 .map_or_else(|| "unknown".to_string(), |p| p.display().to_string())
         };
         writeln!(f, "{:W$}{}", "libtorch library", lib(&self.libtorch_lib))?;
-        if self.libtorch_lib_at_build.is_some() && self.libtorch_lib_at_build != self.libtorch_lib
-        {
+        if self.libtorch_lib_at_build.is_some() && self.libtorch_lib_at_build != self.libtorch_lib {
             writeln!(
                 f,
                 "{:W$}{} (differs: LD_LIBRARY_PATH?)",
@@ -428,7 +438,12 @@ impl fmt::Display for EnvInfo {
                 lib(&self.libtorch_lib_at_build)
             )?;
         }
-        writeln!(f, "{:W$}{}", "CUDA support loaded", yes_no(self.cuda_support_loaded))?;
+        writeln!(
+            f,
+            "{:W$}{}",
+            "CUDA support loaded",
+            yes_no(self.cuda_support_loaded)
+        )?;
         writeln!(f, "{:W$}{}", "CUDA available", yes_no(self.cuda_available))?;
         writeln!(f, "{:W$}{}", "CUDA devices", self.cuda_device_count)?;
         for d in &self.cuda_devices {
@@ -455,7 +470,11 @@ impl fmt::Display for EnvInfo {
             self.cudnn_version.as_deref().unwrap_or("none")
         )?;
         if self.driver_gpus.is_empty() {
-            writeln!(f, "{:W$}none listed (nvidia-smi missing or failed)", "driver GPUs")?;
+            writeln!(
+                f,
+                "{:W$}none listed (nvidia-smi missing or failed)",
+                "driver GPUs"
+            )?;
         } else {
             let driver = &self.driver_gpus[0].driver_version;
             writeln!(f, "{:W$}driver {driver}", "driver GPUs")?;
@@ -553,9 +572,15 @@ mod tests {
         }
         // The build must keep libtorch_cuda.so linked (build/link_libtorch.rs): without it CUDA
         // support is silently missing even on a GPU machine.
-        let at_build = info.libtorch_lib_at_build.as_ref().expect("OPTARCH_LIBTORCH_LIB");
+        let at_build = info
+            .libtorch_lib_at_build
+            .as_ref()
+            .expect("OPTARCH_LIBTORCH_LIB");
         if at_build.join("libtorch_cuda.so").is_file() {
-            assert!(info.cuda_support_loaded, "libtorch_cuda.so was dropped at link time");
+            assert!(
+                info.cuda_support_loaded,
+                "libtorch_cuda.so was dropped at link time"
+            );
             assert!(info.cuda_runtime_version.is_some());
         }
         let lib = info.libtorch_lib.as_ref().expect("libtorch lib dir");
