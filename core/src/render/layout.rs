@@ -366,7 +366,6 @@ pub(super) fn layout(topo: &Topology) -> Layout {
     // Arcs need room for their labels along their span.
     pending.sort_by_key(|p| (p.b - p.a, p.a, p.edge.index()));
     let mut xs = centres(&gap);
-    let mut widened = false;
     for p in pending.iter().filter(|p| p.label.is_some() && p.b > p.a) {
         let need = p.label_w + 2.0 * LABEL_PAD;
         let have = xs[p.b] - xs[p.a];
@@ -376,11 +375,7 @@ pub(super) fn layout(topo: &Topology) -> Layout {
                 *g += extra;
             }
             xs = centres(&gap);
-            widened = true;
         }
-    }
-    if widened {
-        xs = centres(&gap);
     }
 
     let mut nodes: Vec<Placed> = Vec::with_capacity(n);

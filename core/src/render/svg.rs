@@ -128,7 +128,7 @@ fn node_shape(out: &mut String, kind: &NodeKind, x: f64, y: f64, hw: f64, hh: f6
 fn arrow_marker(out: &mut String, id: &str, style: EdgeStyle, size: f64, opacity: f64) {
     out.push_str(&format!(
         "<marker id=\"{id}\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" \
-         markerWidth=\"{size}\" markerHeight=\"{size}\" markerUnits=\"userSpaceOnUse\" \
+         markerWidth=\"{size}\" markerHeight=\"{size}\" markerUnits=\"userSpaceOnUse\" overflow=\"visible\" \
          orient=\"auto\"><path d=\"M0,1 L10,5 L0,9 z\" fill=\"{}\" fill-opacity=\"{opacity}\"/>\
          </marker>\n",
         colour(style)
