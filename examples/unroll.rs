@@ -20,7 +20,8 @@ fn main() -> Result<()> {
         .context("the second argument is the number of steps")?
         .unwrap_or(5);
     let spec = spec::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let topo = topology::unroll(&spec, steps, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topo =
+        topology::unroll(&spec, steps, &Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let report = analysis::analyse(&topo).map_err(|e| anyhow::anyhow!("{e}"))?;
     print!("{report}");
     Ok(())

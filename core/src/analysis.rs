@@ -63,7 +63,11 @@ pub fn levels(t: &Topology) -> Result<Vec<usize>, SpecError> {
     for n in t.order()? {
         let ops = t.operands(n);
         let base = ops.iter().map(|(o, _)| level[o.index()]).max().unwrap_or(0);
-        level[n.index()] = if matches!(t.graph[n].kind, NodeKind::Block { .. }) { base + 1 } else { base };
+        level[n.index()] = if matches!(t.graph[n].kind, NodeKind::Block { .. }) {
+            base + 1
+        } else {
+            base
+        };
     }
     Ok(level)
 }
@@ -74,7 +78,11 @@ fn units(t: &Topology, order: &[NodeIndex]) -> Vec<usize> {
     for &n in order {
         u[n.index()] = match t.graph[n].kind {
             NodeKind::Concat => t.operands(n).iter().map(|(o, _)| u[o.index()]).sum(),
-            NodeKind::Combine => t.operands(n).first().map(|(o, _)| u[o.index()]).unwrap_or(1),
+            NodeKind::Combine => t
+                .operands(n)
+                .first()
+                .map(|(o, _)| u[o.index()])
+                .unwrap_or(1),
             _ => 1,
         };
     }
@@ -88,7 +96,11 @@ pub fn memory(t: &Topology) -> Result<Memory, SpecError> {
     let mut remaining: Vec<usize> = t
         .graph
         .node_indices()
-        .map(|n| t.graph.neighbors_directed(n, petgraph::Direction::Outgoing).count())
+        .map(|n| {
+            t.graph
+                .neighbors_directed(n, petgraph::Direction::Outgoing)
+                .count()
+        })
         .collect();
     let mut live = 0usize;
     let mut peak = 0usize;
@@ -127,7 +139,11 @@ pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
         let form = match node.kind {
             NodeKind::Input | NodeKind::Block { .. } | NodeKind::Concat => {
                 if let NodeKind::Block { .. } = node.kind {
-                    let input = t.operands(n).first().and_then(|(o, _)| forms.get(o).cloned()).unwrap_or_default();
+                    let input = t
+                        .operands(n)
+                        .first()
+                        .and_then(|(o, _)| forms.get(o).cloned())
+                        .unwrap_or_default();
                     rows_for.push((node.label(), input));
                 }
                 basis.push(n);
@@ -166,10 +182,17 @@ pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
                 labels[b] = Some(t.coef_label(&c));
                 values[b] = c.eval(&inits);
             }
-            CoefficientRow { target, labels, values }
+            CoefficientRow {
+                target,
+                labels,
+                values,
+            }
         })
         .collect();
-    Ok(CoefficientTable { basis: basis.iter().map(|n| t.graph[*n].label()).collect(), rows })
+    Ok(CoefficientTable {
+        basis: basis.iter().map(|n| t.graph[*n].label()).collect(),
+        rows,
+    })
 }
 
 /// All analyses of a topology.
@@ -202,24 +225,46 @@ pub fn analyse(t: &Topology) -> Result<Analysis, SpecError> {
 
 impl std::fmt::Display for Analysis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} unrolled for {} steps ({} reading)", self.name, self.steps, self.reading)?;
+        writeln!(
+            f,
+            "{} unrolled for {} steps ({} reading)",
+            self.name, self.steps, self.reading
+        )?;
         writeln!(f, "  blocks            {}", self.blocks)?;
         writeln!(f, "  combinations      {}", self.combinations)?;
         writeln!(f, "  concatenations    {}", self.concatenations)?;
         writeln!(f, "  edges             {}", self.edges)?;
         writeln!(f, "  learnable scalars {}", self.learnable_scalars)?;
-        writeln!(f, "  peak live maps    {} (the memory this spec costs, in feature maps)", self.memory.peak)?;
+        writeln!(
+            f,
+            "  peak live maps    {} (the memory this spec costs, in feature maps)",
+            self.memory.peak
+        )?;
         let per: Vec<String> = self.memory.per_step.iter().map(|v| v.to_string()).collect();
         writeln!(f, "  live maps by step {}", per.join(" "))?;
         writeln!(f, "  skip distances (levels skipped: edges)")?;
-        let max = self.skip_histogram.values().copied().max().unwrap_or(1).max(1);
+        let max = self
+            .skip_histogram
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for (d, c) in &self.skip_histogram {
             let bar = "█".repeat((c * 40).div_ceil(max));
             writeln!(f, "    {d:>3}: {c:>5} {bar}")?;
         }
-        writeln!(f, "  closed form (rows: block inputs and output; columns: {})", self.coefficients.basis.join(" "))?;
+        writeln!(
+            f,
+            "  closed form (rows: block inputs and output; columns: {})",
+            self.coefficients.basis.join(" ")
+        )?;
         for row in &self.coefficients.rows {
-            let cells: Vec<String> = row.labels.iter().map(|l| l.clone().unwrap_or_else(|| "·".into())).collect();
+            let cells: Vec<String> = row
+                .labels
+                .iter()
+                .map(|l| l.clone().unwrap_or_else(|| "·".into()))
+                .collect();
             writeln!(f, "    {:>5} = [{}]", row.target, cells.join(", "))?;
         }
         Ok(())

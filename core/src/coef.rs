@@ -59,7 +59,8 @@ impl Coef {
 
     /// True for the constant 1.
     pub fn is_one(&self) -> bool {
-        self.as_const().is_some_and(|c| (c - 1.0).abs() <= ZERO_TOLERANCE)
+        self.as_const()
+            .is_some_and(|c| (c - 1.0).abs() <= ZERO_TOLERANCE)
     }
 
     /// The value when the coefficient holds no learnable parameter.
@@ -131,7 +132,12 @@ impl Coef {
     pub fn eval(&self, values: &[f64]) -> f64 {
         self.terms
             .iter()
-            .map(|(m, c)| c * m.iter().map(|id| values.get(*id).copied().unwrap_or(0.0)).product::<f64>())
+            .map(|(m, c)| {
+                c * m
+                    .iter()
+                    .map(|id| values.get(*id).copied().unwrap_or(0.0))
+                    .product::<f64>()
+            })
             .sum()
     }
 
@@ -176,7 +182,11 @@ pub fn format_number(x: f64) -> String {
     }
     let digits = (4 - 1 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
     let s = format!("{x:.digits$}");
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
     if s == "0" || s == "-0" {
         format!("{x:.2e}")
     } else {
@@ -201,7 +211,9 @@ mod tests {
     #[test]
     fn products_expand() {
         let c = Coef::learnable(2);
-        let p = Coef::constant(1.0).add(&c).mul(&Coef::constant(1.0).add(&c.scale(-1.0)));
+        let p = Coef::constant(1.0)
+            .add(&c)
+            .mul(&Coef::constant(1.0).add(&c.scale(-1.0)));
         // (1 + c)(1 - c) = 1 - c²
         assert_eq!(p.eval(&[0.0, 0.0, 0.5]), 0.75);
         assert_eq!(p.display_with(&|i| format!("c{i}")), "1 - c2·c2");

@@ -61,9 +61,15 @@ pub struct Pos {
     pub column: usize,
 }
 
-/// An error in a spec, with its location and a hint.
+/// An error in a spec, with its location and a hint (boxed: errors travel through many
+/// `Result`s and the success path should stay small). Fields are reached through `Deref`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SpecError {
+#[serde(transparent)]
+pub struct SpecError(Box<SpecErrorData>);
+
+/// The contents of a [`SpecError`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpecErrorData {
     pub kind: ErrorKind,
     pub file: String,
     /// 1-based line and column; `None` when the error concerns the whole file.
@@ -75,17 +81,30 @@ pub struct SpecError {
     pub source_line: Option<String>,
 }
 
+impl std::ops::Deref for SpecError {
+    type Target = SpecErrorData;
+    fn deref(&self) -> &SpecErrorData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SpecError {
+    fn deref_mut(&mut self) -> &mut SpecErrorData {
+        &mut self.0
+    }
+}
+
 impl SpecError {
     /// A new error without location (attach one with [`SpecError::at`]).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        SpecError {
+        SpecError(Box::new(SpecErrorData {
             kind,
             file: String::new(),
             pos: None,
             message: message.into(),
             hint: None,
             source_line: None,
-        }
+        }))
     }
 
     /// An internal inconsistency (a bug in optarch, reported instead of panicking).
@@ -104,7 +123,9 @@ impl SpecError {
     pub fn at(mut self, file: &str, text: &str, pos: Option<Pos>) -> Self {
         self.file = file.to_string();
         self.pos = pos;
-        self.source_line = pos.and_then(|p| text.lines().nth(p.line.saturating_sub(1))).map(str::to_string);
+        self.source_line = pos
+            .and_then(|p| text.lines().nth(p.line.saturating_sub(1)))
+            .map(str::to_string);
         self
     }
 
@@ -119,7 +140,13 @@ impl SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: error[{}]: {}", self.location(), self.kind.code(), self.message)?;
+        write!(
+            f,
+            "{}: error[{}]: {}",
+            self.location(),
+            self.kind.code(),
+            self.message
+        )?;
         if let (Some(line), Some(pos)) = (&self.source_line, self.pos) {
             let gutter = pos.line.to_string();
             let pad = " ".repeat(gutter.len());
@@ -140,14 +167,17 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// The closest candidate to `word` by edit distance, when it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         if word.chars().count().max(c.chars().count()) <= 2 {
             continue;
         }
         let d = edit_distance(word, c);
-        if d <= (word.len().max(c.len()) + 2) / 3 && best.is_none_or(|(bd, _)| d < bd) {
+        if d <= word.len().max(c.len()).div_ceil(3) && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
@@ -180,7 +210,10 @@ mod tests {
     #[test]
     fn suggestions_catch_typos_only() {
         assert_eq!(did_you_mean("bta", ["beta", "h"]), Some("beta"));
-        assert_eq!(did_you_mean("stpe", ["step", "state", "init"]), Some("step"));
+        assert_eq!(
+            did_you_mean("stpe", ["step", "state", "init"]),
+            Some("step")
+        );
         assert_eq!(did_you_mean("qqqq", ["beta", "h"]), None);
     }
 
@@ -188,9 +221,19 @@ mod tests {
     fn display_points_at_the_column() {
         let e = SpecError::new(ErrorKind::UnknownState, "unknown state `w`")
             .with_hint("declare it")
-            .at("a.yaml", "x: 1\n  z[k+1]: w[k]\n", Some(Pos { line: 2, column: 11 }));
+            .at(
+                "a.yaml",
+                "x: 1\n  z[k+1]: w[k]\n",
+                Some(Pos {
+                    line: 2,
+                    column: 11,
+                }),
+            );
         let s = e.to_string();
-        assert!(s.starts_with("a.yaml:2:11: error[unknown-state]: unknown state `w`"), "{s}");
+        assert!(
+            s.starts_with("a.yaml:2:11: error[unknown-state]: unknown state `w`"),
+            "{s}"
+        );
         assert!(s.contains("  z[k+1]: w[k]\n"), "{s}");
         assert!(s.contains("|           ^"), "{s}");
         assert!(s.ends_with("= hint: declare it"), "{s}");

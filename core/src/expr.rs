@@ -60,7 +60,12 @@ pub enum Ex {
     /// `name[idx]` (`name[k][j]` gives two indices).
     Index(String, Vec<Idx>),
     /// `name[lo..hi]` or `name[lo..=hi]`.
-    Range { name: String, lo: Idx, hi: Idx, inclusive: bool },
+    Range {
+        name: String,
+        lo: Idx,
+        hi: Idx,
+        inclusive: bool,
+    },
     Call(String, Vec<Expr>),
     Neg(Box<Expr>),
     Not(Box<Expr>),
@@ -84,12 +89,19 @@ pub struct ExprError {
 }
 
 fn err(span: proc_macro2::Span, message: impl Into<String>, hint: Option<&str>) -> ExprError {
-    ExprError { pos: pos_of(span), message: message.into(), hint: hint.map(str::to_string) }
+    ExprError {
+        pos: pos_of(span),
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
 }
 
 fn pos_of(span: proc_macro2::Span) -> ExprPos {
     let lc = span.start();
-    ExprPos { line: lc.line.max(1), column: lc.column }
+    ExprPos {
+        line: lc.line.max(1),
+        column: lc.column,
+    }
 }
 
 /// Parses one expression.
@@ -211,14 +223,22 @@ fn convert(e: &syn::Expr) -> Result<Expr, ExprError> {
 fn block_expr(block: &syn::Block, span: proc_macro2::Span) -> Result<Expr, ExprError> {
     match block.stmts.as_slice() {
         [syn::Stmt::Expr(e, None)] => convert(e),
-        _ => Err(err(span, "an `if` branch must hold exactly one expression", Some("write `if c { a } else { b }`"))),
+        _ => Err(err(
+            span,
+            "an `if` branch must hold exactly one expression",
+            Some("write `if c { a } else { b }`"),
+        )),
     }
 }
 
 fn ident_of(path: &syn::Path) -> Result<String, ExprError> {
     match path.get_ident() {
         Some(i) => Ok(i.to_string()),
-        None => Err(err(path.span(), "expected a plain name", Some("paths like a::b are not names in a spec"))),
+        None => Err(err(
+            path.span(),
+            "expected a plain name",
+            Some("paths like a::b are not names in a spec"),
+        )),
     }
 }
 
@@ -233,12 +253,22 @@ fn convert_index(e: &syn::Expr) -> Result<Expr, ExprError> {
     indices.reverse();
     let name = match cur {
         syn::Expr::Path(p) => ident_of(&p.path)?,
-        other => return Err(err(other.span(), "only names can be indexed", Some("write e.g. z[k-1]"))),
+        other => {
+            return Err(err(
+                other.span(),
+                "only names can be indexed",
+                Some("write e.g. z[k-1]"),
+            ))
+        }
     };
     let pos = pos_of(e.span());
     if let [syn::Expr::Range(r)] = indices.as_slice() {
         let (Some(lo), Some(hi)) = (&r.start, &r.end) else {
-            return Err(err(r.span(), "a history range needs both ends", Some("write z[0..=k]")));
+            return Err(err(
+                r.span(),
+                "a history range needs both ends",
+                Some("write z[0..=k]"),
+            ));
         };
         return Ok(Expr {
             ex: Ex::Range {
@@ -250,8 +280,14 @@ fn convert_index(e: &syn::Expr) -> Result<Expr, ExprError> {
             pos,
         });
     }
-    let idx = indices.into_iter().map(index_of).collect::<Result<Vec<_>, _>>()?;
-    Ok(Expr { ex: Ex::Index(name, idx), pos })
+    let idx = indices
+        .into_iter()
+        .map(index_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Expr {
+        ex: Ex::Index(name, idx),
+        pos,
+    })
 }
 
 /// `k`, `k+1`, `k-2`, `K`, `j`, `3`, `-1`.
@@ -265,13 +301,26 @@ fn index_of(e: &syn::Expr) -> Result<Idx, ExprError> {
     };
     let int = |e: &syn::Expr| -> Option<i64> {
         match e {
-            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok(),
-            syn::Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr, .. }) => match &**expr {
-                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok().map(|v| -v),
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(i),
+                ..
+            }) => i.base10_parse::<i64>().ok(),
+            syn::Expr::Unary(syn::ExprUnary {
+                op: syn::UnOp::Neg(_),
+                expr,
+                ..
+            }) => match &**expr {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Int(i),
+                    ..
+                }) => i.base10_parse::<i64>().ok().map(|v| -v),
                 _ => None,
             },
             syn::Expr::Paren(p) => match &*p.expr {
-                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(i), .. }) => i.base10_parse::<i64>().ok(),
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Int(i),
+                    ..
+                }) => i.base10_parse::<i64>().ok(),
                 _ => None,
             },
             _ => None,
@@ -289,10 +338,16 @@ fn index_of(e: &syn::Expr) -> Result<Idx, ExprError> {
         }
     };
     if let Some(v) = int(e) {
-        return Ok(Idx { var: None, offset: v });
+        return Ok(Idx {
+            var: None,
+            offset: v,
+        });
     }
     if let Some(v) = var(e) {
-        return Ok(Idx { var: Some(v), offset: 0 });
+        return Ok(Idx {
+            var: Some(v),
+            offset: 0,
+        });
     }
     if let syn::Expr::Binary(b) = e {
         let sign = match b.op {
@@ -301,7 +356,10 @@ fn index_of(e: &syn::Expr) -> Result<Idx, ExprError> {
             _ => return Err(bad()),
         };
         if let (Some(v), Some(n)) = (var(&b.left), int(&b.right)) {
-            return Ok(Idx { var: Some(v), offset: sign * n });
+            return Ok(Idx {
+                var: Some(v),
+                offset: sign * n,
+            });
         }
     }
     Err(bad())
@@ -333,8 +391,19 @@ mod tests {
     #[test]
     fn parses_nesterov_step() {
         let e = parse("z[k] + beta[k] * (z[k] - z[k-1])").unwrap();
-        let Ex::Bin(BinOp::Add, a, _) = e.ex else { panic!("not a sum") };
-        assert_eq!(a.ex, Ex::Index("z".into(), vec![Idx { var: Some('k'), offset: 0 }]));
+        let Ex::Bin(BinOp::Add, a, _) = e.ex else {
+            panic!("not a sum")
+        };
+        assert_eq!(
+            a.ex,
+            Ex::Index(
+                "z".into(),
+                vec![Idx {
+                    var: Some('k'),
+                    offset: 0
+                }]
+            )
+        );
     }
 
     #[test]
@@ -342,8 +411,17 @@ mod tests {
         let e = parse("cat(z[0..=k])").unwrap();
         let Ex::Call(name, args) = e.ex else { panic!() };
         assert_eq!(name, "cat");
-        assert!(matches!(args[0].ex, Ex::Range { inclusive: true, .. }));
-        assert!(matches!(parse("if k == 0 { 0 } else { 1 / k }").unwrap().ex, Ex::If(..)));
+        assert!(matches!(
+            args[0].ex,
+            Ex::Range {
+                inclusive: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("if k == 0 { 0 } else { 1 / k }").unwrap().ex,
+            Ex::If(..)
+        ));
     }
 
     #[test]

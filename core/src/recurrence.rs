@@ -122,7 +122,13 @@ impl<'s, S: Space> Evaluator<'s, S> {
         }
     }
 
-    fn err(&self, e: &Expr, kind: ErrorKind, msg: impl Into<String>, hint: impl Into<String>) -> SpecError {
+    fn err(
+        &self,
+        e: &Expr,
+        kind: ErrorKind,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> SpecError {
         self.spec.error_at(fpos(e), kind, msg).with_hint(hint)
     }
 
@@ -142,7 +148,10 @@ impl<'s, S: Space> Evaluator<'s, S> {
             Err(self.err(
                 e,
                 ErrorKind::MissingInit,
-                format!("missing initial value `{}[{i}]` (needed at step k = {k})", st.name),
+                format!(
+                    "missing initial value `{}[{i}]` (needed at step k = {k})",
+                    st.name
+                ),
                 format!(
                     "add it under `init:`, e.g. `{}[{i}]: {}[0]`",
                     st.name, self.spec.states[self.spec.input].name
@@ -161,7 +170,9 @@ impl<'s, S: Space> Evaluator<'s, S> {
                     let i = self.resolve(*i, k, None);
                     self.lookup(e, s, i, k)
                 }
-                _ => Err(SpecError::internal(format!("`{n}` is not a state reference"))),
+                _ => Err(SpecError::internal(format!(
+                    "`{n}` is not a state reference"
+                ))),
             },
             Ex::Neg(a) => {
                 let v = self.lin(a, k)?;
@@ -198,7 +209,13 @@ impl<'s, S: Space> Evaluator<'s, S> {
                 ("cat", _) => {
                     let mut parts = Vec::new();
                     for a in args {
-                        if let Ex::Range { name, lo, hi, inclusive } = &a.ex {
+                        if let Ex::Range {
+                            name,
+                            lo,
+                            hi,
+                            inclusive,
+                        } = &a.ex
+                        {
                             for (s, i) in self.range(name, *lo, *hi, *inclusive, k)? {
                                 parts.push(self.lookup(a, s, i, k)?);
                             }
@@ -207,12 +224,23 @@ impl<'s, S: Space> Evaluator<'s, S> {
                         }
                     }
                     if parts.is_empty() {
-                        return Err(self.err(e, ErrorKind::InvalidValue, format!("cat(...) is empty at step k = {k}"), "make the range non-empty, e.g. `z[0..=k]`"));
+                        return Err(self.err(
+                            e,
+                            ErrorKind::InvalidValue,
+                            format!("cat(...) is empty at step k = {k}"),
+                            "make the range non-empty, e.g. `z[0..=k]`",
+                        ));
                     }
                     self.space.cat(parts, fpos(e))
                 }
                 ("sum", [r, rest @ ..]) => {
-                    let Ex::Range { name, lo, hi, inclusive } = &r.ex else {
+                    let Ex::Range {
+                        name,
+                        lo,
+                        hi,
+                        inclusive,
+                    } = &r.ex
+                    else {
                         return Err(SpecError::internal("sum without a range"));
                     };
                     let mut acc = self.space.zero();
@@ -233,7 +261,10 @@ impl<'s, S: Space> Evaluator<'s, S> {
     }
 
     fn range(&self, name: &str, lo: Idx, hi: Idx, inclusive: bool, k: i64) -> R<Vec<(usize, i64)>> {
-        let s = self.spec.state(name).ok_or_else(|| SpecError::internal(format!("unknown state {name}")))?;
+        let s = self
+            .spec
+            .state(name)
+            .ok_or_else(|| SpecError::internal(format!("unknown state {name}")))?;
         let lo = self.resolve(lo, k, None);
         let mut hi = self.resolve(hi, k, None);
         if !inclusive {
@@ -308,9 +339,14 @@ impl<'s, S: Space> Evaluator<'s, S> {
                 let instance = match per {
                     Per::Shared => Instance::Shared,
                     Per::Step => Instance::Step { k },
-                    Per::Edge => Instance::Edge { k, j: j.unwrap_or(0) },
+                    Per::Edge => Instance::Edge {
+                        k,
+                        j: j.unwrap_or(0),
+                    },
                 };
-                let id = self.space.learnable(&param.name, instance, over.unwrap_or(*init));
+                let id = self
+                    .space
+                    .learnable(&param.name, instance, over.unwrap_or(*init));
                 Ok(Coef::learnable(id))
             }
             _ => Ok(Coef::constant(self.param_value(e, p, k, j)?)),
@@ -345,14 +381,29 @@ impl<'s, S: Space> Evaluator<'s, S> {
         if param.recursive {
             let Some(lo) = start.keys().next().copied() else {
                 return Err(spec
-                    .error_at(param.pos, ErrorKind::MissingInit, format!("recursive schedule `{}` has no start values", param.name))
-                    .with_hint(format!("add e.g. `start: {{0: 1.0}}` so that `{}[0]` is known", param.name)));
+                    .error_at(
+                        param.pos,
+                        ErrorKind::MissingInit,
+                        format!("recursive schedule `{}` has no start values", param.name),
+                    )
+                    .with_hint(format!(
+                        "add e.g. `start: {{0: 1.0}}` so that `{}[0]` is known",
+                        param.name
+                    )));
             };
             if k.saturating_sub(lo) > MAX_HISTORY {
                 return Err(self.err(at, ErrorKind::BadSchedule, format!("`{}[{k}]` lies more than {MAX_HISTORY} steps after its first start value (k = {lo})", param.name), "start the recursion near k = 0"));
             }
             if k < lo {
-                return Err(self.err(at, ErrorKind::MissingInit, format!("`{}[{k}]` is needed but the schedule starts at k = {lo}", param.name), format!("add a start value for k = {k} (`start: {{{k}: ...}}`)")));
+                return Err(self.err(
+                    at,
+                    ErrorKind::MissingInit,
+                    format!(
+                        "`{}[{k}]` is needed but the schedule starts at k = {lo}",
+                        param.name
+                    ),
+                    format!("add a start value for k = {k} (`start: {{{k}: ...}}`)"),
+                ));
             }
             // Bottom-up, so the recursion depth stays small for any number of steps.
             for kk in lo + 1..k {
@@ -363,8 +414,14 @@ impl<'s, S: Space> Evaluator<'s, S> {
         }
         if !self.busy.insert((p, k, j)) {
             return Err(spec
-                .error_at(param.pos, ErrorKind::Cycle, format!("schedule `{}` depends on itself at k = {k}", param.name))
-                .with_hint("a schedule may use other parameters, and its own values at earlier k only"));
+                .error_at(
+                    param.pos,
+                    ErrorKind::Cycle,
+                    format!("schedule `{}` depends on itself at k = {k}", param.name),
+                )
+                .with_hint(
+                    "a schedule may use other parameters, and its own values at earlier k only",
+                ));
         }
         let v = self.scalar(expr, k, j);
         self.busy.remove(&(p, k, j));
@@ -426,7 +483,10 @@ impl<'s, S: Space> Evaluator<'s, S> {
                 }
             }
             Ex::Call(f, args) => {
-                let xs = args.iter().map(|a| self.scalar(a, k, j)).collect::<R<Vec<f64>>>()?;
+                let xs = args
+                    .iter()
+                    .map(|a| self.scalar(a, k, j))
+                    .collect::<R<Vec<f64>>>()?;
                 let x = xs.first().copied().unwrap_or(0.0);
                 let y = xs.get(1).copied().unwrap_or(0.0);
                 match f.as_str() {
@@ -447,7 +507,12 @@ impl<'s, S: Space> Evaluator<'s, S> {
             Ex::Range { .. } => return Err(SpecError::internal("range in a scalar")),
         };
         if !v.is_finite() {
-            return Err(self.err(e, ErrorKind::BadSchedule, format!("the value is not finite at k = {k}"), "check square roots of negative numbers, logarithms of 0 and overflowing powers"));
+            return Err(self.err(
+                e,
+                ErrorKind::BadSchedule,
+                format!("the value is not finite at k = {k}"),
+                "check square roots of negative numbers, logarithms of 0 and overflowing powers",
+            ));
         }
         Ok(v)
     }
@@ -471,13 +536,23 @@ impl Space for DrySpace {
     }
     fn learnable(&mut self, param: &str, instance: Instance, _: f64) -> usize {
         let n = self.learnables.len();
-        *self.learnables.entry((param.to_string(), instance)).or_insert(n)
+        *self
+            .learnables
+            .entry((param.to_string(), instance))
+            .or_insert(n)
     }
 }
 
 /// Evaluates every equation and coefficient for `steps` steps without building anything.
 pub fn dry_run(spec: &Spec, steps: usize) -> R<()> {
     let overrides = Overrides::new();
-    let mut ev = Evaluator::new(spec, DrySpace { learnables: HashMap::new() }, steps, &overrides);
+    let mut ev = Evaluator::new(
+        spec,
+        DrySpace {
+            learnables: HashMap::new(),
+        },
+        steps,
+        &overrides,
+    );
     ev.run().map(|_| ())
 }

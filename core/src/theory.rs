@@ -39,7 +39,11 @@ pub struct RateOptions {
 
 impl Default for RateOptions {
     fn default() -> Self {
-        RateOptions { kappa: 100.0, steps: 20, grid: DEFAULT_GRID }
+        RateOptions {
+            kappa: 100.0,
+            steps: 20,
+            grid: DEFAULT_GRID,
+        }
     }
 }
 
@@ -90,9 +94,12 @@ struct Scalar {
 }
 
 fn no_cat(at: Option<Pos>) -> SpecError {
-    SpecError::new(ErrorKind::InvalidValue, "the rate is not defined for concatenation (DenseNet-type) specs")
-        .with_hint("cat(...) changes the width of the state, so there is no scalar recurrence to study")
-        .at("", "", at)
+    SpecError::new(
+        ErrorKind::InvalidValue,
+        "the rate is not defined for concatenation (DenseNet-type) specs",
+    )
+    .with_hint("cat(...) changes the width of the state, so there is no scalar recurrence to study")
+    .at("", "", at)
 }
 
 impl Space for Scalar {
@@ -171,8 +178,17 @@ fn located(spec: &Spec, e: SpecError) -> SpecError {
 }
 
 /// `p_N(λ)`: the output after `steps` steps for the input 1 with `grad(x) = λx`.
-pub fn response(spec: &Spec, steps: usize, lambda: f64, overrides: &Overrides) -> Result<f64, SpecError> {
-    let space = Scalar { lambda, inits: Vec::new(), ids: HashMap::new() };
+pub fn response(
+    spec: &Spec,
+    steps: usize,
+    lambda: f64,
+    overrides: &Overrides,
+) -> Result<f64, SpecError> {
+    let space = Scalar {
+        lambda,
+        inits: Vec::new(),
+        ids: HashMap::new(),
+    };
     let mut ev = Evaluator::new(spec, space, steps, overrides);
     ev.run().map_err(|e| located(spec, e))
 }
@@ -181,7 +197,9 @@ pub fn response(spec: &Spec, steps: usize, lambda: f64, overrides: &Overrides) -
 pub fn lambda_grid(kappa: f64, points: usize) -> Vec<f64> {
     let lo = 1.0 / kappa;
     let n = points.max(2);
-    (0..n).map(|i| lo + (1.0 - lo) * i as f64 / (n - 1) as f64).collect()
+    (0..n)
+        .map(|i| lo + (1.0 - lo) * i as f64 / (n - 1) as f64)
+        .collect()
 }
 
 /// The window of past states the step equations read: `(state, offset)` pairs, or why none.
@@ -193,7 +211,12 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
                 if let Some(s) = spec.state(n) {
                     match idx.first() {
                         Some(i) if i.var == Some('k') => min_ref[s] = min_ref[s].min(i.offset),
-                        _ => return Err(format!("`{n}[{}]` is an absolute reference", idx.first().map(|i| i.to_string()).unwrap_or_default())),
+                        _ => {
+                            return Err(format!(
+                                "`{n}[{}]` is an absolute reference",
+                                idx.first().map(|i| i.to_string()).unwrap_or_default()
+                            ))
+                        }
                     }
                 }
                 Ok(())
@@ -216,9 +239,16 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
     for eq in &spec.step {
         walk(spec, &eq.rhs, &mut min_ref)?;
     }
-    let size: i64 = spec.states.iter().enumerate().map(|(s, st)| st.offset.saturating_sub(min_ref[s])).fold(0i64, |a, b| a.saturating_add(b));
+    let size: i64 = spec
+        .states
+        .iter()
+        .enumerate()
+        .map(|(s, st)| st.offset.saturating_sub(min_ref[s]))
+        .fold(0i64, |a, b| a.saturating_add(b));
     if size > MAX_WINDOW {
-        return Err(format!("the recurrence reads {size} past values, more than {MAX_WINDOW}"));
+        return Err(format!(
+            "the recurrence reads {size} past values, more than {MAX_WINDOW}"
+        ));
     }
     let mut w = Vec::new();
     for (s, st) in spec.states.iter().enumerate() {
@@ -230,9 +260,20 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
 }
 
 /// The step matrix `M` with `window_{k+1} = M · window_k`, at step `k`.
-fn step_matrix(spec: &Spec, win: &[(usize, i64)], k: i64, lambda: f64, overrides: &Overrides) -> Result<Vec<Vec<f64>>, SpecError> {
+fn step_matrix(
+    spec: &Spec,
+    win: &[(usize, i64)],
+    k: i64,
+    lambda: f64,
+    overrides: &Overrides,
+) -> Result<Vec<Vec<f64>>, SpecError> {
     let dim = win.len();
-    let space = Window { lambda, dim, inits: Vec::new(), ids: HashMap::new() };
+    let space = Window {
+        lambda,
+        dim,
+        inits: Vec::new(),
+        ids: HashMap::new(),
+    };
     let mut ev = Evaluator::new(spec, space, usize::try_from(k + 1).unwrap_or(1), overrides);
     for (i, (s, j)) in win.iter().enumerate() {
         let mut e = vec![0.0; dim];
@@ -259,11 +300,19 @@ fn spectral_radius(m: &[Vec<f64>]) -> f64 {
     }
     let flat: Vec<f64> = m.iter().flatten().copied().collect();
     let mat = nalgebra::DMatrix::from_row_slice(n, n, &flat);
-    mat.complex_eigenvalues().iter().map(|c| c.norm()).fold(0.0, f64::max)
+    mat.complex_eigenvalues()
+        .iter()
+        .map(|c| c.norm())
+        .fold(0.0, f64::max)
 }
 
 /// The asymptotic rate, or why there is none.
-pub fn asymptotic(spec: &Spec, kappa: f64, grid: usize, overrides: &Overrides) -> Result<Result<f64, String>, SpecError> {
+pub fn asymptotic(
+    spec: &Spec,
+    kappa: f64,
+    grid: usize,
+    overrides: &Overrides,
+) -> Result<Result<f64, String>, SpecError> {
     let win = match window(spec) {
         Ok(w) => w,
         Err(why) => return Ok(Err(why)),
@@ -274,9 +323,16 @@ pub fn asymptotic(spec: &Spec, kappa: f64, grid: usize, overrides: &Overrides) -
         let m = step_matrix(spec, &win, probes[0], lambda, overrides)?;
         for k in &probes[1..] {
             let other = step_matrix(spec, &win, *k, lambda, overrides)?;
-            let same = m.iter().flatten().zip(other.iter().flatten()).all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + a.abs()));
+            let same = m
+                .iter()
+                .flatten()
+                .zip(other.iter().flatten())
+                .all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + a.abs()));
             if !same {
-                return Ok(Err("the coefficients vary with k (a schedule), so there is no single step matrix".into()));
+                return Ok(Err(
+                    "the coefficients vary with k (a schedule), so there is no single step matrix"
+                        .into(),
+                ));
             }
         }
         worst = worst.max(spectral_radius(&m));
@@ -284,7 +340,12 @@ pub fn asymptotic(spec: &Spec, kappa: f64, grid: usize, overrides: &Overrides) -
     Ok(Ok(worst))
 }
 
-fn rate_at(spec: &Spec, opts: &RateOptions, overrides: &Overrides, params: BTreeMap<String, f64>) -> Result<Rate, SpecError> {
+fn rate_at(
+    spec: &Spec,
+    opts: &RateOptions,
+    overrides: &Overrides,
+    params: BTreeMap<String, f64>,
+) -> Result<Rate, SpecError> {
     let mut contraction: f64 = -1.0;
     let mut worst_lambda = 0.0;
     for lambda in lambda_grid(opts.kappa, opts.grid) {
@@ -309,24 +370,46 @@ fn rate_at(spec: &Spec, opts: &RateOptions, overrides: &Overrides, params: BTree
 }
 
 fn check_options(spec: &Spec, opts: &RateOptions) -> Result<(), SpecError> {
-    let bad = |msg: &str, hint: &str| Err(SpecError::new(ErrorKind::InvalidValue, msg).with_hint(hint).at(&spec.file, &spec.text, None));
+    let bad = |msg: &str, hint: &str| {
+        Err(SpecError::new(ErrorKind::InvalidValue, msg)
+            .with_hint(hint)
+            .at(&spec.file, &spec.text, None))
+    };
     if !(opts.kappa.is_finite() && opts.kappa >= 1.0) {
-        return bad("the condition number κ must be a finite number ≥ 1", "pass e.g. --kappa 100");
+        return bad(
+            "the condition number κ must be a finite number ≥ 1",
+            "pass e.g. --kappa 100",
+        );
     }
     if opts.steps == 0 || opts.steps > 100_000 {
-        return bad("the number of steps must be between 1 and 100000", "pass e.g. --steps 20");
+        return bad(
+            "the number of steps must be between 1 and 100000",
+            "pass e.g. --steps 20",
+        );
     }
     if opts.grid < 2 || opts.grid > 1_000_000 {
-        return bad("the λ grid needs between 2 and 1000000 points", "pass e.g. --grid 2001");
+        return bad(
+            "the λ grid needs between 2 and 1000000 points",
+            "pass e.g. --grid 2001",
+        );
     }
-    if spec.step.iter().any(|e| crate::spec::validate::mentions_cat(&e.rhs)) || crate::spec::validate::mentions_cat(&spec.output) {
+    if spec
+        .step
+        .iter()
+        .any(|e| crate::spec::validate::mentions_cat(&e.rhs))
+        || crate::spec::validate::mentions_cat(&spec.output)
+    {
         return Err(located(spec, no_cat(None)));
     }
     Ok(())
 }
 
 /// The worst-case contraction and asymptotic rate of `spec`, swept over its search ranges.
-pub fn rate(spec: &Spec, opts: &RateOptions, overrides: &Overrides) -> Result<RateReport, SpecError> {
+pub fn rate(
+    spec: &Spec,
+    opts: &RateOptions,
+    overrides: &Overrides,
+) -> Result<RateReport, SpecError> {
     spec.check_overrides(overrides)?;
     check_options(spec, opts)?;
     let rate = rate_at(spec, opts, overrides, BTreeMap::new())?;
@@ -343,10 +426,22 @@ pub fn rate(spec: &Spec, opts: &RateOptions, overrides: &Overrides) -> Result<Ra
         }
     }
     if axes.is_empty() {
-        return Ok(RateReport { name: spec.name.clone(), kappa: opts.kappa, steps: opts.steps, grid: opts.grid, rate, sweep: None });
+        return Ok(RateReport {
+            name: spec.name.clone(),
+            kappa: opts.kappa,
+            steps: opts.steps,
+            grid: opts.grid,
+            rate,
+            sweep: None,
+        });
     }
     // Range points: as many as the combination budget allows (at most RANGE_POINTS).
-    let fixed: usize = axes.iter().filter(|a| !a.1.is_empty()).map(|a| a.1.len()).product::<usize>().max(1);
+    let fixed: usize = axes
+        .iter()
+        .filter(|a| !a.1.is_empty())
+        .map(|a| a.1.len())
+        .product::<usize>()
+        .max(1);
     let ranges = axes.iter().filter(|a| a.1.is_empty()).count() as u32;
     let mut points = RANGE_POINTS;
     while points > 2 && fixed.saturating_mul(points.saturating_pow(ranges)) > MAX_COMBINATIONS {
@@ -354,8 +449,12 @@ pub fn rate(spec: &Spec, opts: &RateOptions, overrides: &Overrides) -> Result<Ra
     }
     for (name, values) in axes.iter_mut() {
         if values.is_empty() {
-            if let Some(ParamKind::Range { lo, hi, .. }) = spec.param(name).map(|p| &spec.params[p].kind) {
-                *values = (0..points).map(|i| lo + (hi - lo) * i as f64 / (points - 1) as f64).collect();
+            if let Some(ParamKind::Range { lo, hi, .. }) =
+                spec.param(name).map(|p| &spec.params[p].kind)
+            {
+                *values = (0..points)
+                    .map(|i| lo + (hi - lo) * i as f64 / (points - 1) as f64)
+                    .collect();
             }
         }
     }
@@ -383,10 +482,13 @@ pub fn rate(spec: &Spec, opts: &RateOptions, overrides: &Overrides) -> Result<Ra
         break;
     }
     let pick = |better: fn(f64, f64) -> bool| -> Option<Rate> {
-        samples.iter().fold(None::<&Rate>, |acc, r| match acc {
-            Some(a) if !better(r.contraction, a.contraction) => Some(a),
-            _ => Some(r),
-        }).cloned()
+        samples
+            .iter()
+            .fold(None::<&Rate>, |acc, r| match acc {
+                Some(a) if !better(r.contraction, a.contraction) => Some(a),
+                _ => Some(r),
+            })
+            .cloned()
     };
     let (Some(best), Some(worst)) = (pick(|a, b| a < b), pick(|a, b| a > b)) else {
         return Err(SpecError::internal("empty sweep"));
@@ -397,15 +499,27 @@ pub fn rate(spec: &Spec, opts: &RateOptions, overrides: &Overrides) -> Result<Ra
         steps: opts.steps,
         grid: opts.grid,
         rate,
-        sweep: Some(Sweep { samples, best, worst }),
+        sweep: Some(Sweep {
+            samples,
+            best,
+            worst,
+        }),
     })
 }
 
 impl std::fmt::Display for RateReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{}: f(z) = ½λz², λ ∈ [1/κ, 1], κ = {}, {} steps, {} grid points", self.name, self.kappa, self.steps, self.grid)?;
+        writeln!(
+            f,
+            "{}: f(z) = ½λz², λ ∈ [1/κ, 1], κ = {}, {} steps, {} grid points",
+            self.name, self.kappa, self.steps, self.grid
+        )?;
         let line = |f: &mut std::fmt::Formatter<'_>, r: &Rate| -> std::fmt::Result {
-            writeln!(f, "  contraction after N steps  max|p_N(λ)| = {:.6e}  (at λ = {:.4})", r.contraction, r.worst_lambda)?;
+            writeln!(
+                f,
+                "  contraction after N steps  max|p_N(λ)| = {:.6e}  (at λ = {:.4})",
+                r.contraction, r.worst_lambda
+            )?;
             writeln!(f, "  per step                   {:.6}", r.per_step)?;
             match (&r.asymptotic, &r.asymptotic_note) {
                 (Some(a), _) => writeln!(f, "  asymptotic rate            max ρ(M(λ)) = {a:.6}"),
@@ -415,7 +529,12 @@ impl std::fmt::Display for RateReport {
         };
         line(f, &self.rate)?;
         if let Some(s) = &self.sweep {
-            let fmt = |p: &BTreeMap<String, f64>| p.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect::<Vec<_>>().join(", ");
+            let fmt = |p: &BTreeMap<String, f64>| {
+                p.iter()
+                    .map(|(k, v)| format!("{k} = {v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             writeln!(f, "over the search ranges ({} samples):", s.samples.len())?;
             writeln!(f, " best  ({})", fmt(&s.best.params))?;
             line(f, &s.best)?;
@@ -438,9 +557,22 @@ mod tests {
     fn gradient_descent_contracts_as_one_minus_one_over_kappa() {
         let s = load_str("gd.yaml", GD).unwrap();
         for (kappa, n) in [(10.0, 5), (100.0, 20), (1000.0, 50)] {
-            let r = rate(&s, &RateOptions { kappa, steps: n, grid: 501 }, &Overrides::new()).unwrap();
+            let r = rate(
+                &s,
+                &RateOptions {
+                    kappa,
+                    steps: n,
+                    grid: 501,
+                },
+                &Overrides::new(),
+            )
+            .unwrap();
             let expect = (1.0 - 1.0 / kappa).powi(n as i32);
-            assert!((r.rate.contraction - expect).abs() < 1e-12, "{} vs {expect}", r.rate.contraction);
+            assert!(
+                (r.rate.contraction - expect).abs() < 1e-12,
+                "{} vs {expect}",
+                r.rate.contraction
+            );
             let asym = r.rate.asymptotic.unwrap();
             assert!((asym - (1.0 - 1.0 / kappa)).abs() < 1e-12, "{asym}");
         }
@@ -454,10 +586,22 @@ mod tests {
             let h = 4.0 / (1.0 + 1.0 / sk).powi(2);
             let beta = ((sk - 1.0) / (sk + 1.0)).powi(2);
             let o: Overrides = [("h".to_string(), h), ("beta".to_string(), beta)].into();
-            let r = rate(&s, &RateOptions { kappa, steps: 10, grid: 401 }, &o).unwrap();
+            let r = rate(
+                &s,
+                &RateOptions {
+                    kappa,
+                    steps: 10,
+                    grid: 401,
+                },
+                &o,
+            )
+            .unwrap();
             let expect = (sk - 1.0) / (sk + 1.0);
             let got = r.rate.asymptotic.unwrap();
-            assert!((got - expect).abs() < 1e-6, "kappa {kappa}: {got} vs {expect}");
+            assert!(
+                (got - expect).abs() < 1e-6,
+                "kappa {kappa}: {got} vs {expect}"
+            );
             assert!(r.sweep.is_none(), "beta is overridden, nothing to sweep");
         }
     }
@@ -465,18 +609,53 @@ mod tests {
     #[test]
     fn ranges_are_swept_and_schedules_have_no_asymptotic_rate() {
         let s = load_str("hb.yaml", HB).unwrap();
-        let r = rate(&s, &RateOptions { kappa: 100.0, steps: 10, grid: 101 }, &Overrides::new()).unwrap();
+        let r = rate(
+            &s,
+            &RateOptions {
+                kappa: 100.0,
+                steps: 10,
+                grid: 101,
+            },
+            &Overrides::new(),
+        )
+        .unwrap();
         let sweep = r.sweep.unwrap();
         assert_eq!(sweep.samples.len(), RANGE_POINTS);
         assert!(sweep.best.contraction <= sweep.worst.contraction);
-        assert!(sweep.best.contraction <= r.rate.contraction && r.rate.contraction <= sweep.worst.contraction);
+        assert!(
+            sweep.best.contraction <= r.rate.contraction
+                && r.rate.contraction <= sweep.worst.contraction
+        );
         let nest = "name: n\nparams:\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta * (z[k] - z[k-1])\n  z[k+1]: y[k] - grad(y[k])\noutput: z\n";
         let s = load_str("n.yaml", nest).unwrap();
-        let r = rate(&s, &RateOptions { kappa: 100.0, steps: 30, grid: 101 }, &Overrides::new()).unwrap();
+        let r = rate(
+            &s,
+            &RateOptions {
+                kappa: 100.0,
+                steps: 30,
+                grid: 101,
+            },
+            &Overrides::new(),
+        )
+        .unwrap();
         assert!(r.rate.asymptotic.is_none());
         assert!(r.rate.asymptotic_note.unwrap().contains("vary with k"));
         // Nesterov beats gradient descent after 30 steps at kappa = 100.
-        let gd = rate(&load_str("gd.yaml", GD).unwrap(), &RateOptions { kappa: 100.0, steps: 30, grid: 101 }, &Overrides::new()).unwrap();
-        assert!(r.rate.contraction < gd.rate.contraction, "{} vs {}", r.rate.contraction, gd.rate.contraction);
+        let gd = rate(
+            &load_str("gd.yaml", GD).unwrap(),
+            &RateOptions {
+                kappa: 100.0,
+                steps: 30,
+                grid: 101,
+            },
+            &Overrides::new(),
+        )
+        .unwrap();
+        assert!(
+            r.rate.contraction < gd.rate.contraction,
+            "{} vs {}",
+            r.rate.contraction,
+            gd.rate.contraction
+        );
     }
 }

@@ -133,7 +133,10 @@ impl Topology {
     /// Human-readable coefficient of an edge.
     pub fn coef_label(&self, coef: &Coef) -> String {
         coef.display_with(&|id| {
-            self.learnables.get(id).map(|l| l.name.clone()).unwrap_or_else(|| format!("p{id}"))
+            self.learnables
+                .get(id)
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| format!("p{id}"))
         })
     }
 }
@@ -155,7 +158,11 @@ struct Builder {
 impl Builder {
     fn add(&mut self, kind: NodeKind) -> NodeIndex {
         let step = self.step.and_then(|k| usize::try_from(k).ok());
-        self.graph.add_node(Node { kind, step, names: Vec::new() })
+        self.graph.add_node(Node {
+            kind,
+            step,
+            names: Vec::new(),
+        })
     }
 
     /// A node holding `form`: the node itself for `1·n`, a new combination otherwise.
@@ -166,7 +173,14 @@ impl Builder {
             terms => {
                 let comb = self.add(NodeKind::Combine);
                 for (slot, (n, c)) in terms.iter().enumerate() {
-                    self.graph.add_edge(*n, comb, Edge { slot, coef: c.clone() });
+                    self.graph.add_edge(
+                        *n,
+                        comb,
+                        Edge {
+                            slot,
+                            coef: c.clone(),
+                        },
+                    );
                 }
                 Some(comb)
             }
@@ -210,14 +224,23 @@ impl crate::recurrence::Space for Builder {
     }
 
     fn grad(&mut self, _k: i64, v: Form, at: Option<crate::error::Pos>) -> Result<Form, SpecError> {
-        let input = self.materialize(&v).ok_or_else(|| zero_error("grad(...)", at))?;
+        let input = self
+            .materialize(&v)
+            .ok_or_else(|| zero_error("grad(...)", at))?;
         let block = match self.blocks.get(&input) {
             Some(b) => *b,
             None => {
                 let slot = self.blocks.len();
                 let step = self.step.and_then(|k| usize::try_from(k).ok()).unwrap_or(0);
                 let b = self.add(NodeKind::Block { step, slot });
-                self.graph.add_edge(input, b, Edge { slot: 0, coef: Coef::constant(1.0) });
+                self.graph.add_edge(
+                    input,
+                    b,
+                    Edge {
+                        slot: 0,
+                        coef: Coef::constant(1.0),
+                    },
+                );
                 self.blocks.insert(input, b);
                 b
             }
@@ -231,11 +254,21 @@ impl crate::recurrence::Space for Builder {
     fn cat(&mut self, parts: Vec<Form>, at: Option<crate::error::Pos>) -> Result<Form, SpecError> {
         let mut nodes = Vec::with_capacity(parts.len());
         for p in &parts {
-            nodes.push(self.materialize(p).ok_or_else(|| zero_error("cat(...)", at))?);
+            nodes.push(
+                self.materialize(p)
+                    .ok_or_else(|| zero_error("cat(...)", at))?,
+            );
         }
         let c = self.add(NodeKind::Concat);
         for (slot, n) in nodes.into_iter().enumerate() {
-            self.graph.add_edge(n, c, Edge { slot, coef: Coef::constant(1.0) });
+            self.graph.add_edge(
+                n,
+                c,
+                Edge {
+                    slot,
+                    coef: Coef::constant(1.0),
+                },
+            );
         }
         Ok(vec![(c, Coef::constant(1.0))])
     }
@@ -245,14 +278,25 @@ impl crate::recurrence::Space for Builder {
         if let Some(id) = self.learn_ids.get(&key) {
             return *id;
         }
-        let idx = |i: i64| if i < 0 { format!("m{}", -i) } else { i.to_string() };
+        let idx = |i: i64| {
+            if i < 0 {
+                format!("m{}", -i)
+            } else {
+                i.to_string()
+            }
+        };
         let name = match &instance {
             Instance::Shared => param.to_string(),
             Instance::Step { k } => format!("{param}_{}", idx(*k)),
             Instance::Edge { k, j } => format!("{param}_{}_{}", idx(*k), idx(*j)),
         };
         let id = self.learnables.len();
-        self.learnables.push(Learnable { name, param: param.to_string(), instance, init });
+        self.learnables.push(Learnable {
+            name,
+            param: param.to_string(),
+            instance,
+            init,
+        });
         self.learn_ids.insert(key, id);
         id
     }
@@ -280,11 +324,18 @@ pub const MAX_STEPS: usize = 2000;
 ///
 /// Constants are folded (parallel edges merged, zero edges dropped), values that do not reach
 /// the output are pruned, and learnable scalars are numbered in order of first use.
-pub fn unroll(spec: &crate::spec::Spec, steps: usize, overrides: &crate::spec::Overrides) -> Result<Topology, SpecError> {
+pub fn unroll(
+    spec: &crate::spec::Spec,
+    steps: usize,
+    overrides: &crate::spec::Overrides,
+) -> Result<Topology, SpecError> {
     if steps == 0 || steps > MAX_STEPS {
-        return Err(SpecError::new(crate::error::ErrorKind::InvalidValue, format!("the number of steps must be between 1 and {MAX_STEPS}, not {steps}"))
-            .with_hint("pass e.g. --steps 8")
-            .at(&spec.file, &spec.text, None));
+        return Err(SpecError::new(
+            crate::error::ErrorKind::InvalidValue,
+            format!("the number of steps must be between 1 and {MAX_STEPS}, not {steps}"),
+        )
+        .with_hint("pass e.g. --steps 8")
+        .at(&spec.file, &spec.text, None));
     }
     spec.check_overrides(overrides)?;
     let builder = Builder {
@@ -298,7 +349,11 @@ pub fn unroll(spec: &crate::spec::Spec, steps: usize, overrides: &crate::spec::O
     let mut ev = crate::recurrence::Evaluator::new(spec, builder, steps, overrides);
     let out = ev.run().map_err(|e| {
         let pos = e.pos;
-        if e.file.is_empty() { e.at(&spec.file, &spec.text, pos) } else { e }
+        if e.file.is_empty() {
+            e.at(&spec.file, &spec.text, pos)
+        } else {
+            e
+        }
     })?;
     let mut b = ev.space;
     let out_node = b
@@ -306,12 +361,24 @@ pub fn unroll(spec: &crate::spec::Spec, steps: usize, overrides: &crate::spec::O
         .ok_or_else(|| zero_error("the output", None).at(&spec.file, &spec.text, None))?;
     b.step = None;
     let output = b.add(NodeKind::Output);
-    b.graph.add_edge(out_node, output, Edge { slot: 0, coef: Coef::constant(1.0) });
+    b.graph.add_edge(
+        out_node,
+        output,
+        Edge {
+            slot: 0,
+            coef: Coef::constant(1.0),
+        },
+    );
     prune(spec, steps, b, output)
 }
 
 /// Keeps the nodes that reach `output`, in creation order, and renumbers learnables.
-fn prune(spec: &crate::spec::Spec, steps: usize, b: Builder, output: NodeIndex) -> Result<Topology, SpecError> {
+fn prune(
+    spec: &crate::spec::Spec,
+    steps: usize,
+    b: Builder,
+    output: NodeIndex,
+) -> Result<Topology, SpecError> {
     let g = &b.graph;
     let mut live = vec![false; g.node_count()];
     let mut stack = vec![output];
@@ -328,7 +395,11 @@ fn prune(spec: &crate::spec::Spec, steps: usize, b: Builder, output: NodeIndex) 
         .collect();
     used.sort_unstable();
     used.dedup();
-    let remap: std::collections::HashMap<usize, usize> = used.iter().enumerate().map(|(new, old)| (*old, new)).collect();
+    let remap: std::collections::HashMap<usize, usize> = used
+        .iter()
+        .enumerate()
+        .map(|(new, old)| (*old, new))
+        .collect();
     let mut graph: DiGraph<Node, Edge> = DiGraph::new();
     let mut map = vec![None; g.node_count()];
     for n in g.node_indices() {
@@ -338,8 +409,18 @@ fn prune(spec: &crate::spec::Spec, steps: usize, b: Builder, output: NodeIndex) 
     }
     for e in g.edge_references() {
         if let (Some(s), Some(t)) = (map[e.source().index()], map[e.target().index()]) {
-            let coef = e.weight().coef.remap(&|id| remap.get(&id).copied().unwrap_or(id));
-            graph.add_edge(s, t, Edge { slot: e.weight().slot, coef });
+            let coef = e
+                .weight()
+                .coef
+                .remap(&|id| remap.get(&id).copied().unwrap_or(id));
+            graph.add_edge(
+                s,
+                t,
+                Edge {
+                    slot: e.weight().slot,
+                    coef,
+                },
+            );
         }
     }
     let input = g
@@ -347,13 +428,27 @@ fn prune(spec: &crate::spec::Spec, steps: usize, b: Builder, output: NodeIndex) 
         .find(|n| g[*n].kind == NodeKind::Input)
         .and_then(|n| map[n.index()])
         .ok_or_else(|| {
-            SpecError::new(crate::error::ErrorKind::InvalidValue, "the output does not depend on the input")
-                .with_hint("check the step equations: every path to the output starts at the input")
-                .at(&spec.file, &spec.text, None)
+            SpecError::new(
+                crate::error::ErrorKind::InvalidValue,
+                "the output does not depend on the input",
+            )
+            .with_hint("check the step equations: every path to the output starts at the input")
+            .at(&spec.file, &spec.text, None)
         })?;
     let output = map[output.index()].ok_or_else(|| SpecError::internal("output pruned"))?;
-    let learnables = used.iter().filter_map(|old| b.learnables.get(*old).cloned()).collect();
-    let topo = Topology { name: spec.name.clone(), steps, reading: spec.reading, graph, input, output, learnables };
+    let learnables = used
+        .iter()
+        .filter_map(|old| b.learnables.get(*old).cloned())
+        .collect();
+    let topo = Topology {
+        name: spec.name.clone(),
+        steps,
+        reading: spec.reading,
+        graph,
+        input,
+        output,
+        learnables,
+    };
     topo.order()?;
     Ok(topo)
 }

@@ -28,7 +28,12 @@ pub const EXIT_FAILURE: u8 = 3;
 /// into a topology, draws it, and studies its convergence on quadratics. Shipped specs live in
 /// `specs/`. Exit codes: 0 ok, 1 invalid spec, 2 bad usage, 3 other failure.
 #[derive(Debug, Parser)]
-#[command(name = "optarch", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "optarch",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -245,7 +250,10 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("cannot read folder {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
                 .collect();
             files.sort();
             if files.is_empty() {
@@ -313,7 +321,10 @@ fn check(a: CheckArgs) -> Result<(), Failure> {
     let results: Vec<CheckResult> = files.iter().map(|f| check_one(f, a.steps)).collect();
     let bad = results.iter().filter(|r| !r.ok).count();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).map_err(anyhow::Error::from)?
+        );
     } else {
         for r in &results {
             match (&r.rendered, &r.name) {
@@ -330,7 +341,12 @@ fn check(a: CheckArgs) -> Result<(), Failure> {
             }
         }
         if files.len() > 1 || bad > 0 {
-            println!("{} spec(s) checked, {} valid, {} invalid", results.len(), results.len() - bad, bad);
+            println!(
+                "{} spec(s) checked, {} valid, {} invalid",
+                results.len(),
+                results.len() - bad,
+                bad
+            );
         }
     }
     if bad > 0 {
@@ -341,11 +357,14 @@ fn check(a: CheckArgs) -> Result<(), Failure> {
 
 fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
     if path == Path::new("-") {
-        std::io::stdout().write_all(bytes).context("cannot write to standard output")?;
+        std::io::stdout()
+            .write_all(bytes)
+            .context("cannot write to standard output")?;
         return Ok(());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
     }
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -359,14 +378,19 @@ fn graph(a: GraphArgs) -> Result<(), Failure> {
         FormatArg::Dot => (Format::Dot, "dot"),
     };
     let bytes = render::render(&t, format).map_err(|e| anyhow!("cannot draw the topology: {e}"))?;
-    let out = a.output.unwrap_or_else(|| PathBuf::from(format!("{}_k{}.{ext}", s.name, a.steps)));
+    let out = a
+        .output
+        .unwrap_or_else(|| PathBuf::from(format!("{}_k{}.{ext}", s.name, a.steps)));
     write_output(&out, &bytes)?;
     let report = analysis::analyse(&t)?;
     let to_stdout = out == Path::new("-");
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("picture".into(), serde_json::Value::String(out.display().to_string()));
+            obj.insert(
+                "picture".into(),
+                serde_json::Value::String(out.display().to_string()),
+            );
         }
         let text = serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?;
         if to_stdout {
@@ -387,10 +411,17 @@ fn graph(a: GraphArgs) -> Result<(), Failure> {
 
 fn rate(a: RateArgs) -> Result<(), Failure> {
     let (s, o) = load(&a.spec, &a.spec_args)?;
-    let opts = RateOptions { kappa: a.kappa, steps: a.steps, grid: a.grid };
+    let opts = RateOptions {
+        kappa: a.kappa,
+        steps: a.steps,
+        grid: a.grid,
+    };
     let r = theory::rate(&s, &opts, &o)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)?
+        );
     } else {
         print!("{r}");
     }
@@ -402,9 +433,15 @@ fn env(a: EnvArgs, device: tch::Device) -> Result<(), Failure> {
     if a.json {
         let mut v = serde_json::to_value(&info).map_err(anyhow::Error::from)?;
         if let Some(obj) = v.as_object_mut() {
-            obj.insert("selected_device".into(), serde_json::Value::String(format!("{device:?}")));
+            obj.insert(
+                "selected_device".into(),
+                serde_json::Value::String(format!("{device:?}")),
+            );
         }
-        println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
+        );
     } else {
         println!("{info}");
         println!("selected device      {device:?}");
@@ -426,7 +463,9 @@ mod tests {
     fn overrides_parse_and_reject_garbage() {
         assert_eq!(parse_override("beta=0.9").unwrap(), ("beta".into(), 0.9));
         assert!(parse_override("beta").unwrap_err().contains("NAME=VALUE"));
-        assert!(parse_override("beta=x").unwrap_err().contains("not a number"));
+        assert!(parse_override("beta=x")
+            .unwrap_err()
+            .contains("not a number"));
         assert!(parse_override("beta=inf").is_err());
     }
 }

@@ -33,13 +33,21 @@ fn shipped() -> Vec<PathBuf> {
 #[test]
 fn check_accepts_every_shipped_spec() {
     let out = optarch(&["check", "specs", "--steps", "12"]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     for p in shipped() {
         let name = p.file_stem().unwrap().to_str().unwrap();
         assert!(stdout.contains(name), "{name} missing from:\n{stdout}");
     }
-    assert!(stdout.contains(&format!("{} valid, 0 invalid", shipped().len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} valid, 0 invalid", shipped().len())),
+        "{stdout}"
+    );
     let out = optarch(&["check", "specs/heavy_ball.yaml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["ok"], true);
@@ -51,14 +59,23 @@ fn check_rejects_every_invalid_fixture_with_a_location() {
     let dir = root().join("core/tests/fixtures/invalid");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let first = std::fs::read_to_string(&path).unwrap().lines().next().unwrap().to_string();
+        let first = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
         let mut parts = first.trim_start_matches("# expect: ").splitn(3, ' ');
         let (code, at) = (parts.next().unwrap(), parts.next().unwrap());
         let p = path.to_str().unwrap();
         let out = optarch(&["check", p]);
         assert_eq!(out.status.code(), Some(1), "{p}: {}", text(&out.stderr));
         let stderr = text(&out.stderr);
-        let expect = if at == "-" { format!("{p}: error[{code}]") } else { format!("{p}:{at}: error[{code}]") };
+        let expect = if at == "-" {
+            format!("{p}: error[{code}]")
+        } else {
+            format!("{p}:{at}: error[{code}]")
+        };
         assert!(stderr.contains(&expect), "{expect} not in:\n{stderr}");
         assert!(stderr.contains("hint:"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -73,7 +90,11 @@ fn check_rejects_every_invalid_fixture_with_a_location() {
 #[test]
 fn graph_draws_svg_png_and_dot_with_analyses() {
     let dir = tempfile::tempdir().unwrap();
-    for (fmt, magic) in [("svg", &b"<svg"[..]), ("png", &b"\x89PNG"[..]), ("dot", &b"digraph"[..])] {
+    for (fmt, magic) in [
+        ("svg", &b"<svg"[..]),
+        ("png", &b"\x89PNG"[..]),
+        ("dot", &b"digraph"[..]),
+    ] {
         let out_file = dir.path().join(format!("hb.{fmt}"));
         let out = optarch(&[
             "graph",
@@ -90,26 +111,57 @@ fn graph_draws_svg_png_and_dot_with_analyses() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let bytes = std::fs::read(&out_file).unwrap();
         let start = bytes.windows(magic.len()).position(|w| w == magic);
-        assert!(start.is_some_and(|s| s < 200), "{fmt} output does not look like {fmt}");
+        assert!(
+            start.is_some_and(|s| s < 200),
+            "{fmt} output does not look like {fmt}"
+        );
         let stdout = text(&out.stdout);
         assert!(stdout.contains("peak live maps"), "{stdout}");
-        assert!(stdout.contains("B2 = [1, 1.9, 1,"), "heavy-ball closed form missing:\n{stdout}");
+        assert!(
+            stdout.contains("B2 = [1, 1.9, 1,"),
+            "heavy-ball closed form missing:\n{stdout}"
+        );
     }
     // JSON analyses: heavy ball keeps three maps alive at most, like a ResNet plus one.
-    let out = optarch(&["graph", "specs/heavy_ball.yaml", "--steps", "6", "--json", "-o", dir.path().join("x.svg").to_str().unwrap()]);
+    let out = optarch(&[
+        "graph",
+        "specs/heavy_ball.yaml",
+        "--steps",
+        "6",
+        "--json",
+        "-o",
+        dir.path().join("x.svg").to_str().unwrap(),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["blocks"], 6);
     assert!(v["memory"]["peak"].as_u64().unwrap() <= 4);
     assert_eq!(v["skip_histogram"]["2"], 5, "{}", v["skip_histogram"]);
     // DOT to standard output.
-    let out = optarch(&["graph", "specs/densenet.yaml", "-k", "3", "-f", "dot", "-o", "-"]);
+    let out = optarch(&[
+        "graph",
+        "specs/densenet.yaml",
+        "-k",
+        "3",
+        "-f",
+        "dot",
+        "-o",
+        "-",
+    ]);
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("digraph"));
 }
 
 #[test]
 fn rate_matches_closed_forms_end_to_end() {
-    let out = optarch(&["rate", "specs/gradient_descent.yaml", "--kappa", "10", "--steps", "5", "--json"]);
+    let out = optarch(&[
+        "rate",
+        "specs/gradient_descent.yaml",
+        "--kappa",
+        "10",
+        "--steps",
+        "5",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = v["rate"]["contraction"].as_f64().unwrap();
@@ -147,7 +199,11 @@ fn usage_errors_and_unknown_overrides_are_reported() {
     assert_eq!(out.status.code(), Some(2));
     let out = optarch(&["rate", "specs/heavy_ball.yaml", "--set", "bta=0.3"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("did you mean `beta`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did you mean `beta`"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = optarch(&["check", "does/not/exist.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("error[io]"));
@@ -171,8 +227,16 @@ fn env_reports_and_cuda_fails_loudly_without_a_gpu() {
     if cuda {
         assert!(out.status.success());
     } else {
-        assert_eq!(out.status.code(), Some(3), "--device cuda must fail without CUDA");
-        assert!(text(&out.stderr).to_lowercase().contains("cuda"), "{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "--device cuda must fail without CUDA"
+        );
+        assert!(
+            text(&out.stderr).to_lowercase().contains("cuda"),
+            "{}",
+            text(&out.stderr)
+        );
     }
     let out = optarch(&["--device", "tpu", "check", "specs/gradient_descent.yaml"]);
     assert_eq!(out.status.code(), Some(3));

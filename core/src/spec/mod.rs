@@ -150,7 +150,12 @@ impl Spec {
     }
 
     /// An error located at `pos` in this spec's file.
-    pub fn error_at(&self, pos: Option<Pos>, kind: ErrorKind, message: impl Into<String>) -> SpecError {
+    pub fn error_at(
+        &self,
+        pos: Option<Pos>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> SpecError {
         SpecError::new(kind, message).at(&self.file, &self.text, pos)
     }
 
@@ -160,7 +165,10 @@ impl Spec {
             if self.param(name).is_none() {
                 let mut e = SpecError::new(
                     ErrorKind::UnknownParam,
-                    format!("override `{name}` names no parameter of spec `{}`", self.name),
+                    format!(
+                        "override `{name}` names no parameter of spec `{}`",
+                        self.name
+                    ),
                 );
                 let names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
                 e = match crate::error::did_you_mean(name, names.iter().copied()) {

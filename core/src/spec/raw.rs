@@ -104,14 +104,17 @@ impl<'de> Deserialize<'de> for RawParam {
                 Ok(RawParam::Schedule(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawParam, A::Error> {
-                ParamTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawParam::Table)
+                ParamTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawParam::Table)
             }
         }
         d.deserialize_any(V)
     }
 }
 
-const TOP_KEYS: &[&str] = &["name", "summary", "gradient", "params", "state", "input", "init", "step", "output"];
+const TOP_KEYS: &[&str] = &[
+    "name", "summary", "gradient", "params", "state", "input", "init", "step", "output",
+];
 const PARAM_KEYS: &[&str] = &[
     "value", "schedule", "start", "init", "learn", "per", "range", "choices", "default", "doc",
 ];
@@ -122,7 +125,10 @@ pub fn parse(file: &str, text: &str) -> Result<RawSpec, SpecError> {
 }
 
 fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
-    let pos = e.location().map(|l| Pos { line: l.line(), column: l.column() });
+    let pos = e.location().map(|l| Pos {
+        line: l.line(),
+        column: l.column(),
+    });
     let full = e.to_string();
     let msg = match full.find(" at line ") {
         Some(i) => full[..i].to_string(),
@@ -136,7 +142,9 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
     let after = |phrase: &str| msg.find(phrase).map(|i| &msg[i + phrase.len()..]);
     let (kind, hint) = if let Some(rest) = after("unknown field ") {
         let word = backticked(rest).unwrap_or_default();
-        let keys = if PARAM_KEYS.iter().any(|k| rest.contains(&format!("`{k}`"))) && !rest.contains("`step`") {
+        let keys = if PARAM_KEYS.iter().any(|k| rest.contains(&format!("`{k}`")))
+            && !rest.contains("`step`")
+        {
             PARAM_KEYS
         } else {
             TOP_KEYS
@@ -162,10 +170,19 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
             "output" => "output: z",
             _ => "",
         };
-        (ErrorKind::MissingKey, format!("add `{example}` to the spec"))
+        (
+            ErrorKind::MissingKey,
+            format!("add `{example}` to the spec"),
+        )
     } else if msg.contains("duplicate field") || msg.contains("duplicate entry") {
-        (ErrorKind::Duplicate, "remove one of the two definitions".into())
-    } else if msg.contains("invalid type") || msg.contains("invalid length") || msg.contains("invalid value") {
+        (
+            ErrorKind::Duplicate,
+            "remove one of the two definitions".into(),
+        )
+    } else if msg.contains("invalid type")
+        || msg.contains("invalid length")
+        || msg.contains("invalid value")
+    {
         (
             ErrorKind::WrongType,
             "see docs/SPEC.md: `state` is a list, `step`/`init`/`params` are mappings, \
@@ -173,7 +190,12 @@ fn classify(file: &str, text: &str, e: &serde_yaml::Error) -> SpecError {
                 .into(),
         )
     } else {
-        (ErrorKind::YamlSyntax, "check indentation and quoting".into())
+        (
+            ErrorKind::YamlSyntax,
+            "check indentation and quoting".into(),
+        )
     };
-    SpecError::new(kind, msg).with_hint(hint).at(file, text, pos)
+    SpecError::new(kind, msg)
+        .with_hint(hint)
+        .at(file, text, pos)
 }

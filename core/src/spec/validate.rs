@@ -37,8 +37,16 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, kind: ErrorKind, pos: Option<Pos>, msg: impl Into<String>, hint: impl Into<String>) -> SpecError {
-        SpecError::new(kind, msg).with_hint(hint).at(self.file, self.text, pos)
+    fn err(
+        &self,
+        kind: ErrorKind,
+        pos: Option<Pos>,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> SpecError {
+        SpecError::new(kind, msg)
+            .with_hint(hint)
+            .at(self.file, self.text, pos)
     }
 
     fn key_pos(&self, path: &[&str]) -> Option<Pos> {
@@ -73,7 +81,10 @@ impl Ctx<'_> {
 
 fn relocate(e: &mut Expr, f: &dyn Fn(ExprPos) -> Pos) {
     let p = f(e.pos);
-    e.pos = ExprPos { line: p.line, column: p.column };
+    e.pos = ExprPos {
+        line: p.line,
+        column: p.column,
+    };
     match &mut e.ex {
         Ex::Num(_) | Ex::Var(_) | Ex::Index(..) | Ex::Range { .. } => {}
         Ex::Call(_, args) => args.iter_mut().for_each(|a| relocate(a, f)),
@@ -92,7 +103,10 @@ fn relocate(e: &mut Expr, f: &dyn Fn(ExprPos) -> Pos) {
 
 /// The file position of an expression node (after relocation).
 pub fn fpos(e: &Expr) -> Option<Pos> {
-    Some(Pos { line: e.pos.line, column: e.pos.column })
+    Some(Pos {
+        line: e.pos.line,
+        column: e.pos.column,
+    })
 }
 
 fn is_ident(s: &str) -> bool {
@@ -104,7 +118,12 @@ fn is_ident(s: &str) -> bool {
 pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec, SpecError> {
     let cx = Ctx { file, text, pos };
     if raw.name.trim().is_empty() {
-        return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["name"]), "the spec's name is empty", "give it a short name such as `heavy_ball`"));
+        return Err(cx.err(
+            ErrorKind::InvalidValue,
+            cx.value_pos(&["name"]),
+            "the spec's name is empty",
+            "give it a short name such as `heavy_ball`",
+        ));
     }
 
     // States.
@@ -112,29 +131,65 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
     for (i, name) in raw.state.iter().enumerate() {
         let p = cx.value_pos(&["state", &i.to_string()]);
         if !is_ident(name) || RESERVED.contains(&name.as_str()) {
-            return Err(cx.err(ErrorKind::InvalidValue, p, format!("`{name}` is not a valid state name"), "use a plain identifier such as z, y or v, not k, K, j or a function name"));
+            return Err(cx.err(
+                ErrorKind::InvalidValue,
+                p,
+                format!("`{name}` is not a valid state name"),
+                "use a plain identifier such as z, y or v, not k, K, j or a function name",
+            ));
         }
         if states.iter().any(|s| &s.name == name) {
-            return Err(cx.err(ErrorKind::Duplicate, p, format!("state `{name}` is listed twice"), "list each state once in `state:`"));
+            return Err(cx.err(
+                ErrorKind::Duplicate,
+                p,
+                format!("state `{name}` is listed twice"),
+                "list each state once in `state:`",
+            ));
         }
-        states.push(State { name: name.clone(), offset: i64::MIN });
+        states.push(State {
+            name: name.clone(),
+            offset: i64::MIN,
+        });
     }
     if states.is_empty() {
-        return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["state"]), "`state` lists no state", "write e.g. `state: [z]`"));
+        return Err(cx.err(
+            ErrorKind::InvalidValue,
+            cx.value_pos(&["state"]),
+            "`state` lists no state",
+            "write e.g. `state: [z]`",
+        ));
     }
 
     // Parameters.
     let mut params: Vec<Param> = Vec::new();
     for (name, rp) in &raw.params {
         let p = cx.key_pos(&["params", name]);
-        if !is_ident(name) || RESERVED.contains(&name.as_str()) || MATH_FUNCTIONS.iter().any(|(f, _)| f == name) {
-            return Err(cx.err(ErrorKind::InvalidValue, p, format!("`{name}` is not a valid parameter name"), "use a plain identifier; k, K, j and function names are reserved"));
+        if !is_ident(name)
+            || RESERVED.contains(&name.as_str())
+            || MATH_FUNCTIONS.iter().any(|(f, _)| f == name)
+        {
+            return Err(cx.err(
+                ErrorKind::InvalidValue,
+                p,
+                format!("`{name}` is not a valid parameter name"),
+                "use a plain identifier; k, K, j and function names are reserved",
+            ));
         }
         if states.iter().any(|s| &s.name == name) {
-            return Err(cx.err(ErrorKind::Duplicate, p, format!("`{name}` is both a state and a parameter"), "rename one of them"));
+            return Err(cx.err(
+                ErrorKind::Duplicate,
+                p,
+                format!("`{name}` is both a state and a parameter"),
+                "rename one of them",
+            ));
         }
         let kind = param_kind(&cx, name, rp)?;
-        params.push(Param { name: name.clone(), kind, pos: p, recursive: false });
+        params.push(Param {
+            name: name.clone(),
+            kind,
+            pos: p,
+            recursive: false,
+        });
     }
 
     // Step equations.
@@ -143,17 +198,41 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         let kp = cx.key_pos(&["step", lhs]);
         let (state, index) = parse_lhs(&cx, &states, lhs, kp, false)?;
         if step.iter().any(|e| e.state == state) {
-            return Err(cx.err(ErrorKind::Duplicate, kp, format!("state `{}` has two step equations", states[state].name), "give each state exactly one equation in `step:`"));
+            return Err(cx.err(
+                ErrorKind::Duplicate,
+                kp,
+                format!("state `{}` has two step equations", states[state].name),
+                "give each state exactly one equation in `step:`",
+            ));
         }
         states[state].offset = index.offset;
         let e = cx.parse_expr(&["step", lhs], &rhs.0, ErrorKind::BadExpression)?;
-        step.push(Equation { state, index, lhs: lhs.clone(), rhs: e, pos: cx.value_pos(&["step", lhs]) });
+        step.push(Equation {
+            state,
+            index,
+            lhs: lhs.clone(),
+            rhs: e,
+            pos: cx.value_pos(&["step", lhs]),
+        });
     }
     if step.is_empty() {
-        return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["step"]), "`step` holds no equation", "write e.g. `step:\\n  z[k+1]: z[k] - grad(z[k])`"));
+        return Err(cx.err(
+            ErrorKind::InvalidValue,
+            cx.value_pos(&["step"]),
+            "`step` holds no equation",
+            "write e.g. `step:\\n  z[k+1]: z[k] - grad(z[k])`",
+        ));
     }
     if let Some(s) = states.iter().find(|s| s.offset == i64::MIN) {
-        return Err(cx.err(ErrorKind::MissingKey, cx.value_pos(&["step"]), format!("state `{}` has no step equation", s.name), format!("add `{}[k+1]: ...` under `step:` or remove `{}` from `state:`", s.name, s.name)));
+        return Err(cx.err(
+            ErrorKind::MissingKey,
+            cx.value_pos(&["step"]),
+            format!("state `{}` has no step equation", s.name),
+            format!(
+                "add `{}[k+1]: ...` under `step:` or remove `{}` from `state:`",
+                s.name, s.name
+            ),
+        ));
     }
 
     // Init equations.
@@ -162,10 +241,27 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         let kp = cx.key_pos(&["init", lhs]);
         let (state, index) = parse_lhs(&cx, &states, lhs, kp, true)?;
         if index.offset >= states[state].offset {
-            return Err(cx.err(ErrorKind::Duplicate, kp, format!("`{lhs}` is already defined by the step equation of `{}`", states[state].name), format!("initial values are for indices below {}; remove this line", states[state].offset)));
+            return Err(cx.err(
+                ErrorKind::Duplicate,
+                kp,
+                format!(
+                    "`{lhs}` is already defined by the step equation of `{}`",
+                    states[state].name
+                ),
+                format!(
+                    "initial values are for indices below {}; remove this line",
+                    states[state].offset
+                ),
+            ));
         }
         let e = cx.parse_expr(&["init", lhs], &rhs.0, ErrorKind::BadExpression)?;
-        init.push(Equation { state, index, lhs: lhs.clone(), rhs: e, pos: cx.value_pos(&["init", lhs]) });
+        init.push(Equation {
+            state,
+            index,
+            lhs: lhs.clone(),
+            rhs: e,
+            pos: cx.value_pos(&["init", lhs]),
+        });
     }
 
     // Output and input.
@@ -176,14 +272,25 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         match states.iter().position(|s| &s.name == name) {
             Some(s) => {
                 output_state = Some(s);
-                output.ex = Ex::Index(name.clone(), vec![Idx { var: Some('K'), offset: states[s].offset - 1 }]);
+                output.ex = Ex::Index(
+                    name.clone(),
+                    vec![Idx {
+                        var: Some('K'),
+                        offset: states[s].offset - 1,
+                    }],
+                );
             }
             None => return Err(unknown_name(&cx, name, fpos(&output), &states, &params)),
         }
     }
     let input = match &raw.input {
         Some(name) => states.iter().position(|s| &s.name == name).ok_or_else(|| {
-            cx.err(ErrorKind::UnknownState, cx.value_pos(&["input"]), format!("input state `{name}` is not declared"), "name one of the states listed in `state:`")
+            cx.err(
+                ErrorKind::UnknownState,
+                cx.value_pos(&["input"]),
+                format!("input state `{name}` is not declared"),
+                "name one of the states listed in `state:`",
+            )
         })?,
         None => output_state.unwrap_or(0),
     };
@@ -191,8 +298,18 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["input"]).or(cx.value_pos(&["output"])), format!("the input state `{}` must be advanced as `{}[k+1]`, so that `{}[0]` can be the input", states[input].name, states[input].name, states[input].name), "pick another `input:` state or write its equation as `s[k+1]: ...`"));
     }
     if init.iter().any(|e| e.state == input && e.index.offset == 0) {
-        let e = init.iter().find(|e| e.state == input && e.index.offset == 0);
-        return Err(cx.err(ErrorKind::Duplicate, e.and_then(|e| e.pos), format!("`{}[0]` is the network input and cannot be given an initial value", states[input].name), "remove this line"));
+        let e = init
+            .iter()
+            .find(|e| e.state == input && e.index.offset == 0);
+        return Err(cx.err(
+            ErrorKind::Duplicate,
+            e.and_then(|e| e.pos),
+            format!(
+                "`{}[0]` is the network input and cannot be given an initial value",
+                states[input].name
+            ),
+            "remove this line",
+        ));
     }
 
     let mut spec = Spec {
@@ -244,7 +361,12 @@ fn param_kind(cx: &Ctx, name: &str, rp: &RawParam) -> Result<ParamKind, SpecErro
         if v.is_finite() {
             Ok(v)
         } else {
-            Err(cx.err(ErrorKind::InvalidValue, p, format!("{what} of `{name}` is not a finite number"), "use an ordinary number"))
+            Err(cx.err(
+                ErrorKind::InvalidValue,
+                p,
+                format!("{what} of `{name}` is not a finite number"),
+                "use an ordinary number",
+            ))
         }
     };
     Ok(match rp {
@@ -254,8 +376,25 @@ fn param_kind(cx: &Ctx, name: &str, rp: &RawParam) -> Result<ParamKind, SpecErro
             start: BTreeMap::new(),
         },
         RawParam::Table(t) => {
-            let ParamTable { value, schedule, start, init, learn, per, range, choices, default, doc: _ } = t;
-            let forms = [value.is_some(), schedule.is_some(), learn == &Some(true) || (init.is_some() && learn != &Some(false)), range.is_some(), choices.is_some()];
+            let ParamTable {
+                value,
+                schedule,
+                start,
+                init,
+                learn,
+                per,
+                range,
+                choices,
+                default,
+                doc: _,
+            } = t;
+            let forms = [
+                value.is_some(),
+                schedule.is_some(),
+                learn == &Some(true) || (init.is_some() && learn != &Some(false)),
+                range.is_some(),
+                choices.is_some(),
+            ];
             let count = forms.iter().filter(|b| **b).count();
             if count != 1 && !(init.is_some() && learn == &Some(false) && count == 0) {
                 return Err(cx.err(
@@ -266,13 +405,28 @@ fn param_kind(cx: &Ctx, name: &str, rp: &RawParam) -> Result<ParamKind, SpecErro
                 ));
             }
             if start.is_some() && schedule.is_none() {
-                return Err(cx.err(ErrorKind::InvalidValue, cx.key_pos(&["params", name, "start"]), format!("`start` of `{name}` needs a `schedule`"), "start values seed recursive schedules such as theta[k] = f(theta[k-1])"));
+                return Err(cx.err(
+                    ErrorKind::InvalidValue,
+                    cx.key_pos(&["params", name, "start"]),
+                    format!("`start` of `{name}` needs a `schedule`"),
+                    "start values seed recursive schedules such as theta[k] = f(theta[k-1])",
+                ));
             }
             if per.is_some() && learn != &Some(true) {
-                return Err(cx.err(ErrorKind::InvalidValue, cx.key_pos(&["params", name, "per"]), format!("`per` of `{name}` only applies to learnable parameters"), "add `learn: true` and `init: ...`"));
+                return Err(cx.err(
+                    ErrorKind::InvalidValue,
+                    cx.key_pos(&["params", name, "per"]),
+                    format!("`per` of `{name}` only applies to learnable parameters"),
+                    "add `learn: true` and `init: ...`",
+                ));
             }
             if default.is_some() && range.is_none() && choices.is_none() {
-                return Err(cx.err(ErrorKind::InvalidValue, cx.key_pos(&["params", name, "default"]), format!("`default` of `{name}` only applies to `range` and `choices`"), "remove it, or use `value:` for a fixed number"));
+                return Err(cx.err(
+                    ErrorKind::InvalidValue,
+                    cx.key_pos(&["params", name, "default"]),
+                    format!("`default` of `{name}` only applies to `range` and `choices`"),
+                    "remove it, or use `value:` for a fixed number",
+                ));
             }
             if let Some(v) = value {
                 ParamKind::Const(finite(*v, "the value")?)
@@ -281,69 +435,163 @@ fn param_kind(cx: &Ctx, name: &str, rp: &RawParam) -> Result<ParamKind, SpecErro
                 for (k, v) in start.iter().flatten() {
                     st.insert(*k, finite(*v, "a start value")?);
                 }
-                ParamKind::Schedule { expr: cx.parse_expr(&["params", name, "schedule"], s, ErrorKind::BadSchedule)?, start: st }
+                ParamKind::Schedule {
+                    expr: cx.parse_expr(
+                        &["params", name, "schedule"],
+                        s,
+                        ErrorKind::BadSchedule,
+                    )?,
+                    start: st,
+                }
             } else if let Some([lo, hi]) = range {
                 let (lo, hi) = (finite(*lo, "the range")?, finite(*hi, "the range")?);
                 if lo > hi {
-                    return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["params", name, "range"]), format!("the range of `{name}` is empty: {lo} > {hi}"), "write the smaller bound first"));
+                    return Err(cx.err(
+                        ErrorKind::InvalidValue,
+                        cx.value_pos(&["params", name, "range"]),
+                        format!("the range of `{name}` is empty: {lo} > {hi}"),
+                        "write the smaller bound first",
+                    ));
                 }
                 let d = default.unwrap_or((lo + hi) / 2.0);
                 if !(lo..=hi).contains(&d) {
-                    return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["params", name, "default"]), format!("the default {d} of `{name}` lies outside its range [{lo}, {hi}]"), "pick a default inside the range"));
+                    return Err(cx.err(
+                        ErrorKind::InvalidValue,
+                        cx.value_pos(&["params", name, "default"]),
+                        format!("the default {d} of `{name}` lies outside its range [{lo}, {hi}]"),
+                        "pick a default inside the range",
+                    ));
                 }
                 ParamKind::Range { lo, hi, default: d }
             } else if let Some(values) = choices {
                 let Some(first) = values.first() else {
-                    return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["params", name, "choices"]), format!("`choices` of `{name}` is empty"), "list at least one value"));
+                    return Err(cx.err(
+                        ErrorKind::InvalidValue,
+                        cx.value_pos(&["params", name, "choices"]),
+                        format!("`choices` of `{name}` is empty"),
+                        "list at least one value",
+                    ));
                 };
                 for v in values {
                     finite(*v, "a choice")?;
                 }
                 let d = default.unwrap_or(*first);
                 if !values.contains(&d) {
-                    return Err(cx.err(ErrorKind::InvalidValue, cx.value_pos(&["params", name, "default"]), format!("the default {d} of `{name}` is not one of its choices"), "pick one of the listed values"));
+                    return Err(cx.err(
+                        ErrorKind::InvalidValue,
+                        cx.value_pos(&["params", name, "default"]),
+                        format!("the default {d} of `{name}` is not one of its choices"),
+                        "pick one of the listed values",
+                    ));
                 }
-                ParamKind::Choices { values: values.clone(), default: d }
+                ParamKind::Choices {
+                    values: values.clone(),
+                    default: d,
+                }
             } else if let Some(i) = init {
                 if learn == &Some(true) {
-                    ParamKind::Learnable { init: finite(*i, "the initial value")?, per: per.unwrap_or(Per::Shared) }
+                    ParamKind::Learnable {
+                        init: finite(*i, "the initial value")?,
+                        per: per.unwrap_or(Per::Shared),
+                    }
                 } else {
                     ParamKind::Const(finite(*i, "the value")?)
                 }
             } else {
-                return Err(cx.err(ErrorKind::InvalidValue, p, format!("learnable parameter `{name}` has no `init`"), "add `init: 0.0` (or another starting value)"));
+                return Err(cx.err(
+                    ErrorKind::InvalidValue,
+                    p,
+                    format!("learnable parameter `{name}` has no `init`"),
+                    "add `init: 0.0` (or another starting value)",
+                ));
             }
         }
     })
 }
 
-fn parse_lhs(cx: &Ctx, states: &[State], lhs: &str, kp: Option<Pos>, init: bool) -> Result<(usize, Idx), SpecError> {
-    let hint = if init { "write an initial value as `z[-1]: z[0]`" } else { "write the left-hand side as `z[k+1]` or `y[k]`" };
-    let e = expr::parse(lhs).map_err(|e| cx.err(ErrorKind::BadExpression, kp, format!("bad left-hand side `{lhs}`: {}", e.message), hint))?;
+fn parse_lhs(
+    cx: &Ctx,
+    states: &[State],
+    lhs: &str,
+    kp: Option<Pos>,
+    init: bool,
+) -> Result<(usize, Idx), SpecError> {
+    let hint = if init {
+        "write an initial value as `z[-1]: z[0]`"
+    } else {
+        "write the left-hand side as `z[k+1]` or `y[k]`"
+    };
+    let e = expr::parse(lhs).map_err(|e| {
+        cx.err(
+            ErrorKind::BadExpression,
+            kp,
+            format!("bad left-hand side `{lhs}`: {}", e.message),
+            hint,
+        )
+    })?;
     let Ex::Index(name, idx) = &e.ex else {
-        return Err(cx.err(ErrorKind::BadExpression, kp, format!("bad left-hand side `{lhs}`"), hint));
+        return Err(cx.err(
+            ErrorKind::BadExpression,
+            kp,
+            format!("bad left-hand side `{lhs}`"),
+            hint,
+        ));
     };
     let Some(state) = states.iter().position(|s| &s.name == name) else {
         let mut h = format!("add `{name}` to `state:`");
         if let Some(s) = did_you_mean(name, states.iter().map(|s| s.name.as_str())) {
             h = format!("did you mean `{s}`? Otherwise {h}");
         }
-        return Err(cx.err(ErrorKind::UnknownState, kp, format!("unknown state `{name}`"), h));
+        return Err(cx.err(
+            ErrorKind::UnknownState,
+            kp,
+            format!("unknown state `{name}`"),
+            h,
+        ));
     };
     match (idx.as_slice(), init) {
-        ([i @ Idx { var: Some('k'), offset }], false) if *offset >= 0 => Ok((state, *i)),
+        (
+            [i @ Idx {
+                var: Some('k'),
+                offset,
+            }],
+            false,
+        ) if *offset >= 0 => Ok((state, *i)),
         ([i @ Idx { var: None, .. }], true) => Ok((state, *i)),
-        _ => Err(cx.err(ErrorKind::BadExpression, kp, format!("bad left-hand side `{lhs}`"), hint)),
+        _ => Err(cx.err(
+            ErrorKind::BadExpression,
+            kp,
+            format!("bad left-hand side `{lhs}`"),
+            hint,
+        )),
     }
 }
 
-fn unknown_name(cx: &Ctx, name: &str, pos: Option<Pos>, states: &[State], params: &[Param]) -> SpecError {
-    let all: Vec<&str> = states.iter().map(|s| s.name.as_str()).chain(params.iter().map(|p| p.name.as_str())).collect();
+fn unknown_name(
+    cx: &Ctx,
+    name: &str,
+    pos: Option<Pos>,
+    states: &[State],
+    params: &[Param],
+) -> SpecError {
+    let all: Vec<&str> = states
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(params.iter().map(|p| p.name.as_str()))
+        .collect();
     let hint = match did_you_mean(name, all.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
-        None => format!("declare it under `state:` or `params:` (known: {})", all.join(", ")),
+        None => format!(
+            "declare it under `state:` or `params:` (known: {})",
+            all.join(", ")
+        ),
     };
-    cx.err(ErrorKind::UnknownState, pos, format!("unknown name `{name}`"), hint)
+    cx.err(
+        ErrorKind::UnknownState,
+        pos,
+        format!("unknown name `{name}`"),
+        hint,
+    )
 }
 
 /// Where an expression sits, which decides the indices it may use.
@@ -357,7 +605,13 @@ pub enum Where {
     Schedule(usize),
 }
 
-fn spec_err(spec: &Spec, e: &Expr, kind: ErrorKind, msg: impl Into<String>, hint: impl Into<String>) -> SpecError {
+fn spec_err(
+    spec: &Spec,
+    e: &Expr,
+    kind: ErrorKind,
+    msg: impl Into<String>,
+    hint: impl Into<String>,
+) -> SpecError {
     spec.error_at(fpos(e), kind, msg).with_hint(hint)
 }
 
@@ -366,7 +620,9 @@ pub fn is_lin(spec: &Spec, e: &Expr) -> bool {
     match &e.ex {
         Ex::Num(_) => false,
         Ex::Var(n) | Ex::Index(n, _) | Ex::Range { name: n, .. } => spec.state(n).is_some(),
-        Ex::Call(f, args) => MAP_FUNCTIONS.contains(&f.as_str()) || args.iter().any(|a| is_lin(spec, a)),
+        Ex::Call(f, args) => {
+            MAP_FUNCTIONS.contains(&f.as_str()) || args.iter().any(|a| is_lin(spec, a))
+        }
         Ex::Neg(a) | Ex::Not(a) => is_lin(spec, a),
         Ex::Bin(_, a, b) => is_lin(spec, a) || is_lin(spec, b),
         Ex::If(c, a, b) => is_lin(spec, c) || is_lin(spec, a) || is_lin(spec, b),
@@ -374,7 +630,9 @@ pub fn is_lin(spec: &Spec, e: &Expr) -> bool {
 }
 
 fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
-    let nonlin = |what: String| spec_err(spec, e, ErrorKind::NonLinear, what, "right-hand sides are linear combinations of states and grad(...), with coefficients that do not involve states");
+    let nonlin = |what: String| {
+        spec_err(spec, e, ErrorKind::NonLinear, what, "right-hand sides are linear combinations of states and grad(...), with coefficients that do not involve states")
+    };
     match &e.ex {
         Ex::Num(v) if *v == 0.0 => Ok(()),
         Ex::Num(v) => Err(spec_err(spec, e, ErrorKind::NonLinear, format!("the constant `{v}` is added to feature maps"), "a right-hand side is a linear combination of states and grad(...); multiply constants with a state, e.g. `0.5 * z[k]`")),
@@ -480,46 +738,117 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
 }
 
 fn unknown_in(spec: &Spec, e: &Expr, n: &str) -> SpecError {
-    let all: Vec<&str> = spec.states.iter().map(|s| s.name.as_str()).chain(spec.params.iter().map(|p| p.name.as_str())).collect();
+    let all: Vec<&str> = spec
+        .states
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(spec.params.iter().map(|p| p.name.as_str()))
+        .collect();
     let hint = match did_you_mean(n, all.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
-        None => format!("declare `{n}` under `state:` or `params:`; known names: {}", all.join(", ")),
+        None => format!(
+            "declare `{n}` under `state:` or `params:`; known names: {}",
+            all.join(", ")
+        ),
     };
     let kind = match &e.ex {
         Ex::Index(..) | Ex::Range { .. } => ErrorKind::UnknownState,
         _ => ErrorKind::UnknownParam,
     };
-    let what = if kind == ErrorKind::UnknownState { "state" } else { "parameter" };
+    let what = if kind == ErrorKind::UnknownState {
+        "state"
+    } else {
+        "parameter"
+    };
     spec_err(spec, e, kind, format!("unknown {what} `{n}`"), hint)
 }
 
 fn unknown_fn(spec: &Spec, e: &Expr, f: &str) -> SpecError {
-    let all: Vec<&str> = MAP_FUNCTIONS.iter().copied().chain(MATH_FUNCTIONS.iter().map(|(m, _)| *m)).collect();
+    let all: Vec<&str> = MAP_FUNCTIONS
+        .iter()
+        .copied()
+        .chain(MATH_FUNCTIONS.iter().map(|(m, _)| *m))
+        .collect();
     let hint = match did_you_mean(f, all.iter().copied()) {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("the functions are: {}", all.join(", ")),
     };
-    spec_err(spec, e, ErrorKind::BadExpression, format!("unknown function `{f}`"), hint)
+    spec_err(
+        spec,
+        e,
+        ErrorKind::BadExpression,
+        format!("unknown function `{f}`"),
+        hint,
+    )
 }
 
 fn check_state_index(spec: &Spec, e: &Expr, s: usize, idx: Idx, w: Where) -> Result<(), SpecError> {
     let st = &spec.states[s];
     match (w, idx.var) {
-        (_, Some('j')) => Err(spec_err(spec, e, ErrorKind::BadExpression, "`j` indexes history sums only", "use `k`-relative or absolute indices for states")),
+        (_, Some('j')) => Err(spec_err(
+            spec,
+            e,
+            ErrorKind::BadExpression,
+            "`j` indexes history sums only",
+            "use `k`-relative or absolute indices for states",
+        )),
         (Where::Step(owner), Some('k')) => {
             if idx.offset > st.offset {
                 Err(spec_err(spec, e, ErrorKind::FutureReference, format!("`{}[{}]` refers to the future: during step k, `{}` is known up to `{}[k{}]`", st.name, idx, st.name, st.name, fmt_off(st.offset)), format!("use indices up to k{}; a method can only use what it has already computed", fmt_off(st.offset))))
             } else if owner == s && idx.offset == st.offset {
-                Err(spec_err(spec, e, ErrorKind::Cycle, format!("`{}[{}]` is defined in terms of itself", st.name, idx), format!("use earlier values such as `{}[k{}]`", st.name, fmt_off(st.offset - 1))))
+                Err(spec_err(
+                    spec,
+                    e,
+                    ErrorKind::Cycle,
+                    format!("`{}[{}]` is defined in terms of itself", st.name, idx),
+                    format!(
+                        "use earlier values such as `{}[k{}]`",
+                        st.name,
+                        fmt_off(st.offset - 1)
+                    ),
+                ))
             } else {
                 Ok(())
             }
         }
-        (Where::Step(_), Some('K')) | (Where::Init, Some(_)) => Err(spec_err(spec, e, ErrorKind::BadExpression, format!("index `{idx}` is not allowed here"), if w == Where::Init { "initial values use absolute indices such as `z[0]`" } else { "`K` (the step count) is only used in `output`" })),
-        (Where::Output, Some('k')) => Err(spec_err(spec, e, ErrorKind::BadExpression, "`k` is not defined in `output`", "use `K`, the number of steps, e.g. `z[K]` or `cat(z[0..=K])`")),
+        (Where::Step(_), Some('K')) | (Where::Init, Some(_)) => Err(spec_err(
+            spec,
+            e,
+            ErrorKind::BadExpression,
+            format!("index `{idx}` is not allowed here"),
+            if w == Where::Init {
+                "initial values use absolute indices such as `z[0]`"
+            } else {
+                "`K` (the step count) is only used in `output`"
+            },
+        )),
+        (Where::Output, Some('k')) => Err(spec_err(
+            spec,
+            e,
+            ErrorKind::BadExpression,
+            "`k` is not defined in `output`",
+            "use `K`, the number of steps, e.g. `z[K]` or `cat(z[0..=K])`",
+        )),
         (Where::Output, Some('K')) => {
             if idx.offset > st.offset - 1 {
-                Err(spec_err(spec, e, ErrorKind::FutureReference, format!("`{}[{}]` does not exist after K steps: the last is `{}[K{}]`", st.name, idx, st.name, fmt_off(st.offset - 1)), format!("use `{}[K{}]` or simply `output: {}`", st.name, fmt_off(st.offset - 1), st.name)))
+                Err(spec_err(
+                    spec,
+                    e,
+                    ErrorKind::FutureReference,
+                    format!(
+                        "`{}[{}]` does not exist after K steps: the last is `{}[K{}]`",
+                        st.name,
+                        idx,
+                        st.name,
+                        fmt_off(st.offset - 1)
+                    ),
+                    format!(
+                        "use `{}[K{}]` or simply `output: {}`",
+                        st.name,
+                        fmt_off(st.offset - 1),
+                        st.name
+                    ),
+                ))
             } else {
                 Ok(())
             }
@@ -536,7 +865,14 @@ fn fmt_off(o: i64) -> String {
     }
 }
 
-fn check_range(spec: &Spec, e: &Expr, name: &str, lo: Idx, hi: Idx, w: Where) -> Result<(), SpecError> {
+fn check_range(
+    spec: &Spec,
+    e: &Expr,
+    name: &str,
+    lo: Idx,
+    hi: Idx,
+    w: Where,
+) -> Result<(), SpecError> {
     let Some(s) = spec.state(name) else {
         return Err(unknown_in(spec, e, name));
     };
@@ -549,9 +885,19 @@ pub fn check_coef(spec: &Spec, e: &Expr, w: Where, poly: bool) -> Result<(), Spe
     check_coef_j(spec, e, w, poly, false)
 }
 
-fn check_coef_j(spec: &Spec, e: &Expr, w: Where, poly: bool, allow_j: bool) -> Result<(), SpecError> {
+fn check_coef_j(
+    spec: &Spec,
+    e: &Expr,
+    w: Where,
+    poly: bool,
+    allow_j: bool,
+) -> Result<(), SpecError> {
     let sched = matches!(w, Where::Schedule(_));
-    let kind = if sched { ErrorKind::BadSchedule } else { ErrorKind::BadExpression };
+    let kind = if sched {
+        ErrorKind::BadSchedule
+    } else {
+        ErrorKind::BadExpression
+    };
     let rec = |x: &Expr, poly: bool| check_coef_j(spec, x, w, poly, allow_j);
     match &e.ex {
         Ex::Num(_) => Ok(()),
@@ -562,21 +908,60 @@ fn check_coef_j(spec: &Spec, e: &Expr, w: Where, poly: bool, allow_j: bool) -> R
             };
             if idx.is_empty() {
                 match n.as_str() {
-                    "k" if w == Where::Output || w == Where::Init => return Err(spec_err(spec, e, kind, "`k` is not defined here", "use `K` (the number of steps) in `output`")),
+                    "k" if w == Where::Output || w == Where::Init => {
+                        return Err(spec_err(
+                            spec,
+                            e,
+                            kind,
+                            "`k` is not defined here",
+                            "use `K` (the number of steps) in `output`",
+                        ))
+                    }
                     "k" | "K" => return Ok(()),
                     "j" if allow_j || sched => return Ok(()),
-                    "j" => return Err(spec_err(spec, e, kind, "`j` is only defined inside the weight of sum(...)", "write e.g. `sum(z[0..=k], 1 / (k + 1 - j))`")),
+                    "j" => {
+                        return Err(spec_err(
+                            spec,
+                            e,
+                            kind,
+                            "`j` is only defined inside the weight of sum(...)",
+                            "write e.g. `sum(z[0..=k], 1 / (k + 1 - j))`",
+                        ))
+                    }
                     _ => {}
                 }
             }
             let Some(p) = spec.param(n) else {
                 if spec.state(n).is_some() {
-                    return Err(spec_err(spec, e, ErrorKind::NonLinear, format!("state `{n}` inside a coefficient"), "coefficients and schedules cannot depend on feature maps"));
+                    return Err(spec_err(
+                        spec,
+                        e,
+                        ErrorKind::NonLinear,
+                        format!("state `{n}` inside a coefficient"),
+                        "coefficients and schedules cannot depend on feature maps",
+                    ));
                 }
-                return Err(unknown_in(spec, &Expr { ex: Ex::Var(n.clone()), pos: e.pos }, n));
+                return Err(unknown_in(
+                    spec,
+                    &Expr {
+                        ex: Ex::Var(n.clone()),
+                        pos: e.pos,
+                    },
+                    n,
+                ));
             };
-            if idx.len() > 1 || idx.iter().any(|i| matches!(i.var, Some('K')) || (i.var == Some('j') && !(allow_j || sched))) {
-                return Err(spec_err(spec, e, kind, format!("bad index on parameter `{n}`"), format!("write `{n}`, `{n}[k]` or `{n}[k-1]`")));
+            if idx.len() > 1
+                || idx.iter().any(|i| {
+                    matches!(i.var, Some('K')) || (i.var == Some('j') && !(allow_j || sched))
+                })
+            {
+                return Err(spec_err(
+                    spec,
+                    e,
+                    kind,
+                    format!("bad index on parameter `{n}`"),
+                    format!("write `{n}`, `{n}[k]` or `{n}[k-1]`"),
+                ));
             }
             if let ParamKind::Learnable { per, .. } = spec.params[p].kind {
                 if !poly {
@@ -586,12 +971,24 @@ fn check_coef_j(spec: &Spec, e: &Expr, w: Where, poly: bool, allow_j: bool) -> R
                     return Err(spec_err(spec, e, kind, format!("schedule uses learnable parameter `{n}`"), "schedules are fixed functions of k; use the learnable parameter in the step equation instead"));
                 }
                 if per == Per::Edge && !allow_j {
-                    return Err(spec_err(spec, e, kind, format!("per-edge parameter `{n}` outside sum(...)"), format!("use it as the weight of a history sum, e.g. `sum(z[0..=k], {n})`")));
+                    return Err(spec_err(
+                        spec,
+                        e,
+                        kind,
+                        format!("per-edge parameter `{n}` outside sum(...)"),
+                        format!("use it as the weight of a history sum, e.g. `sum(z[0..=k], {n})`"),
+                    ));
                 }
             }
             Ok(())
         }
-        Ex::Range { .. } => Err(spec_err(spec, e, kind, "a history range inside a coefficient", "ranges belong in cat(...) or sum(...)")),
+        Ex::Range { .. } => Err(spec_err(
+            spec,
+            e,
+            kind,
+            "a history range inside a coefficient",
+            "ranges belong in cat(...) or sum(...)",
+        )),
         Ex::Neg(a) => rec(a, poly),
         Ex::Not(a) => rec(a, false),
         Ex::Bin(BinOp::Add | BinOp::Sub | BinOp::Mul, a, b) => {
@@ -614,11 +1011,23 @@ fn check_coef_j(spec: &Spec, e: &Expr, w: Where, poly: bool, allow_j: bool) -> R
         Ex::Call(f, args) => {
             if let Some((_, arity)) = MATH_FUNCTIONS.iter().find(|(m, _)| m == f) {
                 if args.len() != *arity {
-                    return Err(spec_err(spec, e, kind, format!("`{f}` takes {arity} argument(s), not {}", args.len()), format!("write e.g. `{f}({})`", vec!["x"; *arity].join(", "))));
+                    return Err(spec_err(
+                        spec,
+                        e,
+                        kind,
+                        format!("`{f}` takes {arity} argument(s), not {}", args.len()),
+                        format!("write e.g. `{f}({})`", vec!["x"; *arity].join(", ")),
+                    ));
                 }
                 args.iter().try_for_each(|a| rec(a, false))
             } else if MAP_FUNCTIONS.contains(&f.as_str()) {
-                Err(spec_err(spec, e, ErrorKind::NonLinear, format!("`{f}(...)` inside a coefficient"), "coefficients cannot depend on feature maps"))
+                Err(spec_err(
+                    spec,
+                    e,
+                    ErrorKind::NonLinear,
+                    format!("`{f}(...)` inside a coefficient"),
+                    "coefficients cannot depend on feature maps",
+                ))
             } else {
                 Err(unknown_fn(spec, e, f))
             }
@@ -630,13 +1039,27 @@ fn check_coef_j(spec: &Spec, e: &Expr, w: Where, poly: bool, allow_j: bool) -> R
 fn same_step_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, Option<Pos>)>) {
     match &e.ex {
         Ex::Index(n, idx) => {
-            if let (Some(s), [Idx { var: Some('k'), offset }]) = (spec.state(n), idx.as_slice()) {
+            if let (
+                Some(s),
+                [Idx {
+                    var: Some('k'),
+                    offset,
+                }],
+            ) = (spec.state(n), idx.as_slice())
+            {
                 if *offset == spec.states[s].offset {
                     out.push((s, fpos(e)));
                 }
             }
         }
-        Ex::Range { name, hi: Idx { var: Some('k'), offset }, .. } => {
+        Ex::Range {
+            name,
+            hi: Idx {
+                var: Some('k'),
+                offset,
+            },
+            ..
+        } => {
             if let Some(s) = spec.state(name) {
                 if *offset == spec.states[s].offset {
                     out.push((s, fpos(e)));
@@ -668,7 +1091,8 @@ where
     let mut done = vec![false; eqs.len()];
     let mut out = Vec::with_capacity(eqs.len());
     while out.len() < eqs.len() {
-        let next = (0..eqs.len()).find(|&i| !done[i] && deps[i].iter().all(|(d, _)| done[*d] || *d == i));
+        let next =
+            (0..eqs.len()).find(|&i| !done[i] && deps[i].iter().all(|(d, _)| done[*d] || *d == i));
         match next {
             Some(i) => {
                 done[i] = true;
@@ -676,9 +1100,23 @@ where
             }
             None => {
                 let i = (0..eqs.len()).find(|&i| !done[i]).unwrap_or(0);
-                let (d, p) = deps[i].iter().find(|(d, _)| !done[*d]).copied().unwrap_or((i, eqs[i].pos));
-                return Err(spec.error_at(p, ErrorKind::Cycle, format!("`{}` and `{}` depend on each other within one step", eqs[i].lhs, eqs[d].lhs))
-                    .with_hint("one of them must use the previous value (e.g. index k instead of k+1)"));
+                let (d, p) = deps[i]
+                    .iter()
+                    .find(|(d, _)| !done[*d])
+                    .copied()
+                    .unwrap_or((i, eqs[i].pos));
+                return Err(spec
+                    .error_at(
+                        p,
+                        ErrorKind::Cycle,
+                        format!(
+                            "`{}` and `{}` depend on each other within one step",
+                            eqs[i].lhs, eqs[d].lhs
+                        ),
+                    )
+                    .with_hint(
+                        "one of them must use the previous value (e.g. index k instead of k+1)",
+                    ));
             }
         }
     }
@@ -690,7 +1128,9 @@ fn order_step(spec: &Spec) -> Result<Vec<Equation>, SpecError> {
     order_by(spec, eqs, |e| {
         let mut refs = Vec::new();
         same_step_refs(spec, &e.rhs, &mut refs);
-        refs.into_iter().filter_map(|(s, p)| eqs.iter().position(|x| x.state == s).map(|i| (i, p))).collect()
+        refs.into_iter()
+            .filter_map(|(s, p)| eqs.iter().position(|x| x.state == s).map(|i| (i, p)))
+            .collect()
     })
 }
 
@@ -701,7 +1141,18 @@ fn abs_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, i64, Option<Pos>)>) {
                 out.push((s, *offset, fpos(e)));
             }
         }
-        Ex::Range { name, lo: Idx { var: None, offset: lo }, hi: Idx { var: None, offset: hi }, .. } => {
+        Ex::Range {
+            name,
+            lo: Idx {
+                var: None,
+                offset: lo,
+            },
+            hi: Idx {
+                var: None,
+                offset: hi,
+            },
+            ..
+        } => {
             if let Some(s) = spec.state(name) {
                 for i in (*lo..=*hi).take(1024) {
                     out.push((s, i, fpos(e)));
@@ -724,22 +1175,41 @@ fn order_init(spec: &Spec) -> Result<Vec<Equation>, SpecError> {
         let mut refs = Vec::new();
         abs_refs(spec, &e.rhs, &mut refs);
         for (s, i, p) in refs {
-            let known = (s == spec.input && i == 0) || eqs.iter().any(|x| x.state == s && x.index.offset == i);
+            let known = (s == spec.input && i == 0)
+                || eqs.iter().any(|x| x.state == s && x.index.offset == i);
             if !known {
                 let st = &spec.states[s];
                 let (kind, hint) = if i >= st.offset {
                     (ErrorKind::FutureReference, format!("initial values can use the input `{}[0]` and other initial values only", spec.states[spec.input].name))
                 } else {
-                    (ErrorKind::MissingInit, format!("add `{}[{}]: ...` under `init:`", st.name, i))
+                    (
+                        ErrorKind::MissingInit,
+                        format!("add `{}[{}]: ...` under `init:`", st.name, i),
+                    )
                 };
-                return Err(spec.error_at(p, kind, format!("`{}[{}]` is not known when initial values are computed", st.name, i)).with_hint(hint));
+                return Err(spec
+                    .error_at(
+                        p,
+                        kind,
+                        format!(
+                            "`{}[{}]` is not known when initial values are computed",
+                            st.name, i
+                        ),
+                    )
+                    .with_hint(hint));
             }
         }
     }
     order_by(spec, eqs, |e| {
         let mut refs = Vec::new();
         abs_refs(spec, &e.rhs, &mut refs);
-        refs.into_iter().filter_map(|(s, i, p)| eqs.iter().position(|x| x.state == s && x.index.offset == i).map(|j| (j, p))).collect()
+        refs.into_iter()
+            .filter_map(|(s, i, p)| {
+                eqs.iter()
+                    .position(|x| x.state == s && x.index.offset == i)
+                    .map(|j| (j, p))
+            })
+            .collect()
     })
 }
 

@@ -50,7 +50,10 @@ impl PosMap {
         let node = self.get(path)?;
         let start = node.value;
         Some(match node.style {
-            Style::Plain if line == 1 => Pos { line: start.line, column: start.column + col },
+            Style::Plain if line == 1 => Pos {
+                line: start.line,
+                column: start.column + col,
+            },
             Style::Quoted if line == 1 => Pos {
                 line: start.line,
                 column: start.column + 1 + col,
@@ -62,7 +65,10 @@ impl PosMap {
                     .nth(file_line.saturating_sub(1))
                     .map(|l| l.chars().count() - l.trim_start().chars().count())
                     .unwrap_or(0);
-                Pos { line: file_line, column: indent + 1 + col }
+                Pos {
+                    line: file_line,
+                    column: indent + 1 + col,
+                }
             }
             _ => start,
         })
@@ -88,7 +94,10 @@ struct Recv {
 }
 
 fn pos(m: Marker) -> Pos {
-    Pos { line: m.line(), column: m.col() + 1 }
+    Pos {
+        line: m.line(),
+        column: m.col() + 1,
+    }
 }
 
 impl Recv {
@@ -116,7 +125,10 @@ impl Recv {
     }
 
     fn record(&mut self, path: Vec<String>, key: Option<Pos>, value: Pos, style: Style) {
-        self.map.nodes.entry(path).or_insert(NodePos { key, value, style });
+        self.map
+            .nodes
+            .entry(path)
+            .or_insert(NodePos { key, value, style });
     }
 }
 
@@ -173,9 +185,16 @@ impl MarkedEventReceiver for Recv {
                     self.map.root_is_map = is_map;
                 }
                 let frame = if is_map {
-                    Frame::Map { path: path.clone(), key: None, seen: HashMap::new() }
+                    Frame::Map {
+                        path: path.clone(),
+                        key: None,
+                        seen: HashMap::new(),
+                    }
                 } else {
-                    Frame::Seq { path: path.clone(), index: 0 }
+                    Frame::Seq {
+                        path: path.clone(),
+                        index: 0,
+                    }
                 };
                 self.stack.push(frame);
                 self.record(path, key, p, Style::Container);
@@ -190,17 +209,23 @@ impl MarkedEventReceiver for Recv {
 
 /// Scans `text`: positions of every node, or the first syntax error or duplicate key.
 pub fn scan(file: &str, text: &str) -> Result<PosMap, SpecError> {
-    let mut recv = Recv { map: PosMap::default(), stack: Vec::new(), duplicate: None };
+    let mut recv = Recv {
+        map: PosMap::default(),
+        stack: Vec::new(),
+        duplicate: None,
+    };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut recv, false) {
         let m = *e.marker();
         let msg = e.info().to_string();
-        return Err(SpecError::new(ErrorKind::YamlSyntax, format!("YAML syntax error: {msg}"))
-            .with_hint(
-                "check indentation (spaces, not tabs) and quote values that start with \
+        return Err(
+            SpecError::new(ErrorKind::YamlSyntax, format!("YAML syntax error: {msg}"))
+                .with_hint(
+                    "check indentation (spaces, not tabs) and quote values that start with \
                  [ { * & ! | > ' \" % @ or a backtick",
-            )
-            .at(file, text, Some(pos(m))));
+                )
+                .at(file, text, Some(pos(m))),
+        );
     }
     if let Some((key, first, second)) = recv.duplicate {
         return Err(SpecError::new(
@@ -225,15 +250,27 @@ mod tests {
         let text = "name: x\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  y[k]: 'z[k]'\n";
         let map = scan("t.yaml", text).unwrap();
         let n = map.get(&["step", "z[k+1]"]).unwrap();
-        assert_eq!(n.value, Pos { line: 3, column: 11 });
+        assert_eq!(
+            n.value,
+            Pos {
+                line: 3,
+                column: 11
+            }
+        );
         assert_eq!(n.key, Some(Pos { line: 3, column: 3 }));
         assert_eq!(
             map.inside(&["step", "z[k+1]"], text, 1, 7),
-            Some(Pos { line: 3, column: 18 })
+            Some(Pos {
+                line: 3,
+                column: 18
+            })
         );
         assert_eq!(
             map.inside(&["step", "y[k]"], text, 1, 0),
-            Some(Pos { line: 4, column: 10 })
+            Some(Pos {
+                line: 4,
+                column: 10
+            })
         );
         assert!(map.root_is_map);
     }
