@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -19,20 +22,45 @@ fn every_invalid_fixture_fails_with_its_expected_message() {
     let mut classes = std::collections::BTreeSet::new();
     for path in fixtures() {
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .unwrap();
         let mut parts = expect.splitn(3, ' ');
-        let (code, at, fragment) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (code, at, fragment) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         let err = spec::load(&path).expect_err(&format!("{} should be invalid", path.display()));
         assert_eq!(err.kind.code(), code, "{}: {err}", path.display());
         if at == "-" {
             assert_eq!(err.pos, None, "{}: {err}", path.display());
         } else {
             let (l, c) = at.split_once(':').unwrap();
-            let pos = err.pos.unwrap_or_else(|| panic!("{}: no position in {err}", path.display()));
-            assert_eq!((pos.line, pos.column), (l.parse().unwrap(), c.parse().unwrap()), "{}: {err}", path.display());
+            let pos = err
+                .pos
+                .unwrap_or_else(|| panic!("{}: no position in {err}", path.display()));
+            assert_eq!(
+                (pos.line, pos.column),
+                (l.parse().unwrap(), c.parse().unwrap()),
+                "{}: {err}",
+                path.display()
+            );
         }
-        assert!(err.message.contains(fragment), "{}: `{}` lacks `{fragment}`", path.display(), err.message);
-        assert!(err.hint.as_deref().is_some_and(|h| !h.is_empty()), "{}: no hint", path.display());
+        assert!(
+            err.message.contains(fragment),
+            "{}: `{}` lacks `{fragment}`",
+            path.display(),
+            err.message
+        );
+        assert!(
+            err.hint.as_deref().is_some_and(|h| !h.is_empty()),
+            "{}: no hint",
+            path.display()
+        );
         let shown = err.to_string();
         assert!(shown.starts_with(&path.display().to_string()), "{shown}");
         assert!(shown.contains("hint:"), "{shown}");
@@ -53,7 +81,11 @@ fn every_invalid_fixture_fails_with_its_expected_message() {
         ErrorKind::WrongType,
         ErrorKind::Empty,
     ] {
-        assert!(classes.contains(required.code()), "no fixture for {}", required.code());
+        assert!(
+            classes.contains(required.code()),
+            "no fixture for {}",
+            required.code()
+        );
     }
 }
 
@@ -63,4 +95,3 @@ fn missing_file_is_an_io_error() {
     assert_eq!(e.kind, ErrorKind::Io);
     assert!(e.to_string().starts_with("/nonexistent/spec.yaml"));
 }
-

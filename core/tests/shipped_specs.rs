@@ -20,7 +20,11 @@ fn every_shipped_spec_loads_and_unrolls() {
         let s = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(!s.summary.is_empty(), "{} has no summary", path.display());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with('#'), "{} has no formula comment", path.display());
+        assert!(
+            text.starts_with('#'),
+            "{} has no formula comment",
+            path.display()
+        );
         for steps in [1, 2, 5, 20] {
             let t = unroll(&s, steps, &Overrides::new()).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(t.block_count(), steps, "{} at {steps} steps", s.name);
