@@ -518,9 +518,33 @@ impl<'s, S: Space> Evaluator<'s, S> {
     }
 }
 
+/// Numbers learnable scalars in order of first use: one id per (parameter, instance).
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    ids: HashMap<(String, Instance), usize>,
+    /// Initial values by id.
+    pub inits: Vec<f64>,
+}
+
+impl Registry {
+    /// The id of a learnable scalar, registered with `init` on first use; `true` when new.
+    pub fn register(&mut self, param: &str, instance: &Instance, init: f64) -> (usize, bool) {
+        let next = self.inits.len();
+        let id = *self
+            .ids
+            .entry((param.to_string(), instance.clone()))
+            .or_insert(next);
+        let new = id == next;
+        if new {
+            self.inits.push(init);
+        }
+        (id, new)
+    }
+}
+
 /// A space that only checks existence: used by the load-time dry run.
 pub struct DrySpace {
-    learnables: HashMap<(String, Instance), usize>,
+    learnables: Registry,
 }
 
 impl Space for DrySpace {
@@ -534,12 +558,8 @@ impl Space for DrySpace {
     fn cat(&mut self, _: Vec<()>, _: Option<Pos>) -> R<()> {
         Ok(())
     }
-    fn learnable(&mut self, param: &str, instance: Instance, _: f64) -> usize {
-        let n = self.learnables.len();
-        *self
-            .learnables
-            .entry((param.to_string(), instance))
-            .or_insert(n)
+    fn learnable(&mut self, param: &str, instance: Instance, init: f64) -> usize {
+        self.learnables.register(param, &instance, init).0
     }
 }
 
@@ -549,7 +569,7 @@ pub fn dry_run(spec: &Spec, steps: usize) -> R<()> {
     let mut ev = Evaluator::new(
         spec,
         DrySpace {
-            learnables: HashMap::new(),
+            learnables: Registry::default(),
         },
         steps,
         &overrides,

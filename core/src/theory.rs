@@ -14,11 +14,11 @@
 use crate::coef::Coef;
 use crate::error::{ErrorKind, Pos, SpecError};
 use crate::expr::{Ex, Expr};
-use crate::recurrence::{Evaluator, Space};
+use crate::recurrence::{Evaluator, Registry, Space};
 use crate::spec::{Overrides, ParamKind, Spec};
 use crate::topology::Instance;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Grid points of λ used unless told otherwise.
 pub const DEFAULT_GRID: usize = 2001;
@@ -87,10 +87,12 @@ pub struct Sweep {
     pub worst: Rate,
 }
 
-struct Scalar {
+/// Coefficient vectors with `grad(x) = λx`: over the input alone (dimension 1, the input is 1)
+/// or over a window of past states (the input is never read).
+struct Linear {
     lambda: f64,
-    inits: Vec<f64>,
-    ids: HashMap<(String, Instance), usize>,
+    input: Vec<f64>,
+    learnables: Registry,
 }
 
 fn no_cat(at: Option<Pos>) -> SpecError {
@@ -102,51 +104,16 @@ fn no_cat(at: Option<Pos>) -> SpecError {
     .at("", "", at)
 }
 
-impl Space for Scalar {
-    type V = f64;
-    fn input(&mut self) -> f64 {
-        1.0
-    }
-    fn zero(&mut self) -> f64 {
-        0.0
-    }
-    fn axpy(&mut self, acc: f64, c: &Coef, v: &f64) -> f64 {
-        acc + c.eval(&self.inits) * v
-    }
-    fn grad(&mut self, _: i64, v: f64, _: Option<Pos>) -> Result<f64, SpecError> {
-        Ok(self.lambda * v)
-    }
-    fn cat(&mut self, _: Vec<f64>, at: Option<Pos>) -> Result<f64, SpecError> {
-        Err(no_cat(at))
-    }
-    fn learnable(&mut self, param: &str, instance: Instance, init: f64) -> usize {
-        let n = self.inits.len();
-        let id = *self.ids.entry((param.to_string(), instance)).or_insert(n);
-        if id == n {
-            self.inits.push(init);
-        }
-        id
-    }
-}
-
-/// Coefficient vectors over a window of past states.
-struct Window {
-    lambda: f64,
-    dim: usize,
-    inits: Vec<f64>,
-    ids: HashMap<(String, Instance), usize>,
-}
-
-impl Space for Window {
+impl Space for Linear {
     type V = Vec<f64>;
     fn input(&mut self) -> Vec<f64> {
-        vec![0.0; self.dim]
+        self.input.clone()
     }
     fn zero(&mut self) -> Vec<f64> {
-        vec![0.0; self.dim]
+        vec![0.0; self.input.len()]
     }
     fn axpy(&mut self, mut acc: Vec<f64>, c: &Coef, v: &Vec<f64>) -> Vec<f64> {
-        let c = c.eval(&self.inits);
+        let c = c.eval(&self.learnables.inits);
         for (a, x) in acc.iter_mut().zip(v) {
             *a += c * x;
         }
@@ -159,12 +126,7 @@ impl Space for Window {
         Err(no_cat(at))
     }
     fn learnable(&mut self, param: &str, instance: Instance, init: f64) -> usize {
-        let n = self.inits.len();
-        let id = *self.ids.entry((param.to_string(), instance)).or_insert(n);
-        if id == n {
-            self.inits.push(init);
-        }
-        id
+        self.learnables.register(param, &instance, init).0
     }
 }
 
@@ -184,13 +146,14 @@ pub fn response(
     lambda: f64,
     overrides: &Overrides,
 ) -> Result<f64, SpecError> {
-    let space = Scalar {
+    let space = Linear {
         lambda,
-        inits: Vec::new(),
-        ids: HashMap::new(),
+        input: vec![1.0],
+        learnables: Registry::default(),
     };
     let mut ev = Evaluator::new(spec, space, steps, overrides);
-    ev.run().map_err(|e| located(spec, e))
+    let out = ev.run().map_err(|e| located(spec, e))?;
+    Ok(out.first().copied().unwrap_or(0.0))
 }
 
 /// The λ grid on `[1/κ, 1]`, endpoints included.
@@ -268,11 +231,10 @@ fn step_matrix(
     overrides: &Overrides,
 ) -> Result<Vec<Vec<f64>>, SpecError> {
     let dim = win.len();
-    let space = Window {
+    let space = Linear {
         lambda,
-        dim,
-        inits: Vec::new(),
-        ids: HashMap::new(),
+        input: vec![0.0; dim],
+        learnables: Registry::default(),
     };
     let mut ev = Evaluator::new(spec, space, usize::try_from(k + 1).unwrap_or(1), overrides);
     for (i, (s, j)) in win.iter().enumerate() {
@@ -550,6 +512,10 @@ mod tests {
     use super::*;
     use crate::spec::load_str;
 
+    fn opts(kappa: f64, steps: usize, grid: usize) -> RateOptions {
+        RateOptions { kappa, steps, grid }
+    }
+
     const GD: &str = "name: gd\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
     const HB: &str = "name: hb\nparams:\n  h: 1.0\n  beta: { range: [0.0, 0.9] }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - h * grad(z[k]) + beta * (z[k] - z[k-1])\noutput: z\n";
 
@@ -557,16 +523,7 @@ mod tests {
     fn gradient_descent_contracts_as_one_minus_one_over_kappa() {
         let s = load_str("gd.yaml", GD).unwrap();
         for (kappa, n) in [(10.0, 5), (100.0, 20), (1000.0, 50)] {
-            let r = rate(
-                &s,
-                &RateOptions {
-                    kappa,
-                    steps: n,
-                    grid: 501,
-                },
-                &Overrides::new(),
-            )
-            .unwrap();
+            let r = rate(&s, &opts(kappa, n, 501), &Overrides::new()).unwrap();
             let expect = (1.0 - 1.0 / kappa).powi(n as i32);
             assert!(
                 (r.rate.contraction - expect).abs() < 1e-12,
@@ -586,16 +543,7 @@ mod tests {
             let h = 4.0 / (1.0 + 1.0 / sk).powi(2);
             let beta = ((sk - 1.0) / (sk + 1.0)).powi(2);
             let o: Overrides = [("h".to_string(), h), ("beta".to_string(), beta)].into();
-            let r = rate(
-                &s,
-                &RateOptions {
-                    kappa,
-                    steps: 10,
-                    grid: 401,
-                },
-                &o,
-            )
-            .unwrap();
+            let r = rate(&s, &opts(kappa, 10, 401), &o).unwrap();
             let expect = (sk - 1.0) / (sk + 1.0);
             let got = r.rate.asymptotic.unwrap();
             assert!(
@@ -609,16 +557,7 @@ mod tests {
     #[test]
     fn ranges_are_swept_and_schedules_have_no_asymptotic_rate() {
         let s = load_str("hb.yaml", HB).unwrap();
-        let r = rate(
-            &s,
-            &RateOptions {
-                kappa: 100.0,
-                steps: 10,
-                grid: 101,
-            },
-            &Overrides::new(),
-        )
-        .unwrap();
+        let r = rate(&s, &opts(100.0, 10, 101), &Overrides::new()).unwrap();
         let sweep = r.sweep.unwrap();
         assert_eq!(sweep.samples.len(), RANGE_POINTS);
         assert!(sweep.best.contraction <= sweep.worst.contraction);
@@ -628,26 +567,13 @@ mod tests {
         );
         let nest = "name: n\nparams:\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta * (z[k] - z[k-1])\n  z[k+1]: y[k] - grad(y[k])\noutput: z\n";
         let s = load_str("n.yaml", nest).unwrap();
-        let r = rate(
-            &s,
-            &RateOptions {
-                kappa: 100.0,
-                steps: 30,
-                grid: 101,
-            },
-            &Overrides::new(),
-        )
-        .unwrap();
+        let r = rate(&s, &opts(100.0, 30, 101), &Overrides::new()).unwrap();
         assert!(r.rate.asymptotic.is_none());
         assert!(r.rate.asymptotic_note.unwrap().contains("vary with k"));
         // Nesterov beats gradient descent after 30 steps at kappa = 100.
         let gd = rate(
             &load_str("gd.yaml", GD).unwrap(),
-            &RateOptions {
-                kappa: 100.0,
-                steps: 30,
-                grid: 101,
-            },
+            &opts(100.0, 30, 101),
             &Overrides::new(),
         )
         .unwrap();

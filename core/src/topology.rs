@@ -149,7 +149,7 @@ struct Builder {
     graph: DiGraph<Node, Edge>,
     reading: Reading,
     learnables: Vec<Learnable>,
-    learn_ids: std::collections::HashMap<(String, Instance), usize>,
+    registry: crate::recurrence::Registry,
     /// Blocks of the current step by input node (one block per gradient evaluation point).
     blocks: std::collections::HashMap<NodeIndex, NodeIndex>,
     step: Option<i64>,
@@ -274,30 +274,27 @@ impl crate::recurrence::Space for Builder {
     }
 
     fn learnable(&mut self, param: &str, instance: Instance, init: f64) -> usize {
-        let key = (param.to_string(), instance.clone());
-        if let Some(id) = self.learn_ids.get(&key) {
-            return *id;
+        let (id, new) = self.registry.register(param, &instance, init);
+        if new {
+            let idx = |i: i64| {
+                if i < 0 {
+                    format!("m{}", -i)
+                } else {
+                    i.to_string()
+                }
+            };
+            let name = match &instance {
+                Instance::Shared => param.to_string(),
+                Instance::Step { k } => format!("{param}_{}", idx(*k)),
+                Instance::Edge { k, j } => format!("{param}_{}_{}", idx(*k), idx(*j)),
+            };
+            self.learnables.push(Learnable {
+                name,
+                param: param.to_string(),
+                instance,
+                init,
+            });
         }
-        let idx = |i: i64| {
-            if i < 0 {
-                format!("m{}", -i)
-            } else {
-                i.to_string()
-            }
-        };
-        let name = match &instance {
-            Instance::Shared => param.to_string(),
-            Instance::Step { k } => format!("{param}_{}", idx(*k)),
-            Instance::Edge { k, j } => format!("{param}_{}_{}", idx(*k), idx(*j)),
-        };
-        let id = self.learnables.len();
-        self.learnables.push(Learnable {
-            name,
-            param: param.to_string(),
-            instance,
-            init,
-        });
-        self.learn_ids.insert(key, id);
         id
     }
 
@@ -342,7 +339,7 @@ pub fn unroll(
         graph: DiGraph::new(),
         reading: spec.reading,
         learnables: Vec::new(),
-        learn_ids: Default::default(),
+        registry: Default::default(),
         blocks: Default::default(),
         step: None,
     };
