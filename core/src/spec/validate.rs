@@ -115,6 +115,13 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A plain identifier that is not `k`, `K`, `j` or a function name.
+fn is_valid_name(name: &str) -> bool {
+    is_ident(name)
+        && !RESERVED.contains(&name)
+        && !MATH_FUNCTIONS.iter().any(|(f, _)| *f == name)
+}
+
 pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec, SpecError> {
     let cx = Ctx { file, text, pos };
     if raw.name.trim().is_empty() {
@@ -130,7 +137,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
     let mut states: Vec<State> = Vec::new();
     for (i, name) in raw.state.iter().enumerate() {
         let p = cx.value_pos(&["state", &i.to_string()]);
-        if !is_ident(name) || RESERVED.contains(&name.as_str()) {
+        if !is_valid_name(name) {
             return Err(cx.err(
                 ErrorKind::InvalidValue,
                 p,
@@ -164,10 +171,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
     let mut params: Vec<Param> = Vec::new();
     for (name, rp) in &raw.params {
         let p = cx.key_pos(&["params", name]);
-        if !is_ident(name)
-            || RESERVED.contains(&name.as_str())
-            || MATH_FUNCTIONS.iter().any(|(f, _)| f == name)
-        {
+        if !is_valid_name(name) {
             return Err(cx.err(
                 ErrorKind::InvalidValue,
                 p,
