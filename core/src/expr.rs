@@ -365,6 +365,101 @@ fn index_of(e: &syn::Expr) -> Result<Idx, ExprError> {
     Err(bad())
 }
 
+impl BinOp {
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::And => "&&",
+            BinOp::Or => "||",
+        }
+    }
+
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 3,
+            BinOp::Add | BinOp::Sub => 4,
+            BinOp::Mul | BinOp::Div => 5,
+        }
+    }
+}
+
+impl Expr {
+    fn precedence(&self) -> u8 {
+        match &self.ex {
+            Ex::Bin(op, ..) => op.precedence(),
+            Ex::If(..) => 0,
+            Ex::Neg(_) | Ex::Not(_) => 6,
+            _ => 7,
+        }
+    }
+}
+
+/// Prints the expression back in spec syntax, with only the parentheses it needs.
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wrap = |f: &mut std::fmt::Formatter<'_>, e: &Expr, min: u8| {
+            if e.precedence() < min {
+                write!(f, "({e})")
+            } else {
+                write!(f, "{e}")
+            }
+        };
+        match &self.ex {
+            Ex::Num(v) => write!(f, "{}", crate::coef::format_number(*v)),
+            Ex::Var(n) => f.write_str(n),
+            Ex::Index(n, idx) => {
+                f.write_str(n)?;
+                idx.iter().try_for_each(|i| write!(f, "[{i}]"))
+            }
+            Ex::Range {
+                name,
+                lo,
+                hi,
+                inclusive,
+            } => {
+                write!(f, "{name}[{lo}..{}{hi}]", if *inclusive { "=" } else { "" })
+            }
+            Ex::Call(n, args) => {
+                write!(f, "{n}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Ex::Neg(a) => {
+                f.write_str("-")?;
+                wrap(f, a, 6)
+            }
+            Ex::Not(a) => {
+                f.write_str("!")?;
+                wrap(f, a, 6)
+            }
+            Ex::Bin(op, a, b) => {
+                let p = op.precedence();
+                wrap(f, a, p)?;
+                write!(f, " {} ", op.symbol())?;
+                // Left-associative: the right operand needs parentheses at equal precedence.
+                wrap(f, b, p + 1)
+            }
+            Ex::If(c, a, b) => write!(f, "if {c} {{ {a} }} else {{ {b} }}"),
+        }
+    }
+}
+
 /// Names of all identifiers and indexed names an expression mentions, with positions.
 pub fn mentions(e: &Expr, out: &mut Vec<(String, ExprPos)>) {
     match &e.ex {
@@ -422,6 +517,42 @@ mod tests {
             parse("if k == 0 { 0 } else { 1 / k }").unwrap().ex,
             Ex::If(..)
         ));
+    }
+
+    #[test]
+    fn printing_round_trips() {
+        for text in [
+            "z[k] + beta[k] * (z[k] - z[k-1])",
+            "(1 - c) * z[k] + c * z[k-1] - grad(z[k])",
+            "-grad(cat(z[0..=k]))",
+            "a - (b - c)",
+            "if k == 0 { 0 } else { 1 / k }",
+        ] {
+            let e = parse(text).unwrap();
+            let printed = e.to_string();
+            let again = parse(&printed).unwrap();
+            assert_eq!(printed, again.to_string(), "{text}");
+            assert_eq!(strip(&e), strip(&again), "{text} -> {printed}");
+        }
+        assert_eq!(parse("a - (b - c)").unwrap().to_string(), "a - (b - c)");
+        assert_eq!(parse("(a - b) - c").unwrap().to_string(), "a - b - c");
+    }
+
+    /// The tree with every position cleared.
+    fn strip(e: &Expr) -> Expr {
+        let b = |x: &Expr| Box::new(strip(x));
+        let ex = match &e.ex {
+            Ex::Call(n, args) => Ex::Call(n.clone(), args.iter().map(strip).collect()),
+            Ex::Neg(a) => Ex::Neg(b(a)),
+            Ex::Not(a) => Ex::Not(b(a)),
+            Ex::Bin(op, x, y) => Ex::Bin(*op, b(x), b(y)),
+            Ex::If(c, x, y) => Ex::If(b(c), b(x), b(y)),
+            other => other.clone(),
+        };
+        Expr {
+            ex,
+            pos: ExprPos::default(),
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod analysis;
 pub mod coef;
 pub mod error;
 pub mod expr;
+pub mod linear;
 pub mod recurrence;
 pub mod render;
 pub mod spec;

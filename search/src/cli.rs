@@ -275,6 +275,9 @@ struct CheckResult {
     name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     summary: Option<String>,
+    /// The recurrence in normal form, one equation per line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recurrence: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     blocks: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,6 +299,12 @@ fn check_one(path: &Path, steps: usize) -> CheckResult {
         Ok((s, blocks, peak)) => CheckResult {
             file,
             ok: true,
+            recurrence: Some(
+                optarch_core::linear::normal_form(&s)
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+            ),
             name: Some(s.name),
             summary: Some(s.summary),
             blocks: Some(blocks),
@@ -308,6 +317,7 @@ fn check_one(path: &Path, steps: usize) -> CheckResult {
             ok: false,
             name: None,
             summary: None,
+            recurrence: None,
             blocks: None,
             peak_live_maps: None,
             rendered: Some(e.to_string()),
@@ -329,14 +339,19 @@ fn check(a: CheckArgs) -> Result<(), Failure> {
         for r in &results {
             match (&r.rendered, &r.name) {
                 (Some(err), _) => eprintln!("{err}\n"),
-                (None, Some(name)) => println!(
-                    "ok  {:<40} {:<28} {} blocks at {} steps, peak {} live maps",
-                    r.file,
-                    name,
-                    r.blocks.unwrap_or(0),
-                    a.steps,
-                    r.peak_live_maps.unwrap_or(0)
-                ),
+                (None, Some(name)) => {
+                    println!(
+                        "ok  {:<40} {:<28} {} blocks at {} steps, peak {} live maps",
+                        r.file,
+                        name,
+                        r.blocks.unwrap_or(0),
+                        a.steps,
+                        r.peak_live_maps.unwrap_or(0)
+                    );
+                    for eq in r.recurrence.iter().flatten() {
+                        println!("      {eq}");
+                    }
+                }
                 _ => {}
             }
         }

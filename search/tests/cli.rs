@@ -52,6 +52,7 @@ fn check_accepts_every_shipped_spec() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["ok"], true);
     assert_eq!(v[0]["blocks"], 8);
+    assert_eq!(v[0]["recurrence"][0], "z[-1] = z[0]");
 }
 
 #[test]

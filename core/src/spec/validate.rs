@@ -117,9 +117,7 @@ fn is_ident(s: &str) -> bool {
 
 /// A plain identifier that is not `k`, `K`, `j` or a function name.
 fn is_valid_name(name: &str) -> bool {
-    is_ident(name)
-        && !RESERVED.contains(&name)
-        && !MATH_FUNCTIONS.iter().any(|(f, _)| *f == name)
+    is_ident(name) && !RESERVED.contains(&name) && !MATH_FUNCTIONS.iter().any(|(f, _)| *f == name)
 }
 
 pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec, SpecError> {
