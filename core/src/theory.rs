@@ -62,6 +62,8 @@ pub struct Rate {
     pub asymptotic: Option<f64>,
     /// Why there is no asymptotic rate, when there is none.
     pub asymptotic_note: Option<String>,
+    /// `max_λ |p_n(λ)|` for n = 1..=N: the contraction curve.
+    pub curve: Vec<f64>,
 }
 
 /// The report of `optarch rate`.
@@ -146,14 +148,37 @@ pub fn response(
     lambda: f64,
     overrides: &Overrides,
 ) -> Result<f64, SpecError> {
+    Ok(responses(spec, steps, lambda, overrides)?
+        .last()
+        .copied()
+        .unwrap_or(1.0))
+}
+
+/// `p_n(λ)` for every n = 1..=steps, from one pass of the recurrence.
+pub fn responses(
+    spec: &Spec,
+    steps: usize,
+    lambda: f64,
+    overrides: &Overrides,
+) -> Result<Vec<f64>, SpecError> {
     let space = Linear {
         lambda,
         input: vec![1.0],
         learnables: Registry::default(),
     };
     let mut ev = Evaluator::new(spec, space, steps, overrides);
-    let out = ev.run().map_err(|e| located(spec, e))?;
-    Ok(out.first().copied().unwrap_or(0.0))
+    let mut out = Vec::with_capacity(steps);
+    let run = |ev: &mut Evaluator<'_, Linear>, out: &mut Vec<f64>| -> Result<(), SpecError> {
+        ev.run_init()?;
+        for n in 1..=steps {
+            ev.run_step(n as i64 - 1)?;
+            ev.steps = n;
+            out.push(ev.output()?.first().copied().unwrap_or(0.0));
+        }
+        Ok(())
+    };
+    run(&mut ev, &mut out).map_err(|e| located(spec, e))?;
+    Ok(out)
 }
 
 /// The λ grid on `[1/κ, 1]`, endpoints included.
@@ -308,15 +333,18 @@ fn rate_at(
     overrides: &Overrides,
     params: BTreeMap<String, f64>,
 ) -> Result<Rate, SpecError> {
-    let mut contraction: f64 = -1.0;
+    let mut curve = vec![0.0f64; opts.steps];
     let mut worst_lambda = 0.0;
     for lambda in lambda_grid(opts.kappa, opts.grid) {
-        let p = response(spec, opts.steps, lambda, overrides)?.abs();
-        if p > contraction {
-            contraction = p;
+        let p = responses(spec, opts.steps, lambda, overrides)?;
+        for (c, v) in curve.iter_mut().zip(&p) {
+            *c = c.max(v.abs());
+        }
+        if p.last().is_some_and(|v| v.abs() >= curve[opts.steps - 1]) {
             worst_lambda = lambda;
         }
     }
+    let contraction = curve.last().copied().unwrap_or(0.0);
     let (asymptotic, asymptotic_note) = match asymptotic(spec, opts.kappa, opts.grid, overrides)? {
         Ok(r) => (Some(r), None),
         Err(why) => (None, Some(why)),
@@ -328,6 +356,7 @@ fn rate_at(
         per_step: contraction.powf(1.0 / opts.steps as f64),
         asymptotic,
         asymptotic_note,
+        curve,
     })
 }
 
@@ -525,6 +554,10 @@ mod tests {
         for (kappa, n) in [(10.0, 5), (100.0, 20), (1000.0, 50)] {
             let r = rate(&s, &opts(kappa, n, 501), &Overrides::new()).unwrap();
             let expect = (1.0 - 1.0 / kappa).powi(n as i32);
+            for (i, c) in r.rate.curve.iter().enumerate() {
+                let e = (1.0 - 1.0 / kappa).powi(i as i32 + 1);
+                assert!((c - e).abs() < 1e-12, "step {}: {c} vs {e}", i + 1);
+            }
             assert!(
                 (r.rate.contraction - expect).abs() < 1e-12,
                 "{} vs {expect}",

@@ -188,6 +188,27 @@ fn rate_matches_closed_forms_end_to_end() {
     let out = optarch(&["rate", "specs/heavy_ball.yaml", "--grid", "51"]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("over the search ranges"));
+    // Several specs compare, with a chart of their contraction curves.
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("rates.png");
+    let out = optarch(&[
+        "rate",
+        "specs/gradient_descent.yaml",
+        "specs/nesterov.yaml",
+        "--steps",
+        "30",
+        "--grid",
+        "101",
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (gd, nag) = (&v[0]["rate"], &v[1]["rate"]);
+    assert_eq!(gd["curve"].as_array().unwrap().len(), 30);
+    assert!(nag["contraction"].as_f64().unwrap() < gd["contraction"].as_f64().unwrap());
+    assert_eq!(&std::fs::read(&plot).unwrap()[..4], b"\x89PNG");
     // DenseNet has no scalar recurrence: a clear error, status 1.
     let out = optarch(&["rate", "specs/densenet.yaml"]);
     assert_eq!(out.status.code(), Some(1));

@@ -13,13 +13,14 @@
 //! Only the PNG path can fail (an SVG the rasteriser rejects, a picture too large to allocate,
 //! an encoder error), which is what [`RenderError`] reports.
 
+pub mod chart;
 mod dot;
 mod layout;
 mod png;
 mod svg;
 
 pub use dot::to_dot;
-pub use png::to_png;
+pub use png::{svg_to_png, to_png};
 pub use svg::to_svg;
 
 use crate::topology::Topology;

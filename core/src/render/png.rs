@@ -36,8 +36,8 @@ pub(super) fn svg_options() -> usvg::Options<'static> {
     opt
 }
 
-/// Rasterises an SVG document to PNG bytes on a white background.
-pub(super) fn svg_to_png(svg: &str) -> Result<Vec<u8>, RenderError> {
+/// Rasterises an SVG document to PNG bytes on a white background, with the embedded font.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, RenderError> {
     let tree = usvg::Tree::from_str(svg, &svg_options())?;
     let size = tree.size();
     let (w, h) = (size.width(), size.height());
