@@ -13,12 +13,14 @@ mkdir -p "$out"
 echo
 "$bin" check specs/
 echo
+rated=()
 printf '%-28s %7s %6s %9s %14s %12s\n' spec blocks edges peak_maps contraction@20 asymptotic
 for spec in specs/*.yaml; do
   name=$(basename "$spec" .yaml)
   "$bin" graph "$spec" --steps 8 --format svg -o "$out/$name.svg" --json > "$out/$name.analysis.json"
   "$bin" graph "$spec" --steps 8 --format png -o "$out/$name.png" > /dev/null
   if "$bin" rate "$spec" --kappa 100 --steps 20 --json > "$out/$name.rate.json" 2> "$out/$name.rate.err"; then
+    rated+=("$spec")
     rate=$(python - "$out/$name.rate.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["rate"]
@@ -37,4 +39,6 @@ print(f'{sys.argv[2]:<28} {a["blocks"]:>7} {a["edges"]:>6} {a["memory"]["peak"]:
 PY
 done
 echo
+"$bin" rate "${rated[@]}" --kappa 100 --steps 40 --plot "$out/rates.png" > /dev/null
+echo "contraction curves of ${#rated[@]} specs: $out/rates.png"
 echo "pictures (SVG, PNG), analyses and rates (JSON) are in $out/"
