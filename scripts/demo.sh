@@ -21,6 +21,7 @@ for spec in specs/*.yaml; do
   "$bin" graph "$spec" --steps 8 --format png -o "$out/$name.png" > /dev/null
   if "$bin" rate "$spec" --kappa 100 --steps 20 --json > "$out/$name.rate.json" 2> "$out/$name.rate.err"; then
     rated+=("$spec")
+    rm -f "$out/$name.rate.err"
     rate=$(python - "$out/$name.rate.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["rate"]
@@ -29,6 +30,7 @@ print(f'{r["contraction"]:.3e} {"n/a" if a is None else f"{a:.4f}"}')
 PY
 )
   else
+    rm -f "$out/$name.rate.json"  # the reason is in $name.rate.err
     rate="n/a n/a"
   fi
   python - "$out/$name.analysis.json" "$name" "$rate" <<'PY'
