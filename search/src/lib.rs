@@ -1,0 +1,3 @@
+//! optarch-search: data sets, trainer and search (in progress).
+
+pub mod data;
