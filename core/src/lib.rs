@@ -28,3 +28,5 @@ pub mod topology;
 
 #[cfg(feature = "torch")]
 pub mod device;
+#[cfg(feature = "torch")]
+pub mod exec;

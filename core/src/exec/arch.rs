@@ -1,0 +1,589 @@
+//! The macro-architecture (stem, stages, transitions, head), its presets, and [`Network`].
+//!
+//! Inside each stage the spec is unrolled for that stage's number of steps and run by a
+//! [`Plan`]. At a stage change the history restarts: the transition output is `z[0]` of the new
+//! stage. With residual shortcuts ([`Shortcut::ZeroPad`], [`Shortcut::Projection`]) the blocks
+//! that read `z[0]` directly read the raw stage input instead and downsample it themselves
+//! (stride), exactly as the first block of a ResNet stage does, while every other use of `z[0]`
+//! (the identity path, `z[-1] = z[0]`, ...) sees the transition output. With
+//! [`Shortcut::Dense`] the transition (BN-ReLU-1×1 conv-2×2 average pool) is a layer of its own
+//! between stages, as in DenseNet.
+//!
+//! Post-activation (basic and bottleneck blocks): the ReLU that follows the addition in He et
+//! al.'s ResNet is applied to every new value of the output state (`z[1]`, `z[2]`, ... of the
+//! spec's `output`), whatever node holds it. For gradient descent `z[k+1] = relu(z[k] +
+//! B_k(z[k]))`, which is ResNet exactly; for heavy ball and Nesterov the same rule puts it after
+//! the whole update. Pre-activation blocks (preact, dense) get no ReLU after additions and a
+//! final BN-ReLU in the head.
+
+use super::blocks::{Block, BlockKind};
+use super::plan::{Kernels, OpKind, Plan};
+use super::{sanitize, ExecError};
+use crate::spec::{Overrides, Spec};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// The stem: a convolution, optionally BN-ReLU and a 3×3 stride-2 max-pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stem {
+    pub width: i64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub bn_relu: bool,
+    pub max_pool: bool,
+}
+
+/// One stage: the spec unrolled for `steps` steps at `width` (blocks' width; ignored by dense
+/// blocks, whose width is the growth rate), entered with `stride`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub width: i64,
+    pub stride: i64,
+    pub steps: usize,
+}
+
+/// How the stage input is brought to the new stage's shape (the history restarts from it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Shortcut {
+    /// He et al.'s option A: stride subsampling and zero-padded channels, no parameters.
+    ZeroPad,
+    /// Option B: 1×1 convolution with stride, then BN.
+    Projection,
+    /// DenseNet transition: BN-ReLU-1×1 conv to `compression·C` channels, 2×2 average pool.
+    Dense { compression: f64 },
+}
+
+/// A macro-architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arch {
+    pub in_channels: i64,
+    pub classes: i64,
+    pub stem: Stem,
+    pub stages: Vec<Stage>,
+    pub block: BlockKind,
+    pub shortcut: Shortcut,
+    /// ReLU on each new value of the output state (post-activation ResNets).
+    pub post_activation: bool,
+}
+
+impl Arch {
+    /// He et al.'s CIFAR ResNet: depth `6n + 2`, 3 stages of 16/32/64 channels with `n` steps,
+    /// a 3×3 stem of 16 channels with BN-ReLU, basic blocks, option-A shortcuts.
+    pub fn cifar_resnet(depth: usize, classes: i64) -> Result<Arch, ExecError> {
+        if depth < 8 || !(depth - 2).is_multiple_of(6) {
+            return Err(ExecError::config(format!(
+                "cifar-resnet needs depth 6n+2 (20, 32, 44, 56, 110, ...), not {depth}"
+            )));
+        }
+        let n = (depth - 2) / 6;
+        Ok(Arch {
+            in_channels: 3,
+            classes,
+            stem: Stem {
+                width: 16,
+                kernel: 3,
+                stride: 1,
+                bn_relu: true,
+                max_pool: false,
+            },
+            stages: [(16, 1), (32, 2), (64, 2)]
+                .iter()
+                .map(|&(width, stride)| Stage {
+                    width,
+                    stride,
+                    steps: n,
+                })
+                .collect(),
+            block: BlockKind::Basic,
+            shortcut: Shortcut::ZeroPad,
+            post_activation: true,
+        })
+    }
+
+    /// DenseNet-BC on CIFAR (Huang et al.): depth `L = 6n + 4` (n dense layers per stage),
+    /// growth `k`, a 3×3 stem of `2k` channels, transitions with `compression`; for the
+    /// `densenet` spec (concatenation) this is DenseNet-BC exactly.
+    pub fn cifar_densenet(
+        depth: usize,
+        growth: i64,
+        compression: f64,
+        classes: i64,
+    ) -> Result<Arch, ExecError> {
+        if depth < 10 || !(depth - 4).is_multiple_of(6) {
+            return Err(ExecError::config(format!(
+                "cifar-densenet (BC) needs depth 6n+4 (40, 100, 190, ...), not {depth}"
+            )));
+        }
+        if !(compression > 0.0 && compression <= 1.0) {
+            return Err(ExecError::config("the compression must be in (0, 1]"));
+        }
+        let n = (depth - 4) / 6;
+        Ok(Arch {
+            in_channels: 3,
+            classes,
+            stem: Stem {
+                width: 2 * growth,
+                kernel: 3,
+                stride: 1,
+                bn_relu: false,
+                max_pool: false,
+            },
+            stages: [1, 2, 2]
+                .iter()
+                .map(|&stride| Stage {
+                    width: growth,
+                    stride,
+                    steps: n,
+                })
+                .collect(),
+            block: BlockKind::Dense {
+                growth,
+                bottleneck: 4,
+            },
+            shortcut: Shortcut::Dense { compression },
+            post_activation: false,
+        })
+    }
+
+    /// ImageNet ResNets (torchvision layout): 7×7 stride-2 stem with max-pool, 4 stages of
+    /// 64/128/256/512, basic blocks for depth 18/34 and bottlenecks for 50/101/152, projection
+    /// shortcuts (option B).
+    pub fn imagenet(depth: usize, classes: i64) -> Result<Arch, ExecError> {
+        let (block, counts) = match depth {
+            18 => (BlockKind::Basic, [2, 2, 2, 2]),
+            34 => (BlockKind::Basic, [3, 4, 6, 3]),
+            50 => (BlockKind::Bottleneck { expansion: 4 }, [3, 4, 6, 3]),
+            101 => (BlockKind::Bottleneck { expansion: 4 }, [3, 4, 23, 3]),
+            152 => (BlockKind::Bottleneck { expansion: 4 }, [3, 8, 36, 3]),
+            _ => {
+                return Err(ExecError::config(format!(
+                    "imagenet depth must be 18, 34, 50, 101 or 152, not {depth}"
+                )))
+            }
+        };
+        Ok(Arch {
+            in_channels: 3,
+            classes,
+            stem: Stem {
+                width: 64,
+                kernel: 7,
+                stride: 2,
+                bn_relu: true,
+                max_pool: true,
+            },
+            stages: [64, 128, 256, 512]
+                .iter()
+                .zip(counts)
+                .enumerate()
+                .map(|(i, (&width, steps))| Stage {
+                    width,
+                    stride: if i == 0 { 1 } else { 2 },
+                    steps,
+                })
+                .collect(),
+            block,
+            shortcut: Shortcut::Projection,
+            post_activation: true,
+        })
+    }
+
+    /// A preset by name: `cifar-resnet` (depth 6n+2), `cifar-densenet` (DenseNet-BC, depth
+    /// 6n+4, k = 12, compression 0.5) or `imagenet` (depth 18/34/50/101/152).
+    pub fn preset(name: &str, depth: usize, classes: i64) -> Result<Arch, ExecError> {
+        match name {
+            "cifar-resnet" => Arch::cifar_resnet(depth, classes),
+            "cifar-densenet" => Arch::cifar_densenet(depth, 12, 0.5, classes),
+            "imagenet" => Arch::imagenet(depth, classes),
+            other => Err(ExecError::config(format!(
+                "unknown preset `{other}`: expected cifar-resnet, cifar-densenet or imagenet"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Transition {
+    ZeroPad {
+        stride: i64,
+        lo: i64,
+        hi: i64,
+    },
+    Projection {
+        conv: nn::Conv2D,
+        bn: nn::BatchNorm,
+    },
+    Dense {
+        bn: nn::BatchNorm,
+        conv: nn::Conv2D,
+        stride: i64,
+    },
+}
+
+impl Transition {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Transition::ZeroPad { stride, lo, hi } => {
+                let s = if *stride > 1 {
+                    x.slice(2, 0, None, *stride).slice(3, 0, None, *stride)
+                } else {
+                    x.shallow_clone()
+                };
+                if *lo == 0 && *hi == 0 {
+                    s
+                } else {
+                    s.constant_pad_nd([0, 0, 0, 0, *lo, *hi])
+                }
+            }
+            Transition::Projection { conv, bn } => x.apply(conv).apply_t(bn, train),
+            Transition::Dense { bn, conv, stride } => {
+                let y = x.apply_t(bn, train).relu().apply(conv);
+                if *stride > 1 {
+                    y.avg_pool2d(
+                        [*stride, *stride],
+                        [*stride, *stride],
+                        [0, 0],
+                        false,
+                        true,
+                        None,
+                    )
+                } else {
+                    y
+                }
+            }
+        }
+    }
+}
+
+/// One stage of a built network.
+#[derive(Debug)]
+pub struct StageNet {
+    /// The compiled plan of the stage's unrolled spec.
+    pub plan: Plan,
+    blocks: Vec<Block>,
+    transition: Option<Transition>,
+    /// Per operation: the block reads the raw stage input (and downsamples).
+    raw: Vec<bool>,
+    /// Per operation: apply the post-addition ReLU.
+    post: Vec<bool>,
+    params: Vec<Tensor>,
+    /// VarStore names of the learnable scalars, indexed like the topology's learnables.
+    pub learnable_names: Vec<String>,
+    /// Output channels.
+    pub out_channels: i64,
+}
+
+impl Kernels for StageNet {
+    fn block(&self, index: usize, _op: usize, x: &Tensor, train: bool) -> Tensor {
+        match self.blocks.get(index) {
+            Some(b) => b.forward_t(x, train),
+            None => x.shallow_clone(), // unreachable: one block per block operation
+        }
+    }
+    fn post(&self, op: usize, t: Tensor) -> Tensor {
+        if self.post.get(op).copied().unwrap_or(false) {
+            t.relu()
+        } else {
+            t
+        }
+    }
+    fn reads_raw(&self, op: usize) -> bool {
+        self.raw.get(op).copied().unwrap_or(false)
+    }
+}
+
+/// A network: stem, stages running their plans, head (global average pool + linear).
+#[derive(Debug)]
+pub struct Network {
+    stem_conv: nn::Conv2D,
+    stem_bn: Option<nn::BatchNorm>,
+    max_pool: bool,
+    pub stages: Vec<StageNet>,
+    head_bn: Option<nn::BatchNorm>,
+    fc: nn::Linear,
+}
+
+/// The state a spec outputs (`z` for `output: z`), read off the node feeding the output.
+fn output_state(plan: &Plan) -> Option<String> {
+    let o = *plan.ops.get(plan.output)?.operands.first()?;
+    let name = plan.ops.get(o)?.names.first()?;
+    name.split('[').next().map(str::to_string)
+}
+
+impl Network {
+    /// Builds `spec` (with parameter `overrides`) on `arch`, registering every variable under
+    /// `p`: `stem/{conv,bn}`, `s{i}/b{k}/...` (block of step k; `b{k}_{slot}` for a second
+    /// gradient evaluation in a step), `s{i}/shortcut/...`, `s{i}/coef/{name}` (learnable
+    /// scalars), `head/{bn,fc}`.
+    pub fn new(
+        p: &nn::Path,
+        spec: &Spec,
+        overrides: &Overrides,
+        arch: &Arch,
+    ) -> Result<Network, ExecError> {
+        if arch.stages.is_empty() {
+            return Err(ExecError::config(
+                "an architecture needs at least one stage",
+            ));
+        }
+        let st = &arch.stem;
+        let sp = p / "stem";
+        let stem_conv = nn::conv2d(
+            &sp / "conv",
+            arch.in_channels,
+            st.width,
+            st.kernel,
+            nn::ConvConfig {
+                stride: st.stride,
+                padding: st.kernel / 2,
+                bias: false,
+                ..Default::default()
+            },
+        );
+        let stem_bn = st
+            .bn_relu
+            .then(|| nn::batch_norm2d(&sp / "bn", st.width, Default::default()));
+        let mut c = st.width;
+        let mut stages = Vec::with_capacity(arch.stages.len());
+        for (s, stage) in arch.stages.iter().enumerate() {
+            let net = Self::stage(
+                &(p / format!("s{s}")),
+                spec,
+                overrides,
+                arch,
+                stage,
+                c,
+                s == 0,
+            )?;
+            c = net.out_channels;
+            stages.push(net);
+        }
+        let head = p / "head";
+        let head_bn = arch
+            .block
+            .pre_activation()
+            .then(|| nn::batch_norm2d(&head / "bn", c, Default::default()));
+        let fc = nn::linear(&head / "fc", c, arch.classes, Default::default());
+        Ok(Network {
+            stem_conv,
+            stem_bn,
+            max_pool: st.max_pool,
+            stages,
+            head_bn,
+            fc,
+        })
+    }
+
+    fn stage(
+        p: &nn::Path,
+        spec: &Spec,
+        overrides: &Overrides,
+        arch: &Arch,
+        stage: &Stage,
+        c_in: i64,
+        first: bool,
+    ) -> Result<StageNet, ExecError> {
+        let topo = crate::topology::unroll(spec, stage.steps, overrides)?;
+        let plan = Plan::compile(&topo)?;
+        let block_out = arch.block.out_channels(stage.width);
+        let (transition, entry_c, raw_blocks) = match arch.shortcut {
+            Shortcut::Dense { compression } => {
+                if first && stage.stride == 1 {
+                    (None, c_in, false)
+                } else {
+                    let c_out = ((c_in as f64) * compression).floor() as i64;
+                    let tp = p / "transition";
+                    let bn = nn::batch_norm2d(&tp / "bn", c_in, Default::default());
+                    let conv = nn::conv2d(
+                        &tp / "conv",
+                        c_in,
+                        c_out.max(1),
+                        1,
+                        nn::ConvConfig {
+                            bias: false,
+                            ..Default::default()
+                        },
+                    );
+                    (
+                        Some(Transition::Dense {
+                            bn,
+                            conv,
+                            stride: stage.stride,
+                        }),
+                        c_out.max(1),
+                        false,
+                    )
+                }
+            }
+            _ if stage.stride == 1 && c_in == block_out => (None, c_in, false),
+            Shortcut::ZeroPad => {
+                if block_out < c_in {
+                    return Err(ExecError::config(format!(
+                        "a zero-padding shortcut cannot reduce {c_in} channels to {block_out}"
+                    )));
+                }
+                let lo = (block_out - c_in) / 2;
+                (
+                    Some(Transition::ZeroPad {
+                        stride: stage.stride,
+                        lo,
+                        hi: block_out - c_in - lo,
+                    }),
+                    block_out,
+                    true,
+                )
+            }
+            Shortcut::Projection => {
+                let tp = p / "shortcut";
+                let conv = nn::conv2d(
+                    &tp / "conv",
+                    c_in,
+                    block_out,
+                    1,
+                    nn::ConvConfig {
+                        stride: stage.stride,
+                        bias: false,
+                        ..Default::default()
+                    },
+                );
+                let bn = nn::batch_norm2d(&tp / "bn", block_out, Default::default());
+                (Some(Transition::Projection { conv, bn }), block_out, true)
+            }
+        };
+        let input = plan.input();
+        let n = plan.ops.len();
+        let mut ch = vec![0i64; n];
+        let mut raw = vec![false; n];
+        let mut blocks = Vec::with_capacity(plan.blocks);
+        for (i, op) in plan.ops.iter().enumerate() {
+            let operand_c = |k: usize| op.operands.get(k).map(|&o| ch[o]).unwrap_or(0);
+            ch[i] = match &op.kind {
+                OpKind::Input => entry_c,
+                OpKind::Block { step, slot, .. } => {
+                    let reads_input = op.operands.first().copied() == input;
+                    raw[i] = raw_blocks && reads_input;
+                    let (cin, stride) = if raw[i] {
+                        (c_in, stage.stride)
+                    } else {
+                        (operand_c(0), 1)
+                    };
+                    let name = if *slot == 0 {
+                        format!("b{step}")
+                    } else {
+                        format!("b{step}_{slot}")
+                    };
+                    let b = Block::new(&(p / name), arch.block, cin, stage.width, stride)?;
+                    let out = b.out_channels;
+                    blocks.push(b);
+                    out
+                }
+                OpKind::Combine(_) => {
+                    let c0 = operand_c(0);
+                    if let Some(k) = (1..op.operands.len()).find(|&k| operand_c(k) != c0) {
+                        return Err(ExecError::config(format!(
+                            "`{}` adds maps of {c0} and {} channels: use blocks whose output \
+                             width matches the state (e.g. basic blocks for sums, dense blocks \
+                             for concatenations)",
+                            op.names
+                                .first()
+                                .map(String::as_str)
+                                .unwrap_or("a combination"),
+                            operand_c(k)
+                        )));
+                    }
+                    c0
+                }
+                OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
+                OpKind::Output => operand_c(0),
+            };
+        }
+        let state = output_state(&plan);
+        let post: Vec<bool> = plan
+            .ops
+            .iter()
+            .map(|op| {
+                arch.post_activation
+                    && !matches!(op.kind, OpKind::Input | OpKind::Output)
+                    && state.as_ref().is_some_and(|s| {
+                        op.names
+                            .iter()
+                            .any(|n| n.split('[').next() == Some(s.as_str()))
+                    })
+            })
+            .collect();
+        let cp = p / "coef";
+        let mut params = Vec::with_capacity(topo.learnables.len());
+        let mut learnable_names = Vec::with_capacity(topo.learnables.len());
+        for l in &topo.learnables {
+            let name = sanitize(&l.name);
+            params.push(cp.var(&name, &[], nn::Init::Const(l.init)));
+            learnable_names.push(cp.path(&name));
+        }
+        Ok(StageNet {
+            out_channels: ch[plan.output],
+            plan,
+            blocks,
+            transition,
+            raw,
+            post,
+            params,
+            learnable_names,
+        })
+    }
+
+    /// The forward pass; `trace` collects, per stage, the live feature-map units after each
+    /// operation of its plan.
+    pub fn try_forward_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        mut trace: Option<&mut Vec<Vec<usize>>>,
+    ) -> Result<Tensor, ExecError> {
+        let mut h = x.apply(&self.stem_conv);
+        if let Some(bn) = &self.stem_bn {
+            h = h.apply_t(bn, train).relu();
+        }
+        if self.max_pool {
+            h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
+        for stage in &self.stages {
+            let (entry, raw) = match &stage.transition {
+                None => (h, None),
+                Some(t) => (t.forward_t(&h, train), Some(h)),
+            };
+            let mut steps = Vec::new();
+            h = stage.plan.run(
+                entry,
+                raw,
+                &stage.params,
+                stage,
+                train,
+                trace.is_some().then_some(&mut steps),
+            )?;
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(steps);
+            }
+        }
+        if let Some(bn) = &self.head_bn {
+            h = h.apply_t(bn, train).relu();
+        }
+        Ok(h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc))
+    }
+
+    /// VarStore names of all learnable coefficient scalars.
+    pub fn learnable_names(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.learnable_names.iter().cloned())
+            .collect()
+    }
+}
+
+impl ModuleT for Network {
+    #[allow(clippy::panic)] // only on a broken plan invariant (a bug), which compile() rules out
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self.try_forward_t(x, train, None) {
+            Ok(t) => t,
+            Err(e) => panic!("optarch executor: {e}"),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The learned blocks `B` of a step.
+//!
+//! | kind | layers | output channels |
+//! |---|---|---|
+//! | `basic` | conv3×3(stride)-BN-ReLU-conv3×3-BN (He et al. 2016) | `width` |
+//! | `bottleneck` | conv1×1-BN-ReLU-conv3×3(stride)-BN-ReLU-conv1×1-BN | `4·width` |
+//! | `preact` | BN-ReLU-conv3×3(stride)-BN-ReLU-conv3×3 (He et al., identity mappings) | `width` |
+//! | `dense` | BN-ReLU-conv1×1(4k)-BN-ReLU-conv3×3(k) (DenseNet-BC) | `k` (growth rate) |
+//!
+//! Convolutions have no bias (a BN follows or the block is summed into BN'd paths). The ReLU
+//! after a residual addition is not part of the block: post-activation architectures apply it
+//! to the combined state (see [`crate::exec::arch`]).
+
+use super::ExecError;
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// Which block a network uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    Basic,
+    /// `expansion`: output channels per unit of width (4 in He et al.).
+    Bottleneck {
+        expansion: i64,
+    },
+    Preact,
+    /// `growth`: channels each block adds (k); the 1×1 bottleneck has `bottleneck·k` channels
+    /// (4 in DenseNet-BC).
+    Dense {
+        growth: i64,
+        bottleneck: i64,
+    },
+}
+
+impl BlockKind {
+    /// Parses `basic`, `bottleneck`, `preact` or `dense` (growth 12).
+    pub fn parse(s: &str) -> Result<BlockKind, ExecError> {
+        Ok(match s {
+            "basic" => BlockKind::Basic,
+            "bottleneck" => BlockKind::Bottleneck { expansion: 4 },
+            "preact" | "pre-activation" => BlockKind::Preact,
+            "dense" => BlockKind::Dense {
+                growth: 12,
+                bottleneck: 4,
+            },
+            other => {
+                return Err(ExecError::config(format!(
+                    "unknown block `{other}`: expected basic, bottleneck, preact or dense"
+                )))
+            }
+        })
+    }
+
+    /// Output channels of a block of this kind in a stage of width `width`.
+    pub fn out_channels(&self, width: i64) -> i64 {
+        match self {
+            BlockKind::Basic | BlockKind::Preact => width,
+            BlockKind::Bottleneck { expansion } => width * expansion,
+            BlockKind::Dense { growth, .. } => *growth,
+        }
+    }
+
+    /// True for blocks that start with BN-ReLU (the network then needs a final BN-ReLU and no
+    /// ReLU after additions).
+    pub fn pre_activation(&self) -> bool {
+        matches!(self, BlockKind::Preact | BlockKind::Dense { .. })
+    }
+}
+
+/// A built block.
+#[derive(Debug)]
+pub struct Block {
+    kind: BlockKind,
+    convs: Vec<nn::Conv2D>,
+    bns: Vec<nn::BatchNorm>,
+    /// Output channels.
+    pub out_channels: i64,
+}
+
+fn conv(p: &nn::Path, name: &str, i: i64, o: i64, k: i64, stride: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        bias: false,
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanOut,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        ..Default::default()
+    };
+    nn::conv2d(p / name, i, o, k, cfg)
+}
+
+fn bn(p: &nn::Path, name: &str, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p / name, c, Default::default())
+}
+
+impl Block {
+    /// A block reading `c_in` channels, in a stage of width `width`, with `stride`.
+    pub fn new(
+        p: &nn::Path,
+        kind: BlockKind,
+        c_in: i64,
+        width: i64,
+        stride: i64,
+    ) -> Result<Block, ExecError> {
+        if c_in <= 0 || width <= 0 || stride <= 0 {
+            return Err(ExecError::config(format!(
+                "a block needs positive channels and stride (got {c_in} in, width {width}, stride {stride})"
+            )));
+        }
+        let (convs, bns) = match kind {
+            BlockKind::Basic => (
+                vec![
+                    conv(p, "conv1", c_in, width, 3, stride),
+                    conv(p, "conv2", width, width, 3, 1),
+                ],
+                vec![bn(p, "bn1", width), bn(p, "bn2", width)],
+            ),
+            BlockKind::Bottleneck { expansion } => (
+                vec![
+                    conv(p, "conv1", c_in, width, 1, 1),
+                    conv(p, "conv2", width, width, 3, stride),
+                    conv(p, "conv3", width, width * expansion, 1, 1),
+                ],
+                vec![
+                    bn(p, "bn1", width),
+                    bn(p, "bn2", width),
+                    bn(p, "bn3", width * expansion),
+                ],
+            ),
+            BlockKind::Preact => (
+                vec![
+                    conv(p, "conv1", c_in, width, 3, stride),
+                    conv(p, "conv2", width, width, 3, 1),
+                ],
+                vec![bn(p, "bn1", c_in), bn(p, "bn2", width)],
+            ),
+            BlockKind::Dense { growth, bottleneck } => {
+                if stride != 1 {
+                    return Err(ExecError::config(
+                        "dense blocks do not downsample: use the dense transition between stages",
+                    ));
+                }
+                let mid = growth * bottleneck;
+                (
+                    vec![
+                        conv(p, "conv1", c_in, mid, 1, 1),
+                        conv(p, "conv2", mid, growth, 3, 1),
+                    ],
+                    vec![bn(p, "bn1", c_in), bn(p, "bn2", mid)],
+                )
+            }
+        };
+        Ok(Block {
+            kind,
+            convs,
+            bns,
+            out_channels: kind.out_channels(width),
+        })
+    }
+}
+
+impl ModuleT for Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let (c, b) = (&self.convs, &self.bns);
+        match self.kind {
+            BlockKind::Basic => x
+                .apply(&c[0])
+                .apply_t(&b[0], train)
+                .relu()
+                .apply(&c[1])
+                .apply_t(&b[1], train),
+            BlockKind::Bottleneck { .. } => x
+                .apply(&c[0])
+                .apply_t(&b[0], train)
+                .relu()
+                .apply(&c[1])
+                .apply_t(&b[1], train)
+                .relu()
+                .apply(&c[2])
+                .apply_t(&b[2], train),
+            BlockKind::Preact | BlockKind::Dense { .. } => x
+                .apply_t(&b[0], train)
+                .relu()
+                .apply(&c[0])
+                .apply_t(&b[1], train)
+                .relu()
+                .apply(&c[1]),
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! The executor against hand-written tch networks: ResNet-20 (option A) from the gradient
+//! descent spec, small heavy-ball and Nesterov networks from their formulas; parameter counts,
+//! learnable coefficients, and freeing of intermediates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use optarch_core::exec::{
+    parameter_count, Arch, BlockKind, Kernels, Network, Plan, Shortcut, Stage, Stem,
+};
+use optarch_core::spec::{load, Overrides, Spec};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+fn spec(name: &str) -> Spec {
+    load(format!(
+        "{}/../specs/{name}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn set(o: &[(&str, f64)]) -> Overrides {
+    o.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+// ---------------------------------------------------------------- hand-written networks
+
+fn conv3(p: nn::Path, i: i64, o: i64, stride: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: 1,
+        bias: false,
+        ..Default::default()
+    };
+    nn::conv2d(p, i, o, 3, cfg)
+}
+
+/// conv3x3-BN-ReLU-conv3x3-BN, the residual branch of He et al.'s basic block.
+#[derive(Debug)]
+struct Basic {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+}
+
+impl Basic {
+    fn new(p: &nn::Path, i: i64, o: i64, stride: i64) -> Basic {
+        Basic {
+            conv1: conv3(p / "conv1", i, o, stride),
+            bn1: nn::batch_norm2d(p / "bn1", o, Default::default()),
+            conv2: conv3(p / "conv2", o, o, 1),
+            bn2: nn::batch_norm2d(p / "bn2", o, Default::default()),
+        }
+    }
+    fn f(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.bn2, train)
+    }
+}
+
+/// He et al.'s CIFAR ResNet-(6n+2) with option-A shortcuts, written out by hand.
+#[derive(Debug)]
+struct HandResNet {
+    stem: nn::Conv2D,
+    stem_bn: nn::BatchNorm,
+    /// (block, stride, input channels, output channels)
+    blocks: Vec<(Basic, i64, i64, i64)>,
+    fc: nn::Linear,
+}
+
+impl HandResNet {
+    fn new(p: &nn::Path, n: usize, classes: i64) -> HandResNet {
+        let stem = conv3(p / "stem" / "conv", 3, 16, 1);
+        let stem_bn = nn::batch_norm2d(p / "stem" / "bn", 16, Default::default());
+        let mut blocks = Vec::new();
+        let mut c = 16;
+        for (s, w) in [16i64, 32, 64].into_iter().enumerate() {
+            for j in 0..n {
+                let stride = if s > 0 && j == 0 { 2 } else { 1 };
+                let b = Basic::new(&(p / format!("s{s}") / format!("b{j}")), c, w, stride);
+                blocks.push((b, stride, c, w));
+                c = w;
+            }
+        }
+        let fc = nn::linear(p / "head" / "fc", 64, classes, Default::default());
+        HandResNet {
+            stem,
+            stem_bn,
+            blocks,
+            fc,
+        }
+    }
+}
+
+impl ModuleT for HandResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.apply(&self.stem).apply_t(&self.stem_bn, train).relu();
+        for (b, stride, i, o) in &self.blocks {
+            let shortcut = if *stride == 1 && i == o {
+                h.shallow_clone()
+            } else {
+                // option A: subsample, pad channels with zeros (half on each side)
+                let pad = (o - i) / 2;
+                h.slice(2, 0, None, *stride)
+                    .slice(3, 0, None, *stride)
+                    .constant_pad_nd([0, 0, 0, 0, pad, o - i - pad])
+            };
+            h = (b.f(&h, train) + shortcut).relu();
+        }
+        h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+/// One stage of `steps` basic blocks at width `w` after a 3x3 stem (BN-ReLU), with a
+/// momentum update written from the formulas in DESIGN.md.
+#[derive(Debug)]
+struct HandMomentum {
+    stem: nn::Conv2D,
+    stem_bn: nn::BatchNorm,
+    blocks: Vec<Basic>,
+    fc: nn::Linear,
+    nesterov: bool,
+    beta: f64,
+    h: f64,
+    relu: bool,
+}
+
+impl HandMomentum {
+    fn new(
+        p: &nn::Path,
+        steps: usize,
+        w: i64,
+        classes: i64,
+        nesterov: bool,
+        beta: f64,
+        relu: bool,
+    ) -> Self {
+        HandMomentum {
+            stem: conv3(p / "stem" / "conv", 3, w, 1),
+            stem_bn: nn::batch_norm2d(p / "stem" / "bn", w, Default::default()),
+            blocks: (0..steps)
+                .map(|k| Basic::new(&(p / "s0" / format!("b{k}")), w, w, 1))
+                .collect(),
+            fc: nn::linear(p / "head" / "fc", w, classes, Default::default()),
+            nesterov,
+            beta,
+            h: 1.0,
+            relu,
+        }
+    }
+}
+
+impl ModuleT for HandMomentum {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let act = |t: Tensor| if self.relu { t.relu() } else { t };
+        let mut z = x.apply(&self.stem).apply_t(&self.stem_bn, train).relu();
+        let mut z_prev = z.shallow_clone(); // z[-1] = z[0]
+        for (k, b) in self.blocks.iter().enumerate() {
+            let next = if self.nesterov {
+                // y_k = z_k + β_k (z_k − z_{k−1}), β_k = (k−1)/(k+2); z_{k+1} = y_k + h B(y_k)
+                let beta_k = (k as f64 - 1.0) / (k as f64 + 2.0);
+                let y = &z + (&z - &z_prev) * beta_k;
+                act(&y + b.f(&y, train) * self.h)
+            } else {
+                // z_{k+1} = z_k + h B(z_k) + β (z_k − z_{k−1})
+                act(&z + b.f(&z, train) * self.h + (&z - &z_prev) * self.beta)
+            };
+            z_prev = z;
+            z = next;
+        }
+        z.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+// ---------------------------------------------------------------- comparison helpers
+
+fn zero_grads(vs: &nn::VarStore) {
+    for mut v in vs.trainable_variables() {
+        v.zero_grad();
+    }
+}
+
+/// Copies `exec`'s variables into `hand` (same names and shapes), runs both on `x` in train and
+/// then eval mode, and returns the largest absolute difference of outputs and of gradients.
+fn compare(
+    exec_vs: &nn::VarStore,
+    exec: &dyn ModuleT,
+    hand_vs: &mut nn::VarStore,
+    hand: &dyn ModuleT,
+    x: &Tensor,
+) -> (f64, f64) {
+    let names_e: Vec<String> = {
+        let mut v: Vec<String> = exec_vs.variables().into_keys().collect();
+        v.sort();
+        v
+    };
+    let names_h: Vec<String> = {
+        let mut v: Vec<String> = hand_vs.variables().into_keys().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names_e, names_h,
+        "the two networks name their variables differently"
+    );
+    for (name, t) in exec_vs.variables() {
+        assert_eq!(
+            t.size(),
+            hand_vs.variables()[&name].size(),
+            "shape of {name}"
+        );
+    }
+    hand_vs.copy(exec_vs).unwrap();
+    let (mut out_diff, mut grad_diff) = (0.0f64, 0.0f64);
+    let weights = Tensor::randn([x.size()[0], 10], (Kind::Float, Device::Cpu));
+    for train in [true, false] {
+        zero_grads(exec_vs);
+        zero_grads(hand_vs);
+        let ye = exec.forward_t(x, train);
+        let yh = hand.forward_t(x, train);
+        let w = weights.narrow(1, 0, ye.size()[1]);
+        out_diff = out_diff.max(f64::try_from((&ye - &yh).abs().max()).unwrap());
+        (&ye * &w).sum(Kind::Float).backward();
+        (&yh * &w).sum(Kind::Float).backward();
+        let ve = exec_vs.variables();
+        let vh = hand_vs.variables();
+        for (name, te) in &ve {
+            if !te.requires_grad() {
+                continue;
+            }
+            let (ge, gh) = (te.grad(), vh[name].grad());
+            assert!(ge.defined() && gh.defined(), "no gradient for {name}");
+            grad_diff = grad_diff.max(f64::try_from((&ge - &gh).abs().max()).unwrap());
+        }
+        // running statistics are updated identically by the train pass
+        for (name, te) in &ve {
+            if !te.requires_grad() {
+                let d = f64::try_from((te - &vh[name]).abs().max()).unwrap();
+                assert!(d <= 1e-6, "buffer {name} differs by {d}");
+            }
+        }
+    }
+    (out_diff, grad_diff)
+}
+
+fn small_arch(width: i64, steps: usize, classes: i64, block: BlockKind, post: bool) -> Arch {
+    Arch {
+        in_channels: 3,
+        classes,
+        stem: Stem {
+            width,
+            kernel: 3,
+            stride: 1,
+            bn_relu: true,
+            max_pool: false,
+        },
+        stages: vec![Stage {
+            width,
+            stride: 1,
+            steps,
+        }],
+        block,
+        shortcut: Shortcut::ZeroPad,
+        post_activation: post,
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn gradient_descent_on_cifar_resnet_is_resnet20_option_a() {
+    tch::manual_seed(0);
+    let exec_vs = nn::VarStore::new(Device::Cpu);
+    let arch = Arch::cifar_resnet(20, 10).unwrap();
+    let net = Network::new(
+        &exec_vs.root(),
+        &spec("gradient_descent"),
+        &Overrides::new(),
+        &arch,
+    )
+    .unwrap();
+    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let hand = HandResNet::new(&hand_vs.root(), 3, 10);
+    assert_eq!(parameter_count(&exec_vs), parameter_count(&hand_vs));
+    let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
+    eprintln!("resnet-20: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+    assert!(
+        out <= 1e-5 && grad <= 1e-5,
+        "output diff {out}, gradient diff {grad}"
+    );
+}
+
+#[test]
+fn resnet_parameter_counts_match_he_et_al() {
+    // Option A (zero-padded identity shortcuts) as in He et al.'s CIFAR experiments.
+    for (depth, n, expected) in [(20, 3, 269_722), (56, 9, 853_018), (110, 18, 1_727_962)] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = Arch::cifar_resnet(depth, 10).unwrap();
+        Network::new(
+            &vs.root(),
+            &spec("gradient_descent"),
+            &Overrides::new(),
+            &arch,
+        )
+        .unwrap();
+        let hand_vs = nn::VarStore::new(Device::Cpu);
+        HandResNet::new(&hand_vs.root(), n, 10);
+        assert_eq!(
+            parameter_count(&hand_vs),
+            expected,
+            "hand-written ResNet-{depth}"
+        );
+        assert_eq!(parameter_count(&vs), expected, "executor ResNet-{depth}");
+    }
+    // Option B (1x1 projection + BN at the two stage changes) adds 2,752 parameters.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut arch = Arch::cifar_resnet(20, 10).unwrap();
+    arch.shortcut = Shortcut::Projection;
+    Network::new(
+        &vs.root(),
+        &spec("gradient_descent"),
+        &Overrides::new(),
+        &arch,
+    )
+    .unwrap();
+    assert_eq!(parameter_count(&vs), 272_474);
+}
+
+fn momentum_case(nesterov: bool, post: bool) -> (f64, f64) {
+    tch::manual_seed(1);
+    let (steps, width, classes, beta) = (3, 4, 3, 0.7);
+    let exec_vs = nn::VarStore::new(Device::Cpu);
+    let (s, o) = if nesterov {
+        (spec("nesterov"), Overrides::new())
+    } else {
+        (spec("heavy_ball"), set(&[("beta", beta)]))
+    };
+    let arch = small_arch(width, steps, classes, BlockKind::Basic, post);
+    let net = Network::new(&exec_vs.root(), &s, &o, &arch).unwrap();
+    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let hand = HandMomentum::new(&hand_vs.root(), steps, width, classes, nesterov, beta, post);
+    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    compare(&exec_vs, &net, &mut hand_vs, &hand, &x)
+}
+
+#[test]
+fn heavy_ball_matches_its_formula() {
+    for post in [true, false] {
+        let (out, grad) = momentum_case(false, post);
+        eprintln!("heavy ball (relu {post}): max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+        assert!(
+            out <= 1e-5 && grad <= 1e-5,
+            "output diff {out}, gradient diff {grad}"
+        );
+    }
+}
+
+#[test]
+fn nesterov_matches_its_formula() {
+    for post in [true, false] {
+        let (out, grad) = momentum_case(true, post);
+        eprintln!("nesterov (relu {post}): max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+        assert!(
+            out <= 1e-5 && grad <= 1e-5,
+            "output diff {out}, gradient diff {grad}"
+        );
+    }
+}
+
+#[test]
+fn learnable_coefficients_are_named_and_trained() {
+    tch::manual_seed(2);
+    let s = spec("lm_resnet");
+    let arch = small_arch(4, 4, 3, BlockKind::Basic, true);
+    let topo = optarch_core::topology::unroll(&s, 4, &Overrides::new()).unwrap();
+    assert!(!topo.learnables.is_empty());
+    let names = |vs: &nn::VarStore| {
+        let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
+        (net.learnable_names(), net)
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (learnable, net) = names(&vs);
+    let expected: Vec<String> = topo
+        .learnables
+        .iter()
+        .map(|l| format!("s0.coef.{}", l.name))
+        .collect();
+    assert_eq!(learnable, expected);
+    // stable: a second build names them the same way
+    assert_eq!(names(&nn::VarStore::new(Device::Cpu)).0, learnable);
+    let vars = vs.variables();
+    for (name, l) in learnable.iter().zip(&topo.learnables) {
+        let v = &vars[name];
+        assert!(v.requires_grad());
+        assert!((f64::try_from(v).unwrap() - l.init).abs() < 1e-7);
+    }
+    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    net.forward_t(&x, true).square().sum(Kind::Float).backward();
+    for name in &learnable {
+        let g = vars[name].grad();
+        assert!(g.defined(), "{name} got no gradient");
+        assert!(
+            f64::try_from(g.abs()).unwrap() > 0.0,
+            "{name} has a zero gradient"
+        );
+    }
+}
+
+/// Channels of a toy run's output: 2 per unit (concatenations stack maps of 2 channels).
+fn plan_out_channels(topo: &optarch_core::topology::Topology) -> i64 {
+    let plan = Plan::compile(topo).unwrap();
+    2 * plan.ops[plan.output].units as i64
+}
+
+/// Channel-preserving toy kernels: blocks take the first `c` channels and halve them.
+struct Toy(i64);
+
+impl Kernels for Toy {
+    fn block(&self, _index: usize, _op: usize, x: &Tensor, _train: bool) -> Tensor {
+        x.narrow(1, 0, self.0) * 0.5
+    }
+}
+
+#[test]
+fn intermediates_are_freed_as_the_analysis_predicts() {
+    let dir = format!("{}/../specs", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let s = load(&path).unwrap();
+        for steps in [1, 4, 7] {
+            let topo = optarch_core::topology::unroll(&s, steps, &Overrides::new()).unwrap();
+            let plan = Plan::compile(&topo).unwrap();
+            let params: Vec<Tensor> = topo
+                .learnables
+                .iter()
+                .map(|l| Tensor::from(l.init as f32))
+                .collect();
+            let mut trace = Vec::new();
+            let x = Tensor::ones([1, 2, 3, 3], (Kind::Float, Device::Cpu));
+            let y = plan
+                .run(x, None, &params, &Toy(2), false, Some(&mut trace))
+                .unwrap();
+            assert_eq!(y.size()[1], plan_out_channels(&topo));
+            let mem = optarch_core::analysis::memory(&topo).unwrap();
+            assert_eq!(trace.len(), plan.ops.len());
+            assert_eq!(
+                trace.iter().max().copied(),
+                Some(mem.peak),
+                "{} at {steps} steps",
+                path.display()
+            );
+            // the last value standing is the output alone
+            assert_eq!(
+                trace.last().copied(),
+                Some(plan.ops[plan.ops[plan.output].operands[0]].units)
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 8);
+}
+
+#[test]
+fn networks_hold_only_the_live_history() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let s = spec("heavy_ball");
+    let arch = Arch::cifar_resnet(20, 10).unwrap();
+    let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
+    let topo = optarch_core::topology::unroll(&s, 3, &Overrides::new()).unwrap();
+    let peak = optarch_core::analysis::memory(&topo).unwrap().peak;
+    let mut trace = Vec::new();
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| net.try_forward_t(&x, false, Some(&mut trace))).unwrap();
+    assert_eq!(y.size(), [2, 10]);
+    assert_eq!(trace.len(), 3);
+    for stage in &trace {
+        assert_eq!(stage.iter().max().copied(), Some(peak));
+    }
+}
+
+#[test]
+fn mismatched_widths_and_bad_depths_are_errors() {
+    assert!(Arch::cifar_resnet(21, 10).is_err());
+    assert!(Arch::preset("cifar-resnet", 56, 10).is_ok());
+    assert!(Arch::preset("lenet", 5, 10).is_err());
+    assert!(BlockKind::parse("dense").is_ok() && BlockKind::parse("wide").is_err());
+    // dense blocks output 12 channels: they cannot be added to 16-channel states
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut arch = Arch::cifar_resnet(20, 10).unwrap();
+    arch.block = BlockKind::parse("dense").unwrap();
+    let err = Network::new(
+        &vs.root(),
+        &spec("gradient_descent"),
+        &Overrides::new(),
+        &arch,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("channels"), "{err}");
+}
