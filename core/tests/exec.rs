@@ -505,3 +505,186 @@ fn mismatched_widths_and_bad_depths_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("channels"), "{err}");
 }
+
+/// DenseNet-BC on CIFAR (Huang et al.), written out by hand: stem conv3x3 to 2k channels,
+/// three dense stages of n layers BN-ReLU-1x1(4k)-BN-ReLU-3x3(k), transitions
+/// BN-ReLU-1x1(θC)-avgpool2, final BN-ReLU, global pool, linear.
+#[derive(Debug)]
+struct HandDenseNet {
+    stem: nn::Conv2D,
+    /// per stage: optional transition (bn, conv), then layers (bn1, conv1, bn2, conv2)
+    stages: Vec<(
+        Option<(nn::BatchNorm, nn::Conv2D)>,
+        Vec<(nn::BatchNorm, nn::Conv2D, nn::BatchNorm, nn::Conv2D)>,
+    )>,
+    bn: nn::BatchNorm,
+    fc: nn::Linear,
+}
+
+impl HandDenseNet {
+    fn new(p: &nn::Path, depth: i64, k: i64, classes: i64) -> HandDenseNet {
+        let n = (depth - 4) / 6;
+        let nobias = |stride: i64, padding: i64| nn::ConvConfig {
+            stride,
+            padding,
+            bias: false,
+            ..Default::default()
+        };
+        let stem = nn::conv2d(p / "stem" / "conv", 3, 2 * k, 3, nobias(1, 1));
+        let mut c = 2 * k;
+        let mut stages = Vec::new();
+        for s in 0..3 {
+            let sp = p / format!("s{s}");
+            let transition = (s > 0).then(|| {
+                let t = &sp / "transition";
+                let out = c / 2;
+                let r = (
+                    nn::batch_norm2d(&t / "bn", c, Default::default()),
+                    nn::conv2d(&t / "conv", c, out, 1, nobias(1, 0)),
+                );
+                c = out;
+                r
+            });
+            let mut layers = Vec::new();
+            for j in 0..n {
+                let b = &sp / format!("b{j}");
+                layers.push((
+                    nn::batch_norm2d(&b / "bn1", c, Default::default()),
+                    nn::conv2d(&b / "conv1", c, 4 * k, 1, nobias(1, 0)),
+                    nn::batch_norm2d(&b / "bn2", 4 * k, Default::default()),
+                    nn::conv2d(&b / "conv2", 4 * k, k, 3, nobias(1, 1)),
+                ));
+                c += k;
+            }
+            stages.push((transition, layers));
+        }
+        HandDenseNet {
+            stem,
+            stages,
+            bn: nn::batch_norm2d(p / "head" / "bn", c, Default::default()),
+            fc: nn::linear(p / "head" / "fc", c, classes, Default::default()),
+        }
+    }
+}
+
+impl ModuleT for HandDenseNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.apply(&self.stem);
+        for (transition, layers) in &self.stages {
+            if let Some((bn, conv)) = transition {
+                h = h.apply_t(bn, train).relu().apply(conv).avg_pool2d(
+                    [2, 2],
+                    [2, 2],
+                    [0, 0],
+                    false,
+                    true,
+                    None,
+                );
+            }
+            let mut feats = vec![h];
+            for (bn1, conv1, bn2, conv2) in layers {
+                let input = Tensor::cat(&feats, 1);
+                feats.push(
+                    input
+                        .apply_t(bn1, train)
+                        .relu()
+                        .apply(conv1)
+                        .apply_t(bn2, train)
+                        .relu()
+                        .apply(conv2),
+                );
+            }
+            h = Tensor::cat(&feats, 1);
+        }
+        h.apply_t(&self.bn, train)
+            .relu()
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+            .apply(&self.fc)
+    }
+}
+
+#[test]
+fn densenet_spec_on_cifar_densenet_is_densenet_bc() {
+    tch::manual_seed(3);
+    let exec_vs = nn::VarStore::new(Device::Cpu);
+    let arch = Arch::cifar_densenet(100, 12, 0.5, 10).unwrap();
+    let net = Network::new(&exec_vs.root(), &spec("densenet"), &Overrides::new(), &arch).unwrap();
+    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let hand = HandDenseNet::new(&hand_vs.root(), 100, 12, 10);
+    assert_eq!(parameter_count(&hand_vs), 769_162);
+    assert_eq!(parameter_count(&exec_vs), 769_162);
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
+    eprintln!("densenet-bc-100: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+    assert!(
+        out <= 1e-5 && grad <= 1e-5,
+        "output diff {out}, gradient diff {grad}"
+    );
+}
+
+#[test]
+fn imagenet_resnets_have_torchvision_parameter_counts() {
+    for (depth, expected) in [(18, 11_689_512), (50, 25_557_032)] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = Arch::imagenet(depth, 1000).unwrap();
+        Network::new(
+            &vs.root(),
+            &spec("gradient_descent"),
+            &Overrides::new(),
+            &arch,
+        )
+        .unwrap();
+        assert_eq!(parameter_count(&vs), expected, "ResNet-{depth}");
+    }
+}
+
+#[test]
+fn bottleneck_and_preact_networks_run() {
+    tch::manual_seed(4);
+    for (block, post) in [
+        (BlockKind::parse("bottleneck").unwrap(), true),
+        (BlockKind::parse("preact").unwrap(), false),
+    ] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut arch = Arch::cifar_resnet(8, 5).unwrap();
+        arch.block = block;
+        arch.post_activation = post;
+        arch.shortcut = Shortcut::Projection;
+        let net = Network::new(&vs.root(), &spec("heavy_ball"), &Overrides::new(), &arch).unwrap();
+        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let y = net.forward_t(&x, true);
+        assert_eq!(y.size(), [2, 5]);
+        y.sum(Kind::Float).backward();
+        assert!(vs.trainable_variables().iter().all(|v| v.grad().defined()));
+    }
+}
+
+#[test]
+fn checkpoints_load_into_a_fresh_network() {
+    tch::manual_seed(5);
+    let s = spec("lm_resnet");
+    let arch = small_arch(4, 3, 3, BlockKind::Basic, true);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
+    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let _ = net.forward_t(&x, true); // move the BN statistics away from their initial values
+    tch::no_grad(|| {
+        for v in vs.trainable_variables() {
+            let _ = v.shallow_clone().g_add_scalar_(0.25);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net.safetensors");
+    vs.save(&file).unwrap();
+    let mut vs2 = nn::VarStore::new(Device::Cpu);
+    let net2 = Network::new(&vs2.root(), &s, &Overrides::new(), &arch).unwrap();
+    vs2.load(&file).unwrap();
+    let d = f64::try_from(
+        (net.forward_t(&x, false) - net2.forward_t(&x, false))
+            .abs()
+            .max(),
+    )
+    .unwrap();
+    assert_eq!(d, 0.0);
+}
