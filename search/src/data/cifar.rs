@@ -195,19 +195,26 @@ fn read_archive(path: &Path, layout: &Layout) -> Result<(Members, Vec<String>)> 
         Box::new(counting)
     };
     let at = || format!("(near compressed byte {} of the archive) ", pos.get());
+    // Errors in the tar structure itself point at the archive file, at its compressed byte.
+    let tar_err = |e: std::io::Error, tar_offset: u64| {
+        classify(
+            &archive_name,
+            pos.get(),
+            e,
+            &format!("bad tar entry after tar byte {tar_offset} (decompressed): "),
+        )
+    };
     let mut archive = tar::Archive::new(stream);
     let mut files = Members::new();
     let mut names = Vec::new();
     let mut tar_offset = 0u64;
-    let entries = archive
-        .entries()
-        .map_err(|e| classify(&archive_name, 0, e, &at()))?;
+    let entries = archive.entries().map_err(|e| tar_err(e, 0))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| classify(&archive_name, tar_offset, e, &at()))?;
+        let mut entry = entry.map_err(|e| tar_err(e, tar_offset))?;
         tar_offset = entry.raw_file_position();
         let member = entry
             .path()
-            .map_err(|e| classify(&archive_name, tar_offset, e, &at()))?
+            .map_err(|e| tar_err(e, tar_offset))?
             .to_path_buf();
         let Some(fname) = member
             .file_name()
@@ -243,7 +250,10 @@ fn read_archive(path: &Path, layout: &Layout) -> Result<(Members, Vec<String>)> 
                     &archive_name,
                     pos.get(),
                     e,
-                    &format!("after the last member ({drained} bytes past it): "),
+                    &format!(
+                        "checking the end of the archive ({drained} bytes after the members \
+                         read; a checksum failure means some earlier byte is damaged): "
+                    ),
                 ))
             }
         }
