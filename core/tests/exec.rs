@@ -506,6 +506,11 @@ fn mismatched_widths_and_bad_depths_are_errors() {
     assert!(err.to_string().contains("channels"), "{err}");
 }
 
+/// bn1, conv1 (1x1), bn2, conv2 (3x3)
+type DenseLayer = (nn::BatchNorm, nn::Conv2D, nn::BatchNorm, nn::Conv2D);
+/// bn, conv (1x1); the 2x2 average pool has no parameters
+type Transition = (nn::BatchNorm, nn::Conv2D);
+
 /// DenseNet-BC on CIFAR (Huang et al.), written out by hand: stem conv3x3 to 2k channels,
 /// three dense stages of n layers BN-ReLU-1x1(4k)-BN-ReLU-3x3(k), transitions
 /// BN-ReLU-1x1(θC)-avgpool2, final BN-ReLU, global pool, linear.
@@ -513,10 +518,7 @@ fn mismatched_widths_and_bad_depths_are_errors() {
 struct HandDenseNet {
     stem: nn::Conv2D,
     /// per stage: optional transition (bn, conv), then layers (bn1, conv1, bn2, conv2)
-    stages: Vec<(
-        Option<(nn::BatchNorm, nn::Conv2D)>,
-        Vec<(nn::BatchNorm, nn::Conv2D, nn::BatchNorm, nn::Conv2D)>,
-    )>,
+    stages: Vec<(Option<Transition>, Vec<DenseLayer>)>,
     bn: nn::BatchNorm,
     fc: nn::Linear,
 }
