@@ -227,6 +227,19 @@ fn cifar10_from_the_official_tar_gz() {
         assert!((stats.std[c] - std[c]).abs() < 0.01, "{stats:?}");
     }
 
+    // The seeded validation split on the real set.
+    let split = train.split(ValSize::Count(5000), 0).unwrap();
+    assert_eq!((split.train.len(), split.val.len()), (45_000, 5000));
+    assert_eq!(
+        split.val_indices,
+        train.split(ValSize::Count(5000), 0).unwrap().val_indices
+    );
+    let counts = split.val.class_counts();
+    assert!(
+        counts.iter().all(|&c| (400..600).contains(&c)),
+        "{counts:?}"
+    );
+
     // Through the lookup: OPTARCH_DATA's folder holds the archive; no download needed.
     let found = locate(
         DatasetKind::Cifar10,
@@ -607,6 +620,15 @@ fn mirror_url_resolution() {
         "http://127.0.0.1:9/x/"
     );
     assert!(base_url(Some("http://m/"), MNIST_BASE).ends_with("m/"));
+    // The environment variable applies when no explicit mirror is given.
+    let env = Some("http://127.0.0.1:9/env");
+    assert_eq!(
+        choose_base(None, env, CIFAR_BASE),
+        "http://127.0.0.1:9/env/"
+    );
+    assert_eq!(choose_base(Some("http://x"), env, CIFAR_BASE), "http://x/");
+    assert_eq!(choose_base(None, Some("  "), CIFAR_BASE), CIFAR_BASE);
+    assert_eq!(choose_base(None, None, MNIST_BASE), MNIST_BASE);
     let kinds = [DatasetKind::Cifar10, DatasetKind::Mnist];
     assert_eq!(kinds[0].remotes()[0].md5, CIFAR10_MD5);
     assert_eq!(kinds[1].remotes().len(), 4);

@@ -63,13 +63,17 @@ pub const MNIST_MD5: [(&str, &str); 4] = [
 /// The base URL to use: the explicit one, else `OPTARCH_DATA_MIRROR`, else the official one;
 /// always ending in `/`.
 pub fn base_url(explicit: Option<&str>, official: &str) -> String {
-    let env = std::env::var(MIRROR_ENV)
-        .ok()
-        .filter(|s| !s.trim().is_empty());
-    let mut base = explicit
-        .map(str::to_string)
-        .or(env)
-        .unwrap_or_else(|| official.to_string());
+    choose_base(
+        explicit,
+        std::env::var(MIRROR_ENV).ok().as_deref(),
+        official,
+    )
+}
+
+/// [`base_url`] with the value of `OPTARCH_DATA_MIRROR` given (`None` or blank: unset).
+pub fn choose_base(explicit: Option<&str>, env: Option<&str>, official: &str) -> String {
+    let env = env.filter(|s| !s.trim().is_empty());
+    let mut base = explicit.or(env).unwrap_or(official).to_string();
     if !base.ends_with('/') {
         base.push('/');
     }

@@ -52,7 +52,7 @@ pub(crate) fn read_all(
     expected: Option<u64>,
     context: &dyn Fn() -> String,
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(expected.unwrap_or(0).min(1 << 30) as usize);
+    let mut out = Vec::with_capacity(expected.unwrap_or(0).min(1 << 28) as usize);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match r.read(&mut buf) {
