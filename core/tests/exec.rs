@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use optarch_core::exec::{
-    parameter_count, Arch, BlockKind, Kernels, Network, Plan, Shortcut, Stage, Stem,
+    parameter_count, Arch, BlockKind, History, Kernels, Network, Plan, Shortcut, Stage, Stem,
 };
 use optarch_core::spec::{load, Overrides, Spec};
 use tch::nn::{self, ModuleT};
@@ -265,6 +265,7 @@ fn small_arch(width: i64, steps: usize, classes: i64, block: BlockKind, post: bo
         block,
         shortcut: Shortcut::ZeroPad,
         post_activation: post,
+        history: History::Restart,
     }
 }
 
@@ -689,4 +690,143 @@ fn checkpoints_load_into_a_fresh_network() {
     )
     .unwrap();
     assert_eq!(d, 0.0);
+}
+
+/// Heavy ball over two stages (widths 4 and 8, the second entered with stride 2) with the
+/// history carried across the stage change through option-A projections P:
+/// z_{k0+1} = relu(P z_{k0} + B(z_{k0}) + β (P z_{k0} − P z_{k0−1})).
+#[derive(Debug)]
+struct HandHeavyBall2 {
+    stem: nn::Conv2D,
+    stem_bn: nn::BatchNorm,
+    stages: Vec<Vec<Basic>>,
+    fc: nn::Linear,
+    beta: f64,
+}
+
+fn option_a(x: &Tensor, c_out: i64) -> Tensor {
+    let c = x.size()[1];
+    let pad = (c_out - c) / 2;
+    x.slice(2, 0, None, 2)
+        .slice(3, 0, None, 2)
+        .constant_pad_nd([0, 0, 0, 0, pad, c_out - c - pad])
+}
+
+impl ModuleT for HandHeavyBall2 {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut z = x.apply(&self.stem).apply_t(&self.stem_bn, train).relu();
+        let mut z_prev = z.shallow_clone();
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for (j, b) in blocks.iter().enumerate() {
+                let (zp, zpp) = if s > 0 && j == 0 {
+                    (option_a(&z, 8), option_a(&z_prev, 8))
+                } else {
+                    (z.shallow_clone(), z_prev)
+                };
+                let next = (&zp + b.f(&z, train) + (&zp - &zpp) * self.beta).relu();
+                z_prev = zp;
+                z = next;
+            }
+        }
+        z.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+}
+
+fn two_stage_arch(history: History) -> Arch {
+    let mut arch = small_arch(4, 2, 3, BlockKind::Basic, true);
+    arch.stages.push(Stage {
+        width: 8,
+        stride: 2,
+        steps: 2,
+    });
+    arch.history = history;
+    arch
+}
+
+#[test]
+fn projected_history_carries_momentum_across_stages() {
+    tch::manual_seed(6);
+    let beta = 0.6;
+    let o = set(&[("beta", beta)]);
+    let exec_vs = nn::VarStore::new(Device::Cpu);
+    let net = Network::new(
+        &exec_vs.root(),
+        &spec("heavy_ball"),
+        &o,
+        &two_stage_arch(History::Project),
+    )
+    .unwrap();
+    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let hp = hand_vs.root();
+    let hand = HandHeavyBall2 {
+        stem: conv3(&hp / "stem" / "conv", 3, 4, 1),
+        stem_bn: nn::batch_norm2d(&hp / "stem" / "bn", 4, Default::default()),
+        stages: vec![
+            (0..2)
+                .map(|j| Basic::new(&(&hp / "s0" / format!("b{j}")), 4, 4, 1))
+                .collect(),
+            vec![
+                Basic::new(&(&hp / "s1" / "b0"), 4, 8, 2),
+                Basic::new(&(&hp / "s1" / "b1"), 8, 8, 1),
+            ],
+        ],
+        fc: nn::linear(&hp / "head" / "fc", 8, 3, Default::default()),
+        beta,
+    };
+    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
+    eprintln!("heavy ball, projected history: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+    assert!(
+        out <= 1e-5 && grad <= 1e-5,
+        "output diff {out}, gradient diff {grad}"
+    );
+
+    // restarting instead forgets z[k0-1]: a different network on the same weights
+    let mut restart_vs = nn::VarStore::new(Device::Cpu);
+    let restart = Network::new(
+        &restart_vs.root(),
+        &spec("heavy_ball"),
+        &o,
+        &two_stage_arch(History::Restart),
+    )
+    .unwrap();
+    restart_vs.copy(&exec_vs).unwrap();
+    let d = f64::try_from(
+        (net.forward_t(&x, false) - restart.forward_t(&x, false))
+            .abs()
+            .max(),
+    )
+    .unwrap();
+    assert!(d > 1e-4, "restart and projection agree ({d})");
+}
+
+#[test]
+fn projecting_gradient_descent_is_still_resnet() {
+    tch::manual_seed(7);
+    let restart_vs = nn::VarStore::new(Device::Cpu);
+    let arch = Arch::cifar_resnet(20, 10).unwrap();
+    let restart = Network::new(
+        &restart_vs.root(),
+        &spec("gradient_descent"),
+        &Overrides::new(),
+        &arch,
+    )
+    .unwrap();
+    let mut project_vs = nn::VarStore::new(Device::Cpu);
+    let mut arch_p = arch.clone();
+    arch_p.history = History::Project;
+    let project = Network::new(
+        &project_vs.root(),
+        &spec("gradient_descent"),
+        &Overrides::new(),
+        &arch_p,
+    )
+    .unwrap();
+    assert_eq!(parameter_count(&project_vs), 269_722);
+    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let (out, grad) = compare(&restart_vs, &restart, &mut project_vs, &project, &x);
+    assert!(
+        out == 0.0 && grad == 0.0,
+        "output diff {out}, gradient diff {grad}"
+    );
 }

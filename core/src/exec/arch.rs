@@ -53,6 +53,17 @@ pub enum Shortcut {
     Dense { compression: f64 },
 }
 
+/// What happens to the spec's history at a stage change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum History {
+    /// The spec is unrolled afresh in every stage; the transition output is `z[0]`.
+    Restart,
+    /// The spec is unrolled once over all stages; every value read across a stage change goes
+    /// through the transitions of the stages it crosses (one per value, with its own
+    /// parameters for learned shortcuts), so momentum keeps its history.
+    Project,
+}
+
 /// A macro-architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arch {
@@ -64,6 +75,8 @@ pub struct Arch {
     pub shortcut: Shortcut,
     /// ReLU on each new value of the output state (post-activation ResNets).
     pub post_activation: bool,
+    /// Restart the history at each stage change, or project it.
+    pub history: History,
 }
 
 impl Arch {
@@ -97,6 +110,7 @@ impl Arch {
             block: BlockKind::Basic,
             shortcut: Shortcut::ZeroPad,
             post_activation: true,
+            history: History::Restart,
         })
     }
 
@@ -142,6 +156,7 @@ impl Arch {
             },
             shortcut: Shortcut::Dense { compression },
             post_activation: false,
+            history: History::Restart,
         })
     }
 
@@ -184,6 +199,7 @@ impl Arch {
             block,
             shortcut: Shortcut::Projection,
             post_activation: true,
+            history: History::Restart,
         })
     }
 
@@ -266,6 +282,8 @@ pub struct StageNet {
     /// Per operation: apply the post-addition ReLU.
     post: Vec<bool>,
     params: Vec<Tensor>,
+    /// Per operation: the transitions a [`OpKind::Map`] applies (history projection).
+    maps: Vec<Vec<Transition>>,
     /// VarStore names of the learnable scalars, indexed like the topology's learnables.
     pub learnable_names: Vec<String>,
     /// Output channels.
@@ -288,6 +306,14 @@ impl Kernels for StageNet {
     }
     fn reads_raw(&self, op: usize) -> bool {
         self.raw.get(op).copied().unwrap_or(false)
+    }
+    fn map(&self, _key: usize, op: usize, x: &Tensor, train: bool) -> Tensor {
+        match self.maps.get(op) {
+            Some(chain) => chain
+                .iter()
+                .fold(x.shallow_clone(), |h, t| t.forward_t(&h, train)),
+            None => x.shallow_clone(),
+        }
     }
 }
 
@@ -344,7 +370,17 @@ impl Network {
             .then(|| nn::batch_norm2d(&sp / "bn", st.width, Default::default()));
         let mut c = st.width;
         let mut stages = Vec::with_capacity(arch.stages.len());
-        for (s, stage) in arch.stages.iter().enumerate() {
+        if arch.history == History::Project {
+            let net = Self::projected(p, spec, overrides, arch, c)?;
+            c = net.out_channels;
+            stages.push(net);
+        }
+        for (s, stage) in arch
+            .stages
+            .iter()
+            .enumerate()
+            .filter(|_| arch.history == History::Restart)
+        {
             let net = Self::stage(
                 &(p / format!("s{s}")),
                 spec,
@@ -493,23 +529,10 @@ impl Network {
                     c0
                 }
                 OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
-                OpKind::Output => operand_c(0),
+                OpKind::Output | OpKind::Map(_) => operand_c(0),
             };
         }
-        let state = output_state(&plan);
-        let post: Vec<bool> = plan
-            .ops
-            .iter()
-            .map(|op| {
-                arch.post_activation
-                    && !matches!(op.kind, OpKind::Input | OpKind::Output)
-                    && state.as_ref().is_some_and(|s| {
-                        op.names
-                            .iter()
-                            .any(|n| n.split('[').next() == Some(s.as_str()))
-                    })
-            })
-            .collect();
+        let post = post_flags(&plan, arch);
         let cp = p / "coef";
         let mut params = Vec::with_capacity(topo.learnables.len());
         let mut learnable_names = Vec::with_capacity(topo.learnables.len());
@@ -526,6 +549,7 @@ impl Network {
             raw,
             post,
             params,
+            maps: Vec::new(),
             learnable_names,
         })
     }
@@ -585,5 +609,214 @@ impl ModuleT for Network {
             Ok(t) => t,
             Err(e) => panic!("optarch executor: {e}"),
         }
+    }
+}
+
+/// The post-addition ReLU flags of a plan (see the module docs).
+fn post_flags(plan: &Plan, arch: &Arch) -> Vec<bool> {
+    let state = output_state(plan);
+    plan.ops
+        .iter()
+        .map(|op| {
+            arch.post_activation
+                && !matches!(op.kind, OpKind::Input | OpKind::Output | OpKind::Map(_))
+                && state.as_ref().is_some_and(|s| {
+                    op.names
+                        .iter()
+                        .any(|n| n.split('[').next() == Some(s.as_str()))
+                })
+        })
+        .collect()
+}
+
+/// The transition of `arch.shortcut` into a stage of `stage`, for a value of `c` channels, or
+/// `None` where the shapes already agree; with its output channels.
+fn transition(
+    p: &nn::Path,
+    arch: &Arch,
+    stage: &Stage,
+    c: i64,
+) -> Result<(Option<Transition>, i64), ExecError> {
+    let out = arch.block.out_channels(stage.width);
+    Ok(match arch.shortcut {
+        Shortcut::Dense { compression } => {
+            let c_out = (((c as f64) * compression).floor() as i64).max(1);
+            let bn = nn::batch_norm2d(p / "bn", c, Default::default());
+            let cfg = nn::ConvConfig {
+                bias: false,
+                ..Default::default()
+            };
+            let conv = nn::conv2d(p / "conv", c, c_out, 1, cfg);
+            let t = Transition::Dense {
+                bn,
+                conv,
+                stride: stage.stride,
+            };
+            (Some(t), c_out)
+        }
+        _ if stage.stride == 1 && c == out => (None, c),
+        Shortcut::ZeroPad => {
+            if out < c {
+                return Err(ExecError::config(format!(
+                    "a zero-padding shortcut cannot reduce {c} channels to {out}"
+                )));
+            }
+            let lo = (out - c) / 2;
+            let t = Transition::ZeroPad {
+                stride: stage.stride,
+                lo,
+                hi: out - c - lo,
+            };
+            (Some(t), out)
+        }
+        Shortcut::Projection => {
+            let cfg = nn::ConvConfig {
+                stride: stage.stride,
+                bias: false,
+                ..Default::default()
+            };
+            let conv = nn::conv2d(p / "conv", c, out, 1, cfg);
+            let bn = nn::batch_norm2d(p / "bn", out, Default::default());
+            (Some(Transition::Projection { conv, bn }), out)
+        }
+    })
+}
+
+impl Network {
+    /// [`History::Project`]: the spec unrolled once over all stages, with the values read
+    /// across stage changes mapped through the transitions of the stages they cross.
+    fn projected(
+        p: &nn::Path,
+        spec: &Spec,
+        overrides: &Overrides,
+        arch: &Arch,
+        c_stem: i64,
+    ) -> Result<StageNet, ExecError> {
+        if arch.stages.iter().any(|s| s.steps == 0) {
+            return Err(ExecError::config("every stage needs at least one step"));
+        }
+        let mut starts = Vec::with_capacity(arch.stages.len());
+        let mut total = 0;
+        for s in &arch.stages {
+            starts.push(total);
+            total += s.steps;
+        }
+        let topo = crate::topology::unroll(spec, total, overrides)?;
+        let base = Plan::compile(&topo)?;
+        let last = arch.stages.len() - 1;
+        let stage_of = |op: &super::plan::Op| -> usize {
+            match (&op.kind, op.step) {
+                (OpKind::Output, _) => last,
+                (_, Some(k)) => starts.iter().rposition(|&s0| s0 <= k).unwrap_or(0),
+                (_, None) => 0,
+            }
+        };
+        // Stage numbers shifted by one: 0 is the stem, so the first stage's transition (when
+        // the stem's shape differs) is handled like any other.
+        let st: Vec<usize> = base
+            .ops
+            .iter()
+            .map(|op| match op.kind {
+                OpKind::Input => 0,
+                _ => stage_of(op) + 1,
+            })
+            .collect();
+        let residual = !matches!(arch.shortcut, Shortcut::Dense { .. });
+        let reads_raw = |i: usize, o: usize| {
+            residual && matches!(base.ops[i].kind, OpKind::Block { .. }) && st[o] + 1 == st[i]
+        };
+        let plan = base.insert_maps(|i, _k, o| {
+            (st[o] < st[i] && !reads_raw(i, o)).then_some(st[o] * (last + 2) + st[i])
+        });
+        let new_st: Vec<usize> = plan
+            .ops
+            .iter()
+            .map(|op| match op.kind {
+                OpKind::Input => 0,
+                OpKind::Map(key) => key % (last + 2),
+                _ => stage_of(op) + 1,
+            })
+            .collect();
+        let n = plan.ops.len();
+        let mut ch = vec![0i64; n];
+        let mut raw = vec![false; n];
+        let mut maps: Vec<Vec<Transition>> = (0..n).map(|_| Vec::new()).collect();
+        let mut blocks = Vec::with_capacity(plan.blocks);
+        for (i, op) in plan.ops.iter().enumerate() {
+            let operand_c = |k: usize| op.operands.get(k).map(|&o| ch[o]).unwrap_or(0);
+            let s = new_st[i];
+            ch[i] = match &op.kind {
+                OpKind::Input => c_stem,
+                OpKind::Map(key) => {
+                    let from = key / (last + 2);
+                    let label = op
+                        .operands
+                        .first()
+                        .and_then(|&o| plan.ops[o].names.first())
+                        .map(|n| sanitize(n))
+                        .unwrap_or_else(|| format!("v{i}"));
+                    let mut c = operand_c(0);
+                    for t in from + 1..=s {
+                        let tp = p / format!("s{}", t - 1) / format!("proj_{label}");
+                        let (tr, c_out) = transition(&tp, arch, &arch.stages[t - 1], c)?;
+                        maps[i].extend(tr);
+                        c = c_out;
+                    }
+                    c
+                }
+                OpKind::Block { step, slot, .. } => {
+                    let stage = &arch.stages[s - 1];
+                    let o = op.operands.first().copied().unwrap_or(0);
+                    raw[i] = residual && new_st[o] + 1 == s;
+                    let stride = if raw[i] { stage.stride } else { 1 };
+                    let local = step.saturating_sub(starts[s - 1]);
+                    let name = if *slot == 0 {
+                        format!("b{local}")
+                    } else {
+                        format!("b{local}_{slot}")
+                    };
+                    let bp = p / format!("s{}", s - 1) / name;
+                    let b = Block::new(&bp, arch.block, ch[o], stage.width, stride)?;
+                    let out = b.out_channels;
+                    blocks.push(b);
+                    out
+                }
+                OpKind::Combine(_) => {
+                    let c0 = operand_c(0);
+                    if let Some(k) = (1..op.operands.len()).find(|&k| operand_c(k) != c0) {
+                        return Err(ExecError::config(format!(
+                            "`{}` adds maps of {c0} and {} channels",
+                            op.names
+                                .first()
+                                .map(String::as_str)
+                                .unwrap_or("a combination"),
+                            operand_c(k)
+                        )));
+                    }
+                    c0
+                }
+                OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
+                OpKind::Output => operand_c(0),
+            };
+        }
+        let cp = p / "coef";
+        let mut params = Vec::with_capacity(topo.learnables.len());
+        let mut learnable_names = Vec::with_capacity(topo.learnables.len());
+        for l in &topo.learnables {
+            let name = sanitize(&l.name);
+            params.push(cp.var(&name, &[], nn::Init::Const(l.init)));
+            learnable_names.push(cp.path(&name));
+        }
+        Ok(StageNet {
+            out_channels: ch[plan.output],
+            post: post_flags(&plan, arch),
+            plan,
+            blocks,
+            transition: None,
+            raw,
+            params,
+            maps,
+            learnable_names,
+        })
     }
 }

@@ -26,7 +26,7 @@ pub mod arch;
 pub mod blocks;
 pub mod plan;
 
-pub use arch::{Arch, Network, Shortcut, Stage, Stem};
+pub use arch::{Arch, History, Network, Shortcut, Stage, Stem};
 pub use blocks::{Block, BlockKind};
 pub use plan::{Kernels, Op, OpKind, Plan, Scale};
 

@@ -83,6 +83,9 @@ pub enum OpKind {
     Concat,
     /// The stage output: its single operand, unchanged.
     Output,
+    /// A unary map [`Kernels::map`] with this key: a stage transition applied to a value that
+    /// crosses a stage boundary (inserted by [`Plan::insert_maps`]).
+    Map(usize),
 }
 
 /// One operation of a plan.
@@ -100,6 +103,9 @@ pub struct Op {
     pub units: usize,
     /// The state values the node holds (`z[3]`, ...).
     pub names: Vec<String>,
+    /// The step during which the node is computed (`None` for the input, the output and
+    /// values computed by `init`).
+    pub step: Option<usize>,
 }
 
 /// A topology compiled for execution.
@@ -125,6 +131,10 @@ pub trait Kernels {
     /// of `z[0]`: the blocks that downsample at a stage change.
     fn reads_raw(&self, _op: usize) -> bool {
         false
+    }
+    /// Applies map `key` at operation `op` (see [`OpKind::Map`]); identity by default.
+    fn map(&self, _key: usize, _op: usize, x: &Tensor, _train: bool) -> Tensor {
+        x.shallow_clone()
     }
 }
 
@@ -171,7 +181,7 @@ impl Plan {
             };
             let arity_ok = match kind {
                 OpKind::Input => operands.is_empty(),
-                OpKind::Block { .. } | OpKind::Output => operands.len() == 1,
+                OpKind::Block { .. } | OpKind::Output | OpKind::Map(_) => operands.len() == 1,
                 OpKind::Combine(_) | OpKind::Concat => !operands.is_empty(),
             };
             if !arity_ok {
@@ -183,7 +193,7 @@ impl Plan {
             }
             let units = match kind {
                 OpKind::Concat => operands.iter().map(|&o| ops[o].units).sum(),
-                OpKind::Combine(_) | OpKind::Output => {
+                OpKind::Combine(_) | OpKind::Output | OpKind::Map(_) => {
                     operands.first().map(|&o| ops[o].units).unwrap_or(1)
                 }
                 _ => 1,
@@ -198,6 +208,7 @@ impl Plan {
                 consumers: 0,
                 units,
                 names: node.names.clone(),
+                step: node.step,
             });
         }
         let output = ops
@@ -212,6 +223,56 @@ impl Plan {
             output,
             blocks,
         })
+    }
+
+    /// A new plan in which operand `k` of operation `i` is read through a map when
+    /// `f(i, k, operand)` returns its key. One map operation is inserted per (value, key), just
+    /// before its first reader, and consumer counts are recomputed, so a value that is only
+    /// read through a map is freed as soon as the map has run.
+    pub fn insert_maps(&self, mut f: impl FnMut(usize, usize, usize) -> Option<usize>) -> Plan {
+        let mut ops: Vec<Op> = Vec::with_capacity(self.ops.len());
+        let mut new_of = vec![0usize; self.ops.len()];
+        let mut cache: std::collections::HashMap<(usize, usize), usize> = Default::default();
+        for (i, op) in self.ops.iter().enumerate() {
+            let mut operands = Vec::with_capacity(op.operands.len());
+            for (k, &o) in op.operands.iter().enumerate() {
+                let src = new_of[o];
+                match f(i, k, o) {
+                    None => operands.push(src),
+                    Some(key) => {
+                        let m = *cache.entry((o, key)).or_insert_with(|| {
+                            ops.push(Op {
+                                kind: OpKind::Map(key),
+                                node: self.ops[o].node,
+                                operands: vec![src],
+                                consumers: 0,
+                                units: ops[src].units,
+                                names: Vec::new(),
+                                step: op.step,
+                            });
+                            ops.len() - 1
+                        });
+                        operands.push(m);
+                    }
+                }
+            }
+            let mut new = op.clone();
+            new.operands = operands;
+            new.consumers = 0;
+            ops.push(new);
+            new_of[i] = ops.len() - 1;
+        }
+        for i in 0..ops.len() {
+            for k in 0..ops[i].operands.len() {
+                let o = ops[i].operands[k];
+                ops[o].consumers += 1;
+            }
+        }
+        Plan {
+            ops,
+            output: new_of[self.output],
+            blocks: self.blocks,
+        }
     }
 
     /// The input operation (index).
@@ -287,6 +348,7 @@ impl Plan {
                         Tensor::cat(&parts, 1)
                     }
                     OpKind::Output => arg(0)?.shallow_clone(),
+                    OpKind::Map(key) => kernels.map(*key, i, arg(0)?, train),
                 }
             };
             let value = kernels.post(i, value);
