@@ -830,3 +830,28 @@ fn projecting_gradient_descent_is_still_resnet() {
         "output diff {out}, gradient diff {grad}"
     );
 }
+
+#[test]
+fn architectures_read_and_write_yaml() {
+    for arch in [
+        Arch::cifar_resnet(56, 100).unwrap(),
+        Arch::cifar_densenet(100, 12, 0.5, 10).unwrap(),
+        Arch::imagenet(50, 1000).unwrap(),
+    ] {
+        let text = serde_yaml::to_string(&arch).unwrap();
+        assert_eq!(Arch::from_yaml(&text).unwrap(), arch, "{text}");
+    }
+    let text = serde_yaml::to_string(&Arch::cifar_resnet(20, 10).unwrap()).unwrap();
+    assert!(
+        text.contains("kind: zero_pad") && text.contains("kind: basic"),
+        "{text}"
+    );
+    let wide = text
+        .replace("width: 64", "width: 128")
+        .replace("history: restart", "history: project");
+    let arch = Arch::from_yaml(&wide).unwrap();
+    assert_eq!(arch.stages[2].width, 128);
+    assert_eq!(arch.history, History::Project);
+    let err = Arch::from_yaml(&text.replace("classes", "clases")).unwrap_err();
+    assert!(err.to_string().contains("clases"), "{err}");
+}

@@ -20,11 +20,13 @@ use super::blocks::{Block, BlockKind};
 use super::plan::{Kernels, OpKind, Plan};
 use super::{sanitize, ExecError};
 use crate::spec::{Overrides, Spec};
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// The stem: a convolution, optionally BN-ReLU and a 3×3 stride-2 max-pool.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stem {
     pub width: i64,
     pub kernel: i64,
@@ -35,7 +37,8 @@ pub struct Stem {
 
 /// One stage: the spec unrolled for `steps` steps at `width` (blocks' width; ignored by dense
 /// blocks, whose width is the growth rate), entered with `stride`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stage {
     pub width: i64,
     pub stride: i64,
@@ -43,7 +46,8 @@ pub struct Stage {
 }
 
 /// How the stage input is brought to the new stage's shape (the history restarts from it).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Shortcut {
     /// He et al.'s option A: stride subsampling and zero-padded channels, no parameters.
     ZeroPad,
@@ -54,7 +58,8 @@ pub enum Shortcut {
 }
 
 /// What happens to the spec's history at a stage change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum History {
     /// The spec is unrolled afresh in every stage; the transition output is `z[0]`.
     Restart,
@@ -64,8 +69,10 @@ pub enum History {
     Project,
 }
 
-/// A macro-architecture.
-#[derive(Clone, Debug, PartialEq)]
+/// A macro-architecture. It reads from and writes to YAML or JSON (see [`Arch::from_yaml`]),
+/// so a run's configuration can override any width, depth or count of a preset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Arch {
     pub in_channels: i64,
     pub classes: i64,
@@ -201,6 +208,12 @@ impl Arch {
             post_activation: true,
             history: History::Restart,
         })
+    }
+
+    /// Reads an architecture from YAML (the form [`serde_yaml::to_string`] writes).
+    pub fn from_yaml(text: &str) -> Result<Arch, ExecError> {
+        serde_yaml::from_str(text)
+            .map_err(|e| ExecError::config(format!("invalid architecture: {e}")))
     }
 
     /// A preset by name: `cifar-resnet` (depth 6n+2), `cifar-densenet` (DenseNet-BC, depth

@@ -16,7 +16,8 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// Which block a network uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BlockKind {
     Basic,
     /// `expansion`: output channels per unit of width (4 in He et al.).
