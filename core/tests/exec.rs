@@ -855,3 +855,18 @@ fn architectures_read_and_write_yaml() {
     let err = Arch::from_yaml(&text.replace("classes", "clases")).unwrap_err();
     assert!(err.to_string().contains("clases"), "{err}");
 }
+
+#[test]
+fn the_documented_config_is_resnet20() {
+    let doc = std::fs::read_to_string(format!(
+        "{}/../docs/EXECUTOR.md",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    assert_eq!(
+        Arch::from_yaml(&doc[start..end]).unwrap(),
+        Arch::cifar_resnet(20, 10).unwrap()
+    );
+}
