@@ -593,6 +593,13 @@ fn download_checks_the_md5_and_leaves_nothing_on_failure() {
 
     // 4. The right checksum: the file is in place, complete, and reads.
     let root = tmp.path().join("ok");
+    // A part file left by a killed download (its process is long gone) is cleaned up.
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join(format!(".{CIFAR100_ARCHIVE}.part-4000000000")),
+        b"x",
+    )
+    .unwrap();
     let got = fetch_all(&root, &base, &[Remote::new(CIFAR100_ARCHIVE, &good)]).unwrap();
     assert_eq!(got, vec![root.join(CIFAR100_ARCHIVE)]);
     assert_eq!(std::fs::read(&got[0]).unwrap(), archive);

@@ -124,6 +124,7 @@ pub fn download(url: &str, dest: &Path, md5_hex: &str) -> Result<()> {
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "download".into());
+    remove_stale_parts(&dir, &fname);
     let tmp = dir.join(format!(".{fname}.part-{}", std::process::id()));
     let mut guard = TempGuard(Some(tmp.clone()));
 
@@ -183,6 +184,28 @@ pub fn download(url: &str, dest: &Path, md5_hex: &str) -> Result<()> {
     std::fs::rename(&tmp, dest).map_err(|e| DataError::io(dest, e))?;
     guard.0 = None;
     Ok(())
+}
+
+/// Deletes `.NAME.part-PID` files left by killed downloads: those whose process is gone (known
+/// through `/proc`; where there is no `/proc`, nothing is deleted).
+fn remove_stale_parts(dir: &Path, fname: &str) {
+    let proc_root = Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return;
+    }
+    let prefix = format!(".{fname}.part-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc_root.join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Downloads each of `remotes` from `base` into `dir` unless a file of that name is already
