@@ -59,8 +59,8 @@ impl Augment {
         self.apply_draw(images, &draw)
     }
 
-    /// Augments a batch with given choices: output pixel (n, c, i, j) is padded pixel
-    /// (n, c, dy[n] + i, dx[n] + j), or (n, c, dy[n] + i, dx[n] + W - 1 - j) when flipped.
+    /// Augments a batch with given choices: output pixel `(n, c, i, j)` is padded pixel
+    /// `(n, c, dy[n] + i, dx[n] + j)`, or `(n, c, dy[n] + i, dx[n] + W - 1 - j)` when flipped.
     pub fn apply_draw(&self, images: &Tensor, draw: &Draw) -> Result<Tensor> {
         let size = images.size();
         let [n, c, h, w] = match size.as_slice() {
