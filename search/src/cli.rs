@@ -61,8 +61,86 @@ pub enum Command {
     Graph(GraphArgs),
     /// Convergence of a spec on quadratics: worst-case contraction and asymptotic rate.
     Rate(RateArgs),
+    /// Train a spec's network on CIFAR-10/100 or MNIST, or resume an interrupted run.
+    Train(Box<TrainArgs>),
     /// Show libtorch, CUDA, cuDNN and thread information.
     Env(EnvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The spec file.
+    #[arg(long, value_name = "SPEC", required_unless_present = "resume")]
+    pub spec: Option<PathBuf>,
+    /// Continue the interrupted run in this directory (same schedule, same data order).
+    #[arg(long, value_name = "DIR", conflicts_with = "spec")]
+    pub resume: Option<PathBuf>,
+    /// Macro-architecture: cifar-resnet (depth 6n+2), cifar-densenet (6n+4), imagenet.
+    #[arg(long, default_value = "cifar-resnet")]
+    pub preset: String,
+    /// Depth of the preset.
+    #[arg(long, default_value_t = 20)]
+    pub depth: usize,
+    /// cifar10, cifar100, cifar100-coarse or mnist.
+    #[arg(long, default_value = "cifar10")]
+    pub dataset: String,
+    /// Where the data is (archive, folder or data root); default $OPTARCH_DATA, else a
+    /// download into ~/.cache/optarch/data.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Never download.
+    #[arg(long)]
+    pub no_download: bool,
+    /// Train on a seeded subset of this many training images.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Hold out this many training images for validation.
+    #[arg(long, default_value_t = 5000)]
+    pub val: usize,
+    /// Test on the first N test images only.
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Plain momentum instead of Nesterov's.
+    #[arg(long)]
+    pub no_nesterov: bool,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Also decay BatchNorm parameters, biases and coefficients.
+    #[arg(long)]
+    pub decay_bn_bias: bool,
+    /// cosine, onecycle[:warmup], multistep[:m1,m2] (milestones as fractions of the run).
+    #[arg(long, default_value = "onecycle:0.15", value_parser = optarch_search::train::Schedule::parse)]
+    pub schedule: optarch_search::train::Schedule,
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// No random crops and flips.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Mixed precision on CUDA: fp16 (with dynamic loss scaling).
+    #[arg(long, value_name = "MODE")]
+    pub amp: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run directory (default runs/<spec>-<preset><depth>-s<seed>).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
 }
 
 /// Options that pick a spec's parameters.
@@ -229,6 +307,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(a) => check(a),
         Command::Graph(a) => graph(a),
         Command::Rate(a) => rate(a),
+        Command::Train(a) => train(*a, &cli.global.device),
         Command::Env(a) => env(a, device),
     }
 }
@@ -505,6 +584,111 @@ fn rate(a: RateArgs) -> Result<(), Failure> {
         if !a.json {
             println!("wrote {}", plot.display());
         }
+    }
+    Ok(())
+}
+
+/// Progress on a terminal: a bar per epoch with the running loss.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl optarch_search::train::Progress for Bar {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        let bar = indicatif::ProgressBar::new(batches as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        self.bar = Some(bar);
+    }
+    fn batch(&mut self, loss: f64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("loss {loss:.3}"));
+            b.inc(1);
+        }
+    }
+    fn epoch_end(&mut self, m: &optarch_search::train::EpochMetrics) -> bool {
+        let line = optarch_search::train::epoch_line(m);
+        match self.bar.take() {
+            Some(b) => {
+                b.finish_and_clear();
+                b.println(line);
+            }
+            None => println!("{line}"),
+        }
+        true
+    }
+}
+
+fn train(a: TrainArgs, device: &str) -> Result<(), Failure> {
+    use optarch_search::train::{self as tr, Lines, Progress, TrainConfig};
+    use std::io::IsTerminal;
+    let mut bar = Bar { bar: None };
+    let mut lines = Lines;
+    let progress: &mut dyn Progress = if std::io::stderr().is_terminal() {
+        &mut bar
+    } else {
+        &mut lines
+    };
+    let summary = if let Some(dir) = &a.resume {
+        tr::resume(dir, progress).map_err(|e| anyhow!("{e}"))?
+    } else {
+        let spec_path = a
+            .spec
+            .clone()
+            .ok_or_else(|| anyhow!("--spec is required"))?;
+        let (s, overrides) = load(&spec_path, &a.spec_args)?;
+        let cfg = TrainConfig {
+            spec_path: spec_path.clone(),
+            spec_text: s.text.clone(),
+            overrides,
+            preset: a.preset.clone(),
+            depth: a.depth,
+            dataset: a.dataset.clone(),
+            data_path: a.data.clone(),
+            download: !a.no_download,
+            train_subset: a.train_subset,
+            val: a.val,
+            test_subset: a.test_subset,
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            momentum: a.momentum,
+            nesterov: !a.no_nesterov,
+            weight_decay: a.weight_decay,
+            no_decay_bn_bias: !a.decay_bn_bias,
+            schedule: a.schedule.clone(),
+            label_smoothing: a.label_smoothing,
+            grad_clip: a.grad_clip,
+            augment: !a.no_augment,
+            amp: a.amp.clone(),
+            seed: a.seed,
+            device: device.to_string(),
+        };
+        let out = a.out.clone().unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "runs/{}-{}{}-s{}",
+                s.name, a.preset, a.depth, a.seed
+            ))
+        });
+        eprintln!("run directory: {}", out.display());
+        tr::train(cfg, &out, progress).map_err(|e| anyhow!("{e}"))?
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(anyhow::Error::from)?
+        );
+    } else {
+        println!("{summary}");
+    }
+    if summary.status == tr::Status::Diverged {
+        return Err(Failure::Invalid(
+            "the run diverged (NaN or infinite loss): status `diverged` recorded".into(),
+        ));
     }
     Ok(())
 }

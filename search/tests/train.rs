@@ -1,0 +1,173 @@
+//! The trainer end to end: exact resume, divergence, and (with real data) a learning check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use optarch_search::train::{self, EpochMetrics, Progress, Status, TrainConfig};
+use std::path::{Path, PathBuf};
+
+/// Stops after `stop_after` epochs, as an interrupt would.
+struct StopAfter(usize, usize);
+
+impl Progress for StopAfter {
+    fn epoch_start(&mut self, _: usize, _: usize, _: usize) {}
+    fn batch(&mut self, _: f64) {}
+    fn epoch_end(&mut self, _: &EpochMetrics) -> bool {
+        self.1 += 1;
+        self.1 < self.0
+    }
+}
+
+/// A small CIFAR-10 binary folder of random images (the official layout, 60 per file).
+fn fake_cifar(dir: &Path) -> PathBuf {
+    let root = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut x: u64 = 12345;
+    let files = [
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+    ];
+    for f in files {
+        let mut bytes = Vec::new();
+        for _ in 0..60 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let label = (x >> 33) % 10;
+            bytes.push(label as u8);
+            for _ in 0..3072 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Images carry a weak class signal so that training can reduce the loss.
+                bytes.push(((x >> 56) as u8 / 2).wrapping_add((label * 12) as u8));
+            }
+        }
+        std::fs::write(root.join(format!("{f}.bin")), bytes).unwrap();
+    }
+    root
+}
+
+fn config(data: &Path, epochs: usize) -> TrainConfig {
+    let spec_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../specs/heavy_ball.yaml"
+    ));
+    TrainConfig {
+        spec_text: std::fs::read_to_string(&spec_path).unwrap(),
+        spec_path,
+        depth: 8,
+        data_path: Some(data.to_path_buf()),
+        download: false,
+        val: 50,
+        epochs,
+        batch_size: 32,
+        device: "cpu".into(),
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_bit_for_bit() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fake_cifar(tmp.path());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let full = train::train(config(&data, 3), &a, &mut StopAfter(usize::MAX, 0)).unwrap();
+    assert_eq!(full.status, Status::Done);
+    let part = train::train(config(&data, 3), &b, &mut StopAfter(1, 0)).unwrap();
+    assert_eq!(part.status, Status::Running, "stopped after one epoch");
+    assert_eq!(part.epochs, 1);
+    // A second `train` into the same directory is refused.
+    assert!(train::train(config(&data, 3), &b, &mut StopAfter(1, 0)).is_err());
+    let resumed = train::resume(&b, &mut StopAfter(usize::MAX, 0)).unwrap();
+    assert_eq!(resumed.status, Status::Done);
+    assert_eq!(resumed.epochs, 3);
+    let wa = std::fs::read(a.join("last.safetensors")).unwrap();
+    let wb = std::fs::read(b.join("last.safetensors")).unwrap();
+    assert!(wa == wb, "weights differ after resume");
+    let ma: Vec<EpochMetrics> = std::fs::read_to_string(a.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mb: Vec<EpochMetrics> = std::fs::read_to_string(b.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ma.len(), 3);
+    assert_eq!(mb.len(), 3);
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(
+            (x.train_loss, x.test_acc, x.val_acc, x.lr),
+            (y.train_loss, y.test_acc, y.val_acc, y.lr)
+        );
+    }
+    for f in [
+        "config.json",
+        "state.json",
+        "best.safetensors",
+        "last.optim.safetensors",
+        "topology.svg",
+        "summary.json",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn a_nan_loss_marks_the_run_diverged() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fake_cifar(tmp.path());
+    let mut cfg = config(&data, 2);
+    cfg.lr = 1e12;
+    cfg.schedule = train::Schedule::Cosine;
+    let dir = tmp.path().join("d");
+    let s = train::train(cfg, &dir, &mut StopAfter(usize::MAX, 0)).unwrap();
+    assert_eq!(s.status, Status::Diverged);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["status"], "diverged");
+}
+
+/// ResNet-20 (gradient descent) on 10,000 CIFAR-10 images for 5 epochs on CPU reaches at
+/// least 40 % on the 10,000 test images.
+#[test]
+fn resnet20_learns_cifar10() {
+    let Some(root) = std::env::var_os("OPTARCH_DATA").filter(|v| !v.is_empty()) else {
+        eprintln!("SKIPPED resnet20_learns_cifar10: set OPTARCH_DATA to the folder holding cifar-10-binary.tar.gz (.ci/run does)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../specs/gradient_descent.yaml"
+    ));
+    let cfg = TrainConfig {
+        spec_text: std::fs::read_to_string(&spec_path).unwrap(),
+        spec_path,
+        depth: 20,
+        data_path: Some(PathBuf::from(root)),
+        download: false,
+        train_subset: Some(10_000),
+        val: 0,
+        epochs: 5,
+        batch_size: 128,
+        lr: 0.1,
+        device: "cpu".into(),
+        seed: 0,
+        ..TrainConfig::default()
+    };
+    let s = train::train(cfg, &tmp.path().join("r20"), &mut StopAfter(usize::MAX, 0)).unwrap();
+    eprintln!(
+        "ResNet-20, 10k images, 5 epochs: test accuracy {:?}, {:.0} s",
+        s.final_test_acc, s.wall_seconds
+    );
+    assert_eq!(s.parameters, 272_474);
+    assert!(s.final_test_acc.unwrap() >= 0.40, "{s}");
+}
