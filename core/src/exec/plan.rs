@@ -378,3 +378,38 @@ impl Plan {
             .ok_or_else(|| missing(self.output))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_fold_constants_and_evaluate_polynomials() {
+        assert_eq!(Scale::of(&Coef::constant(1.0)), Scale::One);
+        assert_eq!(Scale::of(&Coef::constant(-0.5)), Scale::Const(-0.5));
+        // (1 - c0) + 2·c0·c1 at c0 = 0.3, c1 = -2: 0.7 - 1.2 = -0.5
+        let c0 = Coef::learnable(0);
+        let c = Coef::constant(1.0)
+            .add(&c0.scale(-1.0))
+            .add(&c0.mul(&Coef::learnable(1)).scale(2.0));
+        let params = [
+            Tensor::from(0.3f64).set_requires_grad(true),
+            Tensor::from(-2.0f64).set_requires_grad(true),
+        ];
+        let x = Tensor::from_slice(&[1.0f64, 2.0]);
+        let y = Scale::of(&c).apply(&x, &params).unwrap();
+        let want = c.eval(&[0.3, -2.0]);
+        assert!((want + 0.5).abs() < 1e-12);
+        let got: Vec<f64> = Vec::try_from(&y).unwrap();
+        assert!((got[0] - want).abs() < 1e-12 && (got[1] - 2.0 * want).abs() < 1e-12);
+        // d/dc0 Σ y = 3 · (-1 + 2·c1) = -15, d/dc1 Σ y = 3 · 2·c0 = 1.8
+        y.sum(tch::Kind::Double).backward();
+        let g0 = f64::try_from(params[0].grad()).unwrap();
+        let g1 = f64::try_from(params[1].grad()).unwrap();
+        assert!(
+            (g0 + 15.0).abs() < 1e-12 && (g1 - 1.8).abs() < 1e-12,
+            "{g0} {g1}"
+        );
+        assert!(Scale::of(&Coef::learnable(5)).apply(&x, &params).is_none());
+    }
+}
