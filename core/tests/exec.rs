@@ -917,3 +917,31 @@ fn step_time_against_hand_written_resnet20() {
         te / th
     );
 }
+
+#[test]
+fn multiply_adds_per_image() {
+    let build = |name: &str, arch: &Arch| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Network::new(&vs.root(), &spec(name), &Overrides::new(), arch).unwrap();
+        (vs, net)
+    };
+    let resnet20 = Arch::cifar_resnet(20, 10).unwrap();
+    // stem 442,368 + stage 1 14,155,776 + stage 2 12,976,128 + stage 3 12,976,128 + fc 640
+    let (_vs, net) = build("gradient_descent", &resnet20);
+    assert_eq!(net.multiply_adds(3, 32, 32).unwrap(), 40_551_040);
+    // heavy ball has the same convolutions: the extra skip costs additions only
+    let (_vs, hb) = build("heavy_ball", &resnet20);
+    assert_eq!(hb.multiply_adds(3, 32, 32).unwrap(), 40_551_040);
+    // option B adds the two strided 1x1 projections: 16·32·256 + 32·64·64
+    let mut b = resnet20.clone();
+    b.shortcut = Shortcut::Projection;
+    let (_vs, net) = build("gradient_descent", &b);
+    assert_eq!(
+        net.multiply_adds(3, 32, 32).unwrap(),
+        40_551_040 + 131_072 + 131_072
+    );
+    let (_vs, dense) = build("densenet", &Arch::cifar_densenet(100, 12, 0.5, 10).unwrap());
+    let m = dense.multiply_adds(3, 32, 32).unwrap();
+    eprintln!("DenseNet-BC-100 (k = 12): {m} multiply-adds per 32x32 image");
+    assert!((250_000_000..350_000_000).contains(&m), "{m}");
+}

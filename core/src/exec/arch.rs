@@ -16,11 +16,12 @@
 //! the whole update. Pre-activation blocks (preact, dense) get no ReLU after additions and a
 //! final BN-ReLU in the head.
 
-use super::blocks::{Block, BlockKind};
+use super::blocks::{conv_counted, Block, BlockKind};
 use super::plan::{Kernels, OpKind, Plan};
 use super::{sanitize, ExecError};
 use crate::spec::{Overrides, Spec};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -249,7 +250,7 @@ enum Transition {
 }
 
 impl Transition {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward_t(&self, x: &Tensor, train: bool, macs: Option<&AtomicI64>) -> Tensor {
         match self {
             Transition::ZeroPad { stride, lo, hi } => {
                 let s = if *stride > 1 {
@@ -263,9 +264,9 @@ impl Transition {
                     s.constant_pad_nd([0, 0, 0, 0, *lo, *hi])
                 }
             }
-            Transition::Projection { conv, bn } => x.apply(conv).apply_t(bn, train),
+            Transition::Projection { conv, bn } => conv_counted(x, conv, macs).apply_t(bn, train),
             Transition::Dense { bn, conv, stride } => {
-                let y = x.apply_t(bn, train).relu().apply(conv);
+                let y = conv_counted(&x.apply_t(bn, train).relu(), conv, macs);
                 if *stride > 1 {
                     y.avg_pool2d(
                         [*stride, *stride],
@@ -301,12 +302,21 @@ pub struct StageNet {
     pub learnable_names: Vec<String>,
     /// Output channels.
     pub out_channels: i64,
+    /// Multiply-adds counted while `counting` (see [`Network::multiply_adds`]).
+    macs: AtomicI64,
+    counting: AtomicBool,
+}
+
+impl StageNet {
+    fn counter(&self) -> Option<&AtomicI64> {
+        self.counting.load(Ordering::Relaxed).then_some(&self.macs)
+    }
 }
 
 impl Kernels for StageNet {
     fn block(&self, index: usize, _op: usize, x: &Tensor, train: bool) -> Tensor {
         match self.blocks.get(index) {
-            Some(b) => b.forward_t(x, train),
+            Some(b) => b.forward_counted(x, train, self.counter()),
             None => x.shallow_clone(), // unreachable: one block per block operation
         }
     }
@@ -322,9 +332,9 @@ impl Kernels for StageNet {
     }
     fn map(&self, _key: usize, op: usize, x: &Tensor, train: bool) -> Tensor {
         match self.maps.get(op) {
-            Some(chain) => chain
-                .iter()
-                .fold(x.shallow_clone(), |h, t| t.forward_t(&h, train)),
+            Some(chain) => chain.iter().fold(x.shallow_clone(), |h, t| {
+                t.forward_t(&h, train, self.counter())
+            }),
             None => x.shallow_clone(),
         }
     }
@@ -564,6 +574,8 @@ impl Network {
             params,
             maps: Vec::new(),
             learnable_names,
+            macs: AtomicI64::new(0),
+            counting: AtomicBool::new(false),
         })
     }
 
@@ -585,7 +597,7 @@ impl Network {
         for stage in &self.stages {
             let (entry, raw) = match &stage.transition {
                 None => (h, None),
-                Some(t) => (t.forward_t(&h, train), Some(h)),
+                Some(t) => (t.forward_t(&h, train, stage.counter()), Some(h)),
             };
             let mut steps = Vec::new();
             h = stage.plan.run(
@@ -604,6 +616,35 @@ impl Network {
             h = h.apply_t(bn, train).relu();
         }
         Ok(h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc))
+    }
+
+    /// Multiply-adds per image of the convolutions and the linear layer (BN, ReLU, pooling and
+    /// the additions of the plan are not counted), for an input of `channels × height × width`.
+    /// Runs one eval-mode forward pass on a zero image, without gradients.
+    pub fn multiply_adds(&self, channels: i64, height: i64, width: i64) -> Result<i64, ExecError> {
+        let stem = AtomicI64::new(0);
+        for s in &self.stages {
+            s.macs.store(0, Ordering::Relaxed);
+            s.counting.store(true, Ordering::Relaxed);
+        }
+        let device = self.fc.ws.device();
+        let x = Tensor::zeros([1, channels, height, width], (tch::Kind::Float, device));
+        let result = tch::no_grad(|| {
+            let _ = conv_counted(&x, &self.stem_conv, Some(&stem));
+            self.try_forward_t(&x, false, None)
+        });
+        for s in &self.stages {
+            s.counting.store(false, Ordering::Relaxed);
+        }
+        let _ = result?;
+        let fc = self.fc.ws.numel() as i64;
+        Ok(stem.load(Ordering::Relaxed)
+            + fc
+            + self
+                .stages
+                .iter()
+                .map(|s| s.macs.load(Ordering::Relaxed))
+                .sum::<i64>())
     }
 
     /// VarStore names of all learnable coefficient scalars.
@@ -830,6 +871,8 @@ impl Network {
             params,
             maps,
             learnable_names,
+            macs: AtomicI64::new(0),
+            counting: AtomicBool::new(false),
         })
     }
 }

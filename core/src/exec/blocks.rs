@@ -12,6 +12,7 @@
 //! to the combined state (see [`crate::exec::arch`]).
 
 use super::ExecError;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -163,32 +164,43 @@ impl Block {
     }
 }
 
+/// `conv(x)`, adding its multiply-adds per image to `macs` when counting.
+pub(crate) fn conv_counted(x: &Tensor, conv: &nn::Conv2D, macs: Option<&AtomicI64>) -> Tensor {
+    let y = x.apply(conv);
+    if let Some(m) = macs {
+        let size = y.size();
+        let pixels: i64 = size.iter().skip(2).product();
+        m.fetch_add(conv.ws.numel() as i64 * pixels, Ordering::Relaxed);
+    }
+    y
+}
+
+impl Block {
+    /// The forward pass, adding the multiply-adds per image of its convolutions to `macs`.
+    pub fn forward_counted(&self, x: &Tensor, train: bool, macs: Option<&AtomicI64>) -> Tensor {
+        let (c, b) = (&self.convs, &self.bns);
+        let cv = |x: &Tensor, i: usize| conv_counted(x, &c[i], macs);
+        match self.kind {
+            BlockKind::Basic => {
+                let h = cv(x, 0).apply_t(&b[0], train).relu();
+                cv(&h, 1).apply_t(&b[1], train)
+            }
+            BlockKind::Bottleneck { .. } => {
+                let h = cv(x, 0).apply_t(&b[0], train).relu();
+                let h = cv(&h, 1).apply_t(&b[1], train).relu();
+                cv(&h, 2).apply_t(&b[2], train)
+            }
+            BlockKind::Preact | BlockKind::Dense { .. } => {
+                let h = x.apply_t(&b[0], train).relu();
+                let h = cv(&h, 0).apply_t(&b[1], train).relu();
+                cv(&h, 1)
+            }
+        }
+    }
+}
+
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let (c, b) = (&self.convs, &self.bns);
-        match self.kind {
-            BlockKind::Basic => x
-                .apply(&c[0])
-                .apply_t(&b[0], train)
-                .relu()
-                .apply(&c[1])
-                .apply_t(&b[1], train),
-            BlockKind::Bottleneck { .. } => x
-                .apply(&c[0])
-                .apply_t(&b[0], train)
-                .relu()
-                .apply(&c[1])
-                .apply_t(&b[1], train)
-                .relu()
-                .apply(&c[2])
-                .apply_t(&b[2], train),
-            BlockKind::Preact | BlockKind::Dense { .. } => x
-                .apply_t(&b[0], train)
-                .relu()
-                .apply(&c[0])
-                .apply_t(&b[1], train)
-                .relu()
-                .apply(&c[1]),
-        }
+        self.forward_counted(x, train, None)
     }
 }
