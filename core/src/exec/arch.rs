@@ -443,69 +443,16 @@ impl Network {
     ) -> Result<StageNet, ExecError> {
         let topo = crate::topology::unroll(spec, stage.steps, overrides)?;
         let plan = Plan::compile(&topo)?;
-        let block_out = arch.block.out_channels(stage.width);
         let (transition, entry_c, raw_blocks) = match arch.shortcut {
-            Shortcut::Dense { compression } => {
-                if first && stage.stride == 1 {
-                    (None, c_in, false)
-                } else {
-                    let c_out = ((c_in as f64) * compression).floor() as i64;
-                    let tp = p / "transition";
-                    let bn = nn::batch_norm2d(&tp / "bn", c_in, Default::default());
-                    let conv = nn::conv2d(
-                        &tp / "conv",
-                        c_in,
-                        c_out.max(1),
-                        1,
-                        nn::ConvConfig {
-                            bias: false,
-                            ..Default::default()
-                        },
-                    );
-                    (
-                        Some(Transition::Dense {
-                            bn,
-                            conv,
-                            stride: stage.stride,
-                        }),
-                        c_out.max(1),
-                        false,
-                    )
-                }
+            Shortcut::Dense { .. } if first && stage.stride == 1 => (None, c_in, false),
+            Shortcut::Dense { .. } => {
+                let (t, c) = transition(&(p / "transition"), arch, stage, c_in)?;
+                (t, c, false)
             }
-            _ if stage.stride == 1 && c_in == block_out => (None, c_in, false),
-            Shortcut::ZeroPad => {
-                if block_out < c_in {
-                    return Err(ExecError::config(format!(
-                        "a zero-padding shortcut cannot reduce {c_in} channels to {block_out}"
-                    )));
-                }
-                let lo = (block_out - c_in) / 2;
-                (
-                    Some(Transition::ZeroPad {
-                        stride: stage.stride,
-                        lo,
-                        hi: block_out - c_in - lo,
-                    }),
-                    block_out,
-                    true,
-                )
-            }
-            Shortcut::Projection => {
-                let tp = p / "shortcut";
-                let conv = nn::conv2d(
-                    &tp / "conv",
-                    c_in,
-                    block_out,
-                    1,
-                    nn::ConvConfig {
-                        stride: stage.stride,
-                        bias: false,
-                        ..Default::default()
-                    },
-                );
-                let bn = nn::batch_norm2d(&tp / "bn", block_out, Default::default());
-                (Some(Transition::Projection { conv, bn }), block_out, true)
+            Shortcut::ZeroPad | Shortcut::Projection => {
+                let (t, c) = transition(&(p / "shortcut"), arch, stage, c_in)?;
+                let raw = t.is_some();
+                (t, c, raw)
             }
         };
         let input = plan.input();
