@@ -303,47 +303,6 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
     )
 }
 
-/// Multiply-adds per image of a network built on `arch`: every convolution weight of a stage
-/// runs at that stage's resolution (stem at the stem's), the classifier once.
-pub fn multiply_adds(vs: &nn::VarStore, arch: &Arch, hw: (i64, i64)) -> i64 {
-    let stem_hw = |d: i64, s: i64| (d + s - 1) / s.max(1);
-    let (mut h, mut w) = (
-        stem_hw(hw.0, arch.stem.stride),
-        stem_hw(hw.1, arch.stem.stride),
-    );
-    if arch.stem.max_pool {
-        h = stem_hw(h, 2);
-        w = stem_hw(w, 2);
-    }
-    let mut res = Vec::new();
-    for st in &arch.stages {
-        h = stem_hw(h, st.stride);
-        w = stem_hw(w, st.stride);
-        res.push(h * w);
-    }
-    let stem_res = stem_hw(hw.0, arch.stem.stride) * stem_hw(hw.1, arch.stem.stride);
-    let mut total = 0i64;
-    for (name, t) in vs.variables() {
-        let size = t.size();
-        let numel: i64 = size.iter().product();
-        if size.len() == 4 && name.ends_with("weight") {
-            let at = if name.starts_with("stem") {
-                stem_res
-            } else {
-                name.strip_prefix('s')
-                    .and_then(|r| r.split(['/', '.']).next())
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .and_then(|i| res.get(i).copied())
-                    .unwrap_or(1)
-            };
-            total += numel * at;
-        } else if size.len() == 2 && name.ends_with("weight") {
-            total += numel;
-        }
-    }
-    total
-}
-
 /// Loads the data a config names: (train, validation, test).
 pub fn load_data(cfg: &TrainConfig) -> R<(Dataset, Option<Dataset>, Dataset)> {
     let kind: DatasetKind = cfg.dataset.parse()?;
@@ -412,6 +371,8 @@ struct Run {
     vs: nn::VarStore,
     net: Network,
     arch: Arch,
+    /// Image shape (C, H, W) as i64.
+    shape: [i64; 3],
     opt: Sgd,
     train: Loader,
     val: Option<Loader>,
@@ -476,6 +437,7 @@ fn prepare(cfg: TrainConfig, dir: &Path) -> R<Run> {
         loss_scale: 65536.0,
         wall_seconds: 0.0,
     };
+    let shape = train.shape.map(|d| d as i64);
     Ok(Run {
         cfg,
         dir: dir.to_path_buf(),
@@ -483,6 +445,7 @@ fn prepare(cfg: TrainConfig, dir: &Path) -> R<Run> {
         vs,
         net,
         arch,
+        shape,
         opt,
         train: train_loader,
         val,
@@ -559,7 +522,9 @@ fn summary(run: &Run) -> R<Summary> {
         preset: run.cfg.preset.clone(),
         depth: run.cfg.depth,
         parameters: parameter_count(&run.vs),
-        multiply_adds: multiply_adds(&run.vs, &run.arch, (32, 32)),
+        multiply_adds: run
+            .net
+            .multiply_adds(run.shape[0], run.shape[1], run.shape[2])?,
         epochs: run.state.epochs_done,
         best_acc: run.state.best_acc,
         best_epoch: run.state.best_epoch,
