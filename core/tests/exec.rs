@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use optarch_core::exec::{
-    parameter_count, Arch, BlockKind, History, Kernels, Network, Plan, Shortcut, Stage, Stem,
+    parameter_count, Arch, BlockKind, ExecError, History, Kernels, Network, Plan, Shortcut, Stage,
+    Stem,
 };
 use optarch_core::spec::{load, Overrides, Spec};
 use tch::nn::{self, ModuleT};
@@ -269,29 +270,73 @@ fn small_arch(width: i64, steps: usize, classes: i64, block: BlockKind, post: bo
     }
 }
 
+/// A fresh CPU variable store.
+fn store() -> nn::VarStore {
+    nn::VarStore::new(Device::Cpu)
+}
+
+/// A random CPU batch of shape `[n, c, h, w]`.
+fn randn(shape: [i64; 4]) -> Tensor {
+    Tensor::randn(shape, (Kind::Float, Device::Cpu))
+}
+
+/// The executor's network for spec `name` under overrides `o`, in a fresh store.
+fn try_build(name: &str, o: &Overrides, arch: &Arch) -> (nn::VarStore, Result<Network, ExecError>) {
+    let vs = store();
+    let net = Network::new(&vs.root(), &spec(name), o, arch);
+    (vs, net)
+}
+
+/// As [`try_build`], for a network that must build.
+fn build_with(name: &str, o: &Overrides, arch: &Arch) -> (nn::VarStore, Network) {
+    let (vs, net) = try_build(name, o, arch);
+    (vs, net.unwrap())
+}
+
+/// As [`build_with`], without overrides.
+fn build(name: &str, arch: &Arch) -> (nn::VarStore, Network) {
+    build_with(name, &Overrides::new(), arch)
+}
+
+fn resnet20() -> Arch {
+    Arch::cifar_resnet(20, 10).unwrap()
+}
+
+/// The hand-written CIFAR ResNet-(6n+2) for 10 classes, in a fresh store.
+fn hand_resnet(n: usize) -> (nn::VarStore, HandResNet) {
+    let vs = store();
+    let net = HandResNet::new(&vs.root(), n, 10);
+    (vs, net)
+}
+
+/// Seeds the generator, then builds the executor's ResNet-20 from gradient descent and the
+/// hand-written one (in that order, so both draw the same initial weights each run).
+fn resnet20_pair(seed: i64) -> (nn::VarStore, Network, nn::VarStore, HandResNet) {
+    tch::manual_seed(seed);
+    let (exec_vs, net) = build("gradient_descent", &resnet20());
+    let (hand_vs, hand) = hand_resnet(3);
+    (exec_vs, net, hand_vs, hand)
+}
+
+/// Reports a [`compare`] result and requires outputs and gradients to agree within 1e-5.
+fn assert_agree(what: &str, (out, grad): (f64, f64)) {
+    eprintln!("{what}: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
+    assert!(
+        out <= 1e-5 && grad <= 1e-5,
+        "{what}: output diff {out}, gradient diff {grad}"
+    );
+}
+
 // ---------------------------------------------------------------- tests
 
 #[test]
 fn gradient_descent_on_cifar_resnet_is_resnet20_option_a() {
-    tch::manual_seed(0);
-    let exec_vs = nn::VarStore::new(Device::Cpu);
-    let arch = Arch::cifar_resnet(20, 10).unwrap();
-    let net = Network::new(
-        &exec_vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch,
-    )
-    .unwrap();
-    let mut hand_vs = nn::VarStore::new(Device::Cpu);
-    let hand = HandResNet::new(&hand_vs.root(), 3, 10);
+    let (exec_vs, net, mut hand_vs, hand) = resnet20_pair(0);
     assert_eq!(parameter_count(&exec_vs), parameter_count(&hand_vs));
-    let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
-    eprintln!("resnet-20: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
-    assert!(
-        out <= 1e-5 && grad <= 1e-5,
-        "output diff {out}, gradient diff {grad}"
+    let x = randn([3, 3, 32, 32]);
+    assert_agree(
+        "resnet-20",
+        compare(&exec_vs, &net, &mut hand_vs, &hand, &x),
     );
 }
 
@@ -299,17 +344,8 @@ fn gradient_descent_on_cifar_resnet_is_resnet20_option_a() {
 fn resnet_parameter_counts_match_he_et_al() {
     // Option A (zero-padded identity shortcuts) as in He et al.'s CIFAR experiments.
     for (depth, n, expected) in [(20, 3, 269_722), (56, 9, 853_018), (110, 18, 1_727_962)] {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let arch = Arch::cifar_resnet(depth, 10).unwrap();
-        Network::new(
-            &vs.root(),
-            &spec("gradient_descent"),
-            &Overrides::new(),
-            &arch,
-        )
-        .unwrap();
-        let hand_vs = nn::VarStore::new(Device::Cpu);
-        HandResNet::new(&hand_vs.root(), n, 10);
+        let (vs, _net) = build("gradient_descent", &Arch::cifar_resnet(depth, 10).unwrap());
+        let (hand_vs, _hand) = hand_resnet(n);
         assert_eq!(
             parameter_count(&hand_vs),
             expected,
@@ -318,44 +354,34 @@ fn resnet_parameter_counts_match_he_et_al() {
         assert_eq!(parameter_count(&vs), expected, "executor ResNet-{depth}");
     }
     // Option B (1x1 projection + BN at the two stage changes) adds 2,752 parameters.
-    let vs = nn::VarStore::new(Device::Cpu);
-    let mut arch = Arch::cifar_resnet(20, 10).unwrap();
+    let mut arch = resnet20();
     arch.shortcut = Shortcut::Projection;
-    Network::new(
-        &vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch,
-    )
-    .unwrap();
+    let (vs, _net) = build("gradient_descent", &arch);
     assert_eq!(parameter_count(&vs), 272_474);
 }
 
 fn momentum_case(nesterov: bool, post: bool) -> (f64, f64) {
     tch::manual_seed(1);
     let (steps, width, classes, beta) = (3, 4, 3, 0.7);
-    let exec_vs = nn::VarStore::new(Device::Cpu);
-    let (s, o) = if nesterov {
-        (spec("nesterov"), Overrides::new())
+    let (name, o) = if nesterov {
+        ("nesterov", Overrides::new())
     } else {
-        (spec("heavy_ball"), set(&[("beta", beta)]))
+        ("heavy_ball", set(&[("beta", beta)]))
     };
     let arch = small_arch(width, steps, classes, BlockKind::Basic, post);
-    let net = Network::new(&exec_vs.root(), &s, &o, &arch).unwrap();
-    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let (exec_vs, net) = build_with(name, &o, &arch);
+    let mut hand_vs = store();
     let hand = HandMomentum::new(&hand_vs.root(), steps, width, classes, nesterov, beta, post);
-    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let x = randn([2, 3, 8, 8]);
     compare(&exec_vs, &net, &mut hand_vs, &hand, &x)
 }
 
 #[test]
 fn heavy_ball_matches_its_formula() {
     for post in [true, false] {
-        let (out, grad) = momentum_case(false, post);
-        eprintln!("heavy ball (relu {post}): max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
-        assert!(
-            out <= 1e-5 && grad <= 1e-5,
-            "output diff {out}, gradient diff {grad}"
+        assert_agree(
+            &format!("heavy ball (relu {post})"),
+            momentum_case(false, post),
         );
     }
 }
@@ -363,11 +389,9 @@ fn heavy_ball_matches_its_formula() {
 #[test]
 fn nesterov_matches_its_formula() {
     for post in [true, false] {
-        let (out, grad) = momentum_case(true, post);
-        eprintln!("nesterov (relu {post}): max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
-        assert!(
-            out <= 1e-5 && grad <= 1e-5,
-            "output diff {out}, gradient diff {grad}"
+        assert_agree(
+            &format!("nesterov (relu {post})"),
+            momentum_case(true, post),
         );
     }
 }
@@ -375,16 +399,11 @@ fn nesterov_matches_its_formula() {
 #[test]
 fn learnable_coefficients_are_named_and_trained() {
     tch::manual_seed(2);
-    let s = spec("lm_resnet");
     let arch = small_arch(4, 4, 3, BlockKind::Basic, true);
-    let topo = optarch_core::topology::unroll(&s, 4, &Overrides::new()).unwrap();
+    let topo = optarch_core::topology::unroll(&spec("lm_resnet"), 4, &Overrides::new()).unwrap();
     assert!(!topo.learnables.is_empty());
-    let names = |vs: &nn::VarStore| {
-        let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
-        (net.learnable_names(), net)
-    };
-    let vs = nn::VarStore::new(Device::Cpu);
-    let (learnable, net) = names(&vs);
+    let (vs, net) = build("lm_resnet", &arch);
+    let learnable = net.learnable_names();
     let expected: Vec<String> = topo
         .learnables
         .iter()
@@ -392,14 +411,14 @@ fn learnable_coefficients_are_named_and_trained() {
         .collect();
     assert_eq!(learnable, expected);
     // stable: a second build names them the same way
-    assert_eq!(names(&nn::VarStore::new(Device::Cpu)).0, learnable);
+    assert_eq!(build("lm_resnet", &arch).1.learnable_names(), learnable);
     let vars = vs.variables();
     for (name, l) in learnable.iter().zip(&topo.learnables) {
         let v = &vars[name];
         assert!(v.requires_grad());
         assert!((f64::try_from(v).unwrap() - l.init).abs() < 1e-7);
     }
-    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let x = randn([2, 3, 8, 8]);
     net.forward_t(&x, true).square().sum(Kind::Float).backward();
     for name in &learnable {
         let g = vars[name].grad();
@@ -471,14 +490,11 @@ fn intermediates_are_freed_as_the_analysis_predicts() {
 
 #[test]
 fn networks_hold_only_the_live_history() {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let s = spec("heavy_ball");
-    let arch = Arch::cifar_resnet(20, 10).unwrap();
-    let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
-    let topo = optarch_core::topology::unroll(&s, 3, &Overrides::new()).unwrap();
+    let (_vs, net) = build("heavy_ball", &resnet20());
+    let topo = optarch_core::topology::unroll(&spec("heavy_ball"), 3, &Overrides::new()).unwrap();
     let peak = optarch_core::analysis::memory(&topo).unwrap().peak;
     let mut trace = Vec::new();
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let x = randn([2, 3, 32, 32]);
     let y = tch::no_grad(|| net.try_forward_t(&x, false, Some(&mut trace))).unwrap();
     assert_eq!(y.size(), [2, 10]);
     assert_eq!(trace.len(), 3);
@@ -494,16 +510,11 @@ fn mismatched_widths_and_bad_depths_are_errors() {
     assert!(Arch::preset("lenet", 5, 10).is_err());
     assert!(BlockKind::parse("dense").is_ok() && BlockKind::parse("wide").is_err());
     // dense blocks output 12 channels: they cannot be added to 16-channel states
-    let vs = nn::VarStore::new(Device::Cpu);
-    let mut arch = Arch::cifar_resnet(20, 10).unwrap();
+    let mut arch = resnet20();
     arch.block = BlockKind::parse("dense").unwrap();
-    let err = Network::new(
-        &vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch,
-    )
-    .unwrap_err();
+    let err = try_build("gradient_descent", &Overrides::new(), &arch)
+        .1
+        .unwrap_err();
     assert!(err.to_string().contains("channels"), "{err}");
 }
 
@@ -610,34 +621,22 @@ impl ModuleT for HandDenseNet {
 #[test]
 fn densenet_spec_on_cifar_densenet_is_densenet_bc() {
     tch::manual_seed(3);
-    let exec_vs = nn::VarStore::new(Device::Cpu);
-    let arch = Arch::cifar_densenet(100, 12, 0.5, 10).unwrap();
-    let net = Network::new(&exec_vs.root(), &spec("densenet"), &Overrides::new(), &arch).unwrap();
-    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let (exec_vs, net) = build("densenet", &Arch::cifar_densenet(100, 12, 0.5, 10).unwrap());
+    let mut hand_vs = store();
     let hand = HandDenseNet::new(&hand_vs.root(), 100, 12, 10);
     assert_eq!(parameter_count(&hand_vs), 769_162);
     assert_eq!(parameter_count(&exec_vs), 769_162);
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
-    eprintln!("densenet-bc-100: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
-    assert!(
-        out <= 1e-5 && grad <= 1e-5,
-        "output diff {out}, gradient diff {grad}"
+    let x = randn([2, 3, 32, 32]);
+    assert_agree(
+        "densenet-bc-100",
+        compare(&exec_vs, &net, &mut hand_vs, &hand, &x),
     );
 }
 
 #[test]
 fn imagenet_resnets_have_torchvision_parameter_counts() {
     for (depth, expected) in [(18, 11_689_512), (50, 25_557_032)] {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let arch = Arch::imagenet(depth, 1000).unwrap();
-        Network::new(
-            &vs.root(),
-            &spec("gradient_descent"),
-            &Overrides::new(),
-            &arch,
-        )
-        .unwrap();
+        let (vs, _net) = build("gradient_descent", &Arch::imagenet(depth, 1000).unwrap());
         assert_eq!(parameter_count(&vs), expected, "ResNet-{depth}");
     }
 }
@@ -649,13 +648,12 @@ fn bottleneck_and_preact_networks_run() {
         (BlockKind::parse("bottleneck").unwrap(), true),
         (BlockKind::parse("preact").unwrap(), false),
     ] {
-        let vs = nn::VarStore::new(Device::Cpu);
         let mut arch = Arch::cifar_resnet(8, 5).unwrap();
         arch.block = block;
         arch.post_activation = post;
         arch.shortcut = Shortcut::Projection;
-        let net = Network::new(&vs.root(), &spec("heavy_ball"), &Overrides::new(), &arch).unwrap();
-        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let (vs, net) = build("heavy_ball", &arch);
+        let x = randn([2, 3, 16, 16]);
         let y = net.forward_t(&x, true);
         assert_eq!(y.size(), [2, 5]);
         y.sum(Kind::Float).backward();
@@ -666,11 +664,9 @@ fn bottleneck_and_preact_networks_run() {
 #[test]
 fn checkpoints_load_into_a_fresh_network() {
     tch::manual_seed(5);
-    let s = spec("lm_resnet");
     let arch = small_arch(4, 3, 3, BlockKind::Basic, true);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = Network::new(&vs.root(), &s, &Overrides::new(), &arch).unwrap();
-    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let (vs, net) = build("lm_resnet", &arch);
+    let x = randn([2, 3, 8, 8]);
     let _ = net.forward_t(&x, true); // move the BN statistics away from their initial values
     tch::no_grad(|| {
         for v in vs.trainable_variables() {
@@ -680,8 +676,7 @@ fn checkpoints_load_into_a_fresh_network() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("net.safetensors");
     vs.save(&file).unwrap();
-    let mut vs2 = nn::VarStore::new(Device::Cpu);
-    let net2 = Network::new(&vs2.root(), &s, &Overrides::new(), &arch).unwrap();
+    let (mut vs2, net2) = build("lm_resnet", &arch);
     vs2.load(&file).unwrap();
     let d = f64::try_from(
         (net.forward_t(&x, false) - net2.forward_t(&x, false))
@@ -748,15 +743,8 @@ fn projected_history_carries_momentum_across_stages() {
     tch::manual_seed(6);
     let beta = 0.6;
     let o = set(&[("beta", beta)]);
-    let exec_vs = nn::VarStore::new(Device::Cpu);
-    let net = Network::new(
-        &exec_vs.root(),
-        &spec("heavy_ball"),
-        &o,
-        &two_stage_arch(History::Project),
-    )
-    .unwrap();
-    let mut hand_vs = nn::VarStore::new(Device::Cpu);
+    let (exec_vs, net) = build_with("heavy_ball", &o, &two_stage_arch(History::Project));
+    let mut hand_vs = store();
     let hp = hand_vs.root();
     let hand = HandHeavyBall2 {
         stem: conv3(&hp / "stem" / "conv", 3, 4, 1),
@@ -773,23 +761,14 @@ fn projected_history_carries_momentum_across_stages() {
         fc: nn::linear(&hp / "head" / "fc", 8, 3, Default::default()),
         beta,
     };
-    let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
-    let (out, grad) = compare(&exec_vs, &net, &mut hand_vs, &hand, &x);
-    eprintln!("heavy ball, projected history: max |Δ output| = {out:e}, max |Δ grad| = {grad:e}");
-    assert!(
-        out <= 1e-5 && grad <= 1e-5,
-        "output diff {out}, gradient diff {grad}"
+    let x = randn([2, 3, 8, 8]);
+    assert_agree(
+        "heavy ball, projected history",
+        compare(&exec_vs, &net, &mut hand_vs, &hand, &x),
     );
 
     // restarting instead forgets z[k0-1]: a different network on the same weights
-    let mut restart_vs = nn::VarStore::new(Device::Cpu);
-    let restart = Network::new(
-        &restart_vs.root(),
-        &spec("heavy_ball"),
-        &o,
-        &two_stage_arch(History::Restart),
-    )
-    .unwrap();
+    let (mut restart_vs, restart) = build_with("heavy_ball", &o, &two_stage_arch(History::Restart));
     restart_vs.copy(&exec_vs).unwrap();
     let d = f64::try_from(
         (net.forward_t(&x, false) - restart.forward_t(&x, false))
@@ -803,27 +782,13 @@ fn projected_history_carries_momentum_across_stages() {
 #[test]
 fn projecting_gradient_descent_is_still_resnet() {
     tch::manual_seed(7);
-    let restart_vs = nn::VarStore::new(Device::Cpu);
-    let arch = Arch::cifar_resnet(20, 10).unwrap();
-    let restart = Network::new(
-        &restart_vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch,
-    )
-    .unwrap();
-    let mut project_vs = nn::VarStore::new(Device::Cpu);
+    let arch = resnet20();
+    let (restart_vs, restart) = build("gradient_descent", &arch);
     let mut arch_p = arch.clone();
     arch_p.history = History::Project;
-    let project = Network::new(
-        &project_vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch_p,
-    )
-    .unwrap();
+    let (mut project_vs, project) = build("gradient_descent", &arch_p);
     assert_eq!(parameter_count(&project_vs), 269_722);
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let x = randn([2, 3, 32, 32]);
     let (out, grad) = compare(&restart_vs, &restart, &mut project_vs, &project, &x);
     assert!(
         out == 0.0 && grad == 0.0,
@@ -841,7 +806,7 @@ fn architectures_read_and_write_yaml() {
         let text = serde_yaml::to_string(&arch).unwrap();
         assert_eq!(Arch::from_yaml(&text).unwrap(), arch, "{text}");
     }
-    let text = serde_yaml::to_string(&Arch::cifar_resnet(20, 10).unwrap()).unwrap();
+    let text = serde_yaml::to_string(&resnet20()).unwrap();
     assert!(
         text.contains("kind: zero_pad") && text.contains("kind: basic"),
         "{text}"
@@ -865,10 +830,7 @@ fn the_documented_config_is_resnet20() {
     .unwrap();
     let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
     let end = start + doc[start..].find("```").unwrap();
-    assert_eq!(
-        Arch::from_yaml(&doc[start..end]).unwrap(),
-        Arch::cifar_resnet(20, 10).unwrap()
-    );
+    assert_eq!(Arch::from_yaml(&doc[start..end]).unwrap(), resnet20());
 }
 
 /// Training-step time of the executor's ResNet-20 against the hand-written one (same weights,
@@ -877,20 +839,9 @@ fn the_documented_config_is_resnet20() {
 #[test]
 #[ignore]
 fn step_time_against_hand_written_resnet20() {
-    tch::manual_seed(8);
-    let exec_vs = nn::VarStore::new(Device::Cpu);
-    let arch = Arch::cifar_resnet(20, 10).unwrap();
-    let net = Network::new(
-        &exec_vs.root(),
-        &spec("gradient_descent"),
-        &Overrides::new(),
-        &arch,
-    )
-    .unwrap();
-    let mut hand_vs = nn::VarStore::new(Device::Cpu);
-    let hand = HandResNet::new(&hand_vs.root(), 3, 10);
+    let (exec_vs, net, mut hand_vs, hand) = resnet20_pair(8);
     hand_vs.copy(&exec_vs).unwrap();
-    let x = Tensor::randn([32, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let x = randn([32, 3, 32, 32]);
     let step = |m: &dyn ModuleT, vs: &nn::VarStore| {
         zero_grads(vs);
         m.forward_t(&x, true).square().mean(Kind::Float).backward();
@@ -920,20 +871,15 @@ fn step_time_against_hand_written_resnet20() {
 
 #[test]
 fn multiply_adds_per_image() {
-    let build = |name: &str, arch: &Arch| {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let net = Network::new(&vs.root(), &spec(name), &Overrides::new(), arch).unwrap();
-        (vs, net)
-    };
-    let resnet20 = Arch::cifar_resnet(20, 10).unwrap();
+    let rn20 = resnet20();
     // stem 442,368 + stage 1 14,155,776 + stage 2 12,976,128 + stage 3 12,976,128 + fc 640
-    let (_vs, net) = build("gradient_descent", &resnet20);
+    let (_vs, net) = build("gradient_descent", &rn20);
     assert_eq!(net.multiply_adds(3, 32, 32).unwrap(), 40_551_040);
     // heavy ball has the same convolutions: the extra skip costs additions only
-    let (_vs, hb) = build("heavy_ball", &resnet20);
+    let (_vs, hb) = build("heavy_ball", &rn20);
     assert_eq!(hb.multiply_adds(3, 32, 32).unwrap(), 40_551_040);
     // option B adds the two strided 1x1 projections: 16·32·256 + 32·64·64
-    let mut b = resnet20.clone();
+    let mut b = rn20.clone();
     b.shortcut = Shortcut::Projection;
     let (_vs, net) = build("gradient_descent", &b);
     assert_eq!(

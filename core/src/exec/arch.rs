@@ -17,9 +17,10 @@
 //! final BN-ReLU in the head.
 
 use super::blocks::{conv_counted, Block, BlockKind};
-use super::plan::{Kernels, OpKind, Plan};
+use super::plan::{Kernels, Op, OpKind, Plan};
 use super::{sanitize, ExecError};
 use crate::spec::{Overrides, Spec};
+use crate::topology::Topology;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
@@ -456,14 +457,11 @@ impl Network {
             }
         };
         let input = plan.input();
-        let n = plan.ops.len();
-        let mut ch = vec![0i64; n];
-        let mut raw = vec![false; n];
+        let mut raw = vec![false; plan.ops.len()];
         let mut blocks = Vec::with_capacity(plan.blocks);
-        for (i, op) in plan.ops.iter().enumerate() {
-            let operand_c = |k: usize| op.operands.get(k).map(|&o| ch[o]).unwrap_or(0);
-            ch[i] = match &op.kind {
-                OpKind::Input => entry_c,
+        let ch = infer_channels(&plan, |i, op, operand_c| {
+            Ok(match &op.kind {
+                OpKind::Input => Some(entry_c),
                 OpKind::Block { step, slot, .. } => {
                     let reads_input = op.operands.first().copied() == input;
                     raw[i] = raw_blocks && reads_input;
@@ -472,45 +470,17 @@ impl Network {
                     } else {
                         (operand_c(0), 1)
                     };
-                    let name = if *slot == 0 {
-                        format!("b{step}")
-                    } else {
-                        format!("b{step}_{slot}")
-                    };
+                    let name = block_name(*step, *slot);
                     let b = Block::new(&(p / name), arch.block, cin, stage.width, stride)?;
                     let out = b.out_channels;
                     blocks.push(b);
-                    out
+                    Some(out)
                 }
-                OpKind::Combine(_) => {
-                    let c0 = operand_c(0);
-                    if let Some(k) = (1..op.operands.len()).find(|&k| operand_c(k) != c0) {
-                        return Err(ExecError::config(format!(
-                            "`{}` adds maps of {c0} and {} channels: use blocks whose output \
-                             width matches the state (e.g. basic blocks for sums, dense blocks \
-                             for concatenations)",
-                            op.names
-                                .first()
-                                .map(String::as_str)
-                                .unwrap_or("a combination"),
-                            operand_c(k)
-                        )));
-                    }
-                    c0
-                }
-                OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
-                OpKind::Output | OpKind::Map(_) => operand_c(0),
-            };
-        }
+                _ => None,
+            })
+        })?;
         let post = post_flags(&plan, arch);
-        let cp = p / "coef";
-        let mut params = Vec::with_capacity(topo.learnables.len());
-        let mut learnable_names = Vec::with_capacity(topo.learnables.len());
-        for l in &topo.learnables {
-            let name = sanitize(&l.name);
-            params.push(cp.var(&name, &[], nn::Init::Const(l.init)));
-            learnable_names.push(cp.path(&name));
-        }
+        let (params, learnable_names) = coefficients(p, &topo);
         Ok(StageNet {
             out_channels: ch[plan.output],
             plan,
@@ -613,6 +583,68 @@ impl ModuleT for Network {
     }
 }
 
+/// The name of a block's variables: `b{step}`, or `b{step}_{slot}` for a step's later blocks.
+fn block_name(step: usize, slot: usize) -> String {
+    if slot == 0 {
+        format!("b{step}")
+    } else {
+        format!("b{step}_{slot}")
+    }
+}
+
+/// The channel width of every operation of `plan`, in order. `build` decides the operations
+/// that make layers (the input, blocks and, where it likes, maps), given the widths of an
+/// operation's operands by position (0 where absent), and answers `None` for the rest:
+/// combinations (whose operands must agree), concatenations (which sum them) and the output
+/// and maps (which pass their first operand through).
+fn infer_channels(
+    plan: &Plan,
+    mut build: impl FnMut(usize, &Op, &dyn Fn(usize) -> i64) -> Result<Option<i64>, ExecError>,
+) -> Result<Vec<i64>, ExecError> {
+    let mut ch = vec![0i64; plan.ops.len()];
+    for (i, op) in plan.ops.iter().enumerate() {
+        let operand_c = |k: usize| op.operands.get(k).map(|&o| ch[o]).unwrap_or(0);
+        if let Some(c) = build(i, op, &operand_c)? {
+            ch[i] = c;
+            continue;
+        }
+        ch[i] = match &op.kind {
+            OpKind::Combine(_) => {
+                let c0 = operand_c(0);
+                if let Some(k) = (1..op.operands.len()).find(|&k| operand_c(k) != c0) {
+                    return Err(ExecError::config(format!(
+                        "`{}` adds maps of {c0} and {} channels: use blocks whose output \
+                         width matches the state (e.g. basic blocks for sums, dense blocks \
+                         for concatenations)",
+                        op.names
+                            .first()
+                            .map(String::as_str)
+                            .unwrap_or("a combination"),
+                        operand_c(k)
+                    )));
+                }
+                c0
+            }
+            OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
+            _ => operand_c(0),
+        };
+    }
+    Ok(ch)
+}
+
+/// The learnable coefficients of a topology, as scalar variables under `p / "coef"`, with
+/// their full variable names.
+fn coefficients(p: &nn::Path, topo: &Topology) -> (Vec<Tensor>, Vec<String>) {
+    let cp = p / "coef";
+    topo.learnables
+        .iter()
+        .map(|l| {
+            let name = sanitize(&l.name);
+            (cp.var(&name, &[], nn::Init::Const(l.init)), cp.path(&name))
+        })
+        .unzip()
+}
+
 /// The post-addition ReLU flags of a plan (see the module docs).
 fn post_flags(plan: &Plan, arch: &Arch) -> Vec<bool> {
     let state = output_state(plan);
@@ -705,7 +737,7 @@ impl Network {
         let topo = crate::topology::unroll(spec, total, overrides)?;
         let base = Plan::compile(&topo)?;
         let last = arch.stages.len() - 1;
-        let stage_of = |op: &super::plan::Op| -> usize {
+        let stage_of = |op: &Op| -> usize {
             match (&op.kind, op.step) {
                 (OpKind::Output, _) => last,
                 (_, Some(k)) => starts.iter().rposition(|&s0| s0 <= k).unwrap_or(0),
@@ -739,15 +771,13 @@ impl Network {
             })
             .collect();
         let n = plan.ops.len();
-        let mut ch = vec![0i64; n];
         let mut raw = vec![false; n];
         let mut maps: Vec<Vec<Transition>> = (0..n).map(|_| Vec::new()).collect();
         let mut blocks = Vec::with_capacity(plan.blocks);
-        for (i, op) in plan.ops.iter().enumerate() {
-            let operand_c = |k: usize| op.operands.get(k).map(|&o| ch[o]).unwrap_or(0);
+        let ch = infer_channels(&plan, |i, op, operand_c| {
             let s = new_st[i];
-            ch[i] = match &op.kind {
-                OpKind::Input => c_stem,
+            Ok(match &op.kind {
+                OpKind::Input => Some(c_stem),
                 OpKind::Map(key) => {
                     let from = key / (last + 2);
                     let label = op
@@ -763,7 +793,7 @@ impl Network {
                         maps[i].extend(tr);
                         c = c_out;
                     }
-                    c
+                    Some(c)
                 }
                 OpKind::Block { step, slot, .. } => {
                     let stage = &arch.stages[s - 1];
@@ -771,43 +801,16 @@ impl Network {
                     raw[i] = residual && new_st[o] + 1 == s;
                     let stride = if raw[i] { stage.stride } else { 1 };
                     let local = step.saturating_sub(starts[s - 1]);
-                    let name = if *slot == 0 {
-                        format!("b{local}")
-                    } else {
-                        format!("b{local}_{slot}")
-                    };
-                    let bp = p / format!("s{}", s - 1) / name;
-                    let b = Block::new(&bp, arch.block, ch[o], stage.width, stride)?;
+                    let bp = p / format!("s{}", s - 1) / block_name(local, *slot);
+                    let b = Block::new(&bp, arch.block, operand_c(0), stage.width, stride)?;
                     let out = b.out_channels;
                     blocks.push(b);
-                    out
+                    Some(out)
                 }
-                OpKind::Combine(_) => {
-                    let c0 = operand_c(0);
-                    if let Some(k) = (1..op.operands.len()).find(|&k| operand_c(k) != c0) {
-                        return Err(ExecError::config(format!(
-                            "`{}` adds maps of {c0} and {} channels",
-                            op.names
-                                .first()
-                                .map(String::as_str)
-                                .unwrap_or("a combination"),
-                            operand_c(k)
-                        )));
-                    }
-                    c0
-                }
-                OpKind::Concat => (0..op.operands.len()).map(operand_c).sum(),
-                OpKind::Output => operand_c(0),
-            };
-        }
-        let cp = p / "coef";
-        let mut params = Vec::with_capacity(topo.learnables.len());
-        let mut learnable_names = Vec::with_capacity(topo.learnables.len());
-        for l in &topo.learnables {
-            let name = sanitize(&l.name);
-            params.push(cp.var(&name, &[], nn::Init::Const(l.init)));
-            learnable_names.push(cp.path(&name));
-        }
+                _ => None,
+            })
+        })?;
+        let (params, learnable_names) = coefficients(p, &topo);
         Ok(StageNet {
             out_channels: ch[plan.output],
             post: post_flags(&plan, arch),
