@@ -25,6 +25,7 @@
 pub mod arch;
 pub mod blocks;
 pub mod plan;
+pub mod reference;
 
 pub use arch::{Arch, History, Network, Shortcut, Stage, Stem};
 pub use blocks::{Block, BlockKind};

@@ -1,0 +1,276 @@
+//! `optarch-bench`: training-step time and peak memory of the executor's networks on the CPU
+//! (or a GPU with `--device cuda`).
+//!
+//! * The executor's ResNet-20 (gradient descent on `cifar-resnet`) against the hand-written
+//!   tch ResNet-20 with the same weights, timed in interleaved rounds; the ratio is
+//!   executor / hand-written (median over rounds).
+//! * Heavy ball, Nesterov and DenseNet-BC against gradient descent at (about) equal depth: each
+//!   network runs in its own process, which reports its step time and its peak memory (the
+//!   growth of the resident set, `VmHWM`, over the steps on CPU; the CUDA caching allocator's
+//!   maximum on GPU).
+//!
+//! ```text
+//! cargo run --release -p optarch-search --bin optarch-bench -- --threads 1
+//! ```
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+use optarch_core::exec::reference::HandResNet;
+use optarch_core::exec::{Arch, Network};
+use optarch_core::spec::{self, Overrides};
+use optarch_search::train::Sgd;
+use serde::Serialize;
+use std::time::Instant;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+/// Training-step time and peak memory of optarch's networks.
+#[derive(Debug, Parser)]
+#[command(name = "optarch-bench", version)]
+struct Args {
+    /// Intra-op threads of libtorch.
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    batch: i64,
+    /// Timed steps per round.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Rounds (the executor and the hand-written network alternate).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Internal: measure one network in this process (spec name) and print JSON.
+    #[arg(long, hide = true)]
+    one: Option<String>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct One {
+    name: String,
+    preset: String,
+    depth: usize,
+    parameters: i64,
+    step_ms: f64,
+    images_per_sec: f64,
+    /// Growth of the resident set over the steps (CPU only).
+    peak_mb: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    device: String,
+    threads: i32,
+    batch: i64,
+    executor_step_ms: f64,
+    hand_written_step_ms: f64,
+    ratio: f64,
+    networks: Vec<One>,
+}
+
+fn specs_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs")
+}
+
+fn batch(n: i64, device: Device) -> (Tensor, Tensor) {
+    let x = Tensor::randn([n, 3, 32, 32], (Kind::Float, device));
+    let y = Tensor::randint(10, [n], (Kind::Int64, device));
+    (x, y)
+}
+
+fn step(net: &dyn ModuleT, opt: &mut Sgd, x: &Tensor, y: &Tensor) {
+    opt.zero_grad();
+    let loss = net.forward_t(x, true).cross_entropy_for_logits(y);
+    loss.backward();
+    opt.step(0.01);
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Median seconds per step over `iters` steps.
+fn time_steps(
+    net: &dyn ModuleT,
+    opt: &mut Sgd,
+    x: &Tensor,
+    y: &Tensor,
+    iters: usize,
+    device: Device,
+) -> f64 {
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        sync(device);
+        let t = Instant::now();
+        step(net, opt, x, y);
+        sync(device);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    median(&mut times)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn rss_kb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn build(name: &str, preset: &str, depth: usize, vs: &nn::VarStore) -> Result<Network> {
+    let s = spec::load(specs_dir().join(format!("{name}.yaml"))).map_err(|e| anyhow!("{e}"))?;
+    let arch = Arch::preset(preset, depth, 10)?;
+    Ok(Network::new(&vs.root(), &s, &Overrides::new(), &arch)?)
+}
+
+fn one(args: &Args, name: &str, device: Device) -> Result<One> {
+    let (preset, depth) = if name == "densenet" {
+        ("cifar-densenet", 22)
+    } else {
+        ("cifar-resnet", 20)
+    };
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let net = build(name, preset, depth, &vs)?;
+    let mut opt = Sgd::new(&vs, 0.9, true, 5e-4, true);
+    let (x, y) = batch(args.batch, device);
+    sync(device);
+    let base = rss_kb("VmRSS:").unwrap_or(0.0);
+    for _ in 0..args.warmup {
+        step(&net, &mut opt, &x, &y);
+    }
+    let secs = time_steps(&net, &mut opt, &x, &y, args.iters * args.rounds, device);
+    // On CUDA the allocator's peak would be the measure, but tch 0.24 exposes no binding for
+    // it: GPU memory is not reported (docs/BENCHMARKS.md says so).
+    let peak_mb =
+        (!device.is_cuda()).then(|| (rss_kb("VmHWM:").unwrap_or(0.0) - base).max(0.0) / 1024.0);
+    Ok(One {
+        name: name.into(),
+        preset: preset.into(),
+        depth,
+        parameters: optarch_core::exec::parameter_count(&vs),
+        step_ms: secs * 1e3,
+        images_per_sec: args.batch as f64 / secs,
+        peak_mb,
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tch::set_num_threads(args.threads);
+    let device = optarch_core::device::parse_device(&args.device).map_err(|e| anyhow!("{e}"))?;
+    if let Some(name) = &args.one {
+        let r = one(&args, name, device)?;
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    // Executor against hand-written ResNet-20, same weights, interleaved.
+    tch::manual_seed(0);
+    let exec_vs = nn::VarStore::new(device);
+    let net = build("gradient_descent", "cifar-resnet", 20, &exec_vs)?;
+    let mut hand_vs = nn::VarStore::new(device);
+    let hand = HandResNet::new(&hand_vs.root(), 3, 10);
+    hand_vs
+        .copy(&exec_vs)
+        .context("the hand-written ResNet-20 does not take the executor's weights")?;
+    let mut opt_e = Sgd::new(&exec_vs, 0.9, true, 5e-4, true);
+    let mut opt_h = Sgd::new(&hand_vs, 0.9, true, 5e-4, true);
+    let (x, y) = batch(args.batch, device);
+    for _ in 0..args.warmup {
+        step(&net, &mut opt_e, &x, &y);
+        step(&hand, &mut opt_h, &x, &y);
+    }
+    let (mut te, mut th, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        let e = time_steps(&net, &mut opt_e, &x, &y, args.iters, device);
+        let h = time_steps(&hand, &mut opt_h, &x, &y, args.iters, device);
+        te.push(e);
+        th.push(h);
+        ratios.push(e / h);
+    }
+    // One process per network for step time and peak memory.
+    let exe = std::env::current_exe()?;
+    let mut networks = Vec::new();
+    for name in ["gradient_descent", "heavy_ball", "nesterov", "densenet"] {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--one",
+                name,
+                "--threads",
+                &args.threads.to_string(),
+                "--batch",
+                &args.batch.to_string(),
+            ])
+            .args([
+                "--iters",
+                &args.iters.to_string(),
+                "--rounds",
+                &args.rounds.to_string(),
+                "--warmup",
+                &args.warmup.to_string(),
+            ])
+            .args(["--device", &args.device])
+            .output()?;
+        if !out.status.success() {
+            return Err(anyhow!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        networks.push(serde_json::from_slice::<One>(&out.stdout)?);
+    }
+    let report = Report {
+        device: format!("{device:?}"),
+        threads: args.threads,
+        batch: args.batch,
+        executor_step_ms: median(&mut te) * 1e3,
+        hand_written_step_ms: median(&mut th) * 1e3,
+        ratio: median(&mut ratios),
+        networks,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "device {}, {} thread(s), batch {}",
+        report.device, report.threads, report.batch
+    );
+    println!(
+        "ResNet-20 training step: executor {:.1} ms, hand-written {:.1} ms, ratio {:.3}",
+        report.executor_step_ms, report.hand_written_step_ms, report.ratio
+    );
+    let gd = report
+        .networks
+        .first()
+        .map(|n| (n.step_ms, n.peak_mb.unwrap_or(f64::NAN)))
+        .unwrap_or((1.0, 1.0));
+    println!(
+        "{:<18} {:<15} {:>10} {:>10} {:>9} {:>10} {:>9}",
+        "spec", "preset", "params", "step ms", "× GD", "peak MB", "× GD"
+    );
+    for n in &report.networks {
+        println!(
+            "{:<18} {:<15} {:>10} {:>10.1} {:>9.3} {:>10.1} {:>9.3}",
+            n.name,
+            format!("{}-{}", n.preset, n.depth),
+            n.parameters,
+            n.step_ms,
+            n.step_ms / gd.0,
+            n.peak_mb.unwrap_or(f64::NAN),
+            n.peak_mb.unwrap_or(f64::NAN) / gd.1
+        );
+    }
+    Ok(())
+}
