@@ -1,0 +1,90 @@
+"""ResNet-20 (He et al., option-A shortcuts) training step in PyTorch eager, timed like
+`optarch-bench` (median seconds per step, batch 128, SGD with Nesterov momentum).
+
+    source scripts/env.sh && python bench/pytorch_resnet20.py --threads 1
+
+Uses the project's own torch==2.11.0 environment, so libtorch is the same as optarch's.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Basic(nn.Module):
+    def __init__(self, i, o, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(o)
+        self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(o)
+        self.stride, self.i, self.o = stride, i, o
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.stride == 1 and self.i == self.o:
+            short = x
+        else:
+            pad = (self.o - self.i) // 2
+            short = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, pad, self.o - self.i - pad))
+        return F.relu(out + short)
+
+
+class ResNet(nn.Module):
+    def __init__(self, n=3, classes=10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, c = [], 16
+        for s, w in enumerate([16, 32, 64]):
+            for j in range(n):
+                blocks.append(Basic(c, w, 2 if s > 0 and j == 0 else 1))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        h = self.blocks(F.relu(self.bn(self.stem(x))))
+        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--iters", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    net = ResNet()
+    params = sum(p.numel() for p in net.parameters())
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x = torch.randn(a.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (a.batch,))
+    net.train()
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    for _ in range(a.iters):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    med = times[len(times) // 2]
+    print(json.dumps({"threads": a.threads, "batch": a.batch, "parameters": params,
+                      "step_ms": med * 1e3, "images_per_sec": a.batch / med,
+                      "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()
