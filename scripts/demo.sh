@@ -44,3 +44,19 @@ echo
 "$bin" rate "${rated[@]}" --kappa 100 --steps 40 --plot "$out/rates.png" > /dev/null
 echo "contraction curves of ${#rated[@]} specs: $out/rates.png"
 echo "pictures (SVG, PNG), analyses and rates (JSON) are in $out/"
+
+# A short CPU training run on a CIFAR-10 subset (heavy ball on ResNet-20), when the data is
+# here: $OPTARCH_DATA, else ../shared/data beside the checkout. Without it, optarch would
+# download the official archive (which needs the internet), so the demo skips this part.
+if [ -z "${OPTARCH_DATA:-}" ] && [ -d ../shared/data ]; then
+  OPTARCH_DATA="$(cd ../shared/data && pwd)"
+  export OPTARCH_DATA
+fi
+echo
+if [ -n "${OPTARCH_DATA:-}" ]; then
+  rm -rf "$out/train-heavy_ball"
+  "$bin" --threads 2 train --spec specs/heavy_ball.yaml --depth 20 --epochs 2 \
+    --train-subset 5000 --val 0 --test-subset 2000 --no-download -o "$out/train-heavy_ball"
+else
+  echo "training skipped: set OPTARCH_DATA to the folder holding cifar-10-binary.tar.gz"
+fi
