@@ -81,6 +81,15 @@ pub struct TrainArgs {
     /// Depth of the preset.
     #[arg(long, default_value_t = 20)]
     pub depth: usize,
+    /// A YAML architecture config replacing --preset/--depth (see docs/EXECUTOR.md).
+    #[arg(long, value_name = "FILE")]
+    pub arch: Option<PathBuf>,
+    /// Stage widths, e.g. 32,64,128 (one per stage).
+    #[arg(long, value_delimiter = ',', value_name = "W,W,W")]
+    pub widths: Option<Vec<i64>>,
+    /// Steps (blocks) per stage, e.g. 3,3,3.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,N")]
+    pub stage_steps: Option<Vec<usize>>,
     /// cifar10, cifar100, cifar100-coarse or mnist.
     #[arg(long, default_value = "cifar10")]
     pub dataset: String,
@@ -641,12 +650,27 @@ fn train(a: TrainArgs, device: &str) -> Result<(), Failure> {
             .clone()
             .ok_or_else(|| anyhow!("--spec is required"))?;
         let (s, overrides) = load(&spec_path, &a.spec_args)?;
+        let arch = match &a.arch {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the architecture config {}", p.display())
+                })?;
+                Some(
+                    optarch_core::exec::Arch::from_yaml(&text)
+                        .map_err(|e| anyhow!("{}: {e}", p.display()))?,
+                )
+            }
+            None => None,
+        };
         let cfg = TrainConfig {
             spec_path: spec_path.clone(),
             spec_text: s.text.clone(),
             overrides,
             preset: a.preset.clone(),
             depth: a.depth,
+            arch,
+            widths: a.widths.clone(),
+            stage_steps: a.stage_steps.clone(),
             dataset: a.dataset.clone(),
             data_path: a.data.clone(),
             download: !a.no_download,

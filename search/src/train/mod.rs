@@ -128,6 +128,15 @@ pub struct TrainConfig {
     pub overrides: Overrides,
     pub preset: String,
     pub depth: usize,
+    /// A whole architecture (from a YAML config) replacing `preset` and `depth`.
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// Stage widths replacing the preset's (one per stage).
+    #[serde(default)]
+    pub widths: Option<Vec<i64>>,
+    /// Steps per stage replacing the preset's (one per stage).
+    #[serde(default)]
+    pub stage_steps: Option<Vec<usize>>,
     pub dataset: String,
     pub data_path: Option<PathBuf>,
     pub download: bool,
@@ -162,6 +171,9 @@ impl Default for TrainConfig {
             overrides: Overrides::new(),
             preset: "cifar-resnet".into(),
             depth: 20,
+            arch: None,
+            widths: None,
+            stage_steps: None,
             dataset: "cifar10".into(),
             data_path: None,
             download: true,
@@ -303,6 +315,39 @@ pub fn epoch_line(m: &EpochMetrics) -> String {
     )
 }
 
+/// The architecture a config names: its `arch`, else the preset at `depth`, with stage widths
+/// and step counts overridden, for `classes` classes and `in_channels` input channels.
+pub fn architecture(cfg: &TrainConfig, classes: i64, in_channels: i64) -> R<Arch> {
+    let mut arch = match &cfg.arch {
+        Some(a) => a.clone(),
+        None => Arch::preset(&cfg.preset, cfg.depth, classes)?,
+    };
+    arch.classes = classes;
+    arch.in_channels = in_channels;
+    let n = arch.stages.len();
+    if let Some(w) = &cfg.widths {
+        if w.len() != n || w.iter().any(|x| *x < 1) {
+            return Err(TrainError::Config(format!(
+                "--widths needs {n} positive widths (one per stage), got {w:?}"
+            )));
+        }
+        for (st, w) in arch.stages.iter_mut().zip(w) {
+            st.width = *w;
+        }
+    }
+    if let Some(k) = &cfg.stage_steps {
+        if k.len() != n || k.contains(&0) {
+            return Err(TrainError::Config(format!(
+                "--stage-steps needs {n} positive step counts (one per stage), got {k:?}"
+            )));
+        }
+        for (st, k) in arch.stages.iter_mut().zip(k) {
+            st.steps = *k;
+        }
+    }
+    Ok(arch)
+}
+
 /// Loads the data a config names: (train, validation, test).
 pub fn load_data(cfg: &TrainConfig) -> R<(Dataset, Option<Dataset>, Dataset)> {
     let kind: DatasetKind = cfg.dataset.parse()?;
@@ -404,8 +449,7 @@ fn prepare(cfg: TrainConfig, dir: &Path) -> R<Run> {
     let norm: Normalization = train.channel_stats();
     let classes =
         i64::try_from(train.classes).map_err(|_| TrainError::Config("too many classes".into()))?;
-    let mut arch = Arch::preset(&cfg.preset, cfg.depth, classes)?;
-    arch.in_channels = train.shape[0] as i64;
+    let arch = architecture(&cfg, classes, train.shape[0] as i64)?;
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let net = Network::new(&vs.root(), &spec, &cfg.overrides, &arch)?;
@@ -649,6 +693,35 @@ fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn architecture_overrides_apply_and_are_checked() {
+        let cfg = TrainConfig {
+            widths: Some(vec![8, 16, 32]),
+            stage_steps: Some(vec![1, 2, 1]),
+            ..TrainConfig::default()
+        };
+        let a = architecture(&cfg, 100, 1).unwrap();
+        assert_eq!(
+            a.stages
+                .iter()
+                .map(|s| (s.width, s.steps))
+                .collect::<Vec<_>>(),
+            [(8, 1), (16, 2), (32, 1)]
+        );
+        assert_eq!((a.classes, a.in_channels), (100, 1));
+        let bad = TrainConfig {
+            widths: Some(vec![8, 16]),
+            ..TrainConfig::default()
+        };
+        assert!(architecture(&bad, 10, 3).is_err());
+        let yaml = Arch::cifar_resnet(32, 10).unwrap();
+        let cfg = TrainConfig {
+            arch: Some(yaml.clone()),
+            ..TrainConfig::default()
+        };
+        assert_eq!(architecture(&cfg, 10, 3).unwrap(), yaml);
+    }
 
     #[test]
     fn schedules_have_the_right_shape() {
