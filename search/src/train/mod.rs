@@ -331,6 +331,14 @@ pub fn architecture(cfg: &TrainConfig, classes: i64, in_channels: i64) -> R<Arch
                 "--widths needs {n} positive widths (one per stage), got {w:?}"
             )));
         }
+        // A stem as wide as the first stage (CIFAR ResNets) stays so.
+        if arch
+            .stages
+            .first()
+            .is_some_and(|s| s.width == arch.stem.width)
+        {
+            arch.stem.width = w[0];
+        }
         for (st, w) in arch.stages.iter_mut().zip(w) {
             st.width = *w;
         }
@@ -709,7 +717,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(8, 1), (16, 2), (32, 1)]
         );
-        assert_eq!((a.classes, a.in_channels), (100, 1));
+        assert_eq!((a.classes, a.in_channels, a.stem.width), (100, 1, 8));
         let bad = TrainConfig {
             widths: Some(vec![8, 16]),
             ..TrainConfig::default()
