@@ -626,7 +626,7 @@ impl optarch_search::train::Progress for Bar {
                 b.finish_and_clear();
                 b.println(line);
             }
-            None => println!("{line}"),
+            None => eprintln!("{line}"),
         }
         true
     }

@@ -263,3 +263,88 @@ fn env_reports_and_cuda_fails_loudly_without_a_gpu() {
     let out = optarch(&["--device", "tpu", "check", "specs/gradient_descent.yaml"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn train_runs_resumes_and_reports_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = optarch_search::data::synthetic::write_cifar10(dir.path(), 40, 3).unwrap();
+    let run = dir.path().join("run");
+    let (data, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let common = [
+        "--threads",
+        "1",
+        "train",
+        "--spec",
+        "specs/heavy_ball.yaml",
+        "--depth",
+        "8",
+        "--epochs",
+        "1",
+    ];
+    let small = [
+        "--batch-size",
+        "16",
+        "--val",
+        "20",
+        "--data",
+        data,
+        "--no-download",
+        "--json",
+    ];
+    let out = optarch(&[&common[..], &small[..], &["-o", run_s]].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "done");
+    assert_eq!(v["parameters"], 75_290);
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "state.json",
+        "last.safetensors",
+        "best.safetensors",
+        "topology.svg",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // The same directory again is refused; --resume on a finished run just reports it.
+    let out = optarch(&[&common[..], &small[..], &["-o", run_s]].concat());
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = optarch(&["train", "--resume", run_s, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A huge learning rate diverges: status `diverged`, exit status 1.
+    let bad = dir.path().join("bad");
+    let out = optarch(
+        &[
+            &common[..],
+            &small[..],
+            &[
+                "-o",
+                bad.to_str().unwrap(),
+                "--lr",
+                "1e12",
+                "--schedule",
+                "cosine",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("diverged"));
+    // Bad data locations say where they looked.
+    let out = optarch(&[
+        "train",
+        "--spec",
+        "specs/heavy_ball.yaml",
+        "--data",
+        "/nonexistent",
+        "--no-download",
+        "-o",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+}

@@ -4,6 +4,14 @@
 use optarch_search::train::{self, EpochMetrics, Progress, Status, TrainConfig};
 use std::path::{Path, PathBuf};
 
+/// libtorch's seed and thread count are global to the process: tests that train run one at a
+/// time even under `cargo test`'s threads (nextest gives each test its own process anyway).
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Stops after `stop_after` epochs, as an interrupt would.
 struct StopAfter(usize, usize);
 
@@ -16,38 +24,9 @@ impl Progress for StopAfter {
     }
 }
 
-/// A small CIFAR-10 binary folder of random images (the official layout, 60 per file).
+/// A small CIFAR-10 folder of random images (the official layout, 60 per file).
 fn fake_cifar(dir: &Path) -> PathBuf {
-    let root = dir.join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&root).unwrap();
-    let mut x: u64 = 12345;
-    let files = [
-        "data_batch_1",
-        "data_batch_2",
-        "data_batch_3",
-        "data_batch_4",
-        "data_batch_5",
-        "test_batch",
-    ];
-    for f in files {
-        let mut bytes = Vec::new();
-        for _ in 0..60 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let label = (x >> 33) % 10;
-            bytes.push(label as u8);
-            for _ in 0..3072 {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                // Images carry a weak class signal so that training can reduce the loss.
-                bytes.push(((x >> 56) as u8 / 2).wrapping_add((label * 12) as u8));
-            }
-        }
-        std::fs::write(root.join(format!("{f}.bin")), bytes).unwrap();
-    }
-    root
+    optarch_search::data::synthetic::write_cifar10(dir, 60, 12345).unwrap()
 }
 
 fn config(data: &Path, epochs: usize) -> TrainConfig {
@@ -72,6 +51,7 @@ fn config(data: &Path, epochs: usize) -> TrainConfig {
 
 #[test]
 fn an_interrupted_run_resumes_bit_for_bit() {
+    let _guard = exclusive();
     tch::set_num_threads(1);
     let tmp = tempfile::tempdir().unwrap();
     let data = fake_cifar(tmp.path());
@@ -121,6 +101,7 @@ fn an_interrupted_run_resumes_bit_for_bit() {
 
 #[test]
 fn a_nan_loss_marks_the_run_diverged() {
+    let _guard = exclusive();
     tch::set_num_threads(1);
     let tmp = tempfile::tempdir().unwrap();
     let data = fake_cifar(tmp.path());

@@ -30,6 +30,7 @@ mod error;
 mod mnist;
 mod read;
 mod rng;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -284,14 +284,14 @@ pub trait Progress {
     fn epoch_end(&mut self, m: &EpochMetrics) -> bool;
 }
 
-/// Prints one line per epoch.
+/// Prints one line per epoch on standard error (results go to standard output).
 pub struct Lines;
 
 impl Progress for Lines {
     fn epoch_start(&mut self, _: usize, _: usize, _: usize) {}
     fn batch(&mut self, _: f64) {}
     fn epoch_end(&mut self, m: &EpochMetrics) -> bool {
-        println!("{}", epoch_line(m));
+        eprintln!("{}", epoch_line(m));
         true
     }
 }
