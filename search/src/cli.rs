@@ -1,7 +1,7 @@
 //! The command line: `optarch check | graph | rate | env`.
 //!
-//! Exit codes: 0 success, 1 an invalid spec (or a failed check), 2 bad usage, 3 any other
-//! failure (files, devices).
+//! Exit codes: 0 success, 1 an invalid spec (or a failed check, or a diverged training run),
+//! 2 bad usage, 3 any other failure (files, data, devices).
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Exit status for an invalid spec or a failed check.
+/// Exit status for an invalid spec, a failed check or a diverged training run.
 pub const EXIT_INVALID: u8 = 1;
 /// Exit status for bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
@@ -26,7 +26,7 @@ pub const EXIT_FAILURE: u8 = 3;
 ///
 /// A spec (YAML) writes a first-order method as a recurrence; optarch checks it, unrolls it
 /// into a topology, draws it, and studies its convergence on quadratics. Shipped specs live in
-/// `specs/`. Exit codes: 0 ok, 1 invalid spec, 2 bad usage, 3 other failure.
+/// `specs/`. Exit codes: 0 ok, 1 invalid spec or diverged run, 2 bad usage, 3 other failure.
 #[derive(Debug, Parser)]
 #[command(
     name = "optarch",
