@@ -419,6 +419,8 @@ fn evaluate(net: &Network, loader: &Loader) -> R<(f64, f64)> {
 /// A prepared run: network, optimiser, loaders.
 struct Run {
     cfg: TrainConfig,
+    /// The spec, loaded once from the config's text.
+    spec: Spec,
     dir: PathBuf,
     device: Device,
     vs: nn::VarStore,
@@ -492,6 +494,7 @@ fn prepare(cfg: TrainConfig, dir: &Path) -> R<Run> {
     let shape = train.shape.map(|d| d as i64);
     Ok(Run {
         cfg,
+        spec,
         dir: dir.to_path_buf(),
         device,
         vs,
@@ -517,13 +520,11 @@ pub fn train(cfg: TrainConfig, dir: &Path, progress: &mut dyn Progress) -> R<Sum
     }
     let mut run = prepare(cfg, dir)?;
     write_json_atomic(&run.dir.join("config.json"), &run.cfg)?;
-    if let Ok(spec) = spec::load_str("spec", &run.cfg.spec_text) {
-        let steps = run.arch.stages.first().map(|s| s.steps).unwrap_or(1).max(1);
-        if let Ok(t) = optarch_core::topology::unroll(&spec, steps, &run.cfg.overrides) {
-            let svg = optarch_core::render::to_svg(&t);
-            let p = run.dir.join("topology.svg");
-            std::fs::write(&p, svg).map_err(io(&p))?;
-        }
+    let steps = run.arch.stages.first().map(|s| s.steps).unwrap_or(1).max(1);
+    if let Ok(t) = optarch_core::topology::unroll(&run.spec, steps, &run.cfg.overrides) {
+        let svg = optarch_core::render::to_svg(&t);
+        let p = run.dir.join("topology.svg");
+        std::fs::write(&p, svg).map_err(io(&p))?;
     }
     let _ = std::fs::remove_file(run.dir.join("metrics.jsonl"));
     write_json_atomic(&run.dir.join("state.json"), &run.state)?;
@@ -568,9 +569,7 @@ fn summary(run: &Run) -> R<Summary> {
         .and_then(|t| t.lines().last().and_then(|l| serde_json::from_str(l).ok()));
     let s = Summary {
         status: run.state.status,
-        spec: spec::load_str("spec", &run.cfg.spec_text)
-            .map(|s| s.name)
-            .unwrap_or_default(),
+        spec: run.spec.name.clone(),
         preset: run.cfg.preset.clone(),
         depth: run.cfg.depth,
         parameters: parameter_count(&run.vs),
