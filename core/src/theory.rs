@@ -141,19 +141,6 @@ fn located(spec: &Spec, e: SpecError) -> SpecError {
     }
 }
 
-/// `p_N(λ)`: the output after `steps` steps for the input 1 with `grad(x) = λx`.
-pub fn response(
-    spec: &Spec,
-    steps: usize,
-    lambda: f64,
-    overrides: &Overrides,
-) -> Result<f64, SpecError> {
-    Ok(responses(spec, steps, lambda, overrides)?
-        .last()
-        .copied()
-        .unwrap_or(1.0))
-}
-
 /// `p_n(λ)` for every n = 1..=steps, from one pass of the recurrence.
 pub fn responses(
     spec: &Spec,
