@@ -5,9 +5,10 @@
 //!   tch ResNet-20 with the same weights, timed in interleaved rounds; the ratio is
 //!   executor / hand-written (median over rounds).
 //! * Heavy ball, Nesterov and DenseNet-BC against gradient descent at (about) equal depth: each
-//!   network runs in its own process, which reports its step time and its peak memory (the
-//!   growth of the resident set, `VmHWM`, over the steps on CPU; the CUDA caching allocator's
-//!   maximum on GPU).
+//!   network runs in its own process for its step time, and in another for its peak memory: the
+//!   growth of the resident set's high-water mark (`VmHWM`) over a training step, measured with
+//!   glibc's mmap threshold fixed at 128 KiB so that freed tensors leave the resident set (the
+//!   allocator's cache would otherwise count). GPU memory is not reported (see BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release -p optarch-search --bin optarch-bench -- --threads 1
@@ -169,6 +170,36 @@ fn one(args: &Args, name: &str, device: Device) -> Result<One> {
     })
 }
 
+/// glibc's fixed mmap threshold for the memory children: every tensor above 128 KiB gets its own
+/// mapping, returned to the kernel when it is freed, so the resident set's high-water mark is the
+/// peak of live memory rather than of the allocator's cache (and the dynamic threshold, which
+/// depends on the allocation history, no longer differs between networks).
+const MMAP_THRESHOLD: &str = "131072";
+
+/// Runs `--one name` in a fresh process. With `memory`, under [`MMAP_THRESHOLD`] and with one
+/// warm-up and one timed step (its step time is then not representative and is discarded).
+fn child(args: &Args, name: &str, memory: bool) -> Result<One> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["--one", name])
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--device", &args.device]);
+    if memory {
+        cmd.args(["--iters", "1", "--rounds", "1", "--warmup", "1"])
+            .env("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD);
+    } else {
+        cmd.args(["--iters", &args.iters.to_string()])
+            .args(["--rounds", &args.rounds.to_string()])
+            .args(["--warmup", &args.warmup.to_string()]);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(anyhow!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(serde_json::from_slice::<One>(&out.stdout)?)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
@@ -202,33 +233,14 @@ fn main() -> Result<()> {
         th.push(h);
         ratios.push(e / h);
     }
-    // One process per network for step time and peak memory.
-    let exe = std::env::current_exe()?;
+    // One process per network for step time, and another for peak memory.
     let mut networks = Vec::new();
     for name in ["gradient_descent", "heavy_ball", "nesterov", "densenet"] {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--one",
-                name,
-                "--threads",
-                &args.threads.to_string(),
-                "--batch",
-                &args.batch.to_string(),
-            ])
-            .args([
-                "--iters",
-                &args.iters.to_string(),
-                "--rounds",
-                &args.rounds.to_string(),
-                "--warmup",
-                &args.warmup.to_string(),
-            ])
-            .args(["--device", &args.device])
-            .output()?;
-        if !out.status.success() {
-            return Err(anyhow!("{name}: {}", String::from_utf8_lossy(&out.stderr)));
+        let mut timed = child(&args, name, false)?;
+        if !device.is_cuda() {
+            timed.peak_mb = child(&args, name, true)?.peak_mb;
         }
-        networks.push(serde_json::from_slice::<One>(&out.stdout)?);
+        networks.push(timed);
     }
     let report = Report {
         device: format!("{device:?}"),
