@@ -50,6 +50,19 @@ struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// fp16 autocast around the forward pass (CUDA only).
+    #[arg(long)]
+    amp: bool,
+    /// The networks compared with gradient descent: names from gradient_descent, heavy_ball,
+    /// nesterov, densenet (cifar-densenet depth 22), densenet100 (depth 100), imagenet
+    /// (gradient descent on the imagenet preset, ResNet-18 shape, 224×224, 1000 classes) and
+    /// imagenet_heavy_ball.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gradient_descent,heavy_ball,nesterov,densenet"
+    )]
+    networks: Vec<String>,
     /// Internal: measure one network in this process (spec name) and print JSON.
     #[arg(long, hide = true)]
     one: Option<String>,
@@ -70,6 +83,7 @@ struct One {
 #[derive(Debug, Serialize)]
 struct Report {
     device: String,
+    amp: bool,
     threads: i32,
     batch: i64,
     executor_step_ms: f64,
@@ -78,19 +92,50 @@ struct Report {
     networks: Vec<One>,
 }
 
+/// `specs/` in the working directory (a prebuilt binary on another machine, run from a
+/// checkout), else the one beside this source tree.
 fn specs_dir() -> std::path::PathBuf {
+    let here = std::path::PathBuf::from("specs");
+    if here.join("gradient_descent.yaml").is_file() {
+        return here;
+    }
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../specs")
 }
 
-fn batch(n: i64, device: Device) -> (Tensor, Tensor) {
-    let x = Tensor::randn([n, 3, 32, 32], (Kind::Float, device));
-    let y = Tensor::randint(10, [n], (Kind::Int64, device));
+/// A benchmarked network: (spec, preset, depth, image side, classes).
+fn entry(name: &str) -> Result<(&'static str, &'static str, usize, i64, i64)> {
+    Ok(match name {
+        "gradient_descent" => ("gradient_descent", "cifar-resnet", 20, 32, 10),
+        "heavy_ball" => ("heavy_ball", "cifar-resnet", 20, 32, 10),
+        "nesterov" => ("nesterov", "cifar-resnet", 20, 32, 10),
+        "densenet" => ("densenet", "cifar-densenet", 22, 32, 10),
+        "densenet100" => ("densenet", "cifar-densenet", 100, 32, 10),
+        "imagenet" => ("gradient_descent", "imagenet", 18, 224, 1000),
+        "imagenet_heavy_ball" => ("heavy_ball", "imagenet", 18, 224, 1000),
+        other => {
+            return Err(anyhow!(
+                "unknown network `{other}`: expected gradient_descent, heavy_ball, nesterov, \
+                 densenet, densenet100, imagenet or imagenet_heavy_ball"
+            ))
+        }
+    })
+}
+
+fn batch(n: i64, side: i64, classes: i64, device: Device) -> (Tensor, Tensor) {
+    let x = Tensor::randn([n, 3, side, side], (Kind::Float, device));
+    let y = Tensor::randint(classes, [n], (Kind::Int64, device));
     (x, y)
+}
+
+thread_local! {
+    /// `--amp`: fp16 autocast around the forward pass.
+    static AMP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn step(net: &dyn ModuleT, opt: &mut Sgd, x: &Tensor, y: &Tensor) {
     opt.zero_grad();
-    let loss = net.forward_t(x, true).cross_entropy_for_logits(y);
+    let logits = tch::autocast(AMP.get(), || net.forward_t(x, true));
+    let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(y);
     loss.backward();
     opt.step(0.01);
 }
@@ -132,23 +177,25 @@ fn rss_kb(field: &str) -> Option<f64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn build(name: &str, preset: &str, depth: usize, vs: &nn::VarStore) -> Result<Network> {
+fn build(
+    name: &str,
+    preset: &str,
+    depth: usize,
+    classes: i64,
+    vs: &nn::VarStore,
+) -> Result<Network> {
     let s = spec::load(specs_dir().join(format!("{name}.yaml"))).map_err(|e| anyhow!("{e}"))?;
-    let arch = Arch::preset(preset, depth, 10)?;
+    let arch = Arch::preset(preset, depth, classes)?;
     Ok(Network::new(&vs.root(), &s, &Overrides::new(), &arch)?)
 }
 
 fn one(args: &Args, name: &str, device: Device) -> Result<One> {
-    let (preset, depth) = if name == "densenet" {
-        ("cifar-densenet", 22)
-    } else {
-        ("cifar-resnet", 20)
-    };
+    let (spec_name, preset, depth, side, classes) = entry(name)?;
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let net = build(name, preset, depth, &vs)?;
+    let net = build(spec_name, preset, depth, classes, &vs)?;
     let mut opt = Sgd::new(&vs, 0.9, true, 5e-4, true);
-    let (x, y) = batch(args.batch, device);
+    let (x, y) = batch(args.batch, side, classes, device);
     sync(device);
     let base = rss_kb("VmRSS:").unwrap_or(0.0);
     for _ in 0..args.warmup {
@@ -185,6 +232,9 @@ fn child(args: &Args, name: &str, memory: bool) -> Result<One> {
         .args(["--threads", &args.threads.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--device", &args.device]);
+    if args.amp {
+        cmd.arg("--amp");
+    }
     if memory {
         cmd.args(["--iters", "1", "--rounds", "1", "--warmup", "1"])
             .env("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD);
@@ -204,6 +254,13 @@ fn main() -> Result<()> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
     let device = optarch_core::device::parse_device(&args.device).map_err(|e| anyhow!("{e}"))?;
+    if args.amp && !device.is_cuda() {
+        return Err(anyhow!("--amp needs a CUDA device (--device cuda)"));
+    }
+    for n in &args.networks {
+        entry(n)?;
+    }
+    AMP.set(args.amp);
     if let Some(name) = &args.one {
         let r = one(&args, name, device)?;
         println!("{}", serde_json::to_string(&r)?);
@@ -212,7 +269,7 @@ fn main() -> Result<()> {
     // Executor against hand-written ResNet-20, same weights, interleaved.
     tch::manual_seed(0);
     let exec_vs = nn::VarStore::new(device);
-    let net = build("gradient_descent", "cifar-resnet", 20, &exec_vs)?;
+    let net = build("gradient_descent", "cifar-resnet", 20, 10, &exec_vs)?;
     let mut hand_vs = nn::VarStore::new(device);
     let hand = HandResNet::new(&hand_vs.root(), 3, 10);
     hand_vs
@@ -220,7 +277,7 @@ fn main() -> Result<()> {
         .context("the hand-written ResNet-20 does not take the executor's weights")?;
     let mut opt_e = Sgd::new(&exec_vs, 0.9, true, 5e-4, true);
     let mut opt_h = Sgd::new(&hand_vs, 0.9, true, 5e-4, true);
-    let (x, y) = batch(args.batch, device);
+    let (x, y) = batch(args.batch, 32, 10, device);
     for _ in 0..args.warmup {
         step(&net, &mut opt_e, &x, &y);
         step(&hand, &mut opt_h, &x, &y);
@@ -235,7 +292,7 @@ fn main() -> Result<()> {
     }
     // One process per network for step time, and another for peak memory.
     let mut networks = Vec::new();
-    for name in ["gradient_descent", "heavy_ball", "nesterov", "densenet"] {
+    for name in &args.networks {
         let mut timed = child(&args, name, false)?;
         if !device.is_cuda() {
             timed.peak_mb = child(&args, name, true)?.peak_mb;
@@ -244,6 +301,7 @@ fn main() -> Result<()> {
     }
     let report = Report {
         device: format!("{device:?}"),
+        amp: args.amp,
         threads: args.threads,
         batch: args.batch,
         executor_step_ms: median(&mut te) * 1e3,

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Every GPU figure in one go: run it on a GPU machine from a checkout that carries prebuilt
+# binaries (no Rust toolchain is needed there) and whose python3 holds torch 2.11.0.
+#
+#   bash bench/gpu.sh [OUTDIR]
+#
+#   OPTARCH_BIN   folder with optarch and optarch-bench (default target/release)
+#   OPTARCH_DATA  CIFAR-10 location; when set, two short training runs (AMP off and on) as well
+#
+# Writes into OUTDIR (default $OUT, else runs/gpu): card.csv (nvidia-smi), env.txt (what
+# libtorch sees), bench.json and bench-amp.json (images per second for every preset and spec,
+# fp32 and fp16 autocast), train-*/ (run directories with metrics.jsonl). Copy the figures into
+# docs/BENCHMARKS.md with the card's name.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+out=${1:-${OUT:-runs/gpu}}
+bin=${OPTARCH_BIN:-target/release}
+mkdir -p "$out"
+
+# The binaries' rpath points at the build machine's libtorch: use this machine's instead.
+torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/card.csv"
+"$bin/optarch" --device cuda env | tee "$out/env.txt"
+
+nets=gradient_descent,heavy_ball,nesterov,densenet,densenet100,imagenet,imagenet_heavy_ball
+for amp in "" "--amp"; do
+  name=bench${amp:+-amp}
+  echo "==> optarch-bench --device cuda $amp" >&2
+  "$bin/optarch-bench" --device cuda --threads 1 --batch 128 --iters 10 --rounds 3 \
+    --networks "$nets" $amp --json | tee "$out/$name.json"
+done
+
+if [ -n "${OPTARCH_DATA:-}" ]; then
+  for amp in "" "fp16"; do
+    name=train${amp:+-$amp}
+    echo "==> optarch train heavy_ball ResNet-20, 2 epochs, 10k images, AMP ${amp:-off}" >&2
+    rm -rf "${out:?}/$name"
+    "$bin/optarch" --device cuda train --spec specs/heavy_ball.yaml --preset cifar-resnet \
+      --depth 20 --epochs 2 --train-subset 10000 --batch-size 128 \
+      --data "$OPTARCH_DATA" --out "$out/$name" ${amp:+--amp $amp}
+  done
+else
+  echo "OPTARCH_DATA is not set: skipping the training runs" >&2
+fi
+echo "==> figures in $out" >&2
