@@ -1,4 +1,5 @@
-//! optarch-search: data sets, trainer and search (in progress).
+//! optarch-search: data sets, the trainer, and the architecture search.
 
 pub mod data;
+pub mod search;
 pub mod train;

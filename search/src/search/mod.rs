@@ -1,0 +1,6 @@
+//! Architecture search: candidates from specs and generated recurrences, successive halving /
+//! ASHA over epochs, a crash-safe SQLite store, parallel trial processes, reports and export.
+//!
+//! See `docs/SEARCH.md` for the configuration and what a search directory holds.
+
+pub mod store;

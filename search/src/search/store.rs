@@ -1,0 +1,923 @@
+//! The results store: one SQLite file per search (`DIR/search.db`), embedded (bundled SQLite,
+//! no server).
+//!
+//! * WAL journal, `synchronous = NORMAL`, a 30 s busy timeout and `BEGIN IMMEDIATE` write
+//!   transactions: the driver and every trial process write to the same file concurrently
+//!   without "database is locked" failures.
+//! * The schema is versioned through `PRAGMA user_version`; [`Store::open`] migrates an older
+//!   file and refuses a newer one.
+//! * A trial's row is the unit of work. Its status moves `pending → running → done` (its
+//!   current budget reached), or ends `diverged`, `oom` or `failed`; ASHA promotes a `done`
+//!   trial by raising its budget and setting it `pending` again. Every finished epoch is a row
+//!   of `epochs`, written by the trial process in the same transaction as the trial's progress.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE experiments (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    config_yaml TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    created     REAL NOT NULL,
+    status      TEXT NOT NULL,
+    wall_seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE candidates (
+    id          INTEGER PRIMARY KEY,
+    experiment  INTEGER NOT NULL REFERENCES experiments(id),
+    name        TEXT NOT NULL,
+    origin      TEXT NOT NULL,
+    spec_yaml   TEXT NOT NULL,
+    spec_hash   TEXT NOT NULL,
+    topo_hash   TEXT NOT NULL,
+    params_json TEXT NOT NULL,
+    contraction REAL,
+    asymptotic  REAL,
+    UNIQUE (experiment, topo_hash)
+);
+CREATE TABLE trials (
+    id          INTEGER PRIMARY KEY,
+    experiment  INTEGER NOT NULL REFERENCES experiments(id),
+    candidate   INTEGER NOT NULL REFERENCES candidates(id),
+    phase       TEXT NOT NULL,
+    seed        INTEGER NOT NULL,
+    budget      INTEGER NOT NULL,
+    max_budget  INTEGER NOT NULL,
+    rung        INTEGER NOT NULL DEFAULT 0,
+    epochs_done INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL,
+    device      TEXT,
+    batch_size  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    dir         TEXT NOT NULL,
+    created     REAL NOT NULL,
+    started     REAL,
+    finished    REAL,
+    train_seconds REAL NOT NULL DEFAULT 0,
+    wall_seconds  REAL NOT NULL DEFAULT 0,
+    val_acc     REAL,
+    test_acc    REAL,
+    parameters  INTEGER,
+    multiply_adds INTEGER
+);
+CREATE INDEX trials_by_status ON trials (experiment, status);
+CREATE TABLE epochs (
+    trial       INTEGER NOT NULL REFERENCES trials(id),
+    epoch       INTEGER NOT NULL,
+    lr          REAL NOT NULL,
+    train_loss  REAL NOT NULL,
+    train_acc   REAL NOT NULL,
+    val_loss    REAL,
+    val_acc     REAL,
+    test_loss   REAL NOT NULL,
+    test_acc    REAL NOT NULL,
+    images_per_sec REAL NOT NULL,
+    seconds     REAL NOT NULL,
+    PRIMARY KEY (trial, epoch)
+);
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    trial   INTEGER,
+    message TEXT NOT NULL
+);
+";
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "{path}: schema version {found} is newer than this optarch reads ({SCHEMA_VERSION}): \
+         use a newer optarch"
+    )]
+    Newer { path: PathBuf, found: i64 },
+    #[error("{0}")]
+    Other(String),
+}
+
+type R<T> = Result<T, StoreError>;
+
+/// A trial's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialStatus {
+    Pending,
+    Running,
+    Done,
+    Diverged,
+    Oom,
+    Failed,
+}
+
+impl TrialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Pending => "pending",
+            TrialStatus::Running => "running",
+            TrialStatus::Done => "done",
+            TrialStatus::Diverged => "diverged",
+            TrialStatus::Oom => "oom",
+            TrialStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TrialStatus> {
+        Some(match s {
+            "pending" => TrialStatus::Pending,
+            "running" => TrialStatus::Running,
+            "done" => TrialStatus::Done,
+            "diverged" => TrialStatus::Diverged,
+            "oom" => TrialStatus::Oom,
+            "failed" => TrialStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// No more work will be done on it (promotion aside).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TrialStatus::Diverged | TrialStatus::Oom | TrialStatus::Failed
+        )
+    }
+}
+
+/// Which part of a search a trial belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The strategy's own trials (successive halving / ASHA).
+    Search,
+    /// The random-search baseline at equal budget.
+    Baseline,
+    /// Finalists re-trained with several seeds at the full budget.
+    Final,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Search => "search",
+            Phase::Baseline => "baseline",
+            Phase::Final => "final",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        Some(match s {
+            "search" => Phase::Search,
+            "baseline" => Phase::Baseline,
+            "final" => Phase::Final,
+            _ => return None,
+        })
+    }
+}
+
+/// A row of `experiments`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Experiment {
+    pub id: i64,
+    pub name: String,
+    pub config_yaml: String,
+    pub config_json: String,
+    pub created: f64,
+    pub status: String,
+    pub wall_seconds: f64,
+}
+
+/// A row of `candidates`: one distinct topology.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub id: i64,
+    pub name: String,
+    /// `spec:<file>`, `generated` or the like.
+    pub origin: String,
+    pub spec_yaml: String,
+    pub spec_hash: String,
+    pub topo_hash: String,
+    /// Parameter values (overrides) as a JSON object.
+    pub params_json: String,
+    /// Worst-case contraction on quadratics (spec theory), when defined.
+    pub contraction: Option<f64>,
+    /// Asymptotic rate, when defined.
+    pub asymptotic: Option<f64>,
+}
+
+/// A new candidate (no id yet).
+#[derive(Clone, Debug)]
+pub struct NewCandidate {
+    pub name: String,
+    pub origin: String,
+    pub spec_yaml: String,
+    pub spec_hash: String,
+    pub topo_hash: String,
+    pub params_json: String,
+    pub contraction: Option<f64>,
+    pub asymptotic: Option<f64>,
+}
+
+/// A row of `trials`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trial {
+    pub id: i64,
+    pub candidate: i64,
+    pub phase: Phase,
+    pub seed: u64,
+    /// Epochs to reach before the trial stops (its current rung's resource).
+    pub budget: usize,
+    /// The schedule's length in epochs (the largest rung).
+    pub max_budget: usize,
+    pub rung: usize,
+    pub epochs_done: usize,
+    pub status: TrialStatus,
+    pub device: Option<String>,
+    pub batch_size: usize,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// The run directory, relative to the search directory.
+    pub dir: String,
+    pub created: f64,
+    pub started: Option<f64>,
+    pub finished: Option<f64>,
+    /// Seconds spent in training and evaluation epochs.
+    pub train_seconds: f64,
+    /// Seconds the trial's processes ran.
+    pub wall_seconds: f64,
+    /// Validation accuracy at the last finished epoch.
+    pub val_acc: Option<f64>,
+    pub test_acc: Option<f64>,
+    pub parameters: Option<i64>,
+    pub multiply_adds: Option<i64>,
+}
+
+/// A new trial.
+#[derive(Clone, Debug)]
+pub struct NewTrial {
+    pub candidate: i64,
+    pub phase: Phase,
+    pub seed: u64,
+    pub budget: usize,
+    pub max_budget: usize,
+    pub rung: usize,
+    pub batch_size: usize,
+}
+
+/// A row of `epochs`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Epoch {
+    pub trial: i64,
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub images_per_sec: f64,
+    pub seconds: f64,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, rung, epochs_done, \
+     status, device, batch_size, attempts, error, dir, created, started, finished, \
+     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds";
+
+fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
+    let phase: String = r.get(2)?;
+    let status: String = r.get(8)?;
+    let bad = |what: &str, v: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} `{v}`").into(),
+        )
+    };
+    Ok(Trial {
+        id: r.get(0)?,
+        candidate: r.get(1)?,
+        phase: Phase::parse(&phase).ok_or_else(|| bad("phase", &phase))?,
+        seed: r.get::<_, i64>(3)? as u64,
+        budget: r.get::<_, i64>(4)? as usize,
+        max_budget: r.get::<_, i64>(5)? as usize,
+        rung: r.get::<_, i64>(6)? as usize,
+        epochs_done: r.get::<_, i64>(7)? as usize,
+        status: TrialStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
+        device: r.get(9)?,
+        batch_size: r.get::<_, i64>(10)? as usize,
+        attempts: r.get::<_, i64>(11)? as u32,
+        error: r.get(12)?,
+        dir: r.get(13)?,
+        created: r.get(14)?,
+        started: r.get(15)?,
+        finished: r.get(16)?,
+        train_seconds: r.get(17)?,
+        wall_seconds: r.get(18)?,
+        val_acc: r.get(19)?,
+        test_acc: r.get(20)?,
+        parameters: r.get(21)?,
+        multiply_adds: r.get(22)?,
+    })
+}
+
+fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Candidate> {
+    Ok(Candidate {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        origin: r.get(2)?,
+        spec_yaml: r.get(3)?,
+        spec_hash: r.get(4)?,
+        topo_hash: r.get(5)?,
+        params_json: r.get(6)?,
+        contraction: r.get(7)?,
+        asymptotic: r.get(8)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating or migrating) the store at `path`.
+    pub fn open(path: &Path) -> R<Store> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Sql {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store (an error when `path` does not exist).
+    pub fn open_existing(path: &Path) -> R<Store> {
+        if !path.is_file() {
+            return Err(StoreError::Other(format!(
+                "{}: no search database here (is this a search directory?)",
+                path.display()
+            )));
+        }
+        Store::open(path)
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn init(&self) -> R<()> {
+        self.conn
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(self.sql())?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(self.sql())?;
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(self.sql())?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(self.sql())?;
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.sql())?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            self.write(|c| {
+                c.execute_batch(SCHEMA_V1)?;
+                c.pragma_update(None, "user_version", 1)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> R<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(self.sql())
+    }
+
+    /// Runs `f` in an immediate (write-locking) transaction, committed when `f` succeeds.
+    pub fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> R<T> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(self.sql())?;
+        let out = f(&tx).map_err(self.sql())?;
+        tx.commit().map_err(self.sql())?;
+        Ok(out)
+    }
+
+    /// Creates the experiment row (a store holds one experiment).
+    pub fn create_experiment(&self, name: &str, yaml: &str, json: &str) -> R<i64> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO experiments (name, config_yaml, config_json, created, status) \
+                 VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![name, yaml, json, now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// The experiment, if created.
+    pub fn experiment(&self) -> R<Option<Experiment>> {
+        self.conn
+            .query_row(
+                "SELECT id, name, config_yaml, config_json, created, status, wall_seconds \
+                 FROM experiments ORDER BY id LIMIT 1",
+                [],
+                |r| {
+                    Ok(Experiment {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        config_yaml: r.get(2)?,
+                        config_json: r.get(3)?,
+                        created: r.get(4)?,
+                        status: r.get(5)?,
+                        wall_seconds: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// Sets the experiment's status and adds `wall` seconds of driver time.
+    pub fn set_experiment_status(&self, id: i64, status: &str, wall: f64) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE experiments SET status = ?2, wall_seconds = wall_seconds + ?3 \
+                 WHERE id = ?1",
+                params![id, status, wall],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Inserts a candidate, or returns the id of the one with the same topology hash and
+    /// `false`.
+    pub fn insert_candidate(&self, exp: i64, c: &NewCandidate) -> R<(i64, bool)> {
+        self.write(|conn| {
+            let existing: Option<i64> = conn
+                .query_row(
+                    "SELECT id FROM candidates WHERE experiment = ?1 AND topo_hash = ?2",
+                    params![exp, c.topo_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok((id, false));
+            }
+            conn.execute(
+                "INSERT INTO candidates (experiment, name, origin, spec_yaml, spec_hash, \
+                 topo_hash, params_json, contraction, asymptotic) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    exp,
+                    c.name,
+                    c.origin,
+                    c.spec_yaml,
+                    c.spec_hash,
+                    c.topo_hash,
+                    c.params_json,
+                    c.contraction,
+                    c.asymptotic
+                ],
+            )?;
+            Ok((conn.last_insert_rowid(), true))
+        })
+    }
+
+    pub fn candidates(&self) -> R<Vec<Candidate>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, \
+                 contraction, asymptotic FROM candidates ORDER BY id",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], candidate_from_row)
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    pub fn candidate(&self, id: i64) -> R<Candidate> {
+        self.conn
+            .query_row(
+                "SELECT id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, \
+                 contraction, asymptotic FROM candidates WHERE id = ?1",
+                params![id],
+                candidate_from_row,
+            )
+            .map_err(self.sql())
+    }
+
+    /// Inserts a pending trial; its directory is `trials/<id>`.
+    pub fn insert_trial(&self, exp: i64, t: &NewTrial) -> R<i64> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO trials (experiment, candidate, phase, seed, budget, max_budget, \
+                 rung, status, batch_size, dir, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, '', ?9)",
+                params![
+                    exp,
+                    t.candidate,
+                    t.phase.as_str(),
+                    t.seed as i64,
+                    t.budget as i64,
+                    t.max_budget as i64,
+                    t.rung as i64,
+                    t.batch_size as i64,
+                    now()
+                ],
+            )?;
+            let id = c.last_insert_rowid();
+            c.execute(
+                "UPDATE trials SET dir = ?2 WHERE id = ?1",
+                params![id, format!("trials/{id:04}")],
+            )?;
+            Ok(id)
+        })
+    }
+
+    pub fn trials(&self) -> R<Vec<Trial>> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {TRIAL_COLUMNS} FROM trials ORDER BY id"))
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], trial_from_row)
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    pub fn trial(&self, id: i64) -> R<Trial> {
+        self.conn
+            .query_row(
+                &format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1"),
+                params![id],
+                trial_from_row,
+            )
+            .map_err(self.sql())
+    }
+
+    /// Marks a trial running on `device` (one more attempt).
+    pub fn start_trial(&self, id: i64, device: &str) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = 'running', device = ?2, attempts = attempts + 1, \
+                 started = COALESCE(started, ?3), error = NULL WHERE id = ?1",
+                params![id, device, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records a finished epoch and the trial's progress, in one transaction (the trial
+    /// process calls this after its checkpoint is on disk).
+    pub fn record_epoch(&self, e: &Epoch) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO epochs (trial, epoch, lr, train_loss, train_acc, \
+                 val_loss, val_acc, test_loss, test_acc, images_per_sec, seconds) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    e.trial,
+                    e.epoch as i64,
+                    e.lr,
+                    e.train_loss,
+                    e.train_acc,
+                    e.val_loss,
+                    e.val_acc,
+                    e.test_loss,
+                    e.test_acc,
+                    e.images_per_sec,
+                    e.seconds
+                ],
+            )?;
+            c.execute(
+                "UPDATE trials SET epochs_done = MAX(epochs_done, ?2), \
+                 train_seconds = train_seconds + ?3, val_acc = ?4, test_acc = ?5 WHERE id = ?1",
+                params![
+                    e.trial,
+                    (e.epoch + 1) as i64,
+                    e.seconds,
+                    e.val_acc.or(Some(e.test_acc)),
+                    e.test_acc
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Ends a trial's attempt with `status` (and an error message for faults).
+    pub fn finish_trial(
+        &self,
+        id: i64,
+        status: TrialStatus,
+        error: Option<&str>,
+        wall: f64,
+    ) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = ?2, error = ?3, finished = ?4, \
+                 wall_seconds = wall_seconds + ?5 WHERE id = ?1",
+                params![id, status.as_str(), error, now(), wall],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Network size, written once by the trial process.
+    pub fn set_size(&self, id: i64, parameters: i64, multiply_adds: i64) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET parameters = ?2, multiply_adds = ?3 WHERE id = ?1",
+                params![id, parameters, multiply_adds],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// ASHA promotion: a done trial continues to `budget` epochs at rung `rung`.
+    pub fn promote(&self, id: i64, rung: usize, budget: usize) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = 'pending', rung = ?2, budget = ?3 \
+                 WHERE id = ?1 AND status = 'done'",
+                params![id, rung as i64, budget as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Retry with a new batch size (after an out-of-memory).
+    pub fn retry_with_batch(&self, id: i64, batch_size: usize) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = 'pending', batch_size = ?2 WHERE id = ?1",
+                params![id, batch_size as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Back to pending (a crashed attempt to be retried, or a trial left running by a killed
+    /// driver).
+    pub fn requeue(&self, id: i64, error: Option<&str>) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = 'pending', error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The epochs of a trial, in order.
+    pub fn epochs(&self, trial: i64) -> R<Vec<Epoch>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT trial, epoch, lr, train_loss, train_acc, val_loss, val_acc, test_loss, \
+                 test_acc, images_per_sec, seconds FROM epochs WHERE trial = ?1 ORDER BY epoch",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(params![trial], |r| {
+                Ok(Epoch {
+                    trial: r.get(0)?,
+                    epoch: r.get::<_, i64>(1)? as usize,
+                    lr: r.get(2)?,
+                    train_loss: r.get(3)?,
+                    train_acc: r.get(4)?,
+                    val_loss: r.get(5)?,
+                    val_acc: r.get(6)?,
+                    test_loss: r.get(7)?,
+                    test_acc: r.get(8)?,
+                    images_per_sec: r.get(9)?,
+                    seconds: r.get(10)?,
+                })
+            })
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+
+    /// Appends a line to the event log.
+    pub fn event(&self, trial: Option<i64>, message: &str) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO events (at, trial, message) VALUES (?1, ?2, ?3)",
+                params![now(), trial, message],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The event log: (time, trial, message).
+    pub fn events(&self) -> R<Vec<(f64, Option<i64>, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT at, trial, message FROM events ORDER BY id")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(hash: &str) -> NewCandidate {
+        NewCandidate {
+            name: format!("c{hash}"),
+            origin: "test".into(),
+            spec_yaml: "name: x".into(),
+            spec_hash: "s".into(),
+            topo_hash: hash.into(),
+            params_json: "{}".into(),
+            contraction: Some(0.5),
+            asymptotic: None,
+        }
+    }
+
+    #[test]
+    fn trials_move_through_their_states_and_epochs_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let e = s.create_experiment("x", "a: 1", "{}").unwrap();
+        let (c1, new1) = s.insert_candidate(e, &cand("h1")).unwrap();
+        let (c2, new2) = s.insert_candidate(e, &cand("h1")).unwrap();
+        assert!(new1 && !new2 && c1 == c2, "same topology, same candidate");
+        let t = s
+            .insert_trial(
+                e,
+                &NewTrial {
+                    candidate: c1,
+                    phase: Phase::Search,
+                    seed: 7,
+                    budget: 1,
+                    max_budget: 4,
+                    rung: 0,
+                    batch_size: 64,
+                },
+            )
+            .unwrap();
+        s.start_trial(t, "cpu").unwrap();
+        let ep = Epoch {
+            trial: t,
+            epoch: 0,
+            lr: 0.1,
+            train_loss: 2.0,
+            train_acc: 0.2,
+            val_loss: Some(1.9),
+            val_acc: Some(0.3),
+            test_loss: 1.8,
+            test_acc: 0.31,
+            images_per_sec: 100.0,
+            seconds: 2.5,
+        };
+        s.record_epoch(&ep).unwrap();
+        s.finish_trial(t, TrialStatus::Done, None, 3.0).unwrap();
+        let row = s.trial(t).unwrap();
+        assert_eq!(
+            (row.status, row.epochs_done, row.attempts, row.val_acc),
+            (TrialStatus::Done, 1, 1, Some(0.3))
+        );
+        assert_eq!(row.dir, format!("trials/{t:04}"));
+        s.promote(t, 1, 2).unwrap();
+        let row = s.trial(t).unwrap();
+        assert_eq!((row.status, row.rung, row.budget), (TrialStatus::Pending, 1, 2));
+        assert_eq!(s.epochs(t).unwrap(), vec![ep]);
+        // Reopening keeps everything (and does not re-create the schema).
+        drop(s);
+        let s = Store::open_existing(&dir.path().join("s.db")).unwrap();
+        assert_eq!(s.trials().unwrap().len(), 1);
+        assert_eq!(s.candidates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_a_missing_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let e = Store::open(&p).err().unwrap().to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+        let e = Store::open_existing(&dir.path().join("none.db"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no search database"), "{e}");
+    }
+
+    #[test]
+    fn concurrent_writers_do_not_fail_with_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        let s = Store::open(&p).unwrap();
+        let e = s.create_experiment("x", "", "{}").unwrap();
+        let (c, _) = s.insert_candidate(e, &cand("h")).unwrap();
+        let ids: Vec<i64> = (0..4)
+            .map(|i| {
+                s.insert_trial(
+                    e,
+                    &NewTrial {
+                        candidate: c,
+                        phase: Phase::Search,
+                        seed: i,
+                        budget: 50,
+                        max_budget: 50,
+                        rung: 0,
+                        batch_size: 8,
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
+        let threads: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let s = Store::open(&p).unwrap();
+                    for epoch in 0..50 {
+                        s.record_epoch(&Epoch {
+                            trial: id,
+                            epoch,
+                            lr: 0.1,
+                            train_loss: 1.0,
+                            train_acc: 0.5,
+                            val_loss: None,
+                            val_acc: None,
+                            test_loss: 1.0,
+                            test_acc: 0.5,
+                            images_per_sec: 1.0,
+                            seconds: 0.01,
+                        })
+                        .unwrap();
+                        s.event(Some(id), "epoch").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for id in ids {
+            assert_eq!(s.epochs(id).unwrap().len(), 50);
+            assert_eq!(s.trial(id).unwrap().epochs_done, 50);
+        }
+        assert_eq!(s.events().unwrap().len(), 200);
+    }
+}
