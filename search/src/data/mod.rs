@@ -29,7 +29,7 @@ mod download;
 mod error;
 mod mnist;
 mod read;
-mod rng;
+pub mod rng;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};

@@ -4,3 +4,6 @@
 //! See `docs/SEARCH.md` for the configuration and what a search directory holds.
 
 pub mod store;
+pub mod candidates;
+pub mod config;
+pub mod report;

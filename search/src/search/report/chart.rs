@@ -1,0 +1,502 @@
+//! Hand-written SVG charts for the HTML report: line charts (learning curves) and scatter
+//! plots with labelled points and error bars. Linear axes with "nice" ticks (1, 2, 2.5, 5 ×
+//! 10ⁿ), or a logarithmic x axis; the look (fonts, colours, legend on the right) follows
+//! `optarch_core::render::chart`.
+
+use std::fmt::Write;
+
+/// Colours, in the order series take them (the palette of `optarch rate --plot`).
+pub(crate) const PALETTE: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+    "#7f7f7f", "#bcbd22",
+];
+
+const W: f64 = 860.0;
+const H: f64 = 480.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 220.0;
+const TOP: f64 = 64.0;
+const BOTTOM: f64 = 56.0;
+const INK: &str = "#263238";
+const SOFT: &str = "#546e7a";
+const GRID: &str = "#eceff1";
+const FRAME: &str = "#90a4ae";
+/// The longest point label drawn (longer names are cut, the tooltip has them whole).
+const LABEL_CHARS: usize = 22;
+
+/// Escapes text for XML character data and attribute values.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A polyline.
+pub(crate) struct Line {
+    pub color: String,
+    pub points: Vec<(f64, f64)>,
+    pub width: f64,
+    pub opacity: f64,
+    pub dashed: bool,
+    /// Tooltip.
+    pub title: String,
+}
+
+/// Marker shapes.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape {
+    Circle,
+    Diamond,
+}
+
+/// A scatter point.
+pub(crate) struct Mark {
+    pub x: f64,
+    pub y: f64,
+    /// Half-height of a vertical error bar.
+    pub err: Option<f64>,
+    /// Drawn beside the point.
+    pub label: Option<String>,
+    /// Tooltip.
+    pub title: String,
+}
+
+/// Points of one colour and shape.
+pub(crate) struct Scatter {
+    pub color: String,
+    pub shape: Shape,
+    pub marks: Vec<Mark>,
+}
+
+/// A legend entry.
+pub(crate) enum Key {
+    Line(String, String),
+    Marker(String, String, Shape),
+}
+
+/// A chart: lines and scatters on shared axes.
+pub(crate) struct Chart {
+    pub title: String,
+    pub subtitle: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_log: bool,
+    pub lines: Vec<Line>,
+    pub scatters: Vec<Scatter>,
+    /// Dashed vertical markers with a label at the top.
+    pub vlines: Vec<(f64, String)>,
+    pub legend: Vec<Key>,
+}
+
+impl Chart {
+    pub fn new(title: &str, subtitle: &str, x_label: &str, y_label: &str) -> Chart {
+        Chart {
+            title: title.into(),
+            subtitle: subtitle.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log: false,
+            lines: Vec::new(),
+            scatters: Vec::new(),
+            vlines: Vec::new(),
+            legend: Vec::new(),
+        }
+    }
+}
+
+/// An axis: the data range mapped onto pixels, and its ticks.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+    ticks: Vec<f64>,
+    decimals: usize,
+}
+
+impl Axis {
+    /// A linear axis spanning `lo..hi` with about `target` ticks at round values.
+    fn linear(lo: f64, hi: f64, target: f64) -> Axis {
+        let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+            (lo, hi)
+        } else {
+            (0.0, 1.0)
+        };
+        if hi - lo <= f64::EPSILON * lo.abs().max(1.0) {
+            let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.05 };
+            lo -= d;
+            hi += d;
+        }
+        let raw = (hi - lo) / target;
+        let mag = 10f64.powf(raw.log10().floor());
+        let f = raw / mag;
+        let step = mag
+            * if f <= 1.0 {
+                1.0
+            } else if f <= 2.0 {
+                2.0
+            } else if f <= 2.5 {
+                2.5
+            } else if f <= 5.0 {
+                5.0
+            } else {
+                10.0
+            };
+        let first = (lo / step).floor();
+        let last = (hi / step).ceil();
+        let ticks: Vec<f64> = (0..=((last - first) as i64).max(1))
+            .map(|i| (first + i as f64) * step)
+            .collect();
+        let mut decimals = (-step.log10().floor()).max(0.0) as usize;
+        if ((step / 10f64.powf(step.log10().floor())) - 2.5).abs() < 1e-9 {
+            decimals += 1;
+        }
+        Axis {
+            lo: first * step,
+            hi: ticks.last().copied().unwrap_or(last * step),
+            log: false,
+            ticks,
+            decimals,
+        }
+    }
+
+    /// A logarithmic axis over positive `lo..hi`, ticks at 1, 2 and 5 × 10ⁿ.
+    fn log(lo: f64, hi: f64) -> Axis {
+        let (lo, hi) = if lo > 0.0 && hi >= lo && hi.is_finite() {
+            (lo, hi)
+        } else {
+            (1.0, 10.0)
+        };
+        let (d0, d1) = (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0));
+        let mut ticks = Vec::new();
+        for d in d0 as i64..=d1 as i64 {
+            for m in [1.0, 2.0, 5.0] {
+                let v = m * 10f64.powi(d as i32);
+                if v >= lo / 1.0001 && v <= hi * 1.0001 {
+                    ticks.push(v);
+                }
+            }
+        }
+        let (lo, hi) = (lo / 1.15, hi * 1.15);
+        Axis {
+            lo,
+            hi,
+            log: true,
+            ticks,
+            decimals: 0,
+        }
+    }
+
+    /// The position of `v` as a fraction of the axis (0 at `lo`, 1 at `hi`).
+    fn frac(&self, v: f64) -> f64 {
+        if self.log {
+            let v = v.max(self.lo);
+            (v.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
+        } else {
+            (v - self.lo) / (self.hi - self.lo)
+        }
+    }
+
+    fn label(&self, v: f64) -> String {
+        if self.log {
+            compact(v)
+        } else {
+            format!("{v:.*}", self.decimals)
+        }
+    }
+}
+
+/// `1200` → `1.2k`, `3400000` → `3.4M`.
+pub(crate) fn compact(v: f64) -> String {
+    let a = v.abs();
+    let (x, suffix) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let s = format!("{x:.1}");
+    let s = s.strip_suffix(".0").unwrap_or(&s);
+    format!("{s}{suffix}")
+}
+
+fn marker(out: &mut String, shape: Shape, x: f64, y: f64, color: &str, title: &str) {
+    let t = if title.is_empty() {
+        String::new()
+    } else {
+        format!("<title>{}</title>", esc(title))
+    };
+    let _ = match shape {
+        Shape::Circle => writeln!(
+            out,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{color}" fill-opacity="0.85" stroke="white" stroke-width="1">{t}</circle>"##
+        ),
+        Shape::Diamond => writeln!(
+            out,
+            r##"<path d="M{x:.1},{:.1} L{:.1},{y:.1} L{x:.1},{:.1} L{:.1},{y:.1} Z" fill="{color}" fill-opacity="0.9" stroke="white" stroke-width="1">{t}</path>"##,
+            y - 6.5,
+            x + 6.5,
+            y + 6.5,
+            x - 6.5
+        ),
+    };
+}
+
+/// Draws the chart as a standalone `<svg>` element.
+pub(crate) fn draw(c: &Chart) -> String {
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let mut xs: Vec<f64> = Vec::new();
+    let mut ys: Vec<f64> = Vec::new();
+    for l in &c.lines {
+        for (x, y) in &l.points {
+            xs.push(*x);
+            ys.push(*y);
+        }
+    }
+    for s in &c.scatters {
+        for m in &s.marks {
+            xs.push(m.x);
+            ys.push(m.y + m.err.unwrap_or(0.0));
+            ys.push(m.y - m.err.unwrap_or(0.0));
+        }
+    }
+    xs.extend(c.vlines.iter().map(|v| v.0));
+    xs.retain(|v| v.is_finite() && (!c.x_log || *v > 0.0));
+    ys.retain(|v| v.is_finite());
+    let range = |v: &[f64]| {
+        v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        })
+    };
+    let (x0, x1) = range(&xs);
+    let (y0, y1) = range(&ys);
+    let ax = if c.x_log {
+        Axis::log(x0, x1)
+    } else {
+        Axis::linear(x0, x1, 8.0)
+    };
+    let ay = Axis::linear(y0, y1, 6.0);
+    let px = |v: f64| LEFT + pw * ax.frac(v);
+    let py = |v: f64| TOP + ph * (1.0 - ay.frac(v));
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="DejaVu Sans, Arial, sans-serif" role="img" aria-label="{}">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{LEFT}" y="28" font-size="17" font-weight="bold" fill="{INK}">{}</text>
+<text x="{LEFT}" y="48" font-size="12.5" fill="{SOFT}">{}</text>
+"##,
+        esc(&c.title),
+        esc(&c.title),
+        esc(&c.subtitle)
+    );
+    for &t in &ay.ticks {
+        let y = py(t);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{GRID}"/><text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end" fill="#455a64">{}</text>"##,
+            LEFT + pw,
+            LEFT - 7.0,
+            y + 4.0,
+            ay.label(t)
+        );
+    }
+    for &t in &ax.ticks {
+        let x = px(t);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="{GRID}"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{FRAME}"/><text x="{x:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="#455a64">{}</text>"##,
+            TOP + ph,
+            TOP + ph,
+            TOP + ph + 5.0,
+            TOP + ph + 19.0,
+            ax.label(t)
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="{FRAME}"/>
+<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}">{}</text>
+<text x="18" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}" transform="rotate(-90 18 {:.1})">{}</text>
+"##,
+        LEFT + pw / 2.0,
+        H - 12.0,
+        esc(&c.x_label),
+        TOP + ph / 2.0,
+        TOP + ph / 2.0,
+        esc(&c.y_label)
+    );
+    for (v, label) in &c.vlines {
+        if !v.is_finite() {
+            continue;
+        }
+        let x = px(*v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#b0bec5" stroke-dasharray="4 4"/><text x="{:.1}" y="{:.1}" font-size="11" fill="{SOFT}">{}</text>"##,
+            TOP + ph,
+            x + 3.0,
+            TOP + 12.0,
+            esc(label)
+        );
+    }
+    for l in &c.lines {
+        let pts: Vec<String> = l
+            .points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let dash = if l.dashed {
+            r#" stroke-dasharray="6 3""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-opacity="{}"{dash}><title>{}</title></polyline>"##,
+            pts.join(" "),
+            l.color,
+            l.width,
+            l.opacity,
+            esc(&l.title)
+        );
+    }
+    for sc in &c.scatters {
+        for m in sc.marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite()) {
+            let (x, y) = (px(m.x), py(m.y));
+            if let Some(e) = m.err.filter(|e| e.is_finite() && *e > 0.0) {
+                let (ya, yb) = (py(m.y + e), py(m.y - e));
+                let _ = writeln!(
+                    s,
+                    r##"<path d="M{x:.1},{ya:.1} L{x:.1},{yb:.1} M{:.1},{ya:.1} L{:.1},{ya:.1} M{:.1},{yb:.1} L{:.1},{yb:.1}" stroke="{}" stroke-width="1.3" fill="none"/>"##,
+                    x - 4.0,
+                    x + 4.0,
+                    x - 4.0,
+                    x + 4.0,
+                    sc.color
+                );
+            }
+            marker(&mut s, sc.shape, x, y, &sc.color, &m.title);
+            if let Some(label) = &m.label {
+                let short: String = if label.chars().count() > LABEL_CHARS {
+                    label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+                } else {
+                    label.clone()
+                };
+                // Labels of points in the right quarter go to their left.
+                let (lx, anchor) = if x > LEFT + 0.75 * pw {
+                    (x - 8.0, "end")
+                } else {
+                    (x + 8.0, "start")
+                };
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{INK}">{}</text>"##,
+                    y - 7.0,
+                    esc(&short)
+                );
+            }
+        }
+    }
+    if xs.is_empty() {
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" font-size="15" text-anchor="middle" fill="{SOFT}">no data yet</text>"##,
+            LEFT + pw / 2.0,
+            TOP + ph / 2.0
+        );
+    }
+    for (k, key) in c.legend.iter().enumerate() {
+        let ly = TOP + 10.0 + 22.0 * k as f64;
+        let (x0, x1) = (LEFT + pw + 15.0, LEFT + pw + 40.0);
+        let label = match key {
+            Key::Line(label, color) => {
+                let _ = write!(
+                    s,
+                    r##"<line x1="{x0:.1}" y1="{ly:.1}" x2="{x1:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"##
+                );
+                label
+            }
+            Key::Marker(label, color, shape) => {
+                marker(&mut s, *shape, (x0 + x1) / 2.0, ly, color, "");
+                label
+            }
+        };
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" font-size="12.5" fill="{INK}">{}</text>"##,
+            x1 + 6.0,
+            ly + 4.0,
+            esc(label)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_ticks_are_round_and_cover_the_data() {
+        let a = Axis::linear(0.31, 0.87, 6.0);
+        assert!(a.lo <= 0.31 && a.hi >= 0.87, "{} {}", a.lo, a.hi);
+        assert_eq!(a.ticks.first().copied(), Some(a.lo));
+        let step = a.ticks[1] - a.ticks[0];
+        assert!((step - 0.1).abs() < 1e-12, "{step}");
+        assert_eq!(a.label(0.5), "0.5");
+        // A single value still gets a range.
+        let b = Axis::linear(3.0, 3.0, 6.0);
+        assert!(b.lo < 3.0 && b.hi > 3.0);
+    }
+
+    #[test]
+    fn log_ticks_are_1_2_5() {
+        let a = Axis::log(150_000.0, 2_100_000.0);
+        let labels: Vec<String> = a.ticks.iter().map(|t| a.label(*t)).collect();
+        assert_eq!(labels, ["200k", "500k", "1M", "2M"]);
+        assert!(a.frac(150_000.0) > 0.0 && a.frac(2_100_000.0) < 1.0);
+    }
+
+    #[test]
+    fn charts_escape_text_and_draw_every_point() {
+        let mut c = Chart::new("a <b>", "s", "x", "y");
+        c.scatters.push(Scatter {
+            color: PALETTE[0].into(),
+            shape: Shape::Circle,
+            marks: (0..3)
+                .map(|i| Mark {
+                    x: i as f64,
+                    y: i as f64 * 2.0,
+                    err: Some(0.5),
+                    label: Some(format!("p&{i}")),
+                    title: String::new(),
+                })
+                .collect(),
+        });
+        c.legend.push(Key::Marker("pts".into(), PALETTE[0].into(), Shape::Circle));
+        let svg = draw(&c);
+        assert!(svg.contains("a &lt;b&gt;") && svg.contains("p&amp;2"));
+        assert_eq!(svg.matches("<circle").count(), 4, "3 points and the legend");
+        assert!(!svg.contains("no data yet"));
+        assert!(draw(&Chart::new("e", "", "x", "y")).contains("no data yet"));
+    }
+}

@@ -1,0 +1,146 @@
+//! Reports of a search (`optarch report DIR`): the leaderboard as terminal text, CSV and JSON,
+//! and one self-contained HTML page with learning curves, accuracy against size and against
+//! the theoretical convergence rate (the paper's hypothesis, tested with rank correlations),
+//! ASHA rung statistics, the random-search baseline at equal budget, topology pictures of the
+//! best candidates and the fault log.
+//!
+//! Everything is computed from `DIR/search.db` (and the pictures in the trial directories), so
+//! a report can be written at any time, also while the search runs. See `docs/REPORT.md`.
+
+mod chart;
+mod html;
+mod model;
+mod stats;
+mod text;
+
+pub use model::{
+    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, PhaseUse, Point, Report,
+    Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
+};
+pub use stats::{kendall_p_value, kendall_tau, spearman_rho};
+pub use text::{CSV_HEADER, TERMINAL_ROWS};
+
+use super::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What to put in a report.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// How many of the best candidates get a topology picture.
+    pub top_k: usize,
+    /// Reserved (opening the page in a browser); ignored for now.
+    pub open_html: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            top_k: 5,
+            open_html: false,
+        }
+    }
+}
+
+/// The files a report wrote.
+#[derive(Clone, Debug)]
+pub struct ReportPaths {
+    pub csv: PathBuf,
+    pub json: PathBuf,
+    pub html: PathBuf,
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "{}/search.db not found: is {} a search directory (optarch search --out {})?",
+        .dir.display(), .dir.display(), .dir.display()
+    )]
+    NotASearch { dir: PathBuf },
+    #[error("{} holds no experiment yet: the search has not started; run it with optarch search --out DIR", .db.display())]
+    NoExperiment { db: PathBuf },
+    #[error("reading the search database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot write {}: {source} (is the search directory writable?)", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the leaderboard as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn load(dir: &Path) -> Result<model::Loaded, ReportError> {
+    let db = dir.join("search.db");
+    if !db.is_file() {
+        return Err(ReportError::NotASearch {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let store = Store::open_existing(&db)?;
+    let experiment = store
+        .experiment()?
+        .ok_or(ReportError::NoExperiment { db: db.clone() })?;
+    // An unreadable configuration still gives a report: the rungs then come from the trials.
+    let config = serde_json::from_str(&experiment.config_json).unwrap_or(serde_json::Value::Null);
+    let trials = store.trials()?;
+    let mut epochs = BTreeMap::new();
+    for t in &trials {
+        epochs.insert(t.id, store.epochs(t.id)?);
+    }
+    Ok(model::Loaded {
+        config,
+        candidates: store.candidates()?,
+        trials,
+        epochs,
+        events: store.events()?,
+        experiment,
+    })
+}
+
+/// Computes the report of the search in `dir` without writing anything.
+pub fn compute(dir: &Path) -> Result<Report, ReportError> {
+    Ok(model::build(&load(dir)?))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ReportError> {
+    // Written beside and renamed, so a reader never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads `DIR/search.db`, writes `DIR/report/{leaderboard.csv, leaderboard.json,
+/// report.html}`, and returns the terminal leaderboard text and the paths.
+pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<(String, ReportPaths), ReportError> {
+    let loaded = load(dir)?;
+    let report = model::build(&loaded);
+    let out = dir.join("report");
+    std::fs::create_dir_all(&out).map_err(|source| ReportError::Write {
+        path: out.clone(),
+        source,
+    })?;
+    let dir_name = dir.display().to_string();
+    let pictures: Vec<html::Picture> = report
+        .leaderboard
+        .iter()
+        .take(opts.top_k)
+        .map(|r| html::picture(dir, &loaded, r))
+        .collect();
+    let paths = ReportPaths {
+        csv: out.join("leaderboard.csv"),
+        json: out.join("leaderboard.json"),
+        html: out.join("report.html"),
+    };
+    write(&paths.csv, &text::csv(&report))?;
+    let mut json = serde_json::to_string_pretty(&report)?;
+    json.push('\n');
+    write(&paths.json, &json)?;
+    write(&paths.html, &html::page(&loaded, &report, &pictures, &dir_name))?;
+    Ok((text::terminal(&report, &dir_name), paths))
+}

@@ -1,0 +1,261 @@
+//! Small statistics for reports: rank correlations (Kendall's τ-b, Spearman's ρ with average
+//! ranks for ties), mean, sample standard deviation and median.
+
+/// The pairs of `x` and `y` where both values are finite; `None` when the lengths differ.
+fn finite_pairs(x: &[f64], y: &[f64]) -> Option<Vec<(f64, f64)>> {
+    if x.len() != y.len() {
+        return None;
+    }
+    Some(
+        x.iter()
+            .zip(y)
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .map(|(a, b)| (*a, *b))
+            .collect(),
+    )
+}
+
+fn sign(v: f64) -> f64 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// Kendall's rank correlation τ-b of paired samples, which accounts for ties on either side:
+/// `(concordant − discordant) / √((n₀ − tiesₓ)(n₀ − ties_y))` over all `n₀ = n(n−1)/2` pairs.
+///
+/// Pairs where either value is not finite are left out first. `None` when the slices differ
+/// in length, fewer than 2 pairs remain, or one side is constant.
+///
+/// ```
+/// use optarch_search::search::report::kendall_tau;
+/// assert_eq!(kendall_tau(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+/// assert_eq!(kendall_tau(&[1.0, 1.0], &[1.0, 2.0]), None);
+/// ```
+pub fn kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
+    let p = finite_pairs(x, y)?;
+    if p.len() < 2 {
+        return None;
+    }
+    let (mut s, mut untied_x, mut untied_y) = (0.0, 0.0, 0.0);
+    for i in 0..p.len() {
+        for j in i + 1..p.len() {
+            let (dx, dy) = (sign(p[j].0 - p[i].0), sign(p[j].1 - p[i].1));
+            s += dx * dy;
+            untied_x += dx.abs();
+            untied_y += dy.abs();
+        }
+    }
+    if untied_x == 0.0 || untied_y == 0.0 {
+        return None;
+    }
+    Some((s / (untied_x * untied_y).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// The largest sample whose p-value is computed exactly (8! = 40,320 permutations).
+const EXACT_MAX: usize = 8;
+
+/// The two-sided p-value of Kendall's τ-b under independence: the probability that shuffled
+/// pairs correlate at least as strongly. Exact (every permutation of `y`) up to 8 pairs, else
+/// the normal approximation `z = 3τ√(n(n−1)) / √(2(2n+5))`. `None` where τ is.
+pub fn kendall_p_value(x: &[f64], y: &[f64]) -> Option<f64> {
+    let tau = kendall_tau(x, y)?;
+    let p = finite_pairs(x, y)?;
+    let n = p.len();
+    let (xs, mut ys): (Vec<f64>, Vec<f64>) = p.into_iter().unzip();
+    if n <= EXACT_MAX {
+        // Heap's algorithm visits every permutation of ys once.
+        let (mut total, mut extreme) = (0u64, 0u64);
+        let mut visit = |ys: &[f64]| {
+            total += 1;
+            if kendall_tau(&xs, ys).is_some_and(|t| t.abs() >= tau.abs() - 1e-12) {
+                extreme += 1;
+            }
+        };
+        visit(&ys);
+        let mut c = vec![0usize; n];
+        let mut i = 1;
+        while i < n {
+            if c[i] < i {
+                let j = if i % 2 == 0 { 0 } else { c[i] };
+                ys.swap(j, i);
+                visit(&ys);
+                c[i] += 1;
+                i = 1;
+            } else {
+                c[i] = 0;
+                i += 1;
+            }
+        }
+        return Some(extreme as f64 / total as f64);
+    }
+    let nf = n as f64;
+    let z = 3.0 * tau * (nf * (nf - 1.0)).sqrt() / (2.0 * (2.0 * nf + 5.0)).sqrt();
+    Some(erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0))
+}
+
+/// The complementary error function for x ≥ 0 (Abramowitz and Stegun 7.1.26, absolute error
+/// below 1.5e-7).
+fn erfc(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    poly * (-x * x).exp()
+}
+
+/// Ranks from 1, tied values sharing the average of the ranks they span.
+pub(crate) fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        // Positions i..=j (0-based) hold ranks i+1..=j+1; their average is (i + j)/2 + 1.
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = r;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation ρ: Pearson's correlation of the ranks, tied values taking the
+/// average of the ranks they span.
+///
+/// Pairs where either value is not finite are left out first. `None` when the slices differ
+/// in length, fewer than 2 pairs remain, or one side is constant.
+///
+/// ```
+/// use optarch_search::search::report::spearman_rho;
+/// let rho = spearman_rho(&[1.0, 2.0, 3.0, 4.0], &[1.0, 4.0, 9.0, 16.0]).unwrap();
+/// assert!((rho - 1.0).abs() < 1e-12);
+/// ```
+pub fn spearman_rho(x: &[f64], y: &[f64]) -> Option<f64> {
+    let p = finite_pairs(x, y)?;
+    if p.len() < 2 {
+        return None;
+    }
+    let rx = average_ranks(&p.iter().map(|q| q.0).collect::<Vec<_>>());
+    let ry = average_ranks(&p.iter().map(|q| q.1).collect::<Vec<_>>());
+    let n = p.len() as f64;
+    // Both rank vectors have mean (n + 1) / 2.
+    let m = (n + 1.0) / 2.0;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - m) * (b - m);
+        sxx += (a - m) * (a - m);
+        syy += (b - m) * (b - m);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return None;
+    }
+    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// The arithmetic mean; `None` for no values.
+pub(crate) fn mean(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        None
+    } else {
+        Some(v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+/// The sample standard deviation (divisor n − 1); `None` for fewer than 2 values.
+pub(crate) fn sample_std(v: &[f64]) -> Option<f64> {
+    if v.len() < 2 {
+        return None;
+    }
+    let m = mean(v)?;
+    let ss: f64 = v.iter().map(|x| (x - m) * (x - m)).sum();
+    Some((ss / (v.len() - 1) as f64).sqrt())
+}
+
+/// The median (the mean of the middle two for an even count); `None` for no values.
+pub(crate) fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-12)
+    }
+
+    #[test]
+    fn average_ranks_share_ties() {
+        assert_eq!(
+            average_ranks(&[10.0, 30.0, 20.0, 30.0, 5.0]),
+            vec![2.0, 4.5, 3.0, 4.5, 1.0]
+        );
+        assert_eq!(average_ranks(&[7.0, 7.0, 7.0]), vec![2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn kendall_counts_concordant_and_discordant_pairs() {
+        // x = 1..5, y = [3, 1, 2, 5, 4]: of 10 pairs, 3 are discordant ((1,2), (1,3), (4,5)).
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y = [3.0, 1.0, 2.0, 5.0, 4.0];
+        assert!(close(kendall_tau(&x, &y), (7.0 - 3.0) / 10.0));
+        // Spearman: Σd² = 4 + 1 + 1 + 1 + 1 = 8, ρ = 1 − 6·8 / (5·24) = 0.6.
+        assert!(close(spearman_rho(&x, &y), 0.6));
+    }
+
+    #[test]
+    fn degenerate_inputs_have_no_correlation() {
+        assert_eq!(kendall_tau(&[1.0], &[2.0]), None);
+        assert_eq!(spearman_rho(&[1.0, 2.0], &[3.0, 3.0]), None);
+        assert_eq!(kendall_tau(&[1.0, 2.0], &[1.0]), None);
+        // A non-finite value drops its pair, leaving two points that agree.
+        assert_eq!(kendall_tau(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), Some(1.0));
+        assert_eq!(spearman_rho(&[1.0, f64::NAN], &[1.0, 2.0]), None);
+    }
+
+    #[test]
+    fn kendall_p_values_exact_and_approximate() {
+        // n = 4, a perfect ranking: 2 of the 24 orders are as extreme (itself and its reverse).
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let p = kendall_p_value(&x, &[4.0, 3.0, 2.0, 1.0]).unwrap();
+        assert!((p - 2.0 / 24.0).abs() < 1e-12, "{p}");
+        // n = 3, τ = 1/3: every order is as extreme (τ only takes the values ±1 and ±1/3).
+        assert_eq!(kendall_p_value(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]), Some(1.0));
+        // n = 20, perfect: z = 3·√380 / √90 ≈ 6.16, p ≈ 7e-10.
+        let x: Vec<f64> = (0..20).map(f64::from).collect();
+        let p = kendall_p_value(&x, &x).unwrap();
+        assert!(p > 0.0 && p < 1e-8, "{p}");
+        assert!((erfc(0.0) - 1.0).abs() < 1e-6 && (erfc(1.0) - 0.157_299_207).abs() < 1e-6);
+        assert_eq!(kendall_p_value(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    }
+
+    #[test]
+    fn mean_std_median() {
+        assert!(close(mean(&[1.0, 2.0, 6.0]), 3.0));
+        assert!(close(sample_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]), (32.0f64 / 7.0).sqrt()));
+        assert_eq!(sample_std(&[1.0]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+}
