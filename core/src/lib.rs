@@ -16,10 +16,12 @@
 //! ```
 
 pub mod analysis;
+pub mod codegen;
 pub mod coef;
 pub mod error;
 pub mod expr;
 pub mod linear;
+pub mod plan;
 pub mod recurrence;
 pub mod render;
 pub mod spec;
@@ -30,3 +32,12 @@ pub mod topology;
 pub mod device;
 #[cfg(feature = "torch")]
 pub mod exec;
+
+/// Re-exports for generated code (the derive macro, `optarch codegen`): generated code names
+/// tch as `::optarch_core::__private::tch`, so a user crate needs no `tch` dependency under a
+/// fixed name. Not a public API.
+#[cfg(feature = "torch")]
+#[doc(hidden)]
+pub mod __private {
+    pub use tch;
+}

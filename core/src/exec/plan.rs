@@ -1,38 +1,16 @@
-//! The execution plan: a topology compiled once into a flat list of operations.
+//! Running a [`Plan`] on tensors.
 //!
-//! Values live in a `Vec<Option<Tensor>>` indexed by operation. Each value carries the number of
-//! operations that consume it; when the last one has run, the value is taken out of the vector
-//! and dropped, so the tensors held at any moment are exactly the live history the spec needs
-//! ([`crate::analysis::memory`] predicts the same count, and the tests check it).
+//! The plan itself (operations, operands, consumer counts) is torch-free and lives in
+//! [`crate::plan`]; it is re-exported here so `exec::plan::Plan` keeps working. Values live in
+//! a `Vec<Option<Tensor>>` indexed by operation; when the last consumer of a value has run, the
+//! value is taken out of the vector and dropped.
 
-use crate::coef::Coef;
+pub use crate::plan::{Op, OpKind, Plan, Scale};
+
 use crate::error::SpecError;
-use crate::topology::{NodeKind, Topology};
-use petgraph::graph::NodeIndex;
 use tch::Tensor;
 
-/// A coefficient ready to multiply a tensor.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Scale {
-    /// Exactly 1: no multiplication at all.
-    One,
-    /// A fixed number (a constant or a schedule's value at this step).
-    Const(f64),
-    /// A polynomial in learnable scalars: `Σ factor · Π params[id]` (ids index
-    /// [`Topology::learnables`]).
-    Poly(Vec<(f64, Vec<usize>)>),
-}
-
 impl Scale {
-    /// The scale of a coefficient.
-    pub fn of(c: &Coef) -> Scale {
-        match c.as_const() {
-            Some(_) if c.is_one() => Scale::One,
-            Some(v) => Scale::Const(v),
-            None => Scale::Poly(c.terms().map(|(m, f)| (f, m.to_vec())).collect()),
-        }
-    }
-
     /// `self · x`, with learnable parameters taken from `params`; `None` when an id is missing.
     pub fn apply(&self, x: &Tensor, params: &[Tensor]) -> Option<Tensor> {
         Some(match self {
@@ -66,58 +44,6 @@ impl Scale {
     }
 }
 
-/// What an operation computes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum OpKind {
-    /// The stage input `z[0]`.
-    Input,
-    /// Learned block number `index` (blocks are numbered in execution order).
-    Block {
-        step: usize,
-        slot: usize,
-        index: usize,
-    },
-    /// `Σ scale_i · operand_i`.
-    Combine(Vec<Scale>),
-    /// Channel concatenation of the operands in slot order.
-    Concat,
-    /// The stage output: its single operand, unchanged.
-    Output,
-    /// A unary map [`Kernels::map`] with this key: a stage transition applied to a value that
-    /// crosses a stage boundary (inserted by [`Plan::insert_maps`]).
-    Map(usize),
-}
-
-/// One operation of a plan.
-#[derive(Clone, Debug)]
-pub struct Op {
-    pub kind: OpKind,
-    /// The topology node it comes from.
-    pub node: NodeIndex,
-    /// Operands (indices of earlier operations), in slot order.
-    pub operands: Vec<usize>,
-    /// How many operations read this value.
-    pub consumers: usize,
-    /// Feature-map units the value holds (a concatenation of n maps counts n), as in
-    /// [`crate::analysis::memory`].
-    pub units: usize,
-    /// The state values the node holds (`z[3]`, ...).
-    pub names: Vec<String>,
-    /// The step during which the node is computed (`None` for the input, the output and
-    /// values computed by `init`).
-    pub step: Option<usize>,
-}
-
-/// A topology compiled for execution.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub ops: Vec<Op>,
-    /// The index of the output operation (the last one).
-    pub output: usize,
-    /// Number of blocks.
-    pub blocks: usize,
-}
-
 /// What the plan calls out to while running.
 pub trait Kernels {
     /// Applies block number `index` (operation `op`) to `x`.
@@ -143,143 +69,6 @@ fn internal(msg: impl Into<String>) -> SpecError {
 }
 
 impl Plan {
-    /// Compiles `t`: execution order, ordered operands with scales, consumer counts.
-    pub fn compile(t: &Topology) -> Result<Plan, SpecError> {
-        let order = t.order()?;
-        let mut pos = vec![usize::MAX; t.graph.node_count()];
-        for (i, n) in order.iter().enumerate() {
-            pos[n.index()] = i;
-        }
-        let mut ops: Vec<Op> = Vec::with_capacity(order.len());
-        let mut blocks = 0;
-        for &n in &order {
-            let node = &t.graph[n];
-            let operands_e = t.operands(n);
-            let mut operands = Vec::with_capacity(operands_e.len());
-            for (o, _) in &operands_e {
-                let p = pos[o.index()];
-                if p >= ops.len() {
-                    return Err(internal("an operand comes after its consumer"));
-                }
-                operands.push(p);
-            }
-            let kind = match node.kind {
-                NodeKind::Input => OpKind::Input,
-                NodeKind::Block { step, slot } => {
-                    blocks += 1;
-                    OpKind::Block {
-                        step,
-                        slot,
-                        index: blocks - 1,
-                    }
-                }
-                NodeKind::Combine => {
-                    OpKind::Combine(operands_e.iter().map(|(_, e)| Scale::of(&e.coef)).collect())
-                }
-                NodeKind::Concat => OpKind::Concat,
-                NodeKind::Output => OpKind::Output,
-            };
-            let arity_ok = match kind {
-                OpKind::Input => operands.is_empty(),
-                OpKind::Block { .. } | OpKind::Output | OpKind::Map(_) => operands.len() == 1,
-                OpKind::Combine(_) | OpKind::Concat => !operands.is_empty(),
-            };
-            if !arity_ok {
-                return Err(internal(format!(
-                    "node {} has {} operands",
-                    node.label(),
-                    operands.len()
-                )));
-            }
-            let units = match kind {
-                OpKind::Concat => operands.iter().map(|&o| ops[o].units).sum(),
-                OpKind::Combine(_) | OpKind::Output | OpKind::Map(_) => {
-                    operands.first().map(|&o| ops[o].units).unwrap_or(1)
-                }
-                _ => 1,
-            };
-            for &o in &operands {
-                ops[o].consumers += 1;
-            }
-            ops.push(Op {
-                kind,
-                node: n,
-                operands,
-                consumers: 0,
-                units,
-                names: node.names.clone(),
-                step: node.step,
-            });
-        }
-        let output = ops
-            .len()
-            .checked_sub(1)
-            .ok_or_else(|| internal("empty plan"))?;
-        if ops[output].kind != OpKind::Output || pos[t.output.index()] != output {
-            return Err(internal("the output is not the last operation"));
-        }
-        Ok(Plan {
-            ops,
-            output,
-            blocks,
-        })
-    }
-
-    /// A new plan in which operand `k` of operation `i` is read through a map when
-    /// `f(i, k, operand)` returns its key. One map operation is inserted per (value, key), just
-    /// before its first reader, and consumer counts are recomputed, so a value that is only
-    /// read through a map is freed as soon as the map has run.
-    pub fn insert_maps(&self, mut f: impl FnMut(usize, usize, usize) -> Option<usize>) -> Plan {
-        let mut ops: Vec<Op> = Vec::with_capacity(self.ops.len());
-        let mut new_of = vec![0usize; self.ops.len()];
-        let mut cache: std::collections::HashMap<(usize, usize), usize> = Default::default();
-        for (i, op) in self.ops.iter().enumerate() {
-            let mut operands = Vec::with_capacity(op.operands.len());
-            for (k, &o) in op.operands.iter().enumerate() {
-                let src = new_of[o];
-                match f(i, k, o) {
-                    None => operands.push(src),
-                    Some(key) => {
-                        let m = *cache.entry((o, key)).or_insert_with(|| {
-                            ops.push(Op {
-                                kind: OpKind::Map(key),
-                                node: self.ops[o].node,
-                                operands: vec![src],
-                                consumers: 0,
-                                units: ops[src].units,
-                                names: Vec::new(),
-                                step: op.step,
-                            });
-                            ops.len() - 1
-                        });
-                        operands.push(m);
-                    }
-                }
-            }
-            let mut new = op.clone();
-            new.operands = operands;
-            new.consumers = 0;
-            ops.push(new);
-            new_of[i] = ops.len() - 1;
-        }
-        for i in 0..ops.len() {
-            for k in 0..ops[i].operands.len() {
-                let o = ops[i].operands[k];
-                ops[o].consumers += 1;
-            }
-        }
-        Plan {
-            ops,
-            output: new_of[self.output],
-            blocks: self.blocks,
-        }
-    }
-
-    /// The input operation (index).
-    pub fn input(&self) -> Option<usize> {
-        self.ops.iter().position(|o| o.kind == OpKind::Input)
-    }
-
     /// Runs the plan on `entry` (`z[0]`); blocks for which [`Kernels::reads_raw`] holds get
     /// `raw` instead (falling back to `entry`). `params` are the learnable scalars, indexed like
     /// [`Topology::learnables`]. When `trace` is given, the live feature-map units after each
@@ -382,6 +171,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coef::Coef;
 
     #[test]
     fn scales_fold_constants_and_evaluate_polynomials() {
