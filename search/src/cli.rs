@@ -65,6 +65,61 @@ pub enum Command {
     Train(Box<TrainArgs>),
     /// Show libtorch, CUDA, cuDNN and thread information.
     Env(EnvArgs),
+    /// Search optimizer-inspired structures: train candidates under successive halving (ASHA)
+    /// in parallel trial processes, survive crashes and kills, rank, report.
+    Search(SearchArgs),
+    /// Internal: one trial of a search, in its own process (started by `optarch search`).
+    #[command(hide = true)]
+    Trial(TrialArgs),
+    /// Print the Rust module `#[derive(Unroll)]` generates for a spec (pretty-printed).
+    Codegen(CodegenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CodegenArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// Number of steps to unroll.
+    #[arg(long, short = 'k', default_value_t = 3)]
+    pub steps: usize,
+    /// The struct name (default: the spec name in CamelCase).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// One block shared by every step (tied weights) instead of `Vec<B>`.
+    #[arg(long)]
+    pub shared: bool,
+    #[command(flatten)]
+    pub spec_args: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The search configuration (see specs/search/ and docs/SEARCH.md).
+    #[arg(value_name = "CONFIG", required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the search in this directory (after a kill, a crash or Ctrl-C); completed
+    /// trials are never run again.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "out"])]
+    pub resume: Option<PathBuf>,
+    /// The search directory (default runs/search/<name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Parallel trial processes on CPU (overrides execution.workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrialArgs {
+    /// The search directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The trial's id in the search database.
+    #[arg(long)]
+    pub id: i64,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +315,8 @@ enum Failure {
     Spec(SpecError),
     Invalid(String),
     Other(anyhow::Error),
+    /// Exit with this status (a message already printed).
+    Exit(u8),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -299,6 +356,7 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
@@ -318,7 +376,55 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rate(a) => rate(a),
         Command::Train(a) => train(*a, &cli.global.device),
         Command::Env(a) => env(a, device),
+        Command::Search(a) => search(a, &cli.global.device),
+        Command::Trial(a) => {
+            let code = optarch_search::search::trial::run(&a.dir, a.id, &cli.global.device)
+                .map_err(|e| anyhow!("trial {}: {e}", a.id))?;
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(Failure::Exit(code as u8))
+            }
+        }
+        Command::Codegen(a) => {
+            let (s, o) = load(&a.spec, &a.spec_args)?;
+            let code = optarch_core::codegen::source(&s, a.steps, &o, a.name.as_deref(), a.shared)?;
+            print!("{code}");
+            Ok(())
+        }
     }
+}
+
+/// Exit status of an interrupted search (as a shell reports SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+fn search(a: SearchArgs, device: &str) -> Result<(), Failure> {
+    use optarch_search::search::driver;
+    let opts = driver::Options {
+        config: a.config,
+        resume: a.resume,
+        out: a.out,
+        workers: a.workers,
+        device: (device != "auto").then(|| device.to_string()),
+        data: a.data,
+        exe: None,
+        stop_after_launches: None,
+    };
+    let o = driver::run(&opts).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %",
+        o.status,
+        o.dir.display(),
+        o.trials,
+        o.epochs,
+        o.wall_seconds,
+        o.slots,
+        100.0 * o.overhead
+    );
+    if o.status != "done" {
+        return Err(Failure::Exit(EXIT_INTERRUPTED));
+    }
+    Ok(())
 }
 
 fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError> {

@@ -211,6 +211,9 @@ pub enum PoolError {
     Config(String),
 }
 
+/// (contraction, asymptotic rate) on quadratics.
+type Rates = (Option<f64>, Option<f64>);
+
 struct Builder<'a> {
     cfg: &'a SearchConfig,
     steps: usize,
@@ -218,7 +221,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn rate(&self, spec: &Spec, overrides: &Overrides) -> (Option<f64>, Option<f64>) {
+    fn rate(&self, spec: &Spec, overrides: &Overrides) -> Rates {
         let opts = RateOptions {
             kappa: self.cfg.theory.kappa,
             steps: self.steps,
@@ -239,7 +242,7 @@ impl Builder<'_> {
         spec: &Spec,
         overrides: Overrides,
         features: Vec<f64>,
-        rates: (Option<f64>, Option<f64>),
+        rates: Rates,
     ) -> Result<(), PoolError> {
         let topo_hash = topology_hash(spec, self.steps, &overrides)?;
         if let Some(first) = self.pool.items.iter().find(|i| i.topo_hash == topo_hash) {
@@ -342,7 +345,7 @@ impl Builder<'_> {
         let mut grids = g.a.clone();
         grids.extend(g.b.iter().cloned());
         grids.push(g.h.clone());
-        let mut survivors: Vec<(String, Spec, Vec<f64>, (Option<f64>, Option<f64>))> = Vec::new();
+        let mut survivors: Vec<(String, Spec, Vec<f64>, Rates)> = Vec::new();
         for point in cartesian(&grids) {
             let m = g.history;
             let (a, rest) = point.split_at(m);

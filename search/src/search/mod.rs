@@ -7,3 +7,8 @@ pub mod store;
 pub mod candidates;
 pub mod config;
 pub mod report;
+pub mod asha;
+pub mod driver;
+pub mod executor;
+pub mod strategy;
+pub mod trial;

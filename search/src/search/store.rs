@@ -66,7 +66,8 @@ CREATE TABLE trials (
     val_acc     REAL,
     test_acc    REAL,
     parameters  INTEGER,
-    multiply_adds INTEGER
+    multiply_adds INTEGER,
+    pid         INTEGER
 );
 CREATE INDEX trials_by_status ON trials (experiment, status);
 CREATE TABLE epochs (
@@ -82,6 +83,12 @@ CREATE TABLE epochs (
     images_per_sec REAL NOT NULL,
     seconds     REAL NOT NULL,
     PRIMARY KEY (trial, epoch)
+);
+CREATE TABLE pool (
+    candidate   INTEGER PRIMARY KEY REFERENCES candidates(id),
+    position    INTEGER NOT NULL,
+    family      TEXT NOT NULL,
+    features_json TEXT NOT NULL
 );
 CREATE TABLE events (
     id      INTEGER PRIMARY KEY,
@@ -261,6 +268,8 @@ pub struct Trial {
     pub test_acc: Option<f64>,
     pub parameters: Option<i64>,
     pub multiply_adds: Option<i64>,
+    /// The process running (or last running) it.
+    pub pid: Option<i64>,
 }
 
 /// A new trial.
@@ -307,7 +316,7 @@ pub struct Store {
 
 const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, rung, epochs_done, \
      status, device, batch_size, attempts, error, dir, created, started, finished, \
-     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds";
+     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid";
 
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
     let phase: String = r.get(2)?;
@@ -343,6 +352,7 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
         test_acc: r.get(20)?,
         parameters: r.get(21)?,
         multiply_adds: r.get(22)?,
+        pid: r.get(23)?,
     })
 }
 
@@ -614,11 +624,12 @@ impl Store {
     }
 
     /// Records a finished epoch and the trial's progress, in one transaction (the trial
-    /// process calls this after its checkpoint is on disk).
+    /// process calls this after its checkpoint is on disk). Recording an epoch that is already
+    /// there changes nothing, so a restarted trial can replay its `metrics.jsonl`.
     pub fn record_epoch(&self, e: &Epoch) -> R<()> {
         self.write(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO epochs (trial, epoch, lr, train_loss, train_acc, \
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO epochs (trial, epoch, lr, train_loss, train_acc, \
                  val_loss, val_acc, test_loss, test_acc, images_per_sec, seconds) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
@@ -635,6 +646,9 @@ impl Store {
                     e.seconds
                 ],
             )?;
+            if inserted == 0 {
+                return Ok(());
+            }
             c.execute(
                 "UPDATE trials SET epochs_done = MAX(epochs_done, ?2), \
                  train_seconds = train_seconds + ?3, val_acc = ?4, test_acc = ?5 WHERE id = ?1",
@@ -668,6 +682,71 @@ impl Store {
         })
     }
 
+    /// The process that runs the trial now.
+    pub fn set_pid(&self, id: i64, pid: u32) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET pid = ?2 WHERE id = ?1",
+                params![id, pid as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a trial's progress (its epochs and scores) so that it starts again from
+    /// nothing, with `batch_size`, as `pending`: an out-of-memory retry, or a run directory
+    /// that cannot be resumed. Seconds already spent stay counted.
+    pub fn reset_trial(&self, id: i64, batch_size: usize) -> R<()> {
+        self.write(|c| {
+            c.execute("DELETE FROM epochs WHERE trial = ?1", params![id])?;
+            c.execute(
+                "UPDATE trials SET status = 'pending', batch_size = ?2, epochs_done = 0, \
+                 val_acc = NULL, test_acc = NULL WHERE id = ?1",
+                params![id, batch_size as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records the pool order of a candidate, its family and its coordinates (for evolution).
+    pub fn insert_pool_entry(
+        &self,
+        candidate: i64,
+        position: usize,
+        family: &str,
+        features: &[f64],
+    ) -> R<()> {
+        let json = serde_json::to_string(features).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.write(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO pool (candidate, position, family, features_json) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![candidate, position as i64, family, json],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The pool: (candidate, family, features), in pool order.
+    pub fn pool(&self) -> R<Vec<(i64, String, Vec<f64>)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT candidate, family, features_json FROM pool ORDER BY position")
+            .map_err(self.sql())?;
+        let rows: Vec<(i64, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        rows.into_iter()
+            .map(|(c, f, j)| {
+                let v: Vec<f64> =
+                    serde_json::from_str(&j).map_err(|e| StoreError::Other(e.to_string()))?;
+                Ok((c, f, v))
+            })
+            .collect()
+    }
+
     /// Network size, written once by the trial process.
     pub fn set_size(&self, id: i64, parameters: i64, multiply_adds: i64) -> R<()> {
         self.write(|c| {
@@ -691,27 +770,37 @@ impl Store {
         })
     }
 
-    /// Retry with a new batch size (after an out-of-memory).
-    pub fn retry_with_batch(&self, id: i64, batch_size: usize) -> R<()> {
+    /// Back to pending: a crashed attempt to be retried, or a trial stopped by an interrupt or
+    /// left running by a killed driver (`forgive`: that attempt does not count).
+    pub fn requeue(&self, id: i64, error: Option<&str>, forgive: bool) -> R<()> {
         self.write(|c| {
             c.execute(
-                "UPDATE trials SET status = 'pending', batch_size = ?2 WHERE id = ?1",
-                params![id, batch_size as i64],
+                "UPDATE trials SET status = 'pending', error = ?2, \
+                 attempts = CASE WHEN ?3 THEN MAX(attempts - 1, 0) ELSE attempts END \
+                 WHERE id = ?1",
+                params![id, error, forgive],
             )?;
             Ok(())
         })
     }
 
-    /// Back to pending (a crashed attempt to be retried, or a trial left running by a killed
-    /// driver).
-    pub fn requeue(&self, id: i64, error: Option<&str>) -> R<()> {
-        self.write(|c| {
-            c.execute(
-                "UPDATE trials SET status = 'pending', error = ?2 WHERE id = ?1",
-                params![id, error],
-            )?;
-            Ok(())
-        })
+    /// The score of every finished epoch: trial → [(epoch, validation accuracy, or test
+    /// accuracy without a validation set)].
+    pub fn scores(&self) -> R<std::collections::HashMap<i64, Vec<(usize, f64)>>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT trial, epoch, COALESCE(val_acc, test_acc) FROM epochs ORDER BY trial, epoch")
+            .map_err(self.sql())?;
+        let rows: Vec<(i64, i64, f64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.sql())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        let mut out: std::collections::HashMap<i64, Vec<(usize, f64)>> = Default::default();
+        for (t, e, s) in rows {
+            out.entry(t).or_default().push((e as usize, s));
+        }
+        Ok(out)
     }
 
     /// The epochs of a trial, in order.
@@ -826,6 +915,7 @@ mod tests {
             seconds: 2.5,
         };
         s.record_epoch(&ep).unwrap();
+        s.record_epoch(&ep).unwrap();
         s.finish_trial(t, TrialStatus::Done, None, 3.0).unwrap();
         let row = s.trial(t).unwrap();
         assert_eq!(
@@ -837,6 +927,13 @@ mod tests {
         let row = s.trial(t).unwrap();
         assert_eq!((row.status, row.rung, row.budget), (TrialStatus::Pending, 1, 2));
         assert_eq!(s.epochs(t).unwrap(), vec![ep]);
+        assert_eq!(s.trial(t).unwrap().train_seconds, 2.5, "a replayed epoch counts once");
+        s.reset_trial(t, 32).unwrap();
+        let row = s.trial(t).unwrap();
+        assert_eq!((row.epochs_done, row.batch_size, row.val_acc), (0, 32, None));
+        assert!(s.epochs(t).unwrap().is_empty());
+        s.insert_pool_entry(c1, 0, "fam", &[0.5, 1.0]).unwrap();
+        assert_eq!(s.pool().unwrap(), vec![(c1, "fam".to_string(), vec![0.5, 1.0])]);
         // Reopening keeps everything (and does not re-create the schema).
         drop(s);
         let s = Store::open_existing(&dir.path().join("s.db")).unwrap();

@@ -377,6 +377,19 @@ pub(crate) fn draw(c: &Chart) -> String {
             l.opacity,
             esc(&l.title)
         );
+        // A dot where the line ends: where the trial stopped (and all of a one-point line).
+        if let Some(last) = pts.last().and_then(|p| p.split_once(',')) {
+            let _ = writeln!(
+                s,
+                r##"<circle cx="{}" cy="{}" r="{:.1}" fill="{}" fill-opacity="{}"><title>{}</title></circle>"##,
+                last.0,
+                last.1,
+                l.width + 1.2,
+                l.color,
+                l.opacity,
+                esc(&l.title)
+            );
+        }
     }
     for sc in &c.scatters {
         for m in sc.marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite()) {

@@ -520,7 +520,14 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
         l.trials.len()
     );
 
-    s.push_str("<h2>Search against random search at equal budget</h2>\n<ul>\n");
+    s.push_str(
+        "<nav class=muted><a href=\"#baseline\">baseline</a> · <a href=\"#leaderboard\">leaderboard</a> · \
+         <a href=\"#hypothesis\">rate against accuracy</a> · <a href=\"#size\">size</a> · \
+         <a href=\"#curves\">learning curves</a> · <a href=\"#rungs\">rungs</a> · \
+         <a href=\"#topologies\">topologies</a> · <a href=\"#faults\">faults and events</a> · \
+         <a href=\"#configuration\">configuration</a></nav>\n",
+    );
+    s.push_str("<h2 id=baseline>Search against random search at equal budget</h2>\n<ul>\n");
     for line in comparison_lines(rep) {
         let _ = writeln!(s, "<li>{}</li>", esc(&line));
     }
@@ -530,7 +537,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
          machinery when its best beats the baseline's at no more epochs.</p>\n",
     );
 
-    s.push_str("<h2>Leaderboard</h2>\n<p class=muted>Finalists first, by mean test accuracy \
+    s.push_str("<h2 id=leaderboard>Leaderboard</h2>\n<p class=muted>Finalists first, by mean test accuracy \
          over seeds (± sample standard deviation); then by the highest rung reached and the \
          validation accuracy there. Test accuracy without finals is that of the candidate's \
          best trial at its scored epoch (its source in brackets).</p>\n");
@@ -538,7 +545,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
 
     let first = first_rung_scores(l, &rep.schedule);
     s.push_str(
-        "<h2>Hypothesis: a faster optimizer makes a better network</h2>\n<p>The paper behind \
+        "<h2 id=hypothesis>Hypothesis: a faster optimizer makes a better network</h2>\n<p>The paper behind \
          optarch conjectures that networks designed from faster optimization methods are more \
          accurate. Each candidate's <em>contraction</em> is the worst-case factor by which its \
          method shrinks the error per step on quadratics (from the spec's theory): smaller is \
@@ -561,7 +568,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     ));
     correlation_table(rep, &mut s);
 
-    s.push_str("<h2>Accuracy against size</h2>\n");
+    s.push_str("<h2 id=size>Accuracy against size</h2>\n");
     s.push_str(&accuracy_scatter(
         rep,
         "Accuracy against parameters",
@@ -572,18 +579,18 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
         k,
     ));
 
-    s.push_str("<h2>Learning curves</h2>\n");
+    s.push_str("<h2 id=curves>Learning curves</h2>\n");
     s.push_str(&search_curves(l, rep));
     s.push_str(&final_curves(l, rep));
 
     s.push_str(
-        "<h2>ASHA rungs</h2>\n<p class=muted>A trial is scored at a rung when it has trained \
+        "<h2 id=rungs>ASHA rungs</h2>\n<p class=muted>A trial is scored at a rung when it has trained \
          that rung's epochs; the best fraction of each rung is promoted to the next. Kendall's \
          τ between consecutive rungs shows how well short runs rank candidates.</p>\n",
     );
     rung_table(rep, &mut s);
 
-    let _ = writeln!(s, "<h2>Topologies of the top {k}</h2>");
+    let _ = writeln!(s, "<h2 id=topologies>Topologies of the top {k}</h2>");
     for p in pictures {
         match &p.svg {
             Some(svg) => {
@@ -604,7 +611,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
         }
     }
 
-    s.push_str("<h2>Faults</h2>\n");
+    s.push_str("<h2 id=faults>Faults</h2>\n");
     faults_and_events(rep, &mut s);
 
     let statuses: Vec<String> = [
@@ -626,7 +633,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     .collect();
     let _ = writeln!(
         s,
-        "<h2>Configuration</h2>\n<p class=muted>Trials: {}.</p>\n<details><summary>search \
+        "<h2 id=configuration>Configuration</h2>\n<p class=muted>Trials: {}.</p>\n<details><summary>search \
          configuration (YAML)</summary><pre>{}</pre></details>",
         statuses.join(", "),
         esc(&l.experiment.config_yaml)
