@@ -91,6 +91,8 @@ pub(crate) struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub x_log: bool,
+    /// Start a linear x axis at 0 (epochs).
+    pub x_from_zero: bool,
     pub lines: Vec<Line>,
     pub scatters: Vec<Scatter>,
     /// Dashed vertical markers with a label at the top.
@@ -106,6 +108,7 @@ impl Chart {
             x_label: x_label.into(),
             y_label: y_label.into(),
             x_log: false,
+            x_from_zero: false,
             lines: Vec::new(),
             scatters: Vec::new(),
             vlines: Vec::new(),
@@ -176,7 +179,10 @@ impl Axis {
         } else {
             (1.0, 10.0)
         };
-        let (d0, d1) = (lo.log10().floor(), hi.log10().ceil().max(lo.log10().floor() + 1.0));
+        let (d0, d1) = (
+            lo.log10().floor(),
+            hi.log10().ceil().max(lo.log10().floor() + 1.0),
+        );
         let mut ticks = Vec::new();
         for d in d0 as i64..=d1 as i64 {
             for m in [1.0, 2.0, 5.0] {
@@ -207,7 +213,7 @@ impl Axis {
     }
 
     fn label(&self, v: f64) -> String {
-        if self.log {
+        if self.log || (self.decimals == 0 && self.hi.abs().max(self.lo.abs()) >= 10_000.0) {
             compact(v)
         } else {
             format!("{v:.*}", self.decimals)
@@ -276,18 +282,25 @@ pub(crate) fn draw(c: &Chart) -> String {
     xs.retain(|v| v.is_finite() && (!c.x_log || *v > 0.0));
     ys.retain(|v| v.is_finite());
     let range = |v: &[f64]| {
-        v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(*x), b.max(*x))
-        })
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(*x), b.max(*x))
+            })
     };
     let (x0, x1) = range(&xs);
     let (y0, y1) = range(&ys);
+    // A little room around the data, so no point sits on the frame.
+    let pad = |lo: f64, hi: f64| (lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo));
     let ax = if c.x_log {
         Axis::log(x0, x1)
+    } else if c.x_from_zero {
+        Axis::linear(x0.min(0.0), pad(x0, x1).1, 8.0)
     } else {
-        Axis::linear(x0, x1, 8.0)
+        let (a, b) = pad(x0, x1);
+        Axis::linear(a, b, 8.0)
     };
-    let ay = Axis::linear(y0, y1, 6.0);
+    let (ya, yb) = pad(y0, y1);
+    let ay = Axis::linear(ya, yb, 6.0);
     let px = |v: f64| LEFT + pw * ax.frac(v);
     let py = |v: f64| TOP + ph * (1.0 - ay.frac(v));
 
@@ -344,11 +357,15 @@ pub(crate) fn draw(c: &Chart) -> String {
             continue;
         }
         let x = px(*v);
+        let (lx, anchor) = if x > LEFT + 0.9 * pw {
+            (x - 3.0, "end")
+        } else {
+            (x + 3.0, "start")
+        };
         let _ = writeln!(
             s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#b0bec5" stroke-dasharray="4 4"/><text x="{:.1}" y="{:.1}" font-size="11" fill="{SOFT}">{}</text>"##,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#b0bec5" stroke-dasharray="4 4"/><text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{SOFT}">{}</text>"##,
             TOP + ph,
-            x + 3.0,
             TOP + 12.0,
             esc(label)
         );
@@ -392,7 +409,11 @@ pub(crate) fn draw(c: &Chart) -> String {
         }
     }
     for sc in &c.scatters {
-        for m in sc.marks.iter().filter(|m| m.x.is_finite() && m.y.is_finite()) {
+        for m in sc
+            .marks
+            .iter()
+            .filter(|m| m.x.is_finite() && m.y.is_finite())
+        {
             let (x, y) = (px(m.x), py(m.y));
             if let Some(e) = m.err.filter(|e| e.is_finite() && *e > 0.0) {
                 let (ya, yb) = (py(m.y + e), py(m.y - e));
@@ -505,7 +526,8 @@ mod tests {
                 })
                 .collect(),
         });
-        c.legend.push(Key::Marker("pts".into(), PALETTE[0].into(), Shape::Circle));
+        c.legend
+            .push(Key::Marker("pts".into(), PALETTE[0].into(), Shape::Circle));
         let svg = draw(&c);
         assert!(svg.contains("a &lt;b&gt;") && svg.contains("p&amp;2"));
         assert_eq!(svg.matches("<circle").count(), 4, "3 points and the legend");

@@ -124,7 +124,8 @@ fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), String> {
         .map(|s| s as usize)
         .filter(|s| *s >= 1)
         .unwrap_or(DEFAULT_STEPS);
-    let topo = optarch_core::topology::unroll(&spec, steps, &overrides).map_err(|e| e.to_string())?;
+    let topo =
+        optarch_core::topology::unroll(&spec, steps, &overrides).map_err(|e| e.to_string())?;
     Ok((optarch_core::render::to_svg(&topo), steps))
 }
 
@@ -169,6 +170,7 @@ fn search_curves(l: &Loaded, rep: &Report) -> String {
         "epoch",
         "validation accuracy (%)",
     );
+    c.x_from_zero = true;
     let mut reached_rungs = std::collections::BTreeSet::new();
     for t in l.trials.iter().filter(|t| t.phase == Phase::Search) {
         let eps = l.epochs.get(&t.id).map(Vec::as_slice).unwrap_or(&[]);
@@ -198,7 +200,11 @@ fn search_curves(l: &Loaded, rep: &Report) -> String {
     }
     for i in reached_rungs {
         c.legend.push(Key::Line(
-            format!("reached rung {} ({} ep)", i + 1, rungs.get(i).copied().unwrap_or(0)),
+            format!(
+                "reached rung {} ({} ep)",
+                i + 1,
+                rungs.get(i).copied().unwrap_or(0)
+            ),
             rung_color(i),
         ));
     }
@@ -213,10 +219,15 @@ fn final_curves(l: &Loaded, rep: &Report) -> String {
         "epoch",
         "validation accuracy (%)",
     );
+    c.x_from_zero = true;
     let finalists: Vec<&Row> = rep
         .leaderboard
         .iter()
-        .filter(|r| l.trials.iter().any(|t| t.candidate == r.candidate && t.phase == Phase::Final))
+        .filter(|r| {
+            l.trials
+                .iter()
+                .any(|t| t.candidate == r.candidate && t.phase == Phase::Final)
+        })
         .collect();
     for (k, r) in finalists.iter().enumerate() {
         let color = PALETTE[k % PALETTE.len()].to_string();
@@ -242,7 +253,8 @@ fn final_curves(l: &Loaded, rep: &Report) -> String {
                 title: format!("trial {} · {} · seed {}", t.id, r.name, t.seed),
             });
         }
-        c.legend.push(Key::Line(format!("#{} {}", r.rank, r.name), color));
+        c.legend
+            .push(Key::Line(format!("#{} {}", r.rank, r.name), color));
     }
     chart::draw(&c)
 }
@@ -260,7 +272,8 @@ fn accuracy_scatter(
 ) -> String {
     let mut c = Chart::new(title, subtitle, x_label, "accuracy (%)");
     let rungs = &rep.schedule.rungs;
-    let label = |r: &Row| (rep.leaderboard.len() <= 20 || r.rank <= labelled).then(|| r.name.clone());
+    let label =
+        |r: &Row| (rep.leaderboard.len() <= 20 || r.rank <= labelled).then(|| r.name.clone());
     let mut early = Vec::new();
     let mut fin = Vec::new();
     for r in &rep.leaderboard {
@@ -271,7 +284,12 @@ fn accuracy_scatter(
                 y: 100.0 * y,
                 err: None,
                 label: label(r),
-                title: format!("#{} {}: {} ({x_label} {x:.4})", r.rank, r.name, pct(Some(*y))),
+                title: format!(
+                    "#{} {}: {} ({x_label} {x:.4})",
+                    r.rank,
+                    r.name,
+                    pct(Some(*y))
+                ),
             });
         }
         if let Some(f) = &r.final_test {
@@ -307,7 +325,12 @@ fn accuracy_scatter(
             marks: fin,
         });
     }
-    let xs: Vec<f64> = rep.leaderboard.iter().filter_map(&x_of).filter(|x| *x > 0.0).collect();
+    let xs: Vec<f64> = rep
+        .leaderboard
+        .iter()
+        .filter_map(&x_of)
+        .filter(|x| *x > 0.0)
+        .collect();
     let (lo, hi) = xs
         .iter()
         .fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));

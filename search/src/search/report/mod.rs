@@ -14,8 +14,8 @@ mod stats;
 mod text;
 
 pub use model::{
-    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, PhaseUse, Point, Report,
-    Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
+    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, Labelled, PhaseUse, Point,
+    Report, Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
 };
 pub use stats::{kendall_p_value, kendall_tau, spearman_rho};
 pub use text::{CSV_HEADER, TERMINAL_ROWS};
@@ -106,7 +106,11 @@ pub fn compute(dir: &Path) -> Result<Report, ReportError> {
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
     // Written beside and renamed, so a reader never sees half a file.
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("report");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|source| ReportError::Write {
@@ -117,7 +121,10 @@ fn write(path: &Path, text: &str) -> Result<(), ReportError> {
 
 /// Reads `DIR/search.db`, writes `DIR/report/{leaderboard.csv, leaderboard.json,
 /// report.html}`, and returns the terminal leaderboard text and the paths.
-pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<(String, ReportPaths), ReportError> {
+pub fn write_report(
+    dir: &Path,
+    opts: &ReportOptions,
+) -> Result<(String, ReportPaths), ReportError> {
     let loaded = load(dir)?;
     let report = model::build(&loaded);
     let out = dir.join("report");
@@ -141,6 +148,9 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<(String, ReportP
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
     write(&paths.json, &json)?;
-    write(&paths.html, &html::page(&loaded, &report, &pictures, &dir_name))?;
+    write(
+        &paths.html,
+        &html::page(&loaded, &report, &pictures, &dir_name),
+    )?;
     Ok((text::terminal(&report, &dir_name), paths))
 }

@@ -318,6 +318,9 @@ pub struct Comparison {
     pub finals: Option<(String, FinalStats)>,
 }
 
+/// A candidate's point: (name, x, y).
+pub type Labelled = (String, f64, f64);
+
 /// A rank correlation between a convergence rate and an accuracy, over candidates.
 #[derive(Clone, Debug, Serialize)]
 pub struct Correlation {
@@ -331,7 +334,7 @@ pub struct Correlation {
     pub p_value: Option<f64>,
     pub spearman_rho: Option<f64>,
     /// (candidate name, rate, accuracy).
-    pub points: Vec<(String, f64, f64)>,
+    pub points: Vec<Labelled>,
 }
 
 /// A trial that ended in a fault.
@@ -536,7 +539,7 @@ fn correlations(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<Correlation> {
             "contraction" => c.contraction,
             _ => c.asymptotic,
         };
-        let sets: [(String, Vec<(String, f64, f64)>); 2] = [
+        let sets: [(String, Vec<Labelled>); 2] = [
             (
                 format!("validation accuracy after {epochs0} epochs (first rung, every candidate)"),
                 l.candidates

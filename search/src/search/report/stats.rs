@@ -104,7 +104,8 @@ fn erfc(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     poly * (-x * x).exp()
 }
 
@@ -229,7 +230,10 @@ mod tests {
         assert_eq!(spearman_rho(&[1.0, 2.0], &[3.0, 3.0]), None);
         assert_eq!(kendall_tau(&[1.0, 2.0], &[1.0]), None);
         // A non-finite value drops its pair, leaving two points that agree.
-        assert_eq!(kendall_tau(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), Some(1.0));
+        assert_eq!(
+            kendall_tau(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]),
+            Some(1.0)
+        );
         assert_eq!(spearman_rho(&[1.0, f64::NAN], &[1.0, 2.0]), None);
     }
 
@@ -240,7 +244,10 @@ mod tests {
         let p = kendall_p_value(&x, &[4.0, 3.0, 2.0, 1.0]).unwrap();
         assert!((p - 2.0 / 24.0).abs() < 1e-12, "{p}");
         // n = 3, τ = 1/3: every order is as extreme (τ only takes the values ±1 and ±1/3).
-        assert_eq!(kendall_p_value(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]), Some(1.0));
+        assert_eq!(
+            kendall_p_value(&[1.0, 2.0, 3.0], &[1.0, 3.0, 2.0]),
+            Some(1.0)
+        );
         // n = 20, perfect: z = 3·√380 / √90 ≈ 6.16, p ≈ 7e-10.
         let x: Vec<f64> = (0..20).map(f64::from).collect();
         let p = kendall_p_value(&x, &x).unwrap();
@@ -252,7 +259,10 @@ mod tests {
     #[test]
     fn mean_std_median() {
         assert!(close(mean(&[1.0, 2.0, 6.0]), 3.0));
-        assert!(close(sample_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]), (32.0f64 / 7.0).sqrt()));
+        assert!(close(
+            sample_std(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]),
+            (32.0f64 / 7.0).sqrt()
+        ));
         assert_eq!(sample_std(&[1.0]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));

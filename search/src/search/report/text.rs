@@ -16,12 +16,7 @@ pub(crate) fn pct(v: Option<f64>) -> String {
 pub(crate) fn final_text(r: &Row) -> String {
     match &r.final_test {
         Some(f) => match f.std {
-            Some(sd) => format!(
-                "{:.2} ± {:.2} % (n={})",
-                100.0 * f.mean,
-                100.0 * sd,
-                f.n
-            ),
+            Some(sd) => format!("{:.2} ± {:.2} % (n={})", 100.0 * f.mean, 100.0 * sd, f.n),
             None => format!("{:.2} % (n=1)", 100.0 * f.mean),
         },
         None => match (&r.test_from, r.test_acc) {

@@ -1,0 +1,569 @@
+//! `optarch report`: a synthetic search database (written with the store's API) reported as
+//! CSV, JSON and a self-contained HTML page that headless Chromium must render.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use optarch_search::search::report::{
+    kendall_tau, spearman_rho, write_report, ReportOptions, CSV_HEADER,
+};
+use optarch_search::search::store::{Epoch, NewCandidate, NewTrial, Phase, Store, TrialStatus};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG_JSON: &str = r#"{"budget": {"min_epochs": 1, "max_epochs": 9, "eta": 3},
+    "finalists": {"top_k": 2, "seeds": 3}}"#;
+
+/// Final test accuracies of the two finalists, three seeds each.
+const FINAL_A: [f64; 3] = [0.80, 0.82, 0.81];
+const FINAL_B: [f64; 3] = [0.84, 0.86, 0.83];
+
+fn spec(file: &str) -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../specs")
+            .join(file),
+    )
+    .unwrap()
+}
+
+struct Db {
+    store: Store,
+    exp: i64,
+}
+
+impl Db {
+    fn candidate(&self, name: &str, file: &str, params: &str, contraction: Option<f64>) -> i64 {
+        let (id, new) = self
+            .store
+            .insert_candidate(
+                self.exp,
+                &NewCandidate {
+                    name: name.into(),
+                    origin: format!("spec:specs/{file}"),
+                    spec_yaml: spec(file),
+                    spec_hash: format!("s-{name}"),
+                    topo_hash: format!("t-{name}"),
+                    params_json: params.into(),
+                    contraction,
+                    asymptotic: contraction.map(|c| c * 0.9),
+                },
+            )
+            .unwrap();
+        assert!(new);
+        id
+    }
+
+    fn trial(&self, candidate: i64, phase: Phase, seed: u64, budget: usize) -> i64 {
+        let id = self
+            .store
+            .insert_trial(
+                self.exp,
+                &NewTrial {
+                    candidate,
+                    phase,
+                    seed,
+                    budget,
+                    max_budget: 9,
+                    rung: 0,
+                    batch_size: 128,
+                },
+            )
+            .unwrap();
+        self.store
+            .set_size(id, 100_000 * candidate, 1_000_000)
+            .unwrap();
+        id
+    }
+
+    /// Trains `trial` through `epochs` (0-based) with validation accuracy `val(epoch)` and test
+    /// accuracy 0.01 below it, then ends the attempt as `status`.
+    fn train(
+        &self,
+        trial: i64,
+        epochs: std::ops::Range<usize>,
+        val: impl Fn(usize) -> f64,
+        status: TrialStatus,
+    ) {
+        self.store.start_trial(trial, "cpu").unwrap();
+        for e in epochs {
+            self.store
+                .record_epoch(&Epoch {
+                    trial,
+                    epoch: e,
+                    lr: 0.1,
+                    train_loss: 1.0,
+                    train_acc: val(e),
+                    val_loss: Some(1.0),
+                    val_acc: Some(val(e)),
+                    test_loss: 1.0,
+                    test_acc: val(e) - 0.01,
+                    images_per_sec: 1000.0,
+                    seconds: 1.5,
+                })
+                .unwrap();
+        }
+        let err = (status != TrialStatus::Done).then_some("boom");
+        self.store.finish_trial(trial, status, err, 2.0).unwrap();
+    }
+}
+
+/// The search below, in numbers:
+///
+/// | candidate | contraction | search                          | baseline   | finals     |
+/// |-----------|-------------|---------------------------------|------------|------------|
+/// | A (1)     | 0.70        | rungs 1→3→9 epochs, 0.50 → 0.74 |            | FINAL_A    |
+/// | B (2)     | 0.80        | rungs 1→3, 0.45 → 0.53          |            | FINAL_B    |
+/// | C (3)     | 0.90        | rung 1, 0.40                    | 9 ep, 0.67 |            |
+/// | D (4)     | 0.95        | rung 1, 0.30                    |            |            |
+/// | E (5)     | 0.60        | diverged, no epoch              |            |            |
+/// | F (6)     | 0.85        | failed, no epoch                |            |            |
+/// | G (7)     | -           |                                 | 9 ep, 0.62 |            |
+fn synthetic(dir: &Path) {
+    let store = Store::open(&dir.join("search.db")).unwrap();
+    let exp = store
+        .create_experiment(
+            "synthetic",
+            "budget: {min_epochs: 1, max_epochs: 9, eta: 3}\n",
+            CONFIG_JSON,
+        )
+        .unwrap();
+    let db = Db { store, exp };
+    db.store.event(None, "search started").unwrap();
+    let a = db.candidate("A", "heavy_ball.yaml", r#"{"beta": 0.5}"#, Some(0.70));
+    let b = db.candidate("B", "nesterov.yaml", "{}", Some(0.80));
+    let c = db.candidate("C", "gradient_descent.yaml", "{}", Some(0.90));
+    let d = db.candidate("D", "heavy_ball.yaml", r#"{"beta": 0.1}"#, Some(0.95));
+    let e = db.candidate("E", "heavy_ball.yaml", r#"{"beta": 0.9}"#, Some(0.60));
+    let f = db.candidate("F", "nesterov_theta.yaml", "{}", Some(0.85));
+    let g = db.candidate("G", "gradient_descent.yaml", r#"{"h": 0.5}"#, None);
+
+    // ASHA: every search trial trains 1 epoch; A and B are promoted to 3, A to 9.
+    let ta = db.trial(a, Phase::Search, 1, 1);
+    let tb = db.trial(b, Phase::Search, 1, 1);
+    let tc = db.trial(c, Phase::Search, 1, 1);
+    let td = db.trial(d, Phase::Search, 1, 1);
+    let te = db.trial(e, Phase::Search, 1, 1);
+    let tf = db.trial(f, Phase::Search, 1, 1);
+    let va = |e: usize| 0.50 + 0.03 * e as f64;
+    let vb = |e: usize| 0.45 + 0.04 * e as f64;
+    db.train(ta, 0..1, va, TrialStatus::Done);
+    db.train(tb, 0..1, vb, TrialStatus::Done);
+    db.train(tc, 0..1, |_| 0.40, TrialStatus::Done);
+    db.train(td, 0..1, |_| 0.30, TrialStatus::Done);
+    db.train(te, 0..0, |_| 0.0, TrialStatus::Diverged);
+    db.event(Some(te), "diverged: the loss is NaN at step 12")
+        .unwrap();
+    db.store.start_trial(tf, "cpu").unwrap();
+    db.train(tf, 0..0, |_| 0.0, TrialStatus::Failed);
+    db.event(Some(tf), "failed twice: the trial process was killed")
+        .unwrap();
+    for t in [ta, tb] {
+        db.store.promote(t, 1, 3).unwrap();
+    }
+    db.train(ta, 1..3, va, TrialStatus::Done);
+    db.train(tb, 1..3, vb, TrialStatus::Done);
+    db.store.promote(ta, 2, 9).unwrap();
+    db.train(ta, 3..9, va, TrialStatus::Done);
+
+    // The random baseline at the full budget.
+    let bc = db.trial(c, Phase::Baseline, 2, 9);
+    db.train(bc, 0..9, |e| 0.35 + 0.04 * e as f64, TrialStatus::Done);
+    let bg = db.trial(g, Phase::Baseline, 3, 9);
+    db.train(bg, 0..9, |e| 0.30 + 0.04 * e as f64, TrialStatus::Done);
+
+    // Finalists, three seeds each: the last epoch's test accuracy is the given one.
+    for (cand, finals) in [(a, FINAL_A), (b, FINAL_B)] {
+        for (seed, acc) in finals.iter().enumerate() {
+            let t = db.trial(cand, Phase::Final, 10 + seed as u64, 9);
+            let acc = *acc;
+            db.train(
+                t,
+                0..9,
+                move |e| acc + 0.01 - 0.02 * (8 - e) as f64,
+                TrialStatus::Done,
+            );
+        }
+    }
+    // A's best trial has its picture on disk; the others are drawn from their specs.
+    let pic = dir.join(format!("trials/{ta:04}"));
+    std::fs::create_dir_all(&pic).unwrap();
+    std::fs::write(
+        pic.join("topology.svg"),
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="60" viewBox="0 0 200 60"><rect width="200" height="60" fill="#eee"/><text x="10" y="35">picture of A</text></svg>"##,
+    )
+    .unwrap();
+}
+
+impl std::ops::Deref for Db {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn sample_std(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt()
+}
+
+/// Splits a CSV line, honouring double quotes.
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn report_ranks_candidates_and_writes_csv_json_html() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic(tmp.path());
+    let opts = ReportOptions {
+        top_k: 3,
+        open_html: false,
+    };
+    let (text, paths) = write_report(tmp.path(), &opts).unwrap();
+    assert_eq!(paths.csv, tmp.path().join("report/leaderboard.csv"));
+    let mut files: Vec<String> = std::fs::read_dir(tmp.path().join("report"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["leaderboard.csv", "leaderboard.json", "report.html"]
+    );
+
+    // CSV: the finalists first (B's mean beats A's), then by rung and score, then the
+    // baseline-only candidate, then the faults.
+    let csv = std::fs::read_to_string(&paths.csv).unwrap();
+    let lines: Vec<Vec<String>> = csv.lines().map(csv_fields).collect();
+    assert_eq!(lines[0], CSV_HEADER);
+    let col = |name: &str| CSV_HEADER.iter().position(|h| *h == name).unwrap();
+    let rows = &lines[1..];
+    let names: Vec<&str> = rows.iter().map(|r| r[col("name")].as_str()).collect();
+    assert_eq!(names, ["B", "A", "C", "D", "G", "E", "F"]);
+    let ranks: Vec<&str> = rows.iter().map(|r| r[col("rank")].as_str()).collect();
+    assert_eq!(ranks, ["1", "2", "3", "4", "5", "6", "7"]);
+    let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().unwrap();
+    for (row, finals) in [(&rows[0], FINAL_B), (&rows[1], FINAL_A)] {
+        assert!(close(num(row, "final_test_mean"), mean(&finals)), "{row:?}");
+        assert!(
+            close(num(row, "final_test_std"), sample_std(&finals)),
+            "{row:?}"
+        );
+        assert_eq!(row[col("final_n")], "3");
+        assert_eq!(row[col("test_from")], "final");
+    }
+    let a = &rows[1];
+    assert_eq!(
+        (
+            a[col("highest_rung")].as_str(),
+            a[col("rung_epochs")].as_str()
+        ),
+        ("2", "9")
+    );
+    assert!(close(num(a, "val_acc"), 0.50 + 0.03 * 8.0));
+    assert_eq!(a[col("params")], "beta=0.5");
+    assert_eq!(
+        a[col("epochs")],
+        "36",
+        "9 search epochs and 3 × 9 final ones"
+    );
+    assert_eq!(a[col("phases")], "search+final");
+    let b = &rows[0];
+    assert_eq!(b[col("highest_rung")], "1");
+    assert!(close(num(b, "val_acc"), 0.45 + 0.04 * 2.0));
+    let c = &rows[2];
+    assert_eq!(
+        (c[col("highest_rung")].as_str(), c[col("phases")].as_str()),
+        ("0", "search+baseline")
+    );
+    assert!(
+        close(num(c, "test_acc"), 0.39),
+        "its search trial's test accuracy"
+    );
+    assert_eq!(c[col("epochs")], "10");
+    let g = &rows[4];
+    assert_eq!(
+        (
+            g[col("highest_rung")].as_str(),
+            g[col("test_from")].as_str()
+        ),
+        ("", "baseline")
+    );
+    assert!(close(num(g, "test_acc"), 0.30 + 0.04 * 8.0 - 0.01));
+    assert_eq!(g[col("contraction")], "");
+    let counts = |r: &Vec<String>| {
+        ["diverged", "oom", "failed"].map(|k| r[col(k)].parse::<usize>().unwrap())
+    };
+    assert_eq!(counts(&rows[5]), [1, 0, 0]);
+    assert_eq!(counts(&rows[6]), [0, 0, 1]);
+    assert_eq!(rows[0][col("parameters")], "200000");
+
+    // JSON: rungs, budgets, the comparison and the hypothesis test.
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&paths.json).unwrap()).unwrap();
+    assert_eq!(json["format"], "optarch-report");
+    assert_eq!(json["schedule"]["rungs"], serde_json::json!([1, 3, 9]));
+    let rungs = json["rungs"].as_array().unwrap();
+    let reached: Vec<u64> = rungs
+        .iter()
+        .map(|r| r["reached"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reached, [4, 2, 1]);
+    assert_eq!(rungs[0]["promoted"], 2);
+    assert_eq!(rungs[1]["promoted"], 1);
+    assert!(rungs[2]["promoted"].is_null());
+    assert!(close(
+        rungs[0]["median"].as_f64().unwrap(),
+        (0.45 + 0.40) / 2.0
+    ));
+    assert!(close(rungs[0]["best"].as_f64().unwrap(), 0.50));
+    assert_eq!(rungs[0]["tau_next"], 1.0);
+    let budget = &json["budget"];
+    assert_eq!(
+        [
+            &budget["search"]["epochs"],
+            &budget["baseline"]["epochs"],
+            &budget["final"]["epochs"]
+        ],
+        [14, 18, 54]
+    );
+    assert_eq!(json["comparison"]["search"]["name"], "A");
+    assert!(close(
+        json["comparison"]["search"]["score"].as_f64().unwrap(),
+        0.74
+    ));
+    assert_eq!(json["comparison"]["baseline"]["name"], "C");
+    assert!(close(
+        json["comparison"]["baseline"]["score"].as_f64().unwrap(),
+        0.67
+    ));
+    // Contraction against first-rung accuracy: A .70/.50, B .80/.45, C .90/.40, D .95/.30 —
+    // a perfectly falling order, which supports the hypothesis. Of the 24 orders of 4 points,
+    // 2 are as extreme.
+    let corr = json["correlations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["rate"] == "contraction" && c["accuracy"].as_str().unwrap().contains("first rung")
+        })
+        .unwrap();
+    assert_eq!(corr["n"], 4);
+    assert_eq!(corr["kendall_tau"], -1.0);
+    assert_eq!(corr["spearman_rho"], -1.0);
+    assert!(close(corr["p_value"].as_f64().unwrap(), 2.0 / 24.0));
+    let faults: Vec<&str> = json["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(faults, ["diverged", "failed"]);
+    assert_eq!(json["events"].as_array().unwrap().len(), 3);
+
+    // The terminal text: the same order, and the baseline comparison.
+    let order: Vec<usize> = ["  B  ", "  A  ", "  C  ", "  D  ", "  G  "]
+        .iter()
+        .map(|n| {
+            text.find(n)
+                .unwrap_or_else(|| panic!("{n} missing:\n{text}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(text.contains("84.33 ± 1.53 % (n=3)"), "{text}");
+    assert!(
+        text.contains("baseline (random search, 2 trials, 18 epochs): best C"),
+        "{text}"
+    );
+    assert!(
+        text.contains("search − baseline: +7.00 points validation"),
+        "{text}"
+    );
+
+    // The page: self-contained, with the top 3 pictures and the hypothesis in words.
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    for banned in [
+        "src=\"http",
+        "href=\"http",
+        "<link",
+        "<script src",
+        "@import",
+        "url(http",
+    ] {
+        assert!(!html.contains(banned), "the page must not load {banned}");
+    }
+    assert_eq!(html.matches("src=\"data:image/svg+xml;base64,").count(), 3);
+    assert!(
+        html.contains(&format!("#2 A: trials/{:04}/topology.svg", 1)),
+        "A's own picture"
+    );
+    assert_eq!(
+        html.matches("drawn from its spec at 8 steps").count(),
+        2,
+        "B and C"
+    );
+    assert!(html.contains("supports the hypothesis"));
+    assert!(html.contains("<strong>negative</strong>"));
+    assert!(html.contains("diverged: the loss is NaN at step 12"));
+    assert_eq!(html.matches("<svg xmlns").count(), 4, "four charts");
+
+    // OPTARCH_REPORT_KEEP=DIR keeps the page to look at.
+    if let Some(keep) = std::env::var_os("OPTARCH_REPORT_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&paths.html, Path::new(&keep).join("report.html")).unwrap();
+    }
+    render_in_chromium(&paths.html, "ok 3 images, 4 charts");
+}
+
+#[test]
+fn rank_correlations_on_known_vectors() {
+    let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let up = [2.0, 4.0, 8.0, 16.0, 32.0];
+    let down = [5.0, 4.0, 3.0, 2.0, 1.0];
+    assert_eq!(kendall_tau(&x, &up), Some(1.0));
+    assert_eq!(spearman_rho(&x, &up), Some(1.0));
+    assert_eq!(kendall_tau(&x, &down), Some(-1.0));
+    assert_eq!(spearman_rho(&x, &down), Some(-1.0));
+    // With a tie in x: pairs (1,2), (1,3), (1,4), (2,4), (3,4) agree, (2,3) is tied in x.
+    // τ-b = 5 / √(5 · 6); ranks x = [1, 2.5, 2.5, 4], y = [1, 3, 2, 4]:
+    // ρ = 4.5 / √(4.5 · 5).
+    let (tx, ty) = ([1.0, 2.0, 2.0, 3.0], [1.0, 3.0, 2.0, 4.0]);
+    assert!(close(kendall_tau(&tx, &ty).unwrap(), 5.0 / 30f64.sqrt()));
+    assert!(close(spearman_rho(&tx, &ty).unwrap(), 4.5 / 22.5f64.sqrt()));
+    assert_eq!(kendall_tau(&[1.0], &[1.0]), None);
+    assert_eq!(spearman_rho(&x, &[3.0; 5]), None);
+}
+
+#[test]
+fn a_directory_without_a_search_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = write_report(tmp.path(), &ReportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("search.db not found"), "{e}");
+    assert!(e.contains("optarch search --out"), "{e}");
+    // A database whose search never started.
+    Store::open(&tmp.path().join("search.db")).unwrap();
+    let e = write_report(tmp.path(), &ReportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no experiment"), "{e}");
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("OPTARCH_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .iter()
+    .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
+    .find(|p| p.is_file())
+}
+
+/// Runs Chromium headless with `args` on `page`, stdout into a file; kills it after 90 s.
+fn run_chromium(bin: &Path, args: &[String], page: &Path, stdout: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::from(std::fs::File::create(stdout).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "chromium exited with {status}");
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Loads the page in headless Chromium: the page's own check must report `expect`, and a
+/// screenshot must come out.
+fn render_in_chromium(page: &Path, expect: &str) {
+    let Some(bin) = chromium() else {
+        let msg = "Chromium is not installed, so the HTML report was not rendered: install it \
+                   with `apt-get install -y chromium` (Debian), or point OPTARCH_CHROMIUM at a \
+                   Chromium or Chrome binary";
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED the browser check: {msg}");
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let dom = out.path().join("dom.html");
+    run_chromium(&bin, &["--dump-dom".into()], page, &dom);
+    let dom = std::fs::read_to_string(&dom).unwrap();
+    let check = dom
+        .split("id=\"render-check\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("no #render-check in the DOM Chromium dumped:\n{dom:.2000}"));
+    assert_eq!(check, expect, "the page's render check");
+
+    let png = out.path().join("shot.png");
+    run_chromium(
+        &bin,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,3000".into(),
+            "--hide-scrollbars".into(),
+        ],
+        page,
+        &out.path().join("stdout.txt"),
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),
+        "{} bytes",
+        bytes.len()
+    );
+}
