@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const CONFIG_JSON: &str = r#"{"budget": {"min_epochs": 1, "max_epochs": 9, "eta": 3},
+/// The search configuration as the driver writes it (the parts a report reads): rungs at 1, 3
+/// and 9 epochs, and a ResNet-32-like architecture (5 blocks in its first stage).
+const CONFIG_JSON: &str = r#"{"budget": {"min_epochs": 1, "max_epochs": 9, "eta": 3, "trials": 6},
+    "arch": {"preset": "cifar-resnet", "depth": 32},
     "finalists": {"top_k": 2, "seeds": 3}}"#;
 
 /// Final test accuracies of the two finalists, three seeds each.
@@ -420,7 +423,7 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
         "A's own picture"
     );
     assert_eq!(
-        html.matches("drawn from its spec at 8 steps").count(),
+        html.matches("drawn from its spec at 5 steps").count(),
         2,
         "B and C"
     );

@@ -5,6 +5,7 @@
 use super::chart::{self, esc, Chart, Key, Line, Mark, Scatter, Shape, PALETTE};
 use super::model::{first_rung_scores, score_of, Correlation, Loaded, Report, Row};
 use super::text::{comparison_lines, count, final_text, pct, rate, rung_text};
+use crate::search::config::ArchCfg;
 use crate::search::store::{Phase, TrialStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,7 +14,7 @@ use std::path::Path;
 /// The most events listed (the latest ones); the JSON file has them all.
 const MAX_EVENTS: usize = 500;
 /// Steps at which a topology is drawn when no trial directory holds its picture and the
-/// configuration names none.
+/// configuration cannot say.
 const DEFAULT_STEPS: usize = 8;
 
 /// Standard base64 (RFC 4648, with padding).
@@ -117,13 +118,14 @@ fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), String> {
             }
         }
     }
-    let steps = l
-        .config
-        .get("steps")
-        .and_then(serde_json::Value::as_u64)
-        .map(|s| s as usize)
-        .filter(|s| *s >= 1)
-        .unwrap_or(DEFAULT_STEPS);
+    // The first stage's step count of the search's architecture, as the trials drew it.
+    let steps = match l.config.get("arch") {
+        Some(a) => serde_json::from_value::<ArchCfg>(a.clone())
+            .map(|a| a.first_stage_steps())
+            .unwrap_or(DEFAULT_STEPS),
+        None if l.config.is_object() => ArchCfg::default().first_stage_steps(),
+        None => DEFAULT_STEPS,
+    };
     let topo =
         optarch_core::topology::unroll(&spec, steps, &overrides).map_err(|e| e.to_string())?;
     Ok((optarch_core::render::to_svg(&topo), steps))

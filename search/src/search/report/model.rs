@@ -4,6 +4,7 @@
 //! `leaderboard.json`); the text, CSV and HTML writers only format it.
 
 use super::stats::{kendall_p_value, kendall_tau, mean, median, sample_std, spearman_rho};
+use crate::search::config::BudgetCfg;
 use crate::search::store::{Candidate, Epoch, Experiment, Phase, Trial, TrialStatus};
 use serde::Serialize;
 use serde_json::Value;
@@ -81,17 +82,27 @@ impl Schedule {
             .get("budget")
             .and_then(|b| b.get("eta"))
             .and_then(Value::as_f64);
-        let mut rungs = Vec::new();
-        if let (Some(min), Some(max), Some(eta)) = (min, max, eta) {
-            if min >= 1 && eta > 1.0 {
-                let mut b = min as f64;
-                while (b.round() as usize) < max && rungs.len() < 64 {
-                    rungs.push(b.round() as usize);
-                    b *= eta;
+        // The driver's own rule when the configuration parses as one (it does when the driver
+        // wrote it); else min·ηⁱ below max, then max.
+        let parsed = config
+            .get("budget")
+            .and_then(|b| serde_json::from_value::<BudgetCfg>(b.clone()).ok());
+        let mut rungs = match (&parsed, min, max, eta) {
+            (Some(b), _, _, _) => b.rungs(),
+            (None, Some(min), Some(max), Some(eta)) => {
+                let mut v = Vec::new();
+                if min >= 1 && eta > 1.0 {
+                    let mut b = min as f64;
+                    while (b.round() as usize) < max && v.len() < 64 {
+                        v.push(b.round() as usize);
+                        b *= eta;
+                    }
                 }
+                v.push(max);
+                v
             }
-            rungs.push(max);
-        }
+            _ => Vec::new(),
+        };
         for t in trials.iter().filter(|t| t.phase == Phase::Search) {
             if t.rung < rungs.len() {
                 rungs[t.rung] = t.budget;
@@ -632,5 +643,25 @@ pub(crate) fn build(l: &Loaded) -> Report {
             })
             .collect(),
         schedule: s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rungs_follow_the_driver_config_else_the_formula_else_the_trials() {
+        let driver = json!({"budget": {"min_epochs": 2, "max_epochs": 20, "eta": 3, "trials": 9}});
+        assert_eq!(Schedule::new(&driver, &[]).rungs, [2, 6, 18, 20]);
+        let none = json!({"budget": {"max_epochs": 20, "trials": 9, "scheduler": "none"}});
+        assert_eq!(Schedule::new(&none, &[]).rungs, [20]);
+        // Not the driver's form (no `trials`): min·ηⁱ below max, then max.
+        let loose = json!({"budget": {"min_epochs": 1, "max_epochs": 9, "eta": 3}});
+        let s = Schedule::new(&loose, &[]);
+        assert_eq!(s.rungs, [1, 3, 9]);
+        assert_eq!(s.max_epochs, Some(9));
+        assert_eq!(Schedule::new(&Value::Null, &[]).rungs, Vec::<usize>::new());
     }
 }
