@@ -128,9 +128,7 @@ mod tests {
     #[test]
     fn higher_rungs_first_and_failures_rank_last() {
         let rungs = [1, 2, 4];
-        let mut t: Vec<View> = (0..6)
-            .map(|i| done(i, 0, &[0.1 * i as f64]))
-            .collect();
+        let mut t: Vec<View> = (0..6).map(|i| done(i, 0, &[0.1 * i as f64])).collect();
         // Trials 5 and 4 were promoted to rung 1 and finished it; with η = 2, ⌊2/2⌋ = 1 may go on.
         t[5] = done(5, 1, &[0.5, 0.55]);
         t[4] = done(4, 1, &[0.4, 0.65]);

@@ -179,10 +179,7 @@ pub fn generated_spec(a: &[f64], b: &[f64], h: f64) -> Option<(String, String)> 
             let _ = writeln!(y, "  z[-{i}]: z[0]");
         }
     }
-    let _ = write!(
-        y,
-        "step:\n  z[k+1]: {za} - h * grad({zb})\noutput: z\n"
-    );
+    let _ = write!(y, "step:\n  z[k+1]: {za} - h * grad({zb})\noutput: z\n");
     Some((name, y))
 }
 
@@ -466,7 +463,10 @@ mod tests {
         );
         // Heavy ball with beta = 0.5 is the 2-step recurrence a = (1.5, -0.5), b = (1, 0).
         let (_, y) = generated_spec(&[1.5, -0.5], &[1.0, 0.0], 1.0).unwrap();
-        assert!(y.contains("z[k+1]: 1.5 * z[k] - 0.5 * z[k-1] - h * grad(z[k])"), "{y}");
+        assert!(
+            y.contains("z[k+1]: 1.5 * z[k] - 0.5 * z[k-1] - h * grad(z[k])"),
+            "{y}"
+        );
         let g = spec::load_str("g.yaml", &y).unwrap();
         let hb = spec::load(specs().join("heavy_ball.yaml")).unwrap();
         let ov: Overrides = [("beta".to_string(), 0.5)].into_iter().collect();
@@ -497,7 +497,11 @@ mod tests {
         // ball with beta = 0.5: all three are duplicates.
         assert_eq!(
             names,
-            ["gradient_descent", "heavy_ball[beta=0.5]", "heavy_ball[beta=0.9]"],
+            [
+                "gradient_descent",
+                "heavy_ball[beta=0.5]",
+                "heavy_ball[beta=0.9]"
+            ],
             "{:?}",
             pool.duplicates
         );
@@ -510,7 +514,10 @@ mod tests {
             "{:?}",
             pool.pruned
         );
-        assert!(pool.pruned.iter().any(|d| d.reason.contains("inconsistent")));
+        assert!(pool
+            .pruned
+            .iter()
+            .any(|d| d.reason.contains("inconsistent")));
         let hb = &pool.items[1];
         assert!(hb.contraction.is_some_and(|c| c > 0.0 && c < 1.0));
         assert_eq!(hb.overrides.get("beta"), Some(&0.5));

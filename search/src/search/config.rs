@@ -473,7 +473,8 @@ fn check(path: &Path, c: &SearchConfig) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    const MIN: &str = "name: t\nbudget: {max_epochs: 9, trials: 4}\ncandidates:\n  - spec: a.yaml\n";
+    const MIN: &str =
+        "name: t\nbudget: {max_epochs: 9, trials: 4}\ncandidates:\n  - spec: a.yaml\n";
 
     #[test]
     fn defaults_and_rungs() {
@@ -489,10 +490,7 @@ mod tests {
             scheduler: Scheduler::Asha,
         };
         assert_eq!(b.rungs(), [1, 2, 4]);
-        let b = BudgetCfg {
-            max_epochs: 5,
-            ..b
-        };
+        let b = BudgetCfg { max_epochs: 5, ..b };
         assert_eq!(b.rungs(), [1, 2, 4, 5]);
         let b = BudgetCfg {
             scheduler: Scheduler::None,

@@ -380,11 +380,19 @@ impl Driver<'_> {
         self.pool.iter().position(|e| e.candidate == candidate)
     }
 
-    /// The next trial to start, creating it if needed; `None` when nothing can start now.
-    /// `Err(Finished)`-like: returns `Ok(None)` and sets `finished` when every phase is over.
-    fn next(&self, finished: &mut bool) -> R<Option<i64>> {
+    /// The next trial to start, creating it if needed; `None` when nothing can start now, with
+    /// `finished` set when every phase is over. `held` are the trials whose processes the
+    /// executor still holds.
+    fn next(&self, finished: &mut bool, held: &[i64]) -> R<Option<i64>> {
         *finished = false;
-        let state = State::read(self.store)?;
+        let mut state = State::read(self.store)?;
+        // A trial whose process has not been reaped yet is running, whatever it wrote last:
+        // it must not be promoted or started twice before the driver has seen it end.
+        for t in state.trials.iter_mut() {
+            if held.contains(&t.id) {
+                t.status = TrialStatus::Running;
+            }
+        }
         if let Some(t) = state
             .trials
             .iter()
@@ -427,8 +435,10 @@ impl Driver<'_> {
             Decision::Promote { id, rung } => {
                 let budget = self.rungs.get(rung).copied().unwrap_or(self.max_budget());
                 self.store.promote(id, rung, budget)?;
-                self.store
-                    .event(Some(id), &format!("promoted to rung {rung} ({budget} epochs)"))?;
+                self.store.event(
+                    Some(id),
+                    &format!("promoted to rung {rung} ({budget} epochs)"),
+                )?;
                 return Ok(Some(id));
             }
             Decision::Propose => {
@@ -467,7 +477,12 @@ impl Driver<'_> {
                     .collect();
                 if let Some(e) = random.next(&members, &hist).and_then(|i| self.pool.get(i)) {
                     return self
-                        .new_trial(e.candidate, Phase::Baseline, self.cfg.seed, self.max_budget())
+                        .new_trial(
+                            e.candidate,
+                            Phase::Baseline,
+                            self.cfg.seed,
+                            self.max_budget(),
+                        )
                         .map(Some);
                 }
             }
@@ -514,7 +529,7 @@ impl Driver<'_> {
                 };
                 if e.code == Some(trial::EXIT_ORPHANED) {
                     self.store.requeue(t.id, None, true)?;
-                } else if t.attempts < self.cfg.execution.max_attempts {
+                } else if t.crashes + 1 < self.cfg.execution.max_attempts {
                     self.store.requeue(
                         t.id,
                         Some(&format!("the trial process ended with {how}")),
@@ -522,12 +537,16 @@ impl Driver<'_> {
                     )?;
                     self.store.event(
                         Some(t.id),
-                        &format!("crashed ({how}), attempt {} of {}: retrying", t.attempts, self.cfg.execution.max_attempts),
+                        &format!(
+                            "crashed ({how}), attempt {} of {}: retrying",
+                            t.attempts, self.cfg.execution.max_attempts
+                        ),
                     )?;
                 } else {
                     let msg = format!(
                         "the trial process ended with {how} on each of {} attempts (see {}/log.txt)",
-                        t.attempts, t.dir
+                        t.crashes + 1,
+                        t.dir
                     );
                     self.store
                         .finish_trial(t.id, TrialStatus::Failed, Some(&msg), 0.0)?;
@@ -540,7 +559,10 @@ impl Driver<'_> {
                     self.store.reset_trial(t.id, half)?;
                     self.store.event(
                         Some(t.id),
-                        &format!("out of memory at batch {}: retrying with {half}", t.batch_size),
+                        &format!(
+                            "out of memory at batch {}: retrying with {half}",
+                            t.batch_size
+                        ),
                     )?;
                 } else {
                     self.store
@@ -548,7 +570,8 @@ impl Driver<'_> {
                 }
             }
             TrialStatus::Diverged => {
-                self.store.event(Some(t.id), "diverged (NaN or infinite loss)")?;
+                self.store
+                    .event(Some(t.id), "diverged (NaN or infinite loss)")?;
             }
             TrialStatus::Failed => {
                 self.store.event(
@@ -585,7 +608,11 @@ impl Display {
             "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} epochs {elapsed_precise} eta {eta} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-        let overall = multi.add(ProgressBar::new(total).with_style(style).with_prefix("search"));
+        let overall = multi.add(
+            ProgressBar::new(total)
+                .with_style(style)
+                .with_prefix("search"),
+        );
         let wstyle = ProgressStyle::with_template("{prefix:>8} {spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let workers = (0..slots)
@@ -729,8 +756,8 @@ pub fn run(opts: &Options) -> R<Outcome> {
     let mut finished = false;
     let mut status = "done";
     loop {
-        let stop = flag.load(Ordering::SeqCst)
-            || opts.stop_after_launches.is_some_and(|n| launches >= n);
+        let stop =
+            flag.load(Ordering::SeqCst) || opts.stop_after_launches.is_some_and(|n| launches >= n);
         for e in ex.poll() {
             driver.ended(&e, false)?;
             let t = store.trial(e.trial)?;
@@ -763,7 +790,8 @@ pub fn run(opts: &Options) -> R<Outcome> {
             if opts.stop_after_launches.is_some_and(|n| launches >= n) {
                 break;
             }
-            let Some(id) = driver.next(&mut finished)? else {
+            let held: Vec<i64> = ex.busy().into_values().collect();
+            let Some(id) = driver.next(&mut finished, &held)? else {
                 break;
             };
             let t = store.trial(id)?;
@@ -830,7 +858,8 @@ pub fn run(opts: &Options) -> R<Outcome> {
         epochs: state.trials.iter().map(|t| t.epochs_done).sum(),
     };
     let p = dir.join("outcome.json");
-    let text = serde_json::to_string_pretty(&outcome).map_err(|e| SearchError::Other(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&outcome).map_err(|e| SearchError::Other(e.to_string()))?;
     std::fs::write(&p, text).map_err(io(&p))?;
     Ok(outcome)
 }

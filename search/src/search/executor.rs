@@ -3,8 +3,8 @@
 //! assigned through `CUDA_VISIBLE_DEVICES`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -51,18 +51,17 @@ pub fn slots(
     workers: usize,
     per_gpu: usize,
 ) -> Result<Vec<Slot>, String> {
-    let use_gpu = match device {
-        "cpu" => false,
-        "cuda" if gpus == 0 => {
-            return Err(
+    let use_gpu =
+        match device {
+            "cpu" => false,
+            "cuda" if gpus == 0 => return Err(
                 "execution.device is cuda but libtorch sees no CUDA device: use `device: auto` \
                  or `cpu`, or check the driver with `optarch --device cuda env`"
                     .into(),
-            )
-        }
-        "cuda" => true,
-        _ => gpus > 0,
-    };
+            ),
+            "cuda" => true,
+            _ => gpus > 0,
+        };
     if use_gpu {
         Ok((0..gpus)
             .flat_map(|g| {
@@ -210,7 +209,9 @@ mod tests {
     fn slots_follow_the_devices() {
         let cpu = slots("auto", 0, 2, 1).unwrap();
         assert_eq!(cpu.len(), 2);
-        assert!(cpu.iter().all(|s| s.device == "cpu" && s.visible.is_empty()));
+        assert!(cpu
+            .iter()
+            .all(|s| s.device == "cpu" && s.visible.is_empty()));
         let gpu = slots("auto", 2, 2, 3).unwrap();
         assert_eq!(gpu.len(), 6);
         assert_eq!(

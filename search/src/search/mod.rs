@@ -3,12 +3,12 @@
 //!
 //! See `docs/SEARCH.md` for the configuration and what a search directory holds.
 
-pub mod store;
+pub mod asha;
 pub mod candidates;
 pub mod config;
-pub mod report;
-pub mod asha;
 pub mod driver;
 pub mod executor;
+pub mod report;
+pub mod store;
 pub mod strategy;
 pub mod trial;

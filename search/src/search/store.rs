@@ -56,6 +56,7 @@ CREATE TABLE trials (
     device      TEXT,
     batch_size  INTEGER NOT NULL,
     attempts    INTEGER NOT NULL DEFAULT 0,
+    crashes     INTEGER NOT NULL DEFAULT 0,
     error       TEXT,
     dir         TEXT NOT NULL,
     created     REAL NOT NULL,
@@ -252,7 +253,10 @@ pub struct Trial {
     pub status: TrialStatus,
     pub device: Option<String>,
     pub batch_size: usize,
+    /// Processes started for it (every rung and retry counts).
     pub attempts: u32,
+    /// Processes that died without reporting (retried up to `max_attempts` − 1 times).
+    pub crashes: u32,
     pub error: Option<String>,
     /// The run directory, relative to the search directory.
     pub dir: String,
@@ -316,7 +320,7 @@ pub struct Store {
 
 const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, rung, epochs_done, \
      status, device, batch_size, attempts, error, dir, created, started, finished, \
-     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid";
+     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid, crashes";
 
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
     let phase: String = r.get(2)?;
@@ -353,6 +357,7 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
         parameters: r.get(21)?,
         multiply_adds: r.get(22)?,
         pid: r.get(23)?,
+        crashes: r.get::<_, i64>(24)? as u32,
     })
 }
 
@@ -770,13 +775,15 @@ impl Store {
         })
     }
 
-    /// Back to pending: a crashed attempt to be retried, or a trial stopped by an interrupt or
-    /// left running by a killed driver (`forgive`: that attempt does not count).
+    /// Back to pending: a crashed attempt to be retried (one more crash), or, with `forgive`, a
+    /// trial stopped by an interrupt or left running by a killed driver (that attempt does not
+    /// count at all).
     pub fn requeue(&self, id: i64, error: Option<&str>, forgive: bool) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET status = 'pending', error = ?2, \
-                 attempts = CASE WHEN ?3 THEN MAX(attempts - 1, 0) ELSE attempts END \
+                 attempts = CASE WHEN ?3 THEN MAX(attempts - 1, 0) ELSE attempts END, \
+                 crashes = CASE WHEN ?3 THEN crashes ELSE crashes + 1 END \
                  WHERE id = ?1",
                 params![id, error, forgive],
             )?;
@@ -925,15 +932,28 @@ mod tests {
         assert_eq!(row.dir, format!("trials/{t:04}"));
         s.promote(t, 1, 2).unwrap();
         let row = s.trial(t).unwrap();
-        assert_eq!((row.status, row.rung, row.budget), (TrialStatus::Pending, 1, 2));
+        assert_eq!(
+            (row.status, row.rung, row.budget),
+            (TrialStatus::Pending, 1, 2)
+        );
         assert_eq!(s.epochs(t).unwrap(), vec![ep]);
-        assert_eq!(s.trial(t).unwrap().train_seconds, 2.5, "a replayed epoch counts once");
+        assert_eq!(
+            s.trial(t).unwrap().train_seconds,
+            2.5,
+            "a replayed epoch counts once"
+        );
         s.reset_trial(t, 32).unwrap();
         let row = s.trial(t).unwrap();
-        assert_eq!((row.epochs_done, row.batch_size, row.val_acc), (0, 32, None));
+        assert_eq!(
+            (row.epochs_done, row.batch_size, row.val_acc),
+            (0, 32, None)
+        );
         assert!(s.epochs(t).unwrap().is_empty());
         s.insert_pool_entry(c1, 0, "fam", &[0.5, 1.0]).unwrap();
-        assert_eq!(s.pool().unwrap(), vec![(c1, "fam".to_string(), vec![0.5, 1.0])]);
+        assert_eq!(
+            s.pool().unwrap(),
+            vec![(c1, "fam".to_string(), vec![0.5, 1.0])]
+        );
         // Reopening keeps everything (and does not re-create the schema).
         drop(s);
         let s = Store::open_existing(&dir.path().join("s.db")).unwrap();

@@ -182,7 +182,10 @@ mod tests {
         }
         // With a tournament of 3 draws from 3, 4 is drawn most of the time; whatever wins, the
         // child is a free nearest neighbour of a population member.
-        assert!(children.iter().all(|c| [1, 3, 5, 8].contains(c)), "{children:?}");
+        assert!(
+            children.iter().all(|c| [1, 3, 5, 8].contains(c)),
+            "{children:?}"
+        );
         assert!(children.contains(&3) || children.contains(&5));
         // Before the population is full, choices are random.
         assert!(strategy.next(&pool, &h[..1]).is_some());

@@ -9,8 +9,9 @@
 //! out of memory, 75 the driver went away (the trial stays resumable).
 //!
 //! `OPTARCH_FAULT` injects faults for the tests of the fault handling: a comma-separated list of
-//! `crash@ID` (the first attempt of trial ID aborts after its first epoch), `oom@ID` (trial ID
-//! reports CUDA out of memory while its batch size is the configured one).
+//! `crash@ID` (trial ID aborts after an epoch until it has crashed once), `crashall@ID` (it
+//! aborts every time), `oom@ID` (trial ID reports CUDA out of memory while its batch size is
+//! the configured one).
 
 use super::config::SearchConfig;
 use super::store::{Epoch, Store, Trial, TrialStatus};
@@ -139,6 +140,10 @@ impl Progress for Recorder<'_> {
     }
 
     fn epoch_end(&mut self, m: &EpochMetrics) -> bool {
+        // The checkpoint is on disk: this epoch is complete and will never be trained again.
+        // (The tests count these lines: one per epoch, whatever was killed.)
+        eprintln!("{}", train::epoch_line(m));
+        eprintln!("completed epoch {} of trial {}", m.epoch, self.trial);
         if let Err(e) = self.store.record_epoch(&epoch_row(self.trial, m)) {
             self.error = Some(e.to_string());
             return false;
@@ -172,6 +177,24 @@ fn read_state(run_dir: &Path) -> Option<RunState> {
     serde_json::from_str(&text).ok()
 }
 
+/// Empties a run directory but for the trial's log.
+fn clear_run(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "log.txt") {
+            continue;
+        }
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 fn is_oom(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("out of memory") || m.contains("outofmemoryerror")
@@ -187,7 +210,9 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
         .ok_or("the search database holds no experiment")?;
     let cfg: SearchConfig = serde_json::from_str(&exp.config_json).map_err(|e| e.to_string())?;
     let trial = store.trial(id).map_err(|e| e.to_string())?;
-    let cand = store.candidate(trial.candidate).map_err(|e| e.to_string())?;
+    let cand = store
+        .candidate(trial.candidate)
+        .map_err(|e| e.to_string())?;
     let overrides: Overrides = serde_json::from_str(&cand.params_json).unwrap_or_default();
     let run_dir = dir.join(&trial.dir);
     let finish = |status: TrialStatus, error: Option<&str>| {
@@ -208,7 +233,7 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
         trial: id,
         budget: trial.budget,
         parent: std::os::unix::process::parent_id(),
-        crash_after_epoch: fault("crash", id) && trial.attempts <= 1,
+        crash_after_epoch: (fault("crash", id) && trial.crashes == 0) || fault("crashall", id),
         error: None,
     };
     let state = read_state(&run_dir);
@@ -231,9 +256,10 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
                 Ok(s) => Ok(s),
                 Err(e) => {
                     // A checkpoint cut short by a kill: start this trial again from nothing.
-                    store.event(Some(id), &format!("cannot resume ({e}); starting again"))
+                    store
+                        .event(Some(id), &format!("cannot resume ({e}); starting again"))
                         .map_err(|e| e.to_string())?;
-                    let _ = std::fs::remove_dir_all(&run_dir);
+                    clear_run(&run_dir);
                     store
                         .reset_trial(id, trial.batch_size)
                         .map_err(|e| e.to_string())?;
@@ -244,7 +270,7 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
         }
         None => {
             // Nothing finished yet: a fresh start (a partial directory is discarded).
-            let _ = std::fs::remove_dir_all(&run_dir);
+            clear_run(&run_dir);
             train::train(tcfg, &run_dir, &mut rec)
         }
     };
@@ -263,7 +289,8 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
             } else {
                 TrialStatus::Done
             };
-            let note = (status == TrialStatus::Diverged).then_some("the loss became NaN or infinite");
+            let note =
+                (status == TrialStatus::Diverged).then_some("the loss became NaN or infinite");
             finish(status, note)?;
             Ok(0)
         }

@@ -1,0 +1,380 @@
+//! End-to-end searches on a small synthetic CIFAR-10 (no real data needed): the phases, the
+//! fault handling, and resuming after the driver is killed at several points.
+
+use optarch_search::data::synthetic;
+use optarch_search::search::store::{Phase, Store, TrialStatus};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_optarch")
+}
+
+fn specs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs")
+}
+
+/// A tiny search: 4 candidates, rungs 1 → 2 epochs (η = 2), 2 finalists × 3 seeds.
+fn config(dir: &Path, extra_candidates: &str, trials: usize) -> PathBuf {
+    let data = synthetic::write_cifar10(&dir.join("synthetic"), 60, 7).unwrap();
+    let text = format!(
+        "name: tiny\nseed: 3\n\
+         data: {{dataset: cifar10, path: {data}, val: 60, download: false}}\n\
+         arch: {{preset: cifar-resnet, widths: [4, 8, 8], stage_steps: [3, 3, 3]}}\n\
+         trainer: {{batch_size: 32, lr: 0.05, schedule: cosine, augment: false, threads: 1}}\n\
+         budget: {{min_epochs: 1, max_epochs: 2, eta: 2, trials: {trials}}}\n\
+         finalists: {{top_k: 2, seeds: 3}}\n\
+         execution: {{workers: 2, device: cpu, max_attempts: 2}}\n\
+         candidates:\n\
+         \x20 - spec: {s}/gradient_descent.yaml\n\
+         \x20 - spec: {s}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5]}}\n\
+         \x20 - spec: {s}/nesterov.yaml\n\
+         {extra_candidates}",
+        data = data.display(),
+        s = specs().display()
+    );
+    let p = dir.join("tiny.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn search(args: &[&str], fault: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(exe());
+    c.arg("search").args(args).env_remove("OPTARCH_FAULT");
+    if let Some(f) = fault {
+        c.env("OPTARCH_FAULT", f);
+    }
+    c.output().unwrap()
+}
+
+/// Completed-epoch lines per (trial, epoch) over every log of the search.
+fn completions(dir: &Path) -> BTreeMap<(i64, usize), usize> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir.join("trials")).unwrap() {
+        let log = e.unwrap().path().join("log.txt");
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("completed epoch ") {
+                let mut it = rest.split(" of trial ");
+                let epoch: usize = it.next().unwrap().parse().unwrap();
+                let trial: i64 = it.next().unwrap().trim().parse().unwrap();
+                *out.entry((trial, epoch)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Every phase ran, every trial finished, and every finished epoch was trained exactly once
+/// and recorded.
+fn check_complete(dir: &Path, failed: &[i64]) {
+    let s = Store::open_existing(&dir.join("search.db")).unwrap();
+    let trials = s.trials().unwrap();
+    assert_eq!(s.experiment().unwrap().unwrap().status, "done");
+    for t in &trials {
+        if failed.contains(&t.id) {
+            assert_eq!(t.status, TrialStatus::Failed);
+            continue;
+        }
+        assert!(
+            matches!(t.status, TrialStatus::Done | TrialStatus::Diverged),
+            "trial {} is {:?}: {:?}",
+            t.id,
+            t.status,
+            t.error
+        );
+        let epochs = s.epochs(t.id).unwrap();
+        let want: Vec<usize> = (0..t.epochs_done).collect();
+        assert_eq!(
+            epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+            want,
+            "trial {}",
+            t.id
+        );
+        if t.status == TrialStatus::Done {
+            assert_eq!(t.epochs_done, t.budget, "trial {}", t.id);
+        }
+    }
+    let done = completions(dir);
+    for t in &trials {
+        for e in 0..t.epochs_done {
+            assert_eq!(
+                done.get(&(t.id, e)).copied(),
+                Some(1),
+                "epoch {e} of trial {} was completed {:?} times",
+                t.id,
+                done.get(&(t.id, e))
+            );
+        }
+    }
+    // The phases: search trials, a baseline at equal budget, 2 finalists × 3 seeds.
+    let phase = |p: Phase| trials.iter().filter(|t| t.phase == p).count();
+    assert!(phase(Phase::Search) >= 3, "{trials:#?}");
+    assert!(phase(Phase::Baseline) >= 1);
+    assert_eq!(phase(Phase::Final), 6);
+    let finals: Vec<u64> = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Final)
+        .map(|t| t.seed)
+        .collect();
+    assert_eq!(finals.iter().filter(|&&s| s == 4).count(), 2, "{finals:?}");
+    let search_epochs: usize = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Search)
+        .map(|t| t.epochs_done)
+        .sum();
+    // Equal budget: as many full-budget (2-epoch) random trials as the search's epochs buy.
+    let pool = s.candidates().unwrap().len();
+    let target = ((search_epochs as f64 / 2.0).round() as usize)
+        .max(1)
+        .min(pool);
+    assert_eq!(
+        phase(Phase::Baseline),
+        target,
+        "search used {search_epochs} epochs"
+    );
+}
+
+#[test]
+fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "", 3);
+    let dir = tmp.path().join("run");
+    let out = search(
+        &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("search done"), "{stdout}");
+    check_complete(&dir, &[]);
+    let s = Store::open_existing(&dir.join("search.db")).unwrap();
+    // heavy_ball[beta=0] is gradient descent: merged, so 3 candidates, not 4.
+    let names: Vec<String> = s
+        .candidates()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["gradient_descent", "heavy_ball[beta=0.5]", "nesterov"]
+    );
+    assert!(s.events().unwrap().iter().any(
+        |(_, _, m)| m.contains("merged heavy_ball[beta=0]: same topology as gradient_descent")
+    ));
+    // ASHA with η = 2 over 3 results at rung 0 promotes exactly the best one.
+    let trials = s.trials().unwrap();
+    let searched: Vec<_> = trials.iter().filter(|t| t.phase == Phase::Search).collect();
+    assert_eq!(searched.len(), 3);
+    let promoted: Vec<_> = searched.iter().filter(|t| t.rung == 1).collect();
+    assert_eq!(promoted.len(), 1, "{searched:?}");
+    let score0 = |id: i64| {
+        let e = s.epochs(id).unwrap();
+        e[0].val_acc.unwrap()
+    };
+    let best = searched
+        .iter()
+        .map(|t| score0(t.id))
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(score0(promoted[0].id), best);
+    assert_eq!(promoted[0].epochs_done, 2);
+    // The outcome is written; a second search into the same directory is refused.
+    assert!(dir.join("outcome.json").is_file());
+    let again = search(
+        &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
+        None,
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+}
+
+#[test]
+fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A candidate whose step size blows the activations up: its loss is not finite.
+    let extra = format!(
+        "  - spec: {}/gradient_descent.yaml\n    grid: {{h: [1.0e30]}}\n",
+        specs().display()
+    );
+    let cfg = config(tmp.path(), &extra, 4);
+    let dir = tmp.path().join("run");
+    // Trial 1 crashes once; trial 2 runs out of memory at batch 32; trial 4 crashes every
+    // time. (With seed 3 the strategy proposes the diverging candidate third.)
+    let out = search(
+        &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
+        Some("crash@1,oom@2,crashall@4"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Store::open_existing(&dir.join("search.db")).unwrap();
+    let t1 = s.trial(1).unwrap();
+    assert_eq!((t1.status, t1.crashes), (TrialStatus::Done, 1), "{t1:?}");
+    let t4 = s.trial(4).unwrap();
+    assert_eq!((t4.status, t4.crashes), (TrialStatus::Failed, 1), "{t4:?}");
+    assert!(
+        t4.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("on each of 2 attempts"),
+        "{t4:?}"
+    );
+    let t2 = s.trial(2).unwrap();
+    assert_eq!(
+        (t2.status, t2.batch_size),
+        (TrialStatus::Done, 16),
+        "{t2:?}"
+    );
+    let events: Vec<String> = s.events().unwrap().into_iter().map(|e| e.2).collect();
+    assert!(events
+        .iter()
+        .any(|m| m.contains("out of memory at batch 32: retrying with 16")));
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("crashed (a signal), attempt 1 of 2")),
+        "{events:?}"
+    );
+    let cands = s.candidates().unwrap();
+    let blow = cands
+        .iter()
+        .find(|c| c.name.contains("h=1e30") || c.name.contains("h=1000000000000000000000000000000"))
+        .unwrap_or_else(|| panic!("{:?}", cands.iter().map(|c| &c.name).collect::<Vec<_>>()));
+    let diverged = s
+        .trials()
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.candidate == blow.id)
+        .collect::<Vec<_>>();
+    assert!(!diverged.is_empty());
+    assert!(
+        diverged.iter().all(|t| t.status == TrialStatus::Diverged),
+        "{diverged:?}"
+    );
+    check_complete(&dir, &[4]);
+}
+
+/// Sends SIGKILL to `pid`.
+fn kill9(pid: u32) {
+    let st = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn epochs_recorded(dir: &Path) -> usize {
+    Store::open_existing(&dir.join("search.db"))
+        .ok()
+        .and_then(|s| s.trials().ok())
+        .map(|t| t.iter().map(|t| t.epochs_done).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_driver_resumes_without_rerunning_or_losing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "", 3);
+    let dir = tmp.path().join("run");
+    let mut args: Vec<String> = vec![
+        "search".into(),
+        cfg.display().to_string(),
+        "--out".into(),
+        dir.display().to_string(),
+    ];
+    // Kill points: while the first epochs train, after the first rung, and in the finals.
+    let mut kills = Vec::new();
+    for wait_for in [0usize, 3, 8] {
+        let mut child = Command::new(exe())
+            .args(&args)
+            .env_remove("OPTARCH_FAULT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let start = epochs_recorded(&dir);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("the search ended ({st}) before the kill point {wait_for}");
+            }
+            let e = epochs_recorded(&dir);
+            if (wait_for == 0 && t0.elapsed() > Duration::from_secs(3))
+                || (wait_for > 0 && e >= wait_for && e > start)
+            {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+        }
+        kill9(child.id());
+        let _ = child.wait();
+        kills.push(epochs_recorded(&dir));
+        args = vec![
+            "search".into(),
+            "--resume".into(),
+            dir.display().to_string(),
+        ];
+    }
+    let out = Command::new(exe())
+        .args(&args)
+        .env_remove("OPTARCH_FAULT")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kills at {kills:?} epochs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_complete(&dir, &[]);
+    let s = Store::open_existing(&dir.join("search.db")).unwrap();
+    assert!(s
+        .events()
+        .unwrap()
+        .iter()
+        .any(|(_, _, m)| m.contains("requeued after the driver stopped")));
+}
+
+#[test]
+fn a_bad_configuration_says_where_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &p,
+        "name: x\nbudget: {max_epochs: 2, trials: 1}\ncandidates: [{spec: nope.yaml}]\n",
+    )
+    .unwrap();
+    let out = search(
+        &[
+            p.to_str().unwrap(),
+            "--out",
+            tmp.path().join("r").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("nope.yaml"), "{e}");
+    std::fs::write(
+        &p,
+        "name: x\nbudget: {max_epochs: 2, trials: 1}\nworkers: 2\ncandidates: []\n",
+    )
+    .unwrap();
+    let out = search(&[p.to_str().unwrap()], None);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("bad.yaml:3:1: unknown field `workers`"), "{e}");
+    let out = search(
+        &["--resume", tmp.path().join("none").to_str().unwrap()],
+        None,
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("no search database"), "{e}");
+}
