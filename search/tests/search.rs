@@ -1,5 +1,6 @@
 //! End-to-end searches on a small synthetic CIFAR-10 (no real data needed): the phases, the
 //! fault handling, and resuming after the driver is killed at several points.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use optarch_search::data::synthetic;
 use optarch_search::search::store::{Phase, Store, TrialStatus};
