@@ -68,6 +68,11 @@ pub enum Command {
     /// Search optimizer-inspired structures: train candidates under successive halving (ASHA)
     /// in parallel trial processes, survive crashes and kills, rank, report.
     Search(SearchArgs),
+    /// The report of a search: leaderboard (terminal, CSV, JSON) and a self-contained HTML page.
+    Report(ReportArgs),
+    /// Export a search's winner (or a run directory): filled-in spec, weights, generated Rust
+    /// code and a TorchScript module.
+    Export(ExportArgs),
     /// Internal: one trial of a search, in its own process (started by `optarch search`).
     #[command(hide = true)]
     Trial(TrialArgs),
@@ -110,6 +115,30 @@ pub struct SearchArgs {
     /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The search directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Topology pictures for the best K candidates.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top_k: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A search directory (its winner is exported into DIR/export), or with --run, a run
+    /// directory of `optarch train`.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// DIR is a run directory (config.json, best.safetensors), not a search.
+    #[arg(long)]
+    pub run: bool,
+    /// Where to write (default DIR/export).
+    #[arg(long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +406,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Train(a) => train(*a, &cli.global.device),
         Command::Env(a) => env(a, device),
         Command::Search(a) => search(a, &cli.global.device),
+        Command::Report(a) => report(&a.dir, a.top_k),
+        Command::Export(a) => {
+            use optarch_search::search::export;
+            let e = if a.run {
+                let out = a.out.clone().unwrap_or_else(|| a.dir.join("export"));
+                export::export_run(&a.dir, &out)
+            } else {
+                export::export_winner(&a.dir)
+            }
+            .map_err(|e| anyhow!("{e}"))?;
+            print_export(&e);
+            Ok(())
+        }
         Command::Trial(a) => {
             let code = optarch_search::search::trial::run(&a.dir, a.id, &cli.global.device)
                 .map_err(|e| anyhow!("trial {}: {e}", a.id))?;
@@ -424,7 +466,45 @@ fn search(a: SearchArgs, device: &str) -> Result<(), Failure> {
     if o.status != "done" {
         return Err(Failure::Exit(EXIT_INTERRUPTED));
     }
+    // The results are in the store whatever happens next: a failed report or export is said,
+    // and can be run again with `optarch report` / `optarch export`.
+    if let Err(Failure::Other(e)) = report(&o.dir, 5) {
+        eprintln!("warning: the report failed: {e:#}");
+    }
+    match optarch_search::search::export::export_winner(&o.dir) {
+        Ok(e) => print_export(&e),
+        Err(e) => eprintln!("warning: the export failed: {e}"),
+    }
     Ok(())
+}
+
+fn report(dir: &Path, top_k: usize) -> Result<(), Failure> {
+    use optarch_search::search::report;
+    let opts = report::ReportOptions {
+        top_k,
+        ..Default::default()
+    };
+    let (text, paths) = report::write_report(dir, &opts).map_err(|e| anyhow!("{e}"))?;
+    println!("{text}");
+    println!(
+        "report: {}\nleaderboard: {}, {}",
+        paths.html.display(),
+        paths.csv.display(),
+        paths.json.display()
+    );
+    Ok(())
+}
+
+fn print_export(e: &optarch_search::search::export::Exported) {
+    println!(
+        "exported {} ({} parameters) from {} to {}: spec.yaml, weights.safetensors, model.rs, \
+         model.pt (TorchScript, input {:?} on the [0, 1] scale)",
+        e.spec_name,
+        e.parameters,
+        e.run.display(),
+        e.out.display(),
+        e.input_shape
+    );
 }
 
 fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError> {

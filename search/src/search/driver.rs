@@ -40,6 +40,8 @@ pub enum SearchError {
     Store(#[from] super::store::StoreError),
     #[error("{0}")]
     Train(#[from] crate::train::TrainError),
+    #[error("{0}")]
+    Spec(#[from] optarch_core::error::SpecError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -8,6 +8,7 @@ pub mod candidates;
 pub mod config;
 pub mod driver;
 pub mod executor;
+pub mod export;
 pub mod report;
 pub mod store;
 pub mod strategy;
