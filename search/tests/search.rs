@@ -379,3 +379,53 @@ fn a_bad_configuration_says_where_and_what_to_do() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("no search database"), "{e}");
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_search_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "", 3);
+    let dir = tmp.path().join("run");
+    let child = Command::new(exe())
+        .args([
+            "search",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .env_remove("OPTARCH_FAULT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while epochs_recorded(&dir) < 2 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+    }
+    // What a terminal's Ctrl-C sends (the trials are in their own process groups).
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    {
+        let s = Store::open_existing(&dir.join("search.db")).unwrap();
+        assert_eq!(s.experiment().unwrap().unwrap().status, "interrupted");
+        assert!(s
+            .trials()
+            .unwrap()
+            .iter()
+            .all(|t| t.status != TrialStatus::Running));
+    }
+    let out = search(&["--resume", dir.to_str().unwrap()], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_complete(&dir, &[]);
+}
