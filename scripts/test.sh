@@ -29,4 +29,9 @@ step cargo fmt --all --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo nextest run --workspace "${nextest_profile[@]}"
 step cargo test --workspace --doc
+# The derive examples (docs/DERIVE.md): each runs on the CPU in seconds; cifar_derive trains one
+# epoch on a CIFAR-10 subset from $OPTARCH_DATA (and says so and exits cleanly without it).
+step cargo run -q -p optarch-examples --example heavy_ball_derive
+step cargo run -q -p optarch-examples --example inline_spec
+step cargo run -q -p optarch-examples --example cifar_derive
 echo "==> all checks passed" >&2

@@ -179,8 +179,7 @@ fn load_source(key: &str, lit: &LitStr) -> Result<SpecSource, syn::Error> {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
-    let path = dir.join(&value);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let source = Source::file(&dir, &value).map_err(|e| {
         syn::Error::new(
             lit.span(),
             format!(
@@ -189,13 +188,8 @@ fn load_source(key: &str, lit: &LitStr) -> Result<SpecSource, syn::Error> {
             ),
         )
     })?;
-    let abs = path.canonicalize().unwrap_or(path);
     Ok(SpecSource {
-        source: Source {
-            file: value,
-            text,
-            track: Some(abs.display().to_string()),
-        },
+        source,
         span: lit.span(),
     })
 }

@@ -170,10 +170,9 @@ fn expand(input: &DeriveInput) -> proc_macro2::TokenStream {
         errors.push(syn::Error::new(
             input.ident.span(),
             format!(
-                "spec `{}` has {} learnable coefficients ({}): add a field `coef: Tensor` (or mark \
+                "spec `{}` has learnable coefficients ({}): add a field `coef: Tensor` (or mark \
                  a tensor field `#[optarch(coef)]`)",
                 spec.name,
-                names.len(),
                 names.join(", ")
             ),
         ));
