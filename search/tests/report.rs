@@ -6,6 +6,7 @@ use optarch_search::search::report::{
     kendall_tau, spearman_rho, write_report, ReportOptions, CSV_HEADER,
 };
 use optarch_search::search::store::{Epoch, NewCandidate, NewTrial, Phase, Store, TrialStatus};
+use optarch_search::train::EpochMetrics;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -93,16 +94,18 @@ impl Db {
             self.store
                 .record_epoch(&Epoch {
                     trial,
-                    epoch: e,
-                    lr: 0.1,
-                    train_loss: 1.0,
-                    train_acc: val(e),
-                    val_loss: Some(1.0),
-                    val_acc: Some(val(e)),
-                    test_loss: 1.0,
-                    test_acc: val(e) - 0.01,
-                    images_per_sec: 1000.0,
-                    seconds: 1.5,
+                    metrics: EpochMetrics {
+                        epoch: e,
+                        lr: 0.1,
+                        train_loss: 1.0,
+                        train_acc: val(e),
+                        val_loss: Some(1.0),
+                        val_acc: Some(val(e)),
+                        test_loss: 1.0,
+                        test_acc: val(e) - 0.01,
+                        images_per_sec: 1000.0,
+                        epoch_seconds: 1.5,
+                    },
                 })
                 .unwrap();
         }

@@ -160,7 +160,7 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
         .candidates()
         .unwrap()
         .into_iter()
-        .map(|c| c.name)
+        .map(|c| c.row.name)
         .collect();
     assert_eq!(
         names,

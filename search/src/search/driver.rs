@@ -124,7 +124,7 @@ fn load_pool(store: &Store) -> R<Vec<Entry>> {
     let names: HashMap<i64, String> = store
         .candidates()?
         .into_iter()
-        .map(|c| (c.id, c.name))
+        .map(|c| (c.id, c.row.name))
         .collect();
     Ok(store
         .pool()?

@@ -11,6 +11,7 @@
 //!   trial by raising its budget and setting it `pending` again. Every finished epoch is a row
 //!   of `epochs`, written by the trial process in the same transaction as the trial's progress.
 
+use crate::train::EpochMetrics;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -206,10 +207,25 @@ pub struct Experiment {
     pub wall_seconds: f64,
 }
 
-/// A row of `candidates`: one distinct topology.
+/// A row of `candidates`: one distinct topology (its fields are [`NewCandidate`]'s, reached
+/// through `Deref`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
     pub id: i64,
+    #[serde(flatten)]
+    pub row: NewCandidate,
+}
+
+impl std::ops::Deref for Candidate {
+    type Target = NewCandidate;
+    fn deref(&self) -> &NewCandidate {
+        &self.row
+    }
+}
+
+/// A candidate's fields (a new candidate has no id yet).
+#[derive(Clone, Debug, Serialize)]
+pub struct NewCandidate {
     pub name: String,
     /// `spec:<file>`, `generated` or the like.
     pub origin: String,
@@ -221,19 +237,6 @@ pub struct Candidate {
     /// Worst-case contraction on quadratics (spec theory), when defined.
     pub contraction: Option<f64>,
     /// Asymptotic rate, when defined.
-    pub asymptotic: Option<f64>,
-}
-
-/// A new candidate (no id yet).
-#[derive(Clone, Debug)]
-pub struct NewCandidate {
-    pub name: String,
-    pub origin: String,
-    pub spec_yaml: String,
-    pub spec_hash: String,
-    pub topo_hash: String,
-    pub params_json: String,
-    pub contraction: Option<f64>,
     pub asymptotic: Option<f64>,
 }
 
@@ -288,20 +291,20 @@ pub struct NewTrial {
     pub batch_size: usize,
 }
 
-/// A row of `epochs`.
+/// A row of `epochs`: a trial's line of `metrics.jsonl` (its fields are reached through
+/// `Deref`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Epoch {
     pub trial: i64,
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: Option<f64>,
-    pub val_acc: Option<f64>,
-    pub test_loss: f64,
-    pub test_acc: f64,
-    pub images_per_sec: f64,
-    pub seconds: f64,
+    #[serde(flatten)]
+    pub metrics: EpochMetrics,
+}
+
+impl std::ops::Deref for Epoch {
+    type Target = EpochMetrics;
+    fn deref(&self) -> &EpochMetrics {
+        &self.metrics
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -364,14 +367,16 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
 fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Candidate> {
     Ok(Candidate {
         id: r.get(0)?,
-        name: r.get(1)?,
-        origin: r.get(2)?,
-        spec_yaml: r.get(3)?,
-        spec_hash: r.get(4)?,
-        topo_hash: r.get(5)?,
-        params_json: r.get(6)?,
-        contraction: r.get(7)?,
-        asymptotic: r.get(8)?,
+        row: NewCandidate {
+            name: r.get(1)?,
+            origin: r.get(2)?,
+            spec_yaml: r.get(3)?,
+            spec_hash: r.get(4)?,
+            topo_hash: r.get(5)?,
+            params_json: r.get(6)?,
+            contraction: r.get(7)?,
+            asymptotic: r.get(8)?,
+        },
     })
 }
 
@@ -648,7 +653,7 @@ impl Store {
                     e.test_loss,
                     e.test_acc,
                     e.images_per_sec,
-                    e.seconds
+                    e.epoch_seconds
                 ],
             )?;
             if inserted == 0 {
@@ -660,7 +665,7 @@ impl Store {
                 params![
                     e.trial,
                     (e.epoch + 1) as i64,
-                    e.seconds,
+                    e.epoch_seconds,
                     e.val_acc.or(Some(e.test_acc)),
                     e.test_acc
                 ],
@@ -823,16 +828,18 @@ impl Store {
             .query_map(params![trial], |r| {
                 Ok(Epoch {
                     trial: r.get(0)?,
-                    epoch: r.get::<_, i64>(1)? as usize,
-                    lr: r.get(2)?,
-                    train_loss: r.get(3)?,
-                    train_acc: r.get(4)?,
-                    val_loss: r.get(5)?,
-                    val_acc: r.get(6)?,
-                    test_loss: r.get(7)?,
-                    test_acc: r.get(8)?,
-                    images_per_sec: r.get(9)?,
-                    seconds: r.get(10)?,
+                    metrics: EpochMetrics {
+                        epoch: r.get::<_, i64>(1)? as usize,
+                        lr: r.get(2)?,
+                        train_loss: r.get(3)?,
+                        train_acc: r.get(4)?,
+                        val_loss: r.get(5)?,
+                        val_acc: r.get(6)?,
+                        test_loss: r.get(7)?,
+                        test_acc: r.get(8)?,
+                        images_per_sec: r.get(9)?,
+                        epoch_seconds: r.get(10)?,
+                    },
                 })
             })
             .map_err(self.sql())?
@@ -910,16 +917,18 @@ mod tests {
         s.start_trial(t, "cpu").unwrap();
         let ep = Epoch {
             trial: t,
-            epoch: 0,
-            lr: 0.1,
-            train_loss: 2.0,
-            train_acc: 0.2,
-            val_loss: Some(1.9),
-            val_acc: Some(0.3),
-            test_loss: 1.8,
-            test_acc: 0.31,
-            images_per_sec: 100.0,
-            seconds: 2.5,
+            metrics: EpochMetrics {
+                epoch: 0,
+                lr: 0.1,
+                train_loss: 2.0,
+                train_acc: 0.2,
+                val_loss: Some(1.9),
+                val_acc: Some(0.3),
+                test_loss: 1.8,
+                test_acc: 0.31,
+                images_per_sec: 100.0,
+                epoch_seconds: 2.5,
+            },
         };
         s.record_epoch(&ep).unwrap();
         s.record_epoch(&ep).unwrap();
@@ -1011,16 +1020,18 @@ mod tests {
                     for epoch in 0..50 {
                         s.record_epoch(&Epoch {
                             trial: id,
-                            epoch,
-                            lr: 0.1,
-                            train_loss: 1.0,
-                            train_acc: 0.5,
-                            val_loss: None,
-                            val_acc: None,
-                            test_loss: 1.0,
-                            test_acc: 0.5,
-                            images_per_sec: 1.0,
-                            seconds: 0.01,
+                            metrics: EpochMetrics {
+                                epoch,
+                                lr: 0.1,
+                                train_loss: 1.0,
+                                train_acc: 0.5,
+                                val_loss: None,
+                                val_acc: None,
+                                test_loss: 1.0,
+                                test_acc: 0.5,
+                                images_per_sec: 1.0,
+                                epoch_seconds: 0.01,
+                            },
                         })
                         .unwrap();
                         s.event(Some(id), "epoch").unwrap();

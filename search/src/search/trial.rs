@@ -115,16 +115,7 @@ struct Recorder<'a> {
 fn epoch_row(trial: i64, m: &EpochMetrics) -> Epoch {
     Epoch {
         trial,
-        epoch: m.epoch,
-        lr: m.lr,
-        train_loss: m.train_loss,
-        train_acc: m.train_acc,
-        val_loss: m.val_loss,
-        val_acc: m.val_acc,
-        test_loss: m.test_loss,
-        test_acc: m.test_acc,
-        images_per_sec: m.images_per_sec,
-        seconds: m.epoch_seconds,
+        metrics: m.clone(),
     }
 }
 
