@@ -838,7 +838,7 @@ pub fn run(opts: &Options) -> R<Outcome> {
             })
             .collect();
         display.update(epochs, &best, &busy);
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
     display.finish();
     let wall = started.elapsed().as_secs_f64();
