@@ -453,41 +453,14 @@ impl Driver<'_> {
                     .new_trial(e.candidate, Phase::Search, self.cfg.seed, b0)
                     .map(Some);
             }
-            Decision::Wait => return Ok(None),
+            // A slot the search cannot use yet takes a baseline trial, as long as the baseline
+            // stays within what the search has already spent (which only grows).
+            Decision::Wait => return self.baseline(&state, &members),
             Decision::Finished => {}
         }
         // Phase 2: random search at equal budget.
-        if self.cfg.baseline {
-            let used: usize = search.iter().map(|t| t.epochs_done).sum();
-            let target = (used as f64 / self.max_budget() as f64).round().max(1.0) as usize;
-            let base: Vec<&Trial> = state.phase(Phase::Baseline).collect();
-            if base.len() < target.min(self.pool.len()) {
-                let random = Strategy {
-                    kind: StrategyKind::Random,
-                    population: 0,
-                    sample: 0,
-                    seed: derive_seed(&[self.cfg.seed, 0xBA5E]),
-                };
-                let hist: Vec<Past> = base
-                    .iter()
-                    .filter_map(|t| {
-                        Some(Past {
-                            index: self.index_of(t.candidate)?,
-                            score: None,
-                        })
-                    })
-                    .collect();
-                if let Some(e) = random.next(&members, &hist).and_then(|i| self.pool.get(i)) {
-                    return self
-                        .new_trial(
-                            e.candidate,
-                            Phase::Baseline,
-                            self.cfg.seed,
-                            self.max_budget(),
-                        )
-                        .map(Some);
-                }
-            }
+        if let Some(id) = self.baseline(&state, &members)? {
+            return Ok(Some(id));
         }
         // Phase 3: finalists with several seeds.
         let finals: Vec<&Trial> = state.phase(Phase::Final).collect();
@@ -514,6 +487,46 @@ impl Driver<'_> {
         }
         *finished = true;
         Ok(None)
+    }
+
+    /// A new baseline trial while the baseline has spent less than the search so far: as many
+    /// full-budget random trials as the search's epochs buy.
+    fn baseline(&self, state: &State, members: &[Member]) -> R<Option<i64>> {
+        if !self.cfg.baseline {
+            return Ok(None);
+        }
+        let used: usize = state.phase(Phase::Search).map(|t| t.epochs_done).sum();
+        let target = (used as f64 / self.max_budget() as f64).round().max(1.0) as usize;
+        let base: Vec<&Trial> = state.phase(Phase::Baseline).collect();
+        if base.len() >= target.min(self.pool.len()) {
+            return Ok(None);
+        }
+        let random = Strategy {
+            kind: StrategyKind::Random,
+            population: 0,
+            sample: 0,
+            seed: derive_seed(&[self.cfg.seed, 0xBA5E]),
+        };
+        let hist: Vec<Past> = base
+            .iter()
+            .filter_map(|t| {
+                Some(Past {
+                    index: self.index_of(t.candidate)?,
+                    score: None,
+                })
+            })
+            .collect();
+        match random.next(members, &hist).and_then(|i| self.pool.get(i)) {
+            Some(e) => self
+                .new_trial(
+                    e.candidate,
+                    Phase::Baseline,
+                    self.cfg.seed,
+                    self.max_budget(),
+                )
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Records how a trial process ended.
