@@ -744,42 +744,6 @@ fn the_documented_config_is_resnet20() {
     assert_eq!(Arch::from_yaml(&doc[start..end]).unwrap(), resnet20());
 }
 
-/// Training-step time of the executor's ResNet-20 against the hand-written one (same weights,
-/// batch 32, CPU). Ignored by default (slow, and timings need a release build):
-/// `cargo test --release -p optarch-core --test exec step_time -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn step_time_against_hand_written_resnet20() {
-    let (exec_vs, net, mut hand_vs, hand) = resnet20_pair(8);
-    hand_vs.copy(&exec_vs).unwrap();
-    let x = randn([32, 3, 32, 32]);
-    let step = |m: &dyn ModuleT, vs: &nn::VarStore| {
-        zero_grads(vs);
-        m.forward_t(&x, true).square().mean(Kind::Float).backward();
-    };
-    let time = |m: &dyn ModuleT, vs: &nn::VarStore| {
-        let t = std::time::Instant::now();
-        for _ in 0..10 {
-            step(m, vs);
-        }
-        t.elapsed().as_secs_f64() / 10.0
-    };
-    step(&net, &exec_vs);
-    step(&hand, &hand_vs);
-    let (mut te, mut th) = (f64::MAX, f64::MAX);
-    for _ in 0..3 {
-        te = te.min(time(&net, &exec_vs));
-        th = th.min(time(&hand, &hand_vs));
-    }
-    eprintln!(
-        "ResNet-20 step, batch 32, {} threads: executor {:.1} ms, hand-written {:.1} ms, ratio {:.3}",
-        tch::get_num_threads(),
-        te * 1e3,
-        th * 1e3,
-        te / th
-    );
-}
-
 #[test]
 fn multiply_adds_per_image() {
     let rn20 = resnet20();
