@@ -1,4 +1,4 @@
-//! The command line: `optarch check | graph | rate | env`.
+//! The command line: `optarch check | graph | rate | train | env | search | report | export | codegen`
 //!
 //! Exit codes: 0 success, 1 an invalid spec (or a failed check, or a diverged training run),
 //! 2 bad usage, 3 any other failure (files, data, devices).
