@@ -48,7 +48,7 @@ echo "pictures (SVG, PNG), analyses and rates (JSON) are in $out/"
 
 # The search: gradient descent, heavy ball, Nesterov and generated two-step recurrences trained
 # on a CIFAR-10 subset under ASHA, with a random baseline and finalists re-trained with 3 seeds
-# (specs/search/quick.yaml; about 6-8 minutes on 2 cores). The data: $OPTARCH_DATA, else
+# (specs/search/quick.yaml; about 3.5 minutes on 2 quiet cores). The data: $OPTARCH_DATA, else
 # ../shared/data beside the checkout, else the official archive is downloaded (and checked).
 if [ -z "${OPTARCH_DATA:-}" ] && [ -d ../shared/data ]; then
   OPTARCH_DATA="$(cd ../shared/data && pwd)"
