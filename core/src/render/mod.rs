@@ -98,8 +98,8 @@ pub fn render(topo: &Topology, format: Format) -> Result<Vec<u8>, RenderError> {
     }
 }
 
-/// Escapes text for XML character data and attribute values.
-fn xml_escape(s: &str) -> String {
+/// Escapes text for XML (and HTML) character data and attribute values.
+pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

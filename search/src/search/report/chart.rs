@@ -24,22 +24,8 @@ const FRAME: &str = "#90a4ae";
 /// The longest point label drawn (longer names are cut, the tooltip has them whole).
 const LABEL_CHARS: usize = 22;
 
-/// Escapes text for XML character data and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for XML character data and attribute values (the pictures' own escaping).
+pub(crate) use optarch_core::render::xml_escape as esc;
 
 /// A polyline.
 pub(crate) struct Line {
