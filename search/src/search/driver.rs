@@ -770,10 +770,16 @@ pub fn run(opts: &Options) -> R<Outcome> {
     let mut launches = 0usize;
     let mut finished = false;
     let mut status = "done";
+    // The store is read to plan only when a trial process has ended (or once a second, as the
+    // epochs the baseline may spend grow), and to draw twice a second: the loop itself polls
+    // the processes every 50 ms.
+    let mut changed = true;
+    let (mut planned, mut drawn) = (Instant::now(), Instant::now());
     loop {
         let stop =
             flag.load(Ordering::SeqCst) || opts.stop_after_launches.is_some_and(|n| launches >= n);
         for e in ex.poll() {
+            changed = true;
             driver.ended(&e, false)?;
             let t = store.trial(e.trial)?;
             display.line(&format!(
@@ -801,6 +807,12 @@ pub fn run(opts: &Options) -> R<Outcome> {
         }
         let busy = ex.busy();
         let free: Vec<usize> = (0..ex.slots()).filter(|s| !busy.contains_key(s)).collect();
+        if !changed && planned.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        changed = false;
+        planned = Instant::now();
         for slot in free {
             if opts.stop_after_launches.is_some_and(|n| launches >= n) {
                 break;
@@ -820,6 +832,11 @@ pub fn run(opts: &Options) -> R<Outcome> {
         if finished && ex.busy().is_empty() {
             break;
         }
+        if drawn.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        drawn = Instant::now();
         let state = State::read(&store)?;
         let epochs: u64 = state.trials.iter().map(|t| t.epochs_done as u64).sum();
         let best = ranking(&state, &driver.rungs)
