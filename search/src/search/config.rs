@@ -91,16 +91,16 @@ impl Default for ArchCfg {
 
 impl ArchCfg {
     /// Blocks in the first stage: the step count candidates are unrolled to for hashing and
-    /// theory.
+    /// theory (the preset's own count unless `stage_steps` overrides it).
     pub fn first_stage_steps(&self) -> usize {
         if let Some(s) = self.stage_steps.as_ref().and_then(|s| s.first()) {
             return (*s).max(1);
         }
-        match self.preset.as_str() {
-            "cifar-resnet" => (self.depth.saturating_sub(2) / 6).max(1),
-            "cifar-densenet" => (self.depth.saturating_sub(4) / 6).max(1),
-            _ => 2,
-        }
+        optarch_core::exec::Arch::preset(&self.preset, self.depth, 10)
+            .ok()
+            .and_then(|a| a.stages.first().map(|st| st.steps))
+            .unwrap_or(1)
+            .max(1)
     }
 }
 
@@ -480,6 +480,11 @@ mod tests {
     fn defaults_and_rungs() {
         let c = parse(Path::new("s.yaml"), MIN).unwrap();
         assert_eq!(c.budget.rungs(), [1, 3, 9]);
+        assert_eq!(
+            c.arch.first_stage_steps(),
+            3,
+            "ResNet-20: 3 blocks per stage"
+        );
         assert_eq!(c.finalists.seeds, 3);
         assert!(c.baseline);
         let b = BudgetCfg {
