@@ -3,14 +3,13 @@
 //! code come with it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use optarch_core::exec::Network;
 use optarch_core::spec;
 use optarch_search::data::synthetic;
 use optarch_search::train::{self, TrainConfig};
 use std::path::Path;
 use std::process::Command;
 use tch::nn::ModuleT;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn python() -> Option<String> {
     let ok = Command::new("python")
@@ -102,10 +101,7 @@ fn the_torchscript_module_matches_optarch_in_python() {
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     let (train_set, _, _) = train::load_data(&cfg).unwrap();
     let norm = train_set.channel_stats();
-    let arch = train::architecture(&cfg, 10, 3).unwrap();
-    let s = spec::load_str("spec.yaml", &cfg.spec_text).unwrap();
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = Network::new(&vs.root(), &s, &cfg.overrides, &arch).unwrap();
+    let train::Built { mut vs, net, .. } = train::build(&cfg, &train_set, Device::Cpu).unwrap();
     vs.load(run.join("best.safetensors")).unwrap();
     tch::manual_seed(11);
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));

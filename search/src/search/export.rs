@@ -11,11 +11,10 @@
 
 use super::driver::SearchError;
 use crate::train::{self, TrainConfig};
-use optarch_core::exec::Network;
-use optarch_core::spec::{self, Overrides};
+use optarch_core::spec::Overrides;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 type R<T> = Result<T, SearchError>;
 
@@ -87,11 +86,12 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
     let norm = train_set.channel_stats();
     let classes = i64::try_from(train_set.classes).map_err(other)?;
     let [c, h, w] = train_set.shape.map(|d| d as i64);
-    let arch = train::architecture(&cfg, classes, c)?;
-    let s = spec::load_str(&cfg.spec_path.display().to_string(), &cfg.spec_text)?;
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let net =
-        Network::new(&vs.root(), &s, &cfg.overrides, &arch).map_err(|e| other(e.to_string()))?;
+    let train::Built {
+        spec: s,
+        mut vs,
+        net,
+        arch,
+    } = train::build(&cfg, &train_set, Device::Cpu)?;
     vs.load(&weights).map_err(other)?;
     // Constants in the trace: no variable may require a gradient.
     vs.freeze();

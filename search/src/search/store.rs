@@ -325,6 +325,9 @@ const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, run
      status, device, batch_size, attempts, error, dir, created, started, finished, \
      train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid, crashes";
 
+const CANDIDATE_COLUMNS: &str =
+    "id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, contraction, asymptotic";
+
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
     let phase: String = r.get(2)?;
     let status: String = r.get(8)?;
@@ -546,10 +549,9 @@ impl Store {
     pub fn candidates(&self) -> R<Vec<Candidate>> {
         let mut st = self
             .conn
-            .prepare(
-                "SELECT id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, \
-                 contraction, asymptotic FROM candidates ORDER BY id",
-            )
+            .prepare(&format!(
+                "SELECT {CANDIDATE_COLUMNS} FROM candidates ORDER BY id"
+            ))
             .map_err(self.sql())?;
         let rows = st
             .query_map([], candidate_from_row)
@@ -562,8 +564,7 @@ impl Store {
     pub fn candidate(&self, id: i64) -> R<Candidate> {
         self.conn
             .query_row(
-                "SELECT id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, \
-                 contraction, asymptotic FROM candidates WHERE id = ?1",
+                &format!("SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE id = ?1"),
                 params![id],
                 candidate_from_row,
             )

@@ -164,8 +164,7 @@ fn replay_metrics(store: &Store, trial: i64, run_dir: &Path) -> Result<(), Strin
 }
 
 fn read_state(run_dir: &Path) -> Option<RunState> {
-    let text = std::fs::read_to_string(run_dir.join("state.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    train::read_json(&run_dir.join("state.json")).ok()
 }
 
 /// Empties a run directory but for the trial's log.

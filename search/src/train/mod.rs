@@ -394,7 +394,7 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> R<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> R<T> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> R<T> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
 }
@@ -414,6 +414,33 @@ fn evaluate(net: &Network, loader: &Loader) -> R<(f64, f64)> {
         Ok(())
     })?;
     Ok((loss / n.max(1.0), correct / n.max(1.0)))
+}
+
+/// A run's network, as [`build`] makes it.
+pub struct Built {
+    pub spec: Spec,
+    pub vs: nn::VarStore,
+    pub net: Network,
+    pub arch: Arch,
+}
+
+/// The network a config describes for data shaped like `train` (its classes and channels),
+/// initialised from the config's seed: the run's own network, or, with a checkpoint loaded into
+/// `vs`, the trained one (export).
+pub fn build(cfg: &TrainConfig, train: &Dataset, device: Device) -> R<Built> {
+    let spec: Spec = spec::load_str(&cfg.spec_path.display().to_string(), &cfg.spec_text)?;
+    let classes =
+        i64::try_from(train.classes).map_err(|_| TrainError::Config("too many classes".into()))?;
+    let arch = architecture(cfg, classes, train.shape[0] as i64)?;
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let net = Network::new(&vs.root(), &spec, &cfg.overrides, &arch)?;
+    Ok(Built {
+        spec,
+        vs,
+        net,
+        arch,
+    })
 }
 
 /// A prepared run: network, optimiser, loaders.
@@ -454,15 +481,14 @@ fn prepare(cfg: TrainConfig, dir: &Path) -> R<Run> {
             "epochs and batch size must be at least 1".into(),
         ));
     }
-    let spec: Spec = spec::load_str(&cfg.spec_path.display().to_string(), &cfg.spec_text)?;
     let (train, val, test) = load_data(&cfg)?;
     let norm: Normalization = train.channel_stats();
-    let classes =
-        i64::try_from(train.classes).map_err(|_| TrainError::Config("too many classes".into()))?;
-    let arch = architecture(&cfg, classes, train.shape[0] as i64)?;
-    tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let net = Network::new(&vs.root(), &spec, &cfg.overrides, &arch)?;
+    let Built {
+        spec,
+        vs,
+        net,
+        arch,
+    } = build(&cfg, &train, device)?;
     let opt = Sgd::new(
         &vs,
         cfg.momentum,
