@@ -76,6 +76,10 @@ pub enum Command {
     /// Internal: one trial of a search, in its own process (started by `optarch search`).
     #[command(hide = true)]
     Trial(TrialArgs),
+    /// Internal: a server that loads libtorch once and forks trial processes for
+    /// `optarch search` (requests on stdin, see the `forkserver` module).
+    #[command(hide = true)]
+    TrialServer(TrialServerArgs),
     /// Print the Rust module `#[derive(Unroll)]` generates for a spec (pretty-printed).
     Codegen(CodegenArgs),
 }
@@ -139,6 +143,13 @@ pub struct ExportArgs {
     /// Where to write (default DIR/export).
     #[arg(long, value_name = "OUT")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrialServerArgs {
+    /// The search directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -389,7 +400,21 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `optarch trial-server`: before anything touches CUDA or the thread pools (the server forks
+/// its trials, which set their own threads and devices).
+fn trial_server(a: &TrialServerArgs, global: &Global) -> Result<(), Failure> {
+    if global.threads.is_some_and(|n| n < 1) {
+        return Err(anyhow!("--threads must be at least 1").into());
+    }
+    optarch_search::search::forkserver::serve(&a.dir, &global.device, global.threads)
+        .map_err(|e| anyhow!("trial server: {e}"))?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::TrialServer(a) = &cli.command {
+        return trial_server(a, &cli.global);
+    }
     let device = optarch_core::device::parse_device(&cli.global.device)
         .map_err(|e| anyhow!("{e}"))
         .context("bad --device")?;
@@ -420,14 +445,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Trial(a) => {
-            let code = optarch_search::search::trial::run(&a.dir, a.id, &cli.global.device)
-                .map_err(|e| anyhow!("trial {}: {e}", a.id))?;
-            if code == 0 {
-                Ok(())
-            } else {
-                Err(Failure::Exit(code as u8))
-            }
+            use optarch_search::search::{forkserver, trial};
+            forkserver::exit_now(trial::status(&a.dir, a.id, &cli.global.device))
         }
+        Command::TrialServer(a) => trial_server(&a, &cli.global),
         Command::Codegen(a) => {
             let (s, o) = load(&a.spec, &a.spec_args)?;
             let code = optarch_core::codegen::source(&s, a.steps, &o, a.name.as_deref(), a.shared)?;
@@ -454,14 +475,17 @@ fn search(a: SearchArgs, device: &str) -> Result<(), Failure> {
     };
     let o = driver::run(&opts).map_err(|e| anyhow!("{e}"))?;
     println!(
-        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %",
+        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} % \
+         ({:.1} % waiting for work, {:.1} % the search's own)",
         o.status,
         o.dir.display(),
         o.trials,
         o.epochs,
         o.wall_seconds,
         o.slots,
-        100.0 * o.overhead
+        100.0 * o.overhead,
+        100.0 * o.waiting_share,
+        100.0 * (o.overhead - o.waiting_share).max(0.0)
     );
     if o.status != "done" {
         return Err(Failure::Exit(EXIT_INTERRUPTED));

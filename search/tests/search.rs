@@ -17,8 +17,9 @@ fn specs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs")
 }
 
-/// A tiny search: 4 candidates, rungs 1 → 2 epochs (η = 2), 2 finalists × 3 seeds.
-fn config(dir: &Path, extra_candidates: &str, trials: usize) -> PathBuf {
+/// A tiny search: 4 candidates, rungs 1 → 2 epochs (η = 2), 2 finalists × 3 seeds; trial
+/// processes forked by the trial server, or (`fork: false`) each started as `optarch trial`.
+fn config(dir: &Path, extra_candidates: &str, trials: usize, fork: bool) -> PathBuf {
     let data = synthetic::write_cifar10(&dir.join("synthetic"), 60, 7).unwrap();
     let text = format!(
         "name: tiny\nseed: 3\n\
@@ -27,7 +28,7 @@ fn config(dir: &Path, extra_candidates: &str, trials: usize) -> PathBuf {
          trainer: {{batch_size: 32, lr: 0.05, schedule: cosine, augment: false, threads: 1}}\n\
          budget: {{min_epochs: 1, max_epochs: 2, eta: 2, trials: {trials}}}\n\
          finalists: {{top_k: 2, seeds: 3}}\n\
-         execution: {{workers: 2, device: cpu, max_attempts: 2}}\n\
+         execution: {{workers: 2, device: cpu, max_attempts: 2, fork_server: {fork}}}\n\
          candidates:\n\
          \x20 - spec: {s}/gradient_descent.yaml\n\
          \x20 - spec: {s}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5]}}\n\
@@ -50,14 +51,18 @@ fn search(args: &[&str], fault: Option<&str>) -> std::process::Output {
     c.output().unwrap()
 }
 
+/// The text of every trial log of the search.
+fn logs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("trials"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("log.txt")).ok())
+        .collect()
+}
+
 /// Completed-epoch lines per (trial, epoch) over every log of the search.
 fn completions(dir: &Path) -> BTreeMap<(i64, usize), usize> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir.join("trials")).unwrap() {
-        let log = e.unwrap().path().join("log.txt");
-        let Ok(text) = std::fs::read_to_string(&log) else {
-            continue;
-        };
+    for text in logs(dir) {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("completed epoch ") {
                 let mut it = rest.split(" of trial ");
@@ -143,7 +148,7 @@ fn check_complete(dir: &Path, failed: &[i64]) {
 #[test]
 fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(tmp.path(), "", 3);
+    let cfg = config(tmp.path(), "", 3, false);
     let dir = tmp.path().join("run");
     let out = search(
         &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
@@ -185,6 +190,10 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
         .fold(f64::NEG_INFINITY, f64::max);
     assert_eq!(score0(promoted[0].id), best);
     assert_eq!(promoted[0].epochs_done, 2);
+    // With `fork_server: false`, each trial process was started on its own.
+    assert!(logs(&dir)
+        .iter()
+        .all(|t| !t.contains("forked by the trial server")));
     // The outcome is written; a second search into the same directory is refused.
     assert!(dir.join("outcome.json").is_file());
     let again = search(
@@ -203,7 +212,7 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
         "  - spec: {}/gradient_descent.yaml\n    grid: {{h: [1.0e30]}}\n",
         specs().display()
     );
-    let cfg = config(tmp.path(), &extra, 4);
+    let cfg = config(tmp.path(), &extra, 4, true);
     let dir = tmp.path().join("run");
     // Trial 1 crashes once; trial 2 runs out of memory at batch 32; trial 4 crashes every
     // time. (With seed 3 the strategy proposes the diverging candidate third.)
@@ -261,6 +270,104 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
         "{diverged:?}"
     );
     check_complete(&dir, &[4]);
+    // Every trial process was forked by the trial server, the crashing ones included.
+    let logs = logs(&dir);
+    assert_eq!(
+        logs.iter()
+            .filter(|t| t.contains("forked by the trial server"))
+            .count(),
+        s.trials().unwrap().len()
+    );
+}
+
+/// Reads one line of the trial server's replies.
+fn reply(out: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+#[test]
+fn the_trial_server_forks_reports_and_ends_with_its_driver() {
+    use std::io::{BufReader, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Command::new(exe())
+        .args(["--threads", "1", "--device", "cpu", "trial-server", "--dir"])
+        .arg(tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut out = BufReader::new(server.stdout.take().unwrap());
+    assert_eq!(reply(&mut out), "ready");
+    writeln!(stdin, "hello").unwrap();
+    assert_eq!(
+        reply(&mut out),
+        r#"refused 0 cannot read the request "hello""#
+    );
+    // A trial of a directory without a search: the child starts, says why it cannot run in
+    // its log, and exits 3; the server reports it.
+    let run = tmp.path().join("trials").join("0005");
+    std::fs::create_dir_all(&run).unwrap();
+    let hex: String = run
+        .to_str()
+        .unwrap()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    writeln!(stdin, "run 5 {hex}").unwrap();
+    let started = reply(&mut out);
+    let pid: u32 = started
+        .strip_prefix("started 5 ")
+        .unwrap_or_else(|| panic!("{started}"))
+        .parse()
+        .unwrap();
+    assert_ne!(pid, server.id());
+    assert_eq!(reply(&mut out), format!("ended {pid} exit 3"));
+    let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(
+        log.contains(&format!("forked by the trial server (pid {})", server.id())),
+        "{log}"
+    );
+    assert!(log.contains("error: trial 5:"), "{log}");
+    // Closing its stdin (the driver ended or died) ends the server.
+    drop(stdin);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = server.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the server did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// The command lines of the live processes of the search in `dir` (trial processes, forked or
+/// spawned, and the trial server).
+fn processes_of(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // A zombie has an empty command line: it is gone but for its exit status.
+        if args.iter().any(|a| a == "trial" || a == "trial-server") && args.iter().any(|a| a == dir)
+        {
+            out.push(args.join(" "));
+        }
+    }
+    out
 }
 
 /// Sends SIGKILL to `pid`.
@@ -283,7 +390,7 @@ fn epochs_recorded(dir: &Path) -> usize {
 #[test]
 fn a_killed_driver_resumes_without_rerunning_or_losing_anything() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(tmp.path(), "", 3);
+    let cfg = config(tmp.path(), "", 3, true);
     let dir = tmp.path().join("run");
     let mut args: Vec<String> = vec![
         "search".into(),
@@ -319,6 +426,16 @@ fn a_killed_driver_resumes_without_rerunning_or_losing_anything() {
         kill9(child.id());
         let _ = child.wait();
         kills.push(epochs_recorded(&dir));
+        // The trial server sees its driver gone and ends; its children stop as orphans.
+        let t0 = Instant::now();
+        while !processes_of(&dir).is_empty() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "left running after the kill: {:?}",
+                processes_of(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         args = vec![
             "search".into(),
             "--resume".into(),
@@ -385,7 +502,7 @@ fn a_bad_configuration_says_where_and_what_to_do() {
 #[test]
 fn ctrl_c_stops_cleanly_and_the_search_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(tmp.path(), "", 3);
+    let cfg = config(tmp.path(), "", 3, true);
     let dir = tmp.path().join("run");
     let child = Command::new(exe())
         .args([
@@ -414,6 +531,8 @@ fn ctrl_c_stops_cleanly_and_the_search_resumes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("--resume"), "{stderr}");
+    // Neither a trial process nor the trial server outlives the interrupted driver.
+    assert_eq!(processes_of(&dir), Vec::<String>::new());
     {
         let s = Store::open_existing(&dir.join("search.db")).unwrap();
         assert_eq!(s.experiment().unwrap().unwrap().status, "interrupted");

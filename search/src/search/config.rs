@@ -249,6 +249,9 @@ pub struct ExecutionCfg {
     pub trials_per_gpu: usize,
     /// Attempts of a trial whose process crashed before it is marked failed.
     pub max_attempts: u32,
+    /// Fork trial processes from a warm server that has loaded libtorch once (false: start
+    /// each as `optarch trial`, paying libtorch's start-up every time).
+    pub fork_server: bool,
 }
 
 impl Default for ExecutionCfg {
@@ -258,6 +261,7 @@ impl Default for ExecutionCfg {
             device: "auto".into(),
             trials_per_gpu: 1,
             max_attempts: 2,
+            fork_server: true,
         }
     }
 }

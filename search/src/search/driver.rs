@@ -95,6 +95,12 @@ pub struct Outcome {
     pub trial_seconds: f64,
     /// 1 − train / (slots × wall): the share of the workers' time not spent training.
     pub overhead: f64,
+    /// Slot-seconds (of this run of the driver) in which a slot was free and no trial could
+    /// run: waiting for a rung's last results, or for the last trials of the search.
+    pub waiting_seconds: f64,
+    /// `waiting_seconds` / (slots × this run's wall): the part of the overhead that is waiting
+    /// for work; the rest is the search's own cost (process starts, set-up, scheduling).
+    pub waiting_share: f64,
     pub trials: usize,
     pub epochs: usize,
 }
@@ -258,8 +264,12 @@ fn reopen(dir: &Path) -> R<(PathBuf, Store, SearchConfig, i64)> {
 
 /// True while process `pid` is an `optarch trial` process.
 fn trial_alive(pid: i64) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"trial"))
+    // A spawned trial runs `optarch ... trial ...`; a forked one keeps its server's command
+    // line, `optarch ... trial-server ...`.
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split(|b| *b == 0)
+            .any(|a| a == b"trial" || a == b"trial-server")
+    })
 }
 
 /// Trials a killed driver left `running`: wait for their processes (which notice that the
@@ -727,8 +737,6 @@ pub fn run(opts: &Options) -> R<Outcome> {
         }
         recover(&store)?;
     }
-    prepare_data(&cfg, &dir)?;
-    let pool = load_pool(&store)?;
     let gpus = if cfg.execution.device == "cpu" {
         0
     } else {
@@ -746,7 +754,16 @@ pub fn run(opts: &Options) -> R<Outcome> {
         None => std::env::current_exe().map_err(io(Path::new("optarch")))?,
     };
     let dir_abs = std::fs::canonicalize(&dir).map_err(io(&dir))?;
-    let mut ex = Local::new(exe, dir_abs.clone(), slots, cfg.trainer.threads);
+    // The trial servers load libtorch while the data is prepared.
+    let mut ex = Local::new(
+        exe,
+        dir_abs.clone(),
+        slots,
+        cfg.trainer.threads,
+        cfg.execution.fork_server,
+    );
+    prepare_data(&cfg, &dir)?;
+    let pool = load_pool(&store)?;
     let driver = Driver {
         cfg: &cfg,
         store: &store,
@@ -768,6 +785,9 @@ pub fn run(opts: &Options) -> R<Outcome> {
     let flag = interrupted();
     flag.store(false, Ordering::SeqCst);
     let mut launches = 0usize;
+    // Slot-seconds with no trial to run, and since when each free slot has had none.
+    let mut waiting = 0.0f64;
+    let mut waiting_since: BTreeMap<usize, Instant> = BTreeMap::new();
     let mut finished = false;
     let mut status = "done";
     // The store is read to plan only when a trial process has ended (or once a second, as the
@@ -819,8 +839,16 @@ pub fn run(opts: &Options) -> R<Outcome> {
             }
             let held: Vec<i64> = ex.busy().into_values().collect();
             let Some(id) = driver.next(&mut finished, &held)? else {
+                // No trial can run now: the free slots wait for work (a rung's last results,
+                // the end of the search), not for the search's machinery.
+                for s in (0..ex.slots()).filter(|s| !ex.busy().contains_key(s)) {
+                    waiting_since.entry(s).or_insert_with(Instant::now);
+                }
                 break;
             };
+            if let Some(t) = waiting_since.remove(&slot) {
+                waiting += t.elapsed().as_secs_f64();
+            }
             let t = store.trial(id)?;
             store.start_trial(id, &ex.device(slot))?;
             let pid = ex
@@ -828,6 +856,10 @@ pub fn run(opts: &Options) -> R<Outcome> {
                 .map_err(io(&dir_abs.join(&t.dir)))?;
             store.set_pid(id, pid)?;
             launches += 1;
+        }
+        for n in ex.notes() {
+            store.event(None, &n)?;
+            display.line(&n);
         }
         if finished && ex.busy().is_empty() {
             break;
@@ -871,6 +903,10 @@ pub fn run(opts: &Options) -> R<Outcome> {
         std::thread::sleep(Duration::from_millis(50));
     }
     display.finish();
+    waiting += waiting_since
+        .values()
+        .map(|t| t.elapsed().as_secs_f64())
+        .sum::<f64>();
     let wall = started.elapsed().as_secs_f64();
     store.set_experiment_status(exp, status, wall)?;
     let state = State::read(&store)?;
@@ -886,6 +922,8 @@ pub fn run(opts: &Options) -> R<Outcome> {
         train_seconds,
         trial_seconds,
         overhead: 1.0 - train_seconds / (slots as f64 * total_wall).max(1e-9),
+        waiting_seconds: waiting,
+        waiting_share: waiting / (slots as f64 * wall).max(1e-9),
         trials: state.trials.len(),
         epochs: state.trials.iter().map(|t| t.epochs_done).sum(),
     };

@@ -1,12 +1,14 @@
 //! Where trials run. [`Executor`] is the interface a cluster executor would implement;
-//! [`Local`] runs each trial as a subprocess (`optarch trial ...`) on this machine, with GPUs
-//! assigned through `CUDA_VISIBLE_DEVICES`.
+//! [`Local`] runs each trial as a subprocess on this machine (forked from a warm trial server,
+//! or spawned as `optarch trial ...`), with GPUs assigned through `CUDA_VISIBLE_DEVICES`.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use super::forkserver::{self, Server};
 
 /// A trial process that ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,32 +83,144 @@ pub fn slots(
     }
 }
 
-/// Trials as subprocesses of this one.
+/// A running trial process: spawned by this process, or forked by a trial server.
+enum Proc {
+    Spawned(Child),
+    Forked { server: usize, pid: u32 },
+}
+
+/// A trial server and the slots it serves.
+struct ServerSlot {
+    device: String,
+    visible: String,
+    /// `None` when it could not start.
+    server: Option<Server>,
+    /// Cleared when it refused or failed a request: trials are spawned from then on.
+    serving: bool,
+}
+
+/// Trials as subprocesses: forked from a warm trial server per device (see
+/// [`forkserver`](super::forkserver)), or spawned as `optarch trial` when there is none.
 pub struct Local {
     exe: PathBuf,
     search_dir: PathBuf,
     slots: Vec<Slot>,
     threads: i32,
-    running: BTreeMap<usize, (i64, Child, Instant)>,
+    running: BTreeMap<usize, (i64, Proc, Instant)>,
+    /// The trial servers, one per (device, `CUDA_VISIBLE_DEVICES`).
+    servers: Vec<ServerSlot>,
+    notes: Vec<String>,
 }
 
 impl Local {
-    pub fn new(exe: PathBuf, search_dir: PathBuf, slots: Vec<Slot>, threads: i32) -> Local {
+    /// With `fork_server`, starts one trial server per device and GPU set now, so that they
+    /// load libtorch while the driver prepares.
+    pub fn new(
+        exe: PathBuf,
+        search_dir: PathBuf,
+        slots: Vec<Slot>,
+        threads: i32,
+        fork_server: bool,
+    ) -> Local {
+        let mut servers: Vec<ServerSlot> = Vec::new();
+        let mut notes = Vec::new();
+        if fork_server {
+            for s in &slots {
+                if servers
+                    .iter()
+                    .any(|v| v.device == s.device && v.visible == s.visible)
+                {
+                    continue;
+                }
+                let server = Server::start(&exe, &search_dir, &s.device, threads, &s.visible)
+                    .map_err(|e| {
+                        notes.push(format!(
+                            "cannot start a trial server ({e}): trial processes start one by one"
+                        ))
+                    })
+                    .ok();
+                servers.push(ServerSlot {
+                    device: s.device.clone(),
+                    visible: s.visible.clone(),
+                    serving: server.is_some(),
+                    server,
+                });
+            }
+        }
         Local {
             exe,
             search_dir,
             slots,
             threads,
             running: BTreeMap::new(),
+            servers,
+            notes,
         }
     }
 
-    fn reap(&mut self, slot: usize, status: std::process::ExitStatus) -> Option<Ended> {
+    /// What happened to the trial servers since the last call, for the log.
+    pub fn notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn server_of(&self, s: &Slot) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|v| v.device == s.device && v.visible == s.visible && v.serving)
+    }
+
+    fn spawn(&self, s: &Slot, trial: i64, run_dir: &Path) -> std::io::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run_dir.join("log.txt"))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["--threads", &self.threads.to_string()])
+            .args(["--device", &s.device])
+            .arg("trial")
+            .arg("--dir")
+            .arg(&self.search_dir)
+            .args(["--id", &trial.to_string()])
+            .env("CUDA_VISIBLE_DEVICES", &s.visible)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C at the terminal reaches the driver only, which
+            // stops the trials itself and records them as resumable.
+            .process_group(0);
+        cmd.spawn()
+    }
+
+    /// The exit status of the process in `slot` if it ended (`Some(None)`: by a signal, or it
+    /// cannot be waited for).
+    fn exited(&mut self, slot: usize) -> Option<Option<i32>> {
+        let (_, proc, _) = self.running.get_mut(&slot)?;
+        match proc {
+            Proc::Spawned(child) => match child.try_wait() {
+                Ok(Some(st)) => Some(st.code()),
+                Ok(None) => None,
+                Err(_) => Some(None),
+            },
+            Proc::Forked { server, pid } => {
+                let pid = *pid;
+                match self
+                    .servers
+                    .get_mut(*server)
+                    .and_then(|v| v.server.as_mut())
+                {
+                    Some(srv) => srv.ended(pid),
+                    None => (!forkserver::exists(pid)).then_some(None),
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, slot: usize, code: Option<i32>) -> Option<Ended> {
         let (trial, _, t0) = self.running.remove(&slot)?;
         Some(Ended {
             trial,
             slot,
-            code: status.code(),
+            code,
             wall: t0.elapsed().as_secs_f64(),
         })
     }
@@ -131,27 +245,36 @@ impl Executor for Local {
             .cloned()
             .ok_or_else(|| std::io::Error::other(format!("no slot {slot}")))?;
         std::fs::create_dir_all(run_dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join("log.txt"))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(["--threads", &self.threads.to_string()])
-            .args(["--device", &s.device])
-            .arg("trial")
-            .arg("--dir")
-            .arg(&self.search_dir)
-            .args(["--id", &trial.to_string()])
-            .env("CUDA_VISIBLE_DEVICES", &s.visible)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C at the terminal reaches the driver only, which
-            // stops the trials itself and records them as resumable.
-            .process_group(0);
-        let child = cmd.spawn()?;
+        if let Some(i) = self.server_of(&s) {
+            let forked = match self.servers.get_mut(i).and_then(|v| v.server.as_mut()) {
+                Some(srv) => srv.launch(trial, run_dir),
+                None => Err("no trial server".into()),
+            };
+            match forked {
+                Ok(pid) => {
+                    self.running.insert(
+                        slot,
+                        (trial, Proc::Forked { server: i, pid }, Instant::now()),
+                    );
+                    return Ok(pid);
+                }
+                Err(why) => {
+                    self.notes.push(format!(
+                        "the trial server for {} stopped serving ({why}): trial processes start \
+                         one by one",
+                        s.device
+                    ));
+                    // It still reports the children it has running.
+                    if let Some(v) = self.servers.get_mut(i) {
+                        v.serving = false;
+                    }
+                }
+            }
+        }
+        let child = self.spawn(&s, trial, run_dir)?;
         let pid = child.id();
-        self.running.insert(slot, (trial, child, Instant::now()));
+        self.running
+            .insert(slot, (trial, Proc::Spawned(child), Instant::now()));
         Ok(pid)
     }
 
@@ -159,24 +282,8 @@ impl Executor for Local {
         let mut done = Vec::new();
         let slots: Vec<usize> = self.running.keys().copied().collect();
         for slot in slots {
-            let status = match self.running.get_mut(&slot) {
-                Some((_, child, _)) => child.try_wait(),
-                None => continue,
-            };
-            match status {
-                Ok(Some(st)) => done.extend(self.reap(slot, st)),
-                Ok(None) => {}
-                Err(_) => {
-                    // The process cannot be waited for: treat it as crashed.
-                    if let Some((trial, _, t0)) = self.running.remove(&slot) {
-                        done.push(Ended {
-                            trial,
-                            slot,
-                            code: None,
-                            wall: t0.elapsed().as_secs_f64(),
-                        });
-                    }
-                }
+            if let Some(code) = self.exited(slot) {
+                done.extend(self.reap(slot, code));
             }
         }
         done
@@ -187,15 +294,19 @@ impl Executor for Local {
     }
 
     fn stop_all(&mut self) -> Vec<Ended> {
-        let mut done = Vec::new();
-        let slots: Vec<usize> = self.running.keys().copied().collect();
-        for slot in slots {
-            if let Some((_, child, _)) = self.running.get_mut(&slot) {
-                let _ = child.kill();
-                if let Ok(st) = child.wait() {
-                    done.extend(self.reap(slot, st));
+        for (_, proc, _) in self.running.values_mut() {
+            match proc {
+                Proc::Spawned(child) => {
+                    let _ = child.kill();
                 }
+                Proc::Forked { pid, .. } => forkserver::kill(*pid),
             }
+        }
+        let mut done = Vec::new();
+        let t0 = Instant::now();
+        while !self.running.is_empty() && t0.elapsed() < Duration::from_secs(30) {
+            done.extend(self.poll());
+            std::thread::sleep(Duration::from_millis(5));
         }
         done
     }

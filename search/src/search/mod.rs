@@ -9,6 +9,7 @@ pub mod config;
 pub mod driver;
 pub mod executor;
 pub mod export;
+pub mod forkserver;
 pub mod report;
 pub mod store;
 pub mod strategy;

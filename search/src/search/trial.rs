@@ -190,6 +190,17 @@ fn is_oom(msg: &str) -> bool {
     m.contains("out of memory") || m.contains("outofmemoryerror")
 }
 
+/// Runs trial `id` as its process does: returns the exit status, with an error said on stderr.
+pub fn status(dir: &Path, id: i64, device: &str) -> i32 {
+    match run(dir, id, device) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: trial {id}: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
 /// Runs trial `id` of the search in `dir` on `device`; returns the exit status.
 pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
     let started = Instant::now();
