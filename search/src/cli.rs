@@ -446,7 +446,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Trial(a) => {
             use optarch_search::search::{forkserver, trial};
-            forkserver::exit_now(trial::status(&a.dir, a.id, &cli.global.device))
+            let parent = std::os::unix::process::parent_id();
+            forkserver::exit_now(trial::status(&a.dir, a.id, &cli.global.device, parent))
         }
         Command::TrialServer(a) => trial_server(&a, &cli.global),
         Command::Codegen(a) => {
@@ -475,8 +476,7 @@ fn search(a: SearchArgs, device: &str) -> Result<(), Failure> {
     };
     let o = driver::run(&opts).map_err(|e| anyhow!("{e}"))?;
     println!(
-        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} % \
-         ({:.1} % waiting for work, {:.1} % the search's own)",
+        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
         o.status,
         o.dir.display(),
         o.trials,
@@ -484,8 +484,14 @@ fn search(a: SearchArgs, device: &str) -> Result<(), Failure> {
         o.wall_seconds,
         o.slots,
         100.0 * o.overhead,
-        100.0 * o.waiting_share,
-        100.0 * (o.overhead - o.waiting_share).max(0.0)
+        match o.waiting_share {
+            Some(w) => format!(
+                " ({:.1} % waiting for work, {:.1} % the search's own)",
+                100.0 * w,
+                100.0 * (o.overhead - w).max(0.0)
+            ),
+            None => String::new(),
+        }
     );
     if o.status != "done" {
         return Err(Failure::Exit(EXIT_INTERRUPTED));

@@ -306,6 +306,8 @@ fn the_trial_server_forks_reports_and_ends_with_its_driver() {
         reply(&mut out),
         r#"refused 0 cannot read the request "hello""#
     );
+    // It kills only its own children: this test process survives a request to kill it.
+    writeln!(stdin, "kill {}", std::process::id()).unwrap();
     // A trial of a directory without a search: the child starts, says why it cannot run in
     // its log, and exits 3; the server reports it.
     let run = tmp.path().join("trials").join("0005");

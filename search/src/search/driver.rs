@@ -95,12 +95,13 @@ pub struct Outcome {
     pub trial_seconds: f64,
     /// 1 − train / (slots × wall): the share of the workers' time not spent training.
     pub overhead: f64,
-    /// Slot-seconds (of this run of the driver) in which a slot was free and no trial could
-    /// run: waiting for a rung's last results, or for the last trials of the search.
-    pub waiting_seconds: f64,
-    /// `waiting_seconds` / (slots × this run's wall): the part of the overhead that is waiting
-    /// for work; the rest is the search's own cost (process starts, set-up, scheduling).
-    pub waiting_share: f64,
+    /// Slot-seconds in which a slot was free and no trial could run: waiting for a rung's last
+    /// results, or for the last trials of the search. Measured for a search run in one go
+    /// (`None` after a resume: the killed run's waiting is not known).
+    pub waiting_seconds: Option<f64>,
+    /// `waiting_seconds` / (slots × wall): the part of the overhead that is waiting for work;
+    /// the rest is the search's own cost (process starts, set-up, scheduling).
+    pub waiting_share: Option<f64>,
     pub trials: usize,
     pub epochs: usize,
 }
@@ -262,29 +263,31 @@ fn reopen(dir: &Path) -> R<(PathBuf, Store, SearchConfig, i64)> {
     Ok((dir.to_path_buf(), store, cfg, exp.id))
 }
 
-/// True while process `pid` is an `optarch trial` process.
-fn trial_alive(pid: i64) -> bool {
-    // A spawned trial runs `optarch ... trial ...`; a forked one keeps its server's command
-    // line, `optarch ... trial-server ...`.
+/// True while process `pid` is a trial process of the search in `dir` (canonical).
+fn trial_alive(pid: i64, dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    // A spawned trial runs `optarch ... trial --dir DIR ...`; a forked one keeps its server's
+    // command line, `optarch ... trial-server --dir DIR`.
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-        c.split(|b| *b == 0)
-            .any(|a| a == b"trial" || a == b"trial-server")
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.iter().any(|a| *a == b"trial" || *a == b"trial-server")
+            && args.contains(&dir.as_os_str().as_bytes())
     })
 }
 
 /// Trials a killed driver left `running`: wait for their processes (which notice that the
 /// driver is gone within one batch), then queue them again.
-fn recover(store: &Store) -> R<()> {
+fn recover(store: &Store, dir: &Path) -> R<()> {
     for t in store.trials()? {
         if t.status != TrialStatus::Running {
             continue;
         }
         if let Some(pid) = t.pid {
             let t0 = Instant::now();
-            while trial_alive(pid) && t0.elapsed() < Duration::from_secs(60) {
+            while trial_alive(pid, dir) && t0.elapsed() < Duration::from_secs(60) {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            if trial_alive(pid) {
+            if trial_alive(pid, dir) {
                 let _ = std::process::Command::new("kill")
                     .args(["-9", &pid.to_string()])
                     .status();
@@ -735,7 +738,7 @@ pub fn run(opts: &Options) -> R<Outcome> {
         if let Some(d) = &opts.data {
             cfg.data.path = Some(d.clone());
         }
-        recover(&store)?;
+        recover(&store, &std::fs::canonicalize(&dir).map_err(io(&dir))?)?;
     }
     let gpus = if cfg.execution.device == "cpu" {
         0
@@ -922,8 +925,11 @@ pub fn run(opts: &Options) -> R<Outcome> {
         train_seconds,
         trial_seconds,
         overhead: 1.0 - train_seconds / (slots as f64 * total_wall).max(1e-9),
-        waiting_seconds: waiting,
-        waiting_share: waiting / (slots as f64 * wall).max(1e-9),
+        waiting_seconds: opts.resume.is_none().then_some(waiting),
+        waiting_share: opts
+            .resume
+            .is_none()
+            .then(|| waiting / (slots as f64 * total_wall).max(1e-9)),
         trials: state.trials.len(),
         epochs: state.trials.iter().map(|t| t.epochs_done).sum(),
     };

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::forkserver::{self, Server};
+use super::trial;
 
 /// A trial process that ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,7 +210,7 @@ impl Local {
                     .and_then(|v| v.server.as_mut())
                 {
                     Some(srv) => srv.ended(pid),
-                    None => (!forkserver::exists(pid)).then_some(None),
+                    None => (!forkserver::exists(pid)).then_some(Some(trial::EXIT_ORPHANED)),
                 }
             }
         }
@@ -294,12 +295,20 @@ impl Executor for Local {
     }
 
     fn stop_all(&mut self) -> Vec<Ended> {
-        for (_, proc, _) in self.running.values_mut() {
+        let Local {
+            running, servers, ..
+        } = self;
+        for (_, proc, _) in running.values_mut() {
             match proc {
                 Proc::Spawned(child) => {
                     let _ = child.kill();
                 }
-                Proc::Forked { pid, .. } => forkserver::kill(*pid),
+                Proc::Forked { server, pid } => {
+                    match servers.get_mut(*server).and_then(|v| v.server.as_mut()) {
+                        Some(srv) => srv.kill(*pid),
+                        None => forkserver::kill(*pid),
+                    }
+                }
             }
         }
         let mut done = Vec::new();

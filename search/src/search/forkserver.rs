@@ -9,9 +9,11 @@
 //!
 //! The protocol is lines on the server's stdin and stdout:
 //!
-//! * driver → server: `run TRIAL HEXPATH` (the run directory, hex-encoded bytes);
+//! * driver → server: `run TRIAL HEXPATH` (the run directory, hex-encoded bytes), `kill PID`
+//!   (SIGKILL to one of its children: only the parent knows that a pid is still its child's);
 //! * server → driver: `ready`, `started TRIAL PID`, `refused TRIAL REASON`,
-//!   `ended PID exit CODE`, `ended PID signal NUMBER`.
+//!   `ended PID exit CODE`, `ended PID signal NUMBER` (0: a child vanished without a status the
+//!   server could read).
 //!
 //! The server exits when its stdin closes (the driver ended or was killed); its running
 //! children then see their parent change and stop as orphans (exit 75), exactly as trial
@@ -21,7 +23,7 @@ use super::trial;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{setpgid, ForkResult, Pid};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -76,17 +78,35 @@ fn say(line: &str) -> Result<(), String> {
 }
 
 /// Reports every child that ended.
-fn reap() -> Result<(), String> {
+fn reap(children: &mut HashSet<i32>) -> Result<(), String> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => say(&format!("ended {pid} exit {code}"))?,
+            Ok(WaitStatus::Exited(pid, code)) => {
+                children.remove(&pid.as_raw());
+                say(&format!("ended {pid} exit {code}"))?
+            }
             Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                children.remove(&pid.as_raw());
                 say(&format!("ended {pid} signal {}", sig as i32))?
             }
-            Ok(WaitStatus::StillAlive) | Err(_) => return Ok(()),
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(_) => {}
         }
     }
+    // A child reaped without a status this library can decode (a real-time signal), or reaped
+    // by the kernel (SIGCHLD ignored): it no longer exists, so it ended all the same.
+    let vanished: Vec<i32> = children
+        .iter()
+        .copied()
+        .filter(|&p| {
+            nix::sys::signal::kill(Pid::from_raw(p), None) == Err(nix::errno::Errno::ESRCH)
+        })
+        .collect();
+    for pid in vanished {
+        children.remove(&pid);
+        say(&format!("ended {pid} signal 0"))?;
+    }
+    Ok(())
 }
 
 /// The server: `optarch trial-server --dir DIR` (with `--device` and `--threads`, which its
@@ -102,10 +122,12 @@ pub fn serve(dir: &Path, device: &str, threads_per_trial: Option<i32>) -> Result
         ));
     }
     say("ready")?;
+    let me = std::process::id();
     let stdin = std::io::stdin();
     let mut pending: Vec<u8> = Vec::new();
+    let mut children: HashSet<i32> = HashSet::new();
     loop {
-        reap()?;
+        reap(&mut children)?;
         let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(20u8)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
@@ -124,8 +146,19 @@ pub fn serve(dir: &Path, device: &str, threads_per_trial: Option<i32>) -> Result
             let line: Vec<u8> = pending.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line);
             let mut parts = line.split_whitespace();
-            let (Some("run"), Some(id), Some(path)) = (parts.next(), parts.next(), parts.next())
-            else {
+            let first = parts.next();
+            if first == Some("kill") {
+                if let Some(pid) = parts.next().and_then(|p| p.parse::<i32>().ok()) {
+                    if children.contains(&pid) {
+                        let _ = nix::sys::signal::kill(
+                            Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+                continue;
+            }
+            let (Some("run"), Some(id), Some(path)) = (first, parts.next(), parts.next()) else {
                 say(&format!(
                     "refused 0 cannot read the request {:?}",
                     line.trim()
@@ -146,9 +179,12 @@ pub fn serve(dir: &Path, device: &str, threads_per_trial: Option<i32>) -> Result
                 continue;
             }
             match fork() {
-                Ok(ForkResult::Parent { child }) => say(&format!("started {id} {child}"))?,
+                Ok(ForkResult::Parent { child }) => {
+                    children.insert(child.as_raw());
+                    say(&format!("started {id} {child}"))?
+                }
                 Ok(ForkResult::Child) => {
-                    exit_now(child_main(dir, id, device, threads_per_trial, &run_dir))
+                    exit_now(child_main(dir, id, device, threads_per_trial, &run_dir, me))
                 }
                 Err(e) => say(&format!("refused {id} fork failed: {e}"))?,
             }
@@ -176,9 +212,13 @@ pub fn exit_now(code: i32) -> ! {
 
 #[allow(unsafe_code)]
 fn exit_immediately(code: i32) -> ! {
-    // SAFETY: `_exit` has no preconditions; it ends the process without running atexit
-    // handlers.
-    unsafe { libc::_exit(code) }
+    // SAFETY: `fflush(NULL)` flushes every C stdio stream (what libtorch or C++ wrote to
+    // stdout, the log); `_exit` has no preconditions and ends the process without running
+    // atexit handlers.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(code)
+    }
 }
 
 /// A forked trial: its own process group, its log as stdout and stderr, then the trial.
@@ -188,6 +228,7 @@ fn child_main(
     device: &str,
     threads_per_trial: Option<i32>,
     run_dir: &Path,
+    server: u32,
 ) -> i32 {
     // Its own process group: a Ctrl-C reaches the driver only (as with spawned trials).
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -214,7 +255,9 @@ fn child_main(
     if let Some(n) = threads_per_trial {
         tch::set_num_threads(n);
     }
-    trial::status(dir, id, device)
+    // The server's pid, read before the fork: if the server ended in between, the child is
+    // an orphan from its first batch on.
+    trial::status(dir, id, device, server)
 }
 
 /// A message from the server.
@@ -256,8 +299,12 @@ pub struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     rx: Receiver<Reply>,
+    ready: bool,
     /// Children that ended, by pid, not yet collected.
     ended: HashMap<u32, Option<i32>>,
+    /// Trials whose request went unanswered in time (the driver started them otherwise): a
+    /// child the server forks for one of them later is killed at once.
+    abandoned: HashSet<i64>,
 }
 
 impl Server {
@@ -303,7 +350,9 @@ impl Server {
             child,
             stdin,
             rx,
+            ready: false,
             ended: HashMap::new(),
+            abandoned: HashSet::new(),
         })
     }
 
@@ -314,7 +363,14 @@ impl Server {
                 self.ended.insert(pid, code);
                 None
             }
-            Reply::Ready => None,
+            Reply::Ready => {
+                self.ready = true;
+                None
+            }
+            Reply::Started(t, pid) if self.abandoned.remove(&t) => {
+                self.kill(pid);
+                None
+            }
             r => Some(r),
         }
     }
@@ -332,39 +388,66 @@ impl Server {
         }
     }
 
+    /// Takes one reply within `wait`; `Err` when the server is gone.
+    fn recv(&mut self, wait: Duration) -> Result<Option<Reply>, String> {
+        match self.rx.recv_timeout(wait) {
+            Ok(r) => Ok(self.absorb(r)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err("the trial server ended".into()),
+        }
+    }
+
     /// Forks trial `trial` with its log in `run_dir`; returns the child's pid. An error means
     /// this server cannot start trials (the caller spawns them instead).
     pub fn launch(&mut self, trial: i64, run_dir: &Path) -> Result<u32, String> {
+        // Loading libtorch comes first (about half a second, longer from a cold disk). A server
+        // that never gets there is killed: it has no children yet.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.ready {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err("the trial server did not load libtorch in 120 s".into());
+            }
+            self.recv(Duration::from_millis(100))?;
+        }
         let stdin = self.stdin.as_mut().ok_or("the trial server is closed")?;
         writeln!(stdin, "run {trial} {}", hex(path_bytes(run_dir)))
             .and_then(|_| stdin.flush())
             .map_err(|e| format!("cannot reach the trial server: {e}"))?;
-        // The first request also waits for libtorch to load in the server.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            let r = match self.rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => self.absorb(r),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Err("the trial server ended".into()),
-            };
-            match r {
+            match self.recv(Duration::from_millis(100))? {
                 Some(Reply::Started(t, pid)) if t == trial => return Ok(pid),
-                Some(Reply::Refused(_, why)) => return Err(why),
+                Some(Reply::Refused(t, why)) if t == trial || t == 0 => return Err(why),
                 _ => {}
             }
         }
-        Err("the trial server did not answer in 60 s".into())
+        self.abandoned.insert(trial);
+        Err("the trial server did not answer in 30 s".into())
+    }
+
+    /// Kills child `pid` through the server (which knows whether it is still its child), or
+    /// directly when the server cannot be reached.
+    pub fn kill(&mut self, pid: u32) {
+        let sent = self.stdin.as_mut().is_some_and(|stdin| {
+            writeln!(stdin, "kill {pid}")
+                .and_then(|_| stdin.flush())
+                .is_ok()
+        });
+        if !sent {
+            kill(pid);
+        }
     }
 
     /// The exit status of child `pid` if it has ended: `Some(code)`, where `code` is `None`
-    /// for a signal. When the server itself is gone, a child that no longer exists counts as
-    /// ended by a signal (its status is lost with the server).
+    /// for a signal. When the server itself is gone, its children stop as orphans (their
+    /// parent changed): one that no longer exists counts as such, not as a crash.
     pub fn ended(&mut self, pid: u32) -> Option<Option<i32>> {
         let alive = self.drain();
         if let Some(code) = self.ended.remove(&pid) {
             return Some(code);
         }
-        (!alive && !exists(pid)).then_some(None)
+        (!alive && !exists(pid)).then_some(Some(trial::EXIT_ORPHANED))
     }
 }
 

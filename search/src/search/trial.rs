@@ -191,8 +191,10 @@ fn is_oom(msg: &str) -> bool {
 }
 
 /// Runs trial `id` as its process does: returns the exit status, with an error said on stderr.
-pub fn status(dir: &Path, id: i64, device: &str) -> i32 {
-    match run(dir, id, device) {
+/// `parent` is the process that started this one (the driver, or the trial server that forked
+/// it): when it goes away, the trial stops as an orphan.
+pub fn status(dir: &Path, id: i64, device: &str, parent: u32) -> i32 {
+    match run(dir, id, device, parent) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: trial {id}: {e}");
@@ -201,8 +203,9 @@ pub fn status(dir: &Path, id: i64, device: &str) -> i32 {
     }
 }
 
-/// Runs trial `id` of the search in `dir` on `device`; returns the exit status.
-pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
+/// Runs trial `id` of the search in `dir` on `device` for process `parent`; returns the exit
+/// status.
+pub fn run(dir: &Path, id: i64, device: &str, parent: u32) -> Result<i32, String> {
     let started = Instant::now();
     let store = Store::open_existing(&dir.join("search.db")).map_err(|e| e.to_string())?;
     let exp = store
@@ -233,7 +236,7 @@ pub fn run(dir: &Path, id: i64, device: &str) -> Result<i32, String> {
         store: &store,
         trial: id,
         budget: trial.budget,
-        parent: std::os::unix::process::parent_id(),
+        parent,
         crash_after_epoch: (fault("crash", id) && trial.crashes == 0) || fault("crashall", id),
         error: None,
     };
