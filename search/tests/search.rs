@@ -312,12 +312,7 @@ fn the_trial_server_forks_reports_and_ends_with_its_driver() {
     // its log, and exits 3; the server reports it.
     let run = tmp.path().join("trials").join("0005");
     std::fs::create_dir_all(&run).unwrap();
-    let hex: String = run
-        .to_str()
-        .unwrap()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = optarch_search::data::hex(run.to_str().unwrap().as_bytes());
     writeln!(stdin, "run 5 {hex}").unwrap();
     let started = reply(&mut out);
     let pid: u32 = started

@@ -39,6 +39,7 @@ pub use augment::{Augment, Draw};
 pub use batches::{Batch, Batches, Loader};
 pub use cifar::{read_cifar10, read_cifar100, Cifar100Labels, TrainTest, CIFAR_IMAGE_BYTES};
 pub use dataset::{Dataset, Normalization, Split, ValSize};
+pub use download::hex;
 pub use download::{
     base_url, choose_base, download, fetch_all, md5_file, Remote, CIFAR100_ARCHIVE, CIFAR100_MD5,
     CIFAR10_ARCHIVE, CIFAR10_MD5, CIFAR_BASE, MIRROR_ENV, MNIST_BASE, MNIST_MD5,

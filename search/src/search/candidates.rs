@@ -51,11 +51,7 @@ pub struct Pool {
 
 /// A hex md5 of `text`.
 pub fn md5_hex(text: &str) -> String {
-    let d = Md5::digest(text.as_bytes());
-    d.iter().fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::data::hex(&Md5::digest(text.as_bytes()))
 }
 
 /// A canonical description of an unrolled topology: nodes in topological order, each with its

@@ -836,15 +836,15 @@ pub fn run(opts: &Options) -> R<Outcome> {
         }
         changed = false;
         planned = Instant::now();
-        for slot in free {
+        for (i, &slot) in free.iter().enumerate() {
             if opts.stop_after_launches.is_some_and(|n| launches >= n) {
                 break;
             }
             let held: Vec<i64> = ex.busy().into_values().collect();
             let Some(id) = driver.next(&mut finished, &held)? else {
-                // No trial can run now: the free slots wait for work (a rung's last results,
-                // the end of the search), not for the search's machinery.
-                for s in (0..ex.slots()).filter(|s| !ex.busy().contains_key(s)) {
+                // No trial can run now: the free slots left wait for work (a rung's last
+                // results, the end of the search), not for the search's machinery.
+                for &s in free.iter().skip(i) {
                     waiting_since.entry(s).or_insert_with(Instant::now);
                 }
                 break;

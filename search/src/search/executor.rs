@@ -84,6 +84,28 @@ pub fn slots(
     }
 }
 
+/// `exe --threads T --device D COMMAND --dir DIR` with `CUDA_VISIBLE_DEVICES=visible`, in its
+/// own process group: a Ctrl-C at the terminal reaches the driver only, which stops the trials
+/// itself and records them as resumable. (A trial process, or the trial server.)
+pub(super) fn optarch_command(
+    exe: &Path,
+    threads: i32,
+    device: &str,
+    visible: &str,
+    command: &str,
+    search_dir: &Path,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(["--threads", &threads.to_string()])
+        .args(["--device", device])
+        .arg(command)
+        .arg("--dir")
+        .arg(search_dir)
+        .env("CUDA_VISIBLE_DEVICES", visible)
+        .process_group(0);
+    cmd
+}
+
 /// A running trial process: spawned by this process, or forked by a trial server.
 enum Proc {
     Spawned(Child),
@@ -175,21 +197,19 @@ impl Local {
             .create(true)
             .append(true)
             .open(run_dir.join("log.txt"))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(["--threads", &self.threads.to_string()])
-            .args(["--device", &s.device])
-            .arg("trial")
-            .arg("--dir")
-            .arg(&self.search_dir)
-            .args(["--id", &trial.to_string()])
-            .env("CUDA_VISIBLE_DEVICES", &s.visible)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            // Its own process group: a Ctrl-C at the terminal reaches the driver only, which
-            // stops the trials itself and records them as resumable.
-            .process_group(0);
-        cmd.spawn()
+        optarch_command(
+            &self.exe,
+            self.threads,
+            &s.device,
+            &s.visible,
+            "trial",
+            &self.search_dir,
+        )
+        .args(["--id", &trial.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
     }
 
     /// The exit status of the process in `slot` if it ended (`Some(None)`: by a signal, or it

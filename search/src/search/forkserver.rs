@@ -20,21 +20,17 @@
 //! processes of a killed driver do.
 
 use super::trial;
+use crate::data::hex;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{setpgid, ForkResult, Pid};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
@@ -317,19 +313,18 @@ impl Server {
         threads: i32,
         visible: &str,
     ) -> std::io::Result<Server> {
-        let mut child = Command::new(exe)
-            .args(["--threads", &threads.to_string()])
-            .args(["--device", device])
-            .arg("trial-server")
-            .arg("--dir")
-            .arg(search_dir)
-            .env("CUDA_VISIBLE_DEVICES", visible)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            // Not in the terminal's process group: a Ctrl-C is the driver's to handle.
-            .process_group(0)
-            .spawn()?;
+        let mut child = super::executor::optarch_command(
+            exe,
+            threads,
+            device,
+            visible,
+            "trial-server",
+            search_dir,
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
         let stdin = child.stdin.take();
         let stdout = child
             .stdout
