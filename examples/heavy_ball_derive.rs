@@ -8,7 +8,8 @@
 //! ```
 
 use anyhow::{anyhow, Result};
-use optarch_core::exec::plan::{Kernels, Plan};
+use optarch_core::exec::plan::Kernels;
+use optarch_core::Unrolled;
 use optarch_macros::Unroll;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -54,18 +55,27 @@ impl Kernels for Blocks<'_> {
     }
 }
 
+/// What any derived network says about itself: generic code names the `Unrolled` trait the
+/// derive implements.
+fn describe<N: Unrolled>() -> Result<String> {
+    Ok(format!(
+        "{} from {} (hash {:016x}): {} steps, {} blocks",
+        N::spec().map_err(|e| anyhow!("{e}"))?.name,
+        N::SPEC_FILE,
+        N::SPEC_HASH,
+        N::STEPS,
+        N::BLOCKS
+    ))
+}
+
 fn main() -> Result<()> {
     tch::set_num_threads(1);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = HeavyBall::new(&vs.root(), |p, _step| MyBlock::new(p, 8));
     println!(
-        "{} from {} (hash {:016x}): {} steps, {} blocks, {} variables",
-        HeavyBall::spec().map_err(|e| anyhow!("{e}"))?.name,
-        HeavyBall::SPEC_FILE,
-        HeavyBall::spec_hash(),
-        HeavyBall::STEPS,
-        HeavyBall::BLOCKS,
+        "{}, {} variables",
+        describe::<HeavyBall>()?,
         vs.variables().len()
     );
     let x = Tensor::randn([4, 8, 16, 16], (Kind::Float, Device::Cpu));
@@ -85,8 +95,7 @@ fn main() -> Result<()> {
     );
 
     // The same plan, interpreted by the runtime executor, gives the same output.
-    let plan = Plan::compile(&HeavyBall::topology().map_err(|e| anyhow!("{e}"))?)
-        .map_err(|e| anyhow!("{e}"))?;
+    let plan = HeavyBall::plan().map_err(|e| anyhow!("{e}"))?;
     let y_exec = plan
         .run(
             x.shallow_clone(),

@@ -8,6 +8,7 @@
 //! ```
 
 use anyhow::{anyhow, Result};
+use optarch_core::Unrolled;
 use optarch_macros::Unroll;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};

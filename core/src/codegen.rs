@@ -30,7 +30,7 @@
 //! ```
 
 use crate::error::SpecError;
-use crate::plan::{OpKind, Plan, Scale};
+use crate::plan::{OpKind, Plan, PolyAlgebra, Scale};
 use crate::spec::Overrides;
 use crate::topology::Topology;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -171,15 +171,6 @@ fn value_ident(name: &str) -> String {
     s
 }
 
-/// The name of the block of step `step`, evaluation `slot` (also its VarStore path).
-pub fn block_name(step: usize, slot: usize) -> String {
-    if slot == 0 {
-        format!("b{step}")
-    } else {
-        format!("b{step}_{slot}")
-    }
-}
-
 /// The names of the values of a plan (`None` for the output, which is returned).
 fn names(plan: &Plan) -> Vec<Option<Ident>> {
     let mut used: HashSet<String> = ["xs", "train", "self", "coef"]
@@ -192,7 +183,7 @@ fn names(plan: &Plan) -> Vec<Option<Ident>> {
         .map(|(i, op)| {
             let base = match &op.kind {
                 OpKind::Output => return None,
-                OpKind::Block { step, slot, .. } => block_name(*step, *slot),
+                OpKind::Block { name, .. } => name.clone(),
                 _ => match op.names.first() {
                     Some(n) => value_ident(n),
                     None => format!("t{i}"),
@@ -228,7 +219,6 @@ pub fn forward_body(model: &Model, topo: &Topology, plan: &Plan) -> Result<Token
             _ => Err(internal(format!("operation {o} has no value"))),
         }
     };
-    let mut remaining: Vec<usize> = plan.ops.iter().map(|o| o.consumers).collect();
     let mut stmts = Vec::new();
     let mut ret = None;
     let mut uses_coef = false;
@@ -326,13 +316,8 @@ pub fn forward_body(model: &Model, topo: &Topology, plan: &Plan) -> Result<Token
         if op.kind == OpKind::Output {
             break;
         }
-        let mut seen = HashSet::new();
-        for &o in &op.operands {
-            if !seen.insert(o) {
-                continue;
-            }
-            remaining[o] = remaining[o].saturating_sub(1);
-            if remaining[o] == 0 && Some(o) != input {
+        for &o in &op.frees {
+            if Some(o) != input {
                 if let Some(Some(n)) = names.get(o) {
                     stmts.push(quote!(::core::mem::drop(#n);));
                 }
@@ -362,53 +347,41 @@ pub fn forward_body(model: &Model, topo: &Topology, plan: &Plan) -> Result<Token
     })
 }
 
-/// A polynomial in learnable scalars as a scalar tensor, in the executor's order of
-/// operations: each monomial a product of `coef.get(id)`, times its factor unless 1, summed,
-/// plus the constant.
+/// A polynomial in learnable scalars as a scalar tensor expression, in the order
+/// [`Scale::fold`] fixes (the executor's): `coef.get(id)` for each scalar.
 fn poly(terms: &[(f64, Vec<usize>)], topo: &Topology) -> Result<TokenStream, SpecError> {
-    let mut acc: Option<TokenStream> = None;
-    let mut constant = 0.0;
-    for (f, mono) in terms {
-        let Some((first, rest)) = mono.split_first() else {
-            constant += f;
-            continue;
-        };
-        let get = |id: &usize| -> Result<TokenStream, SpecError> {
-            if *id >= topo.learnables.len() {
-                return Err(internal(format!("learnable scalar {id} does not exist")));
-            }
-            let id = Literal::usize_unsuffixed(*id);
-            Ok(quote!(coef.get(#id)))
-        };
-        let mut t = get(first)?;
-        for id in rest {
-            let g = get(id)?;
-            t = quote!(#t * #g);
+    let acc = Scale::fold(terms, &mut Tokens(topo))?
+        .ok_or_else(|| internal("a polynomial without learnable terms"))?;
+    Ok(quote!((#acc)))
+}
+
+/// Polynomials over the learnable scalars as tokens reading the coefficient tensor `coef`.
+struct Tokens<'a>(&'a Topology);
+
+impl PolyAlgebra for Tokens<'_> {
+    type Value = TokenStream;
+    type Error = SpecError;
+    fn param(&mut self, id: usize) -> Result<TokenStream, SpecError> {
+        if id >= self.0.learnables.len() {
+            return Err(internal(format!("learnable scalar {id} does not exist")));
         }
-        if (*f - 1.0).abs() != 0.0 {
-            t = if *f < 0.0 {
-                let lit = float(-f);
-                quote!(#t * -#lit)
-            } else {
-                let lit = float(*f);
-                quote!(#t * #lit)
-            };
-        }
-        acc = Some(match acc {
-            None => t,
-            Some(a) => quote!(#a + #t),
-        });
+        let id = Literal::usize_unsuffixed(id);
+        Ok(quote!(coef.get(#id)))
     }
-    let acc = acc.ok_or_else(|| internal("a polynomial without learnable terms"))?;
-    Ok(if constant == 0.0 {
-        quote!((#acc))
-    } else if constant < 0.0 {
-        let c = float(-constant);
-        quote!((#acc + -#c))
-    } else {
-        let c = float(constant);
-        quote!((#acc + #c))
-    })
+    fn mul(&mut self, a: TokenStream, b: TokenStream) -> TokenStream {
+        quote!(#a * #b)
+    }
+    fn scale(&mut self, a: TokenStream, f: f64) -> TokenStream {
+        let f = float_signed(f);
+        quote!(#a * #f)
+    }
+    fn add(&mut self, a: TokenStream, b: TokenStream) -> TokenStream {
+        quote!(#a + #b)
+    }
+    fn add_const(&mut self, a: TokenStream, c: f64) -> TokenStream {
+        let c = float_signed(c);
+        quote!(#a + #c)
+    }
 }
 
 /// The whole expansion: the `ModuleT` impl, the constructor and the accessors (and the struct
@@ -434,8 +407,7 @@ pub fn expand(model: &Model, topo: &Topology, plan: &Plan) -> Result<TokenStream
         .ops
         .iter()
         .filter_map(|op| match op.kind {
-            OpKind::Block { step, slot, .. } => {
-                let name = block_name(step, slot);
+            OpKind::Block { step, ref name, .. } => {
                 let step = Literal::usize_unsuffixed(step);
                 Some(quote!(block(&(p / #name), #step)))
             }
@@ -519,22 +491,21 @@ pub fn expand(model: &Model, topo: &Topology, plan: &Plan) -> Result<TokenStream
                     #body
                 }
             }
-            // Accessors a crate may not use: no dead-code warnings for them.
+            #[automatically_derived]
+            impl #impl_generics #krate::Unrolled for #ident #ty_generics #where_clause {
+                const STEPS: usize = #steps;
+                const BLOCKS: usize = #blocks;
+                const LEARNABLES: usize = #learnables;
+                const SPEC_FILE: &'static str = #file;
+                const SPEC_YAML: &'static str = #text;
+                const SPEC_HASH: u64 = #hash;
+                fn overrides() -> #krate::spec::Overrides {
+                    ::std::collections::BTreeMap::from([#(#overrides),*])
+                }
+            }
+            // A constructor a crate may not use: no dead-code warning for it.
             #[allow(dead_code)]
             impl #impl_generics #ident #ty_generics #where_clause {
-                /// The number of steps the spec is unrolled for.
-                pub const STEPS: usize = #steps;
-                /// The number of learned blocks (block operations of the plan).
-                pub const BLOCKS: usize = #blocks;
-                /// The number of learnable coefficient scalars.
-                pub const LEARNABLES: usize = #learnables;
-                /// The spec file as named in the attribute (or the inline label).
-                pub const SPEC_FILE: &'static str = #file;
-                /// The spec text the code was generated from.
-                pub const SPEC_YAML: &'static str = #text;
-                /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-                pub const SPEC_HASH: u64 = #hash;
-
                 #[doc = #new_doc]
                 pub fn new(p: &#tch::nn::Path, #new_sig) -> Self {
                     Self {
@@ -542,22 +513,6 @@ pub fn expand(model: &Model, topo: &Topology, plan: &Plan) -> Result<TokenStream
                         #coef_init
                         #(#others)*
                     }
-                }
-                /// The spec, validated again from [`Self::SPEC_YAML`].
-                pub fn spec() -> ::core::result::Result<#krate::spec::Spec, #krate::error::SpecError> {
-                    #krate::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-                }
-                /// The parameter overrides given to the derive.
-                pub fn overrides() -> #krate::spec::Overrides {
-                    ::std::collections::BTreeMap::from([#(#overrides),*])
-                }
-                /// The unrolled topology this forward pass was generated from.
-                pub fn topology() -> ::core::result::Result<#krate::topology::Topology, #krate::error::SpecError> {
-                    #krate::topology::unroll(&Self::spec()?, Self::STEPS, &Self::overrides())
-                }
-                /// FNV-1a (64 bits) of the spec text.
-                pub fn spec_hash() -> u64 {
-                    Self::SPEC_HASH
                 }
             }
         };
@@ -589,27 +544,21 @@ pub fn stubs(ident: &Ident, generics: &syn::Generics, krate: &syn::Path) -> Toke
                     ::core::unreachable!()
                 }
             }
+            #[automatically_derived]
+            impl #impl_generics #krate::Unrolled for #ident #ty_generics #where_clause {
+                const STEPS: usize = 0;
+                const BLOCKS: usize = 0;
+                const LEARNABLES: usize = 0;
+                const SPEC_FILE: &'static str = "";
+                const SPEC_YAML: &'static str = "";
+                const SPEC_HASH: u64 = 0;
+                fn overrides() -> #krate::spec::Overrides {
+                    ::core::unreachable!()
+                }
+            }
             #[allow(dead_code)]
             impl #impl_generics #ident #ty_generics #where_clause {
-                pub const STEPS: usize = 0;
-                pub const BLOCKS: usize = 0;
-                pub const LEARNABLES: usize = 0;
-                pub const SPEC_FILE: &'static str = "";
-                pub const SPEC_YAML: &'static str = "";
-                pub const SPEC_HASH: u64 = 0;
                 pub fn new<__B>(_p: &#tch::nn::Path, _block: impl ::core::ops::FnMut(&#tch::nn::Path, usize) -> __B) -> Self {
-                    ::core::unreachable!()
-                }
-                pub fn spec() -> ::core::result::Result<#krate::spec::Spec, #krate::error::SpecError> {
-                    ::core::unreachable!()
-                }
-                pub fn overrides() -> #krate::spec::Overrides {
-                    ::core::unreachable!()
-                }
-                pub fn topology() -> ::core::result::Result<#krate::topology::Topology, #krate::error::SpecError> {
-                    ::core::unreachable!()
-                }
-                pub fn spec_hash() -> u64 {
                     ::core::unreachable!()
                 }
             }
@@ -728,6 +677,16 @@ mod tests {
         assert!(!code.contains("self.coef"), "{code}");
     }
 
+    /// A value read twice by its last reader (`cat(z[k], z[k])`) is dropped after it, as the
+    /// executor frees it (the plan's `frees`).
+    #[test]
+    fn a_value_read_twice_is_still_dropped() {
+        let cat = "name: c\nstate: [z]\nstep:\n  z[k+1]: cat(z[k], grad(z[k]), z[k])\noutput: z\n";
+        let code = generate(cat, 2, BlocksKind::Vec);
+        assert!(code.contains("::core::mem::drop(z1);"), "{code}");
+        assert!(code.contains("::core::mem::drop(b1);"), "{code}");
+    }
+
     #[test]
     fn shared_blocks_read_one_field() {
         let code = generate(HB, 2, BlocksKind::Shared);
@@ -786,12 +745,13 @@ mod tests {
         for item in [
             "fn forward_t",
             "fn new",
-            "fn spec",
-            "fn topology",
-            "fn spec_hash",
+            "Unrolled for Net",
             "fn overrides",
             "STEPS",
             "BLOCKS",
+            "LEARNABLES",
+            "SPEC_FILE",
+            "SPEC_YAML",
             "SPEC_HASH",
         ] {
             assert!(out.contains(item), "{item}: {out}");

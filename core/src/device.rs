@@ -64,11 +64,80 @@ pub enum DeviceError {
     },
 }
 
+/// A device as asked for (`--device`, a configuration): parsed, not yet checked against
+/// what this libtorch sees. [`DeviceChoice::resolve`] makes it a [`tch::Device`]. It reads and
+/// writes as its text form (`auto`, `cpu`, `cuda`, `cuda:N`) in JSON and YAML.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceChoice {
+    /// CUDA device 0 when libtorch sees one, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// A CUDA device (`None`: `cuda`, device 0).
+    Cuda(Option<usize>),
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = DeviceError;
+
+    /// `auto`, `cpu`, `cuda` or `cuda:N`; case and surrounding space are ignored.
+    fn from_str(s: &str) -> Result<Self, DeviceError> {
+        let arg = s.trim().to_ascii_lowercase();
+        match arg.as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(None)),
+            other => match other.strip_prefix("cuda:") {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
+                    .parse()
+                    .map(|i| DeviceChoice::Cuda(Some(i)))
+                    .map_err(|_| unrecognised(s)),
+                _ => Err(unrecognised(s)),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceChoice {
+    type Error = DeviceError;
+    fn try_from(s: String) -> Result<Self, DeviceError> {
+        s.parse()
+    }
+}
+
+impl From<DeviceChoice> for String {
+    fn from(d: DeviceChoice) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(None) => f.write_str("cuda"),
+            DeviceChoice::Cuda(Some(i)) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The device to use: `auto` is CUDA device 0 when libtorch sees one, else the CPU; `cuda`
+    /// and `cuda:N` fail with a message saying what to do when CUDA is unavailable or `N` is
+    /// out of range (never a silent fall-back to the CPU).
+    pub fn resolve(self) -> Result<Device, DeviceError> {
+        match self {
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(i) => cuda_device(&self.to_string(), i.unwrap_or(0)),
+        }
+    }
+}
+
 /// Parses a device argument: `auto`, `cpu`, `cuda` or `cuda:N` (case and surrounding space are
-/// ignored).
-///
-/// `auto` is CUDA device 0 when libtorch sees one, else the CPU. `cuda` and `cuda:N` fail with
-/// a message saying what to do when CUDA is unavailable or `N` is out of range.
+/// ignored), and resolves it ([`DeviceChoice::resolve`]).
 ///
 /// ```
 /// use optarch_core::device::{parse_device, DeviceError};
@@ -81,19 +150,7 @@ pub enum DeviceError {
 /// # Ok::<(), DeviceError>(())
 /// ```
 pub fn parse_device(s: &str) -> Result<Device, DeviceError> {
-    let arg = s.trim().to_ascii_lowercase();
-    match arg.as_str() {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => cuda_device(s, 0),
-        other => match other.strip_prefix("cuda:") {
-            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                let index = n.parse().map_err(|_| unrecognised(s))?;
-                cuda_device(s, index)
-            }
-            _ => Err(unrecognised(s)),
-        },
-    }
+    s.parse::<DeviceChoice>()?.resolve()
 }
 
 /// The conventional name of a device: `cpu`, `cuda:0`, `mps`, `vulkan`.
@@ -511,6 +568,25 @@ mod tests {
         assert_eq!(parse_device(" CPU "), Ok(Device::Cpu));
         let auto = parse_device("auto").unwrap();
         assert_eq!(auto.is_cuda(), tch::Cuda::is_available());
+    }
+
+    #[test]
+    fn choices_read_and_write_their_text_form() {
+        for (text, want) in [
+            ("auto", DeviceChoice::Auto),
+            ("cpu", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda(None)),
+            ("cuda:3", DeviceChoice::Cuda(Some(3))),
+        ] {
+            let d: DeviceChoice = text.parse().unwrap();
+            assert_eq!(d, want);
+            assert_eq!(d.to_string(), text);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<DeviceChoice>(&json).unwrap(), d);
+        }
+        assert!(serde_json::from_str::<DeviceChoice>("\"gpu\"").is_err());
+        assert_eq!(DeviceChoice::Cpu.resolve(), Ok(Device::Cpu));
     }
 
     #[test]

@@ -395,6 +395,14 @@ impl BinOp {
 }
 
 impl Expr {
+    /// The file position of this node (after the loader has relocated it into the file).
+    pub fn file_pos(&self) -> Option<crate::error::Pos> {
+        Some(crate::error::Pos {
+            line: self.pos.line,
+            column: self.pos.column,
+        })
+    }
+
     fn precedence(&self) -> u8 {
         match &self.ex {
             Ex::Bin(op, ..) => op.precedence(),

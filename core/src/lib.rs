@@ -1,7 +1,7 @@
 //! optarch-core: optimization algorithms as neural-network structures.
 //!
 //! One path from spec to tensors: a YAML [`spec`] is validated into a typed
-//! [`recurrence::Recurrence`], unrolled into a [`topology::Topology`] (a petgraph DAG of input,
+//! [`spec::Spec`] (its semantics in [`spec::eval`]), unrolled into a [`topology::Topology`] (a petgraph DAG of input,
 //! blocks, weighted combinations, concatenations and output), analysed ([`analysis`]), studied
 //! on quadratics ([`theory`]) and drawn ([`render`]).
 //!
@@ -22,11 +22,15 @@ pub mod error;
 pub mod expr;
 pub mod linear;
 pub mod plan;
-pub mod recurrence;
+#[cfg(feature = "render")]
 pub mod render;
 pub mod spec;
+#[cfg(feature = "theory")]
 pub mod theory;
 pub mod topology;
+pub mod unrolled;
+
+pub use unrolled::Unrolled;
 
 #[cfg(feature = "torch")]
 pub mod device;

@@ -1,12 +1,11 @@
 //! The normal form of a recurrence: every right-hand side as a linear combination of atoms
 //! (state terms, `grad(...)`, `cat(...)`, history sums) with symbolic coefficients, e.g.
 //! `y[k] = (1 + beta[k])·z[k] - beta[k]·z[k-1]`. This is what `optarch check` prints, and a
-//! readable statement of what a spec means; the [`crate::recurrence::Evaluator`] remains the
+//! readable statement of what a spec means; the [`crate::spec::eval::Evaluator`] remains the
 //! one interpreter that computes with it.
 
 use crate::coef::{format_number, ZERO_TOLERANCE};
 use crate::expr::{BinOp, Ex, Expr};
-use crate::spec::validate::is_lin;
 use crate::spec::Spec;
 use serde::Serialize;
 
@@ -223,7 +222,7 @@ pub fn linear_form(spec: &Spec, e: &Expr) -> Vec<Term> {
             scaled(linear_form(spec, b), &SymCoef::constant(-1.0)),
         ),
         Ex::Bin(BinOp::Mul, a, b) => {
-            let (l, c) = if is_lin(spec, a) { (a, b) } else { (b, a) };
+            let (l, c) = if spec.is_linear(a) { (a, b) } else { (b, a) };
             scaled(linear_form(spec, l), &sym(c))
         }
         Ex::Bin(BinOp::Div, a, b) => {

@@ -3,10 +3,14 @@
 //! This is the structural part, free of libtorch: the runtime executor
 //! ([`crate::exec::plan`], feature `torch`) interprets a [`Plan`], and the code generator
 //! ([`crate::codegen`], used by the derive macro and `optarch codegen`) emits straight-line
-//! Rust from the same [`Plan`]. Each value carries the number of operations that consume it;
-//! after its last consumer has run the value is freed, so the values held at any moment are
-//! exactly the live history the spec needs ([`crate::analysis::memory`] predicts the same
-//! count, and the tests check it).
+//! Rust from the same [`Plan`]. Everything both of them need to agree on is decided here, once:
+//!
+//! * the order of operations and each operation's ordered operands with their [`Scale`]s;
+//! * the values freed after each operation ([`Op::frees`]): a value is freed right after its
+//!   last reader, so the values held at any moment are exactly the live history the spec needs
+//!   ([`crate::analysis::memory`] predicts the same count, and the tests check it);
+//! * each block's weight name ([`block_name`], the VarStore path component of its variables);
+//! * the order in which a polynomial coefficient is computed ([`Scale::fold`]).
 
 use crate::coef::Coef;
 use crate::error::SpecError;
@@ -26,6 +30,43 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// Folds the polynomial `Σ factor · Π params[id]` in the one order both the executor and
+    /// the generated code use: each monomial the product of its scalars left to right, times
+    /// its factor unless 1, the monomials summed left to right, then the constant added unless
+    /// 0. `None` when the polynomial has no learnable term.
+    pub fn fold<A: PolyAlgebra>(
+        terms: &[(f64, Vec<usize>)],
+        alg: &mut A,
+    ) -> Result<Option<A::Value>, A::Error> {
+        let mut acc: Option<A::Value> = None;
+        let mut constant = 0.0;
+        for (f, mono) in terms {
+            let Some((first, rest)) = mono.split_first() else {
+                constant += f;
+                continue;
+            };
+            let mut t = alg.param(*first)?;
+            for id in rest {
+                let p = alg.param(*id)?;
+                t = alg.mul(t, p);
+            }
+            if *f != 1.0 {
+                t = alg.scale(t, *f);
+            }
+            acc = Some(match acc {
+                None => t,
+                Some(a) => alg.add(a, t),
+            });
+        }
+        Ok(acc.map(|a| {
+            if constant == 0.0 {
+                a
+            } else {
+                alg.add_const(a, constant)
+            }
+        }))
+    }
+
     /// The scale of a coefficient.
     pub fn of(c: &Coef) -> Scale {
         match c.as_const() {
@@ -41,11 +82,13 @@ impl Scale {
 pub enum OpKind {
     /// The stage input `z[0]`.
     Input,
-    /// Learned block number `index` (blocks are numbered in execution order).
+    /// Learned block number `index` (blocks are numbered in execution order), whose weights
+    /// live under `name` ([`block_name`] of its step and slot).
     Block {
         step: usize,
         slot: usize,
         index: usize,
+        name: String,
     },
     /// `Σ scale_i · operand_i`.
     Combine(Vec<Scale>),
@@ -68,6 +111,9 @@ pub struct Op {
     pub operands: Vec<usize>,
     /// How many operations read this value.
     pub consumers: usize,
+    /// The values (operation indices) whose last reader is this operation, each once, in
+    /// operand order: they are freed right after it has run. The output is never freed.
+    pub frees: Vec<usize>,
     /// Feature-map units the value holds (a concatenation of n maps counts n), as in
     /// [`crate::analysis::memory`].
     pub units: usize,
@@ -90,6 +136,56 @@ pub struct Plan {
 
 fn internal(msg: impl Into<String>) -> SpecError {
     SpecError::internal(msg)
+}
+
+/// The name of the variables of the block of step `step`, evaluation `slot` of that step:
+/// `b{step}`, or `b{step}_{slot}` for a step's later gradient evaluations.
+pub fn block_name(step: usize, slot: usize) -> String {
+    if slot == 0 {
+        format!("b{step}")
+    } else {
+        format!("b{step}_{slot}")
+    }
+}
+
+/// How a polynomial coefficient becomes a value: the executor folds it into a scalar tensor,
+/// the code generator into tokens. [`Scale::fold`] fixes the order of the operations for both,
+/// so that the two compute the same floating-point result.
+pub trait PolyAlgebra {
+    type Value;
+    type Error;
+    /// Learnable scalar `id`.
+    fn param(&mut self, id: usize) -> Result<Self::Value, Self::Error>;
+    /// `a · b`.
+    fn mul(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `a · f`, for a factor other than 1.
+    fn scale(&mut self, a: Self::Value, f: f64) -> Self::Value;
+    /// `a + b`.
+    fn add(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `a + c`, for a constant other than 0.
+    fn add_const(&mut self, a: Self::Value, c: f64) -> Self::Value;
+}
+
+/// Sets the consumer counts and the values freed after each operation.
+fn link(ops: &mut [Op], output: usize) {
+    let mut last = vec![usize::MAX; ops.len()];
+    let mut consumers = vec![0; ops.len()];
+    for (i, op) in ops.iter().enumerate() {
+        for &o in &op.operands {
+            last[o] = i;
+            consumers[o] += 1;
+        }
+    }
+    for (i, op) in ops.iter_mut().enumerate() {
+        op.consumers = consumers[i];
+        let mut frees = Vec::new();
+        for &o in &op.operands {
+            if last[o] == i && o != output && !frees.contains(&o) {
+                frees.push(o);
+            }
+        }
+        op.frees = frees;
+    }
 }
 
 impl Plan {
@@ -121,6 +217,7 @@ impl Plan {
                         step,
                         slot,
                         index: blocks - 1,
+                        name: block_name(step, slot),
                     }
                 }
                 NodeKind::Combine => {
@@ -148,14 +245,12 @@ impl Plan {
                 }
                 _ => 1,
             };
-            for &o in &operands {
-                ops[o].consumers += 1;
-            }
             ops.push(Op {
                 kind,
                 node: n,
                 operands,
                 consumers: 0,
+                frees: Vec::new(),
                 units,
                 names: node.names.clone(),
                 step: node.step,
@@ -168,6 +263,7 @@ impl Plan {
         if ops[output].kind != OpKind::Output || pos[t.output.index()] != output {
             return Err(internal("the output is not the last operation"));
         }
+        link(&mut ops, output);
         Ok(Plan {
             ops,
             output,
@@ -177,8 +273,8 @@ impl Plan {
 
     /// A new plan in which operand `k` of operation `i` is read through a map when
     /// `f(i, k, operand)` returns its key. One map operation is inserted per (value, key), just
-    /// before its first reader, and consumer counts are recomputed, so a value that is only
-    /// read through a map is freed as soon as the map has run.
+    /// before its first reader, and consumer counts and frees are recomputed, so a value that
+    /// is only read through a map is freed as soon as the map has run.
     pub fn insert_maps(&self, mut f: impl FnMut(usize, usize, usize) -> Option<usize>) -> Plan {
         let mut ops: Vec<Op> = Vec::with_capacity(self.ops.len());
         let mut new_of = vec![0usize; self.ops.len()];
@@ -196,6 +292,7 @@ impl Plan {
                                 node: self.ops[o].node,
                                 operands: vec![src],
                                 consumers: 0,
+                                frees: Vec::new(),
                                 units: ops[src].units,
                                 names: Vec::new(),
                                 step: op.step,
@@ -208,19 +305,14 @@ impl Plan {
             }
             let mut new = op.clone();
             new.operands = operands;
-            new.consumers = 0;
             ops.push(new);
             new_of[i] = ops.len() - 1;
         }
-        for i in 0..ops.len() {
-            for k in 0..ops[i].operands.len() {
-                let o = ops[i].operands[k];
-                ops[o].consumers += 1;
-            }
-        }
+        let output = new_of[self.output];
+        link(&mut ops, output);
         Plan {
             ops,
-            output: new_of[self.output],
+            output,
             blocks: self.blocks,
         }
     }
@@ -234,6 +326,60 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_of(text: &str, steps: usize) -> Plan {
+        let spec = crate::spec::load_str("t.yaml", text).unwrap();
+        let topo = crate::topology::unroll(&spec, steps, &Default::default()).unwrap();
+        Plan::compile(&topo).unwrap()
+    }
+
+    /// Every value but the output is freed exactly once, right after its last reader, even
+    /// when that reader reads it twice (`cat(z[k], z[k])`).
+    #[test]
+    fn every_value_is_freed_once_after_its_last_reader() {
+        let specs = [
+            "name: c\nstate: [z]\nstep:\n  z[k+1]: cat(z[k], z[k]) \noutput: z\n",
+            "name: hb\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k]) + 0.5 * (z[k] - z[k-1])\noutput: z\n",
+        ];
+        for text in specs {
+            let plan = plan_of(text, 3);
+            let mut freed = vec![0; plan.ops.len()];
+            for (i, op) in plan.ops.iter().enumerate() {
+                for &o in &op.frees {
+                    freed[o] += 1;
+                    let last = plan.ops.iter().rposition(|x| x.operands.contains(&o));
+                    assert_eq!(last, Some(i), "{text}: value {o} freed at {i}");
+                }
+            }
+            for (o, n) in freed.iter().enumerate() {
+                let want = usize::from(o != plan.output);
+                assert_eq!(*n, want, "{text}: value {o} freed {n} times");
+            }
+        }
+        let cat = plan_of(specs[0], 2);
+        let op = cat.ops.iter().find(|o| o.kind == OpKind::Concat).unwrap();
+        assert_eq!(op.operands[0], op.operands[1]);
+        assert_eq!(op.frees, vec![op.operands[0]]);
+    }
+
+    #[test]
+    fn blocks_are_named_by_step_and_slot() {
+        assert_eq!(block_name(3, 0), "b3");
+        assert_eq!(block_name(3, 1), "b3_1");
+        let plan = plan_of(
+            "name: gd\nstate: [z]\nstep:\n  z[k+1]: z[k] - grad(z[k])\noutput: z\n",
+            2,
+        );
+        let names: Vec<&str> = plan
+            .ops
+            .iter()
+            .filter_map(|o| match &o.kind {
+                OpKind::Block { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["b0", "b1"]);
+    }
 
     #[test]
     fn scales_fold_constants() {

@@ -14,9 +14,8 @@
 use crate::coef::Coef;
 use crate::error::{ErrorKind, Pos, SpecError};
 use crate::expr::{Ex, Expr};
-use crate::recurrence::{Evaluator, Registry, Space};
+use crate::spec::eval::{Evaluator, Instance, Registry, Space};
 use crate::spec::{Overrides, ParamKind, Spec};
-use crate::topology::Instance;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -7,6 +7,8 @@
 //! error instead of panicking.
 
 use crate::coef::Coef;
+pub use crate::spec::eval::Instance;
+use crate::spec::eval::{Evaluator, Registry, Space};
 use crate::spec::Reading;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -62,18 +64,6 @@ pub struct Edge {
     pub slot: usize,
     /// The coefficient (1 for block inputs, concatenation and output edges).
     pub coef: Coef,
-}
-
-/// Which instance of a learnable parameter a scalar is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(tag = "per", rename_all = "snake_case")]
-pub enum Instance {
-    /// One scalar shared by every step.
-    Shared,
-    /// One scalar per step.
-    Step { k: i64 },
-    /// One scalar per edge of a history sum: step `k`, source index `j`.
-    Edge { k: i64, j: i64 },
 }
 
 /// A learnable scalar that appears in some coefficient.
@@ -144,12 +134,12 @@ impl Topology {
 /// A value during unrolling: a linear combination of graph nodes.
 type Form = Vec<(NodeIndex, Coef)>;
 
-/// The [`Space`](crate::recurrence::Space) that builds the graph.
+/// The [`Space`] that builds the graph.
 struct Builder {
     graph: DiGraph<Node, Edge>,
     reading: Reading,
     learnables: Vec<Learnable>,
-    registry: crate::recurrence::Registry,
+    registry: Registry,
     /// Blocks of the current step by input node (one block per gradient evaluation point).
     blocks: std::collections::HashMap<NodeIndex, NodeIndex>,
     step: Option<i64>,
@@ -199,7 +189,7 @@ fn zero_error(what: &str, at: Option<crate::error::Pos>) -> SpecError {
 
 use crate::error::SpecError;
 
-impl crate::recurrence::Space for Builder {
+impl Space for Builder {
     type V = Form;
 
     fn input(&mut self) -> Form {
@@ -343,7 +333,7 @@ pub fn unroll(
         blocks: Default::default(),
         step: None,
     };
-    let mut ev = crate::recurrence::Evaluator::new(spec, builder, steps, overrides);
+    let mut ev = Evaluator::new(spec, builder, steps, overrides);
     let out = ev.run().map_err(|e| {
         let pos = e.pos;
         if e.file.is_empty() {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
 use optarch_core::exec::plan::{Kernels, Plan};
+use optarch_core::Unrolled;
 use optarch_macros::Unroll;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use optarch_core::Unrolled;
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 

@@ -81,8 +81,9 @@ use syn::{parse_macro_input, DeriveInput};
 /// * `fn new(p: &nn::Path, block: impl FnMut(&nn::Path, usize) -> B) -> Self`: builds block
 ///   `i` as `block(&(p / "b{step}"), step)` (`p / "b{step}_{slot}"` for a second gradient in one
 ///   step, `p / "block"` with step 0 when shared), and the coefficients as `p / "coef"`.
-/// * `STEPS`, `BLOCKS`, `LEARNABLES`, `SPEC_FILE`, `SPEC_YAML`, `SPEC_HASH` (FNV-1a of the
-///   text), and `spec()`, `overrides()`, `topology()`, `spec_hash()`.
+/// * `impl optarch_core::Unrolled`: the constants `STEPS`, `BLOCKS`, `LEARNABLES`,
+///   `SPEC_FILE`, `SPEC_YAML`, `SPEC_HASH` (FNV-1a of the text) and `overrides()`; the trait
+///   provides `spec()`, `topology()` and `plan()` (bring it into scope to call them).
 ///
 /// Generated code reaches tch as `<crate>::__private::tch` (optarch-core's re-export).
 #[proc_macro_derive(Unroll, attributes(optarch))]

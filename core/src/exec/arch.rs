@@ -19,6 +19,7 @@
 use super::blocks::{conv_counted, Block, BlockKind};
 use super::plan::{Kernels, Op, OpKind, Plan};
 use super::{sanitize, ExecError};
+use crate::plan::block_name;
 use crate::spec::{Overrides, Spec};
 use crate::topology::Topology;
 use serde::{Deserialize, Serialize};
@@ -462,7 +463,7 @@ impl Network {
         let ch = infer_channels(&plan, |i, op, operand_c| {
             Ok(match &op.kind {
                 OpKind::Input => Some(entry_c),
-                OpKind::Block { step, slot, .. } => {
+                OpKind::Block { name, .. } => {
                     let reads_input = op.operands.first().copied() == input;
                     raw[i] = raw_blocks && reads_input;
                     let (cin, stride) = if raw[i] {
@@ -470,8 +471,7 @@ impl Network {
                     } else {
                         (operand_c(0), 1)
                     };
-                    let name = block_name(*step, *slot);
-                    let b = Block::new(&(p / name), arch.block, cin, stage.width, stride)?;
+                    let b = Block::new(&(p / name.as_str()), arch.block, cin, stage.width, stride)?;
                     let out = b.out_channels;
                     blocks.push(b);
                     Some(out)
@@ -580,15 +580,6 @@ impl ModuleT for Network {
             Ok(t) => t,
             Err(e) => panic!("optarch executor: {e}"),
         }
-    }
-}
-
-/// The name of a block's variables: `b{step}`, or `b{step}_{slot}` for a step's later blocks.
-fn block_name(step: usize, slot: usize) -> String {
-    if slot == 0 {
-        format!("b{step}")
-    } else {
-        format!("b{step}_{slot}")
     }
 }
 

@@ -1,11 +1,11 @@
 //! Running a [`Plan`] on tensors.
 //!
-//! The plan itself (operations, operands, consumer counts) is torch-free and lives in
-//! [`crate::plan`]; it is re-exported here so `exec::plan::Plan` keeps working. Values live in
-//! a `Vec<Option<Tensor>>` indexed by operation; when the last consumer of a value has run, the
-//! value is taken out of the vector and dropped.
+//! The plan itself (operations, operands, what is freed when, polynomial order) is torch-free
+//! and lives in [`crate::plan`]; it is re-exported here so `exec::plan::Plan` keeps working.
+//! Values live in a `Vec<Option<Tensor>>` indexed by operation; the values an operation frees
+//! ([`Op::frees`]) are taken out of the vector and dropped right after it has run.
 
-pub use crate::plan::{Op, OpKind, Plan, Scale};
+pub use crate::plan::{Op, OpKind, Plan, PolyAlgebra, Scale};
 
 use crate::error::SpecError;
 use tch::Tensor;
@@ -22,25 +22,30 @@ impl Scale {
 
     /// The polynomial as a scalar tensor (gradients flow to the parameters).
     fn poly(terms: &[(f64, Vec<usize>)], params: &[Tensor]) -> Option<Tensor> {
-        let mut acc: Option<Tensor> = None;
-        let mut constant = 0.0;
-        for (f, mono) in terms {
-            if mono.is_empty() {
-                constant += f;
-                continue;
-            }
-            let mut t = params.get(mono[0])?.shallow_clone();
-            for id in &mono[1..] {
-                t = &t * params.get(*id)?;
-            }
-            let t = if (*f - 1.0).abs() == 0.0 { t } else { t * *f };
-            acc = Some(match acc {
-                None => t,
-                Some(a) => a + t,
-            });
-        }
-        let acc = acc?;
-        Some(if constant == 0.0 { acc } else { acc + constant })
+        Scale::fold(terms, &mut Tensors(params)).ok().flatten()
+    }
+}
+
+/// Polynomials over the learnable scalars as tensors.
+struct Tensors<'a>(&'a [Tensor]);
+
+impl PolyAlgebra for Tensors<'_> {
+    type Value = Tensor;
+    type Error = ();
+    fn param(&mut self, id: usize) -> Result<Tensor, ()> {
+        self.0.get(id).map(Tensor::shallow_clone).ok_or(())
+    }
+    fn mul(&mut self, a: Tensor, b: Tensor) -> Tensor {
+        a * b
+    }
+    fn scale(&mut self, a: Tensor, f: f64) -> Tensor {
+        a * f
+    }
+    fn add(&mut self, a: Tensor, b: Tensor) -> Tensor {
+        a + b
+    }
+    fn add_const(&mut self, a: Tensor, c: f64) -> Tensor {
+        a + c
     }
 }
 
@@ -84,7 +89,6 @@ impl Plan {
     ) -> Result<Tensor, SpecError> {
         let mut values: Vec<Option<Tensor>> = Vec::with_capacity(self.ops.len());
         values.resize_with(self.ops.len(), || None);
-        let mut remaining: Vec<usize> = self.ops.iter().map(|o| o.consumers).collect();
         let mut raw_left = self
             .ops
             .iter()
@@ -148,9 +152,8 @@ impl Plan {
             if let Some(t) = trace.as_deref_mut() {
                 t.push(live);
             }
-            for &o in &op.operands {
-                remaining[o] = remaining[o].saturating_sub(1);
-                if remaining[o] == 0 && values[o].take().is_some() {
+            for &o in &op.frees {
+                if values[o].take().is_some() {
                     live = live.saturating_sub(self.ops[o].units);
                 }
             }

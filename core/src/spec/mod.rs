@@ -21,12 +21,13 @@
 //!
 //! The full reference is `docs/SPEC.md`.
 
+pub mod eval;
 mod raw;
 pub mod validate;
 pub mod yaml_pos;
 
 use crate::error::{ErrorKind, Pos, SpecError};
-use crate::expr::{Expr, Idx};
+use crate::expr::{Ex, Expr, Idx};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -135,6 +136,9 @@ pub struct Spec {
     pub output: Expr,
 }
 
+/// Functions of feature maps.
+pub const MAP_FUNCTIONS: &[&str] = &["grad", "cat", "sum"];
+
 /// Parameter values that replace a spec's own (sampled search values, command-line overrides).
 pub type Overrides = BTreeMap<String, f64>;
 
@@ -147,6 +151,20 @@ impl Spec {
     /// The state called `name`.
     pub fn state(&self, name: &str) -> Option<usize> {
         self.states.iter().position(|s| s.name == name)
+    }
+
+    /// True when the expression involves feature maps (states, grad, cat, sum).
+    pub fn is_linear(&self, e: &Expr) -> bool {
+        match &e.ex {
+            Ex::Num(_) => false,
+            Ex::Var(n) | Ex::Index(n, _) | Ex::Range { name: n, .. } => self.state(n).is_some(),
+            Ex::Call(f, args) => {
+                MAP_FUNCTIONS.contains(&f.as_str()) || args.iter().any(|a| self.is_linear(a))
+            }
+            Ex::Neg(a) | Ex::Not(a) => self.is_linear(a),
+            Ex::Bin(_, a, b) => self.is_linear(a) || self.is_linear(b),
+            Ex::If(c, a, b) => self.is_linear(c) || self.is_linear(a) || self.is_linear(b),
+        }
     }
 
     /// An error located at `pos` in this spec's file.

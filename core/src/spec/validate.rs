@@ -3,6 +3,7 @@
 
 use super::raw::{ParamTable, RawParam, RawSpec};
 use super::yaml_pos::PosMap;
+use super::MAP_FUNCTIONS;
 use super::{Equation, Param, ParamKind, Per, Spec, State};
 use crate::error::{did_you_mean, ErrorKind, Pos, SpecError};
 use crate::expr::{self, BinOp, Ex, Expr, ExprPos, Idx};
@@ -26,8 +27,6 @@ pub const MATH_FUNCTIONS: &[(&str, usize)] = &[
     ("min", 2),
     ("max", 2),
 ];
-/// Functions of feature maps.
-pub const MAP_FUNCTIONS: &[&str] = &["grad", "cat", "sum"];
 const RESERVED: &[&str] = &["k", "K", "j", "grad", "cat", "sum", "true", "false"];
 
 struct Ctx<'a> {
@@ -99,14 +98,6 @@ fn relocate(e: &mut Expr, f: &dyn Fn(ExprPos) -> Pos) {
             relocate(b, f);
         }
     }
-}
-
-/// The file position of an expression node (after relocation).
-pub fn fpos(e: &Expr) -> Option<Pos> {
-    Some(Pos {
-        line: e.pos.line,
-        column: e.pos.column,
-    })
 }
 
 fn is_ident(s: &str) -> bool {
@@ -282,7 +273,15 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
                     }],
                 );
             }
-            None => return Err(unknown_name(&cx, name, fpos(&output), &states, &params)),
+            None => {
+                return Err(unknown_name(
+                    &cx,
+                    name,
+                    Expr::file_pos(&output),
+                    &states,
+                    &params,
+                ))
+            }
         }
     }
     let input = match &raw.input {
@@ -353,7 +352,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
     spec.init = order_init(&spec)?;
 
     // Dry run: evaluates every coefficient and reference for the first steps.
-    crate::recurrence::dry_run(&spec, DRY_RUN_STEPS)?;
+    super::eval::dry_run(&spec, DRY_RUN_STEPS)?;
     Ok(spec)
 }
 
@@ -614,21 +613,7 @@ fn spec_err(
     msg: impl Into<String>,
     hint: impl Into<String>,
 ) -> SpecError {
-    spec.error_at(fpos(e), kind, msg).with_hint(hint)
-}
-
-/// True when the expression involves feature maps (states, grad, cat, sum).
-pub fn is_lin(spec: &Spec, e: &Expr) -> bool {
-    match &e.ex {
-        Ex::Num(_) => false,
-        Ex::Var(n) | Ex::Index(n, _) | Ex::Range { name: n, .. } => spec.state(n).is_some(),
-        Ex::Call(f, args) => {
-            MAP_FUNCTIONS.contains(&f.as_str()) || args.iter().any(|a| is_lin(spec, a))
-        }
-        Ex::Neg(a) | Ex::Not(a) => is_lin(spec, a),
-        Ex::Bin(_, a, b) => is_lin(spec, a) || is_lin(spec, b),
-        Ex::If(c, a, b) => is_lin(spec, c) || is_lin(spec, a) || is_lin(spec, b),
-    }
+    spec.error_at(Expr::file_pos(e), kind, msg).with_hint(hint)
 }
 
 fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
@@ -665,7 +650,7 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
             check_lin(spec, a, w)?;
             check_lin(spec, b, w)
         }
-        Ex::Bin(BinOp::Mul, a, b) => match (is_lin(spec, a), is_lin(spec, b)) {
+        Ex::Bin(BinOp::Mul, a, b) => match (spec.is_linear(a), spec.is_linear(b)) {
             (true, true) => Err(nonlin("two feature-map expressions are multiplied".into())),
             (false, false) => Err(spec_err(spec, e, ErrorKind::NonLinear, "a coefficient without a feature map", "multiply it with a state, e.g. `beta * z[k]`")),
             (true, false) => {
@@ -678,10 +663,10 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
             }
         },
         Ex::Bin(BinOp::Div, a, b) => {
-            if is_lin(spec, b) {
+            if spec.is_linear(b) {
                 return Err(nonlin("division by a feature-map expression".into()));
             }
-            if !is_lin(spec, a) {
+            if !spec.is_linear(a) {
                 return Err(spec_err(spec, e, ErrorKind::NonLinear, "a coefficient without a feature map", "divide a state, e.g. `z[k] / 2`"));
             }
             check_lin(spec, a, w)?;
@@ -693,7 +678,7 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
                 let [arg] = args.as_slice() else {
                     return Err(spec_err(spec, e, ErrorKind::BadExpression, "grad takes exactly one argument", "write e.g. `grad(z[k])` or `grad(z[k] + beta * (z[k] - z[k-1]))`"));
                 };
-                if !is_lin(spec, arg) {
+                if !spec.is_linear(arg) {
                     return Err(spec_err(spec, arg, ErrorKind::NonLinear, "grad(...) of a coefficient", "apply grad to a feature map, e.g. `grad(z[k])`"));
                 }
                 check_lin(spec, arg, w)
@@ -706,7 +691,7 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
                     match &a.ex {
                         Ex::Range { name, lo, hi, .. } => check_range(spec, a, name, *lo, *hi, w)?,
                         _ => {
-                            if !is_lin(spec, a) {
+                            if !spec.is_linear(a) {
                                 return Err(spec_err(spec, a, ErrorKind::NonLinear, "cat(...) of a coefficient", "concatenate feature maps, e.g. `cat(z[k], grad(z[k]))`"));
                             }
                             check_lin(spec, a, w)?
@@ -726,7 +711,7 @@ fn check_lin(spec: &Spec, e: &Expr, w: Where) -> Result<(), SpecError> {
                 };
                 check_range(spec, range, name, *lo, *hi, w)?;
                 if let Some(wt) = weight {
-                    if is_lin(spec, wt) {
+                    if spec.is_linear(wt) {
                         return Err(spec_err(spec, wt, ErrorKind::NonLinear, "the weight of sum(...) involves feature maps", "the weight is a coefficient in k and j, e.g. a parameter `w`"));
                     }
                     check_coef_j(spec, wt, w, true, true)?;
@@ -1050,7 +1035,7 @@ fn same_step_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, Option<Pos>)>) {
             ) = (spec.state(n), idx.as_slice())
             {
                 if *offset == spec.states[s].offset {
-                    out.push((s, fpos(e)));
+                    out.push((s, Expr::file_pos(e)));
                 }
             }
         }
@@ -1064,7 +1049,7 @@ fn same_step_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, Option<Pos>)>) {
         } => {
             if let Some(s) = spec.state(name) {
                 if *offset == spec.states[s].offset {
-                    out.push((s, fpos(e)));
+                    out.push((s, Expr::file_pos(e)));
                 }
             }
         }
@@ -1140,7 +1125,7 @@ fn abs_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, i64, Option<Pos>)>) {
     match &e.ex {
         Ex::Index(n, idx) => {
             if let (Some(s), [Idx { var: None, offset }]) = (spec.state(n), idx.as_slice()) {
-                out.push((s, *offset, fpos(e)));
+                out.push((s, *offset, Expr::file_pos(e)));
             }
         }
         Ex::Range {
@@ -1157,7 +1142,7 @@ fn abs_refs(spec: &Spec, e: &Expr, out: &mut Vec<(usize, i64, Option<Pos>)>) {
         } => {
             if let Some(s) = spec.state(name) {
                 for i in (*lo..=*hi).take(1024) {
-                    out.push((s, i, fpos(e)));
+                    out.push((s, i, Expr::file_pos(e)));
                 }
             }
         }

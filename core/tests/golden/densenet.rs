@@ -49,20 +49,20 @@ const _: () = {
             t7
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for Densenet<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 0;
+        const SPEC_FILE: &'static str = "specs/densenet.yaml";
+        const SPEC_YAML: &'static str = "# DenseNet (Huang et al. 2017): every block sees the concatenation of all earlier features,\n#   z_{k+1} = B_k([z_0, z_1, ..., z_k]),   output [z_0, ..., z_K]\n# In the residual reading -grad(v) = B(v). Momentum methods feed each block a fixed-coefficient\n# sum of all earlier outputs; freeing those coefficients (here: a learned 1x1 mix inside B after\n# concatenation) gives DenseNet.\nname: densenet\nsummary: DenseNet, every block sees the concatenation of all earlier feature maps\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: -grad(cat(z[0..=k]))\noutput: cat(z[0..=K])\n";
+        const SPEC_HASH: u64 = 3096626138013914376u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> Densenet<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 0;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/densenet.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# DenseNet (Huang et al. 2017): every block sees the concatenation of all earlier features,\n#   z_{k+1} = B_k([z_0, z_1, ..., z_k]),   output [z_0, ..., z_K]\n# In the residual reading -grad(v) = B(v). Momentum methods feed each block a fixed-coefficient\n# sum of all earlier outputs; freeing those coefficients (here: a learned 1x1 mix inside B after\n# concatenation) gives DenseNet.\nname: densenet\nsummary: DenseNet, every block sees the concatenation of all earlier feature maps\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: -grad(cat(z[0..=k]))\noutput: cat(z[0..=K])\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 3096626138013914376u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared).
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -77,32 +77,6 @@ const _: () = {
                     2)
                 ],
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

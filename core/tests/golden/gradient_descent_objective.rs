@@ -38,20 +38,20 @@ const _: () = {
             b2
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for GradientDescentObjective<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 0;
+        const SPEC_FILE: &'static str = "specs/gradient_descent_objective.yaml";
+        const SPEC_YAML: &'static str = "# Gradient descent, objective reading: grad(v) = v - B(v) (f(z) = 1/2 |z|^2 - sum Phi), so\n#   z_{k+1} = z_k - h * (z_k - B_k(z_k)) = (1 - h) z_k + h B_k(z_k)\n# With h = 1 the identity term folds away: the plain feedforward net z_{k+1} = B_k(z_k).\nname: gradient_descent_objective\nsummary: Gradient descent in the objective reading (plain feedforward net at h = 1)\ngradient: objective\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 2293968074547156360u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> GradientDescentObjective<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 0;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/gradient_descent_objective.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# Gradient descent, objective reading: grad(v) = v - B(v) (f(z) = 1/2 |z|^2 - sum Phi), so\n#   z_{k+1} = z_k - h * (z_k - B_k(z_k)) = (1 - h) z_k + h B_k(z_k)\n# With h = 1 the identity term folds away: the plain feedforward net z_{k+1} = B_k(z_k).\nname: gradient_descent_objective\nsummary: Gradient descent in the objective reading (plain feedforward net at h = 1)\ngradient: objective\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 2293968074547156360u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared).
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -66,32 +66,6 @@ const _: () = {
                     2)
                 ],
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

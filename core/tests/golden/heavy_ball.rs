@@ -44,20 +44,20 @@ const _: () = {
             z3
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for HeavyBall<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 0;
+        const SPEC_FILE: &'static str = "specs/heavy_ball.yaml";
+        const SPEC_YAML: &'static str = "# Polyak's heavy ball:\n#   z_{k+1} = z_k - h * grad(z_k) + beta * (z_k - z_{k-1}),   z_{-1} = z_0\n# Residual reading: z_{k+1} = (1 + beta) z_k - beta z_{k-1} + h B_k(z_k): a ResNet with an\n# extra skip of length two. Unrolled, block j feeds z_{k+1} with h (1 - beta^(k-j+1)) / (1 - beta).\nname: heavy_ball\nsummary: Polyak's heavy-ball method (momentum with constant beta)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { range: [0.0, 0.95], default: 0.5, doc: momentum }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - h * grad(z[k]) + beta * (z[k] - z[k-1])\noutput: z\n";
+        const SPEC_HASH: u64 = 11082749510113777450u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> HeavyBall<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 0;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/heavy_ball.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# Polyak's heavy ball:\n#   z_{k+1} = z_k - h * grad(z_k) + beta * (z_k - z_{k-1}),   z_{-1} = z_0\n# Residual reading: z_{k+1} = (1 + beta) z_k - beta z_{k-1} + h B_k(z_k): a ResNet with an\n# extra skip of length two. Unrolled, block j feeds z_{k+1} with h (1 - beta^(k-j+1)) / (1 - beta).\nname: heavy_ball\nsummary: Polyak's heavy-ball method (momentum with constant beta)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { range: [0.0, 0.95], default: 0.5, doc: momentum }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - h * grad(z[k]) + beta * (z[k] - z[k-1])\noutput: z\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 11082749510113777450u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared).
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -72,32 +72,6 @@ const _: () = {
                     2)
                 ],
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

@@ -46,20 +46,20 @@ const _: () = {
             z3
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for LmResnet<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 2;
+        const SPEC_FILE: &'static str = "specs/lm_resnet.yaml";
+        const SPEC_YAML: &'static str = "# LM-ResNet (Lu, Zhong, Li, Dong 2018), a linear two-step scheme with a learnable c_k per step:\n#   z_{k+1} = (1 - c_k) z_k + c_k z_{k-1} + B_k(z_k),   z_{-1} = z_0\n# (the paper initialises k_n uniformly in [-0.1, 0]; we start every c_k at the midpoint).\nname: lm_resnet\nsummary: LM-ResNet, a linear two-step method with a learnable coefficient per step\ngradient: residual\nparams:\n  c: { init: -0.05, learn: true, per: step }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: (1 - c) * z[k] + c * z[k-1] - grad(z[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 7536056558929528720u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> LmResnet<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 2;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/lm_resnet.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# LM-ResNet (Lu, Zhong, Li, Dong 2018), a linear two-step scheme with a learnable c_k per step:\n#   z_{k+1} = (1 - c_k) z_k + c_k z_{k-1} + B_k(z_k),   z_{-1} = z_0\n# (the paper initialises k_n uniformly in [-0.1, 0]; we start every c_k at the midpoint).\nname: lm_resnet\nsummary: LM-ResNet, a linear two-step method with a learnable coefficient per step\ngradient: residual\nparams:\n  c: { init: -0.05, learn: true, per: step }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: (1 - c) * z[k] + c * z[k-1] - grad(z[k])\noutput: z\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 7536056558929528720u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared), and the learnable coefficients as a 1-D tensor `p / "coef"` with their initial values.
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -81,32 +81,6 @@ const _: () = {
                         >(&[-0.05, -0.05]),
                     ),
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

@@ -50,20 +50,20 @@ const _: () = {
             z3
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for MomentumResnet<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 0;
+        const SPEC_FILE: &'static str = "specs/momentum_resnet.yaml";
+        const SPEC_YAML: &'static str = "# Momentum ResNet (Sander, Ablin, Blondel, Peyre 2021):\n#   v_{k+1} = gamma v_k + (1 - gamma) B_k(z_k),   z_{k+1} = z_k + v_{k+1},   v_0 = 0\n# In the residual reading B = -grad.\nname: momentum_resnet\nsummary: Momentum ResNet, a velocity state with momentum gamma\ngradient: residual\nparams:\n  gamma: 0.9\nstate: [z, v]\ninput: z\ninit:\n  v[0]: 0\nstep:\n  v[k+1]: gamma * v[k] - (1 - gamma) * grad(z[k])\n  z[k+1]: z[k] + v[k+1]\noutput: z\n";
+        const SPEC_HASH: u64 = 5974584657807273045u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> MomentumResnet<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 0;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/momentum_resnet.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# Momentum ResNet (Sander, Ablin, Blondel, Peyre 2021):\n#   v_{k+1} = gamma v_k + (1 - gamma) B_k(z_k),   z_{k+1} = z_k + v_{k+1},   v_0 = 0\n# In the residual reading B = -grad.\nname: momentum_resnet\nsummary: Momentum ResNet, a velocity state with momentum gamma\ngradient: residual\nparams:\n  gamma: 0.9\nstate: [z, v]\ninput: z\ninit:\n  v[0]: 0\nstep:\n  v[k+1]: gamma * v[k] - (1 - gamma) * grad(z[k])\n  z[k+1]: z[k] + v[k+1]\noutput: z\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 5974584657807273045u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared).
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -78,32 +78,6 @@ const _: () = {
                     2)
                 ],
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

@@ -46,20 +46,20 @@ const _: () = {
             z3
         }
     }
+    #[automatically_derived]
+    impl<B> ::optarch_core::Unrolled for Nesterov<B> {
+        const STEPS: usize = 3;
+        const BLOCKS: usize = 3;
+        const LEARNABLES: usize = 0;
+        const SPEC_FILE: &'static str = "specs/nesterov.yaml";
+        const SPEC_YAML: &'static str = "# Nesterov's accelerated gradient with theta_k = 2/(k+2):\n#   y_k     = z_k + beta_k (z_k - z_{k-1}),   beta_k = theta_k (1 - theta_{k-1}) / theta_{k-1} = (k-1)/(k+2)\n#   z_{k+1} = y_k - h * grad(y_k),           z_{-1} = z_0\n# Each block sees an extrapolated point y_k rather than z_k.\nname: nesterov\nsummary: Nesterov's accelerated gradient with theta_k = 2/(k+2)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta[k] * (z[k] - z[k-1])\n  z[k+1]: y[k] - h * grad(y[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 5080183098264250959u64;
+        fn overrides() -> ::optarch_core::spec::Overrides {
+            ::std::collections::BTreeMap::from([])
+        }
+    }
     #[allow(dead_code)]
     impl<B> Nesterov<B> {
-        /// The number of steps the spec is unrolled for.
-        pub const STEPS: usize = 3;
-        /// The number of learned blocks (block operations of the plan).
-        pub const BLOCKS: usize = 3;
-        /// The number of learnable coefficient scalars.
-        pub const LEARNABLES: usize = 0;
-        /// The spec file as named in the attribute (or the inline label).
-        pub const SPEC_FILE: &'static str = "specs/nesterov.yaml";
-        /// The spec text the code was generated from.
-        pub const SPEC_YAML: &'static str = "# Nesterov's accelerated gradient with theta_k = 2/(k+2):\n#   y_k     = z_k + beta_k (z_k - z_{k-1}),   beta_k = theta_k (1 - theta_{k-1}) / theta_{k-1} = (k-1)/(k+2)\n#   z_{k+1} = y_k - h * grad(y_k),           z_{-1} = z_0\n# Each block sees an extrapolated point y_k rather than z_k.\nname: nesterov\nsummary: Nesterov's accelerated gradient with theta_k = 2/(k+2)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta[k] * (z[k] - z[k-1])\n  z[k+1]: y[k] - h * grad(y[k])\noutput: z\n";
-        /// FNV-1a (64 bits) of [`Self::SPEC_YAML`].
-        pub const SPEC_HASH: u64 = 5080183098264250959u64;
         /// Builds the blocks with `block(path, step)`, one per block of the plan under `p / "b{step}"` (`p / "block"` when shared).
         pub fn new(
             p: &::optarch_core::__private::tch::nn::Path,
@@ -74,32 +74,6 @@ const _: () = {
                     2)
                 ],
             }
-        }
-        /// The spec, validated again from [`Self::SPEC_YAML`].
-        pub fn spec() -> ::core::result::Result<
-            ::optarch_core::spec::Spec,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::spec::load_str(Self::SPEC_FILE, Self::SPEC_YAML)
-        }
-        /// The parameter overrides given to the derive.
-        pub fn overrides() -> ::optarch_core::spec::Overrides {
-            ::std::collections::BTreeMap::from([])
-        }
-        /// The unrolled topology this forward pass was generated from.
-        pub fn topology() -> ::core::result::Result<
-            ::optarch_core::topology::Topology,
-            ::optarch_core::error::SpecError,
-        > {
-            ::optarch_core::topology::unroll(
-                &Self::spec()?,
-                Self::STEPS,
-                &Self::overrides(),
-            )
-        }
-        /// FNV-1a (64 bits) of the spec text.
-        pub fn spec_hash() -> u64 {
-            Self::SPEC_HASH
         }
     }
 };

@@ -1,4 +1,5 @@
 use optarch_core::__private::tch::{nn, Tensor};
+use optarch_core::Unrolled;
 
 #[derive(Debug)]
 struct Block(nn::Linear);
@@ -25,5 +26,6 @@ fn main() {
     assert_eq!(net.calls, 0);
     assert_eq!(Net::LEARNABLES, 2); // c_0 cancels: z[-1] = z[0]
     assert_eq!(Net::topology().unwrap().learnables[0].init, 0.25);
-    assert_eq!(Net::spec_hash(), optarch_core::codegen::spec_hash(Net::SPEC_YAML));
+    assert_eq!(Net::SPEC_HASH, optarch_core::codegen::spec_hash(Net::SPEC_YAML));
+    assert_eq!(Net::plan().unwrap().blocks, 3);
 }

@@ -1,4 +1,5 @@
 use optarch_core::__private::tch::{nn, Tensor};
+use optarch_core::Unrolled;
 
 #[derive(Debug)]
 struct Block(nn::Linear);

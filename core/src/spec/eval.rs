@@ -9,10 +9,21 @@
 use crate::coef::Coef;
 use crate::error::{ErrorKind, Pos, SpecError};
 use crate::expr::{BinOp, Ex, Expr, Idx};
-use crate::spec::validate::{fpos, is_lin};
 use crate::spec::{Overrides, ParamKind, Per, Spec};
-use crate::topology::Instance;
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+
+/// Which instance of a learnable parameter a scalar is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(tag = "per", rename_all = "snake_case")]
+pub enum Instance {
+    /// One scalar shared by every step.
+    Shared,
+    /// One scalar per step.
+    Step { k: i64 },
+    /// One scalar per edge of a history sum: step `k`, source index `j`.
+    Edge { k: i64, j: i64 },
+}
 
 /// A linear space the recurrence can be evaluated in.
 pub trait Space {
@@ -129,7 +140,9 @@ impl<'s, S: Space> Evaluator<'s, S> {
         msg: impl Into<String>,
         hint: impl Into<String>,
     ) -> SpecError {
-        self.spec.error_at(fpos(e), kind, msg).with_hint(hint)
+        self.spec
+            .error_at(Expr::file_pos(e), kind, msg)
+            .with_hint(hint)
     }
 
     fn lookup(&self, e: &Expr, s: usize, i: i64, k: i64) -> R<S::V> {
@@ -186,7 +199,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
                 Ok(self.space.axpy(va, &Coef::constant(sign), &vb))
             }
             Ex::Bin(BinOp::Mul, a, b) => {
-                let (m, c) = if is_lin(spec, a) { (a, b) } else { (b, a) };
+                let (m, c) = if spec.is_linear(a) { (a, b) } else { (b, a) };
                 let c = self.coef(c, k, None)?;
                 let v = self.lin(m, k)?;
                 let z = self.space.zero();
@@ -204,7 +217,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
             Ex::Call(f, args) => match (f.as_str(), args.as_slice()) {
                 ("grad", [a]) => {
                     let v = self.lin(a, k)?;
-                    self.space.grad(k, v, fpos(e))
+                    self.space.grad(k, v, Expr::file_pos(e))
                 }
                 ("cat", _) => {
                     let mut parts = Vec::new();
@@ -231,7 +244,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
                             "make the range non-empty, e.g. `z[0..=k]`",
                         ));
                     }
-                    self.space.cat(parts, fpos(e))
+                    self.space.cat(parts, Expr::file_pos(e))
                 }
                 ("sum", [r, rest @ ..]) => {
                     let Ex::Range {
@@ -428,7 +441,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
         let v = v?;
         if !v.is_finite() {
             return Err(spec
-                .error_at(fpos(expr), ErrorKind::BadSchedule, format!("schedule `{}` is not finite at k = {k} (value {v})", param.name))
+                .error_at(Expr::file_pos(expr), ErrorKind::BadSchedule, format!("schedule `{}` is not finite at k = {k} (value {v})", param.name))
                 .with_hint("check square roots of negative numbers, logarithms of 0 and overflowing powers"));
         }
         self.sched.insert((p, k, j), v);
