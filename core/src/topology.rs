@@ -129,6 +129,50 @@ impl Topology {
                 .unwrap_or_else(|| format!("p{id}"))
         })
     }
+
+    /// A canonical description of the computation: nodes in topological order, each with its
+    /// kind and its operands (as positions in that order) with their coefficients. Two specs
+    /// that unroll to the same computation (after constant folding and pruning) describe the
+    /// same; a search trains such candidates once.
+    pub fn canonical(&self) -> Result<String, SpecError> {
+        use std::fmt::Write as _;
+        let order = self.order()?;
+        let mut pos = vec![usize::MAX; self.graph.node_count()];
+        for (i, n) in order.iter().enumerate() {
+            pos[n.index()] = i;
+        }
+        let mut s = format!("reading {}\n", self.reading);
+        for (i, &n) in order.iter().enumerate() {
+            let kind = match self.graph[n].kind {
+                NodeKind::Input => "in",
+                NodeKind::Block { .. } => "block",
+                NodeKind::Combine => "sum",
+                NodeKind::Concat => "cat",
+                NodeKind::Output => "out",
+            };
+            let _ = write!(s, "{i} {kind}");
+            let mut terms: Vec<(usize, String)> = self
+                .operands(n)
+                .into_iter()
+                .map(|(o, e)| {
+                    let c = match e.coef.as_const() {
+                        Some(v) => format!("{v:.9e}"),
+                        None => self.coef_label(&e.coef),
+                    };
+                    (pos[o.index()], c)
+                })
+                .collect();
+            // A sum does not depend on the order of its terms; a concatenation does.
+            if matches!(self.graph[n].kind, NodeKind::Combine) {
+                terms.sort();
+            }
+            for (o, c) in terms {
+                let _ = write!(s, " {o}*{c}");
+            }
+            s.push('\n');
+        }
+        Ok(s)
+    }
 }
 
 /// A value during unrolling: a linear combination of graph nodes.

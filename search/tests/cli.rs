@@ -260,8 +260,14 @@ fn env_reports_and_cuda_fails_loudly_without_a_gpu() {
             text(&out.stderr)
         );
     }
+    // An unrecognised device is bad usage (exit 2), caught before anything runs.
     let out = optarch(&["--device", "tpu", "check", "specs/gradient_descent.yaml"]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`cuda:N`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

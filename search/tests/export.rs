@@ -5,7 +5,7 @@
 
 use optarch_core::spec;
 use optarch_search::data::synthetic;
-use optarch_search::train::{self, TrainConfig};
+use optarch_search::train::{self, RunConfigFile};
 use std::path::Path;
 use std::process::Command;
 use tch::nn::ModuleT;
@@ -97,11 +97,12 @@ fn the_torchscript_module_matches_optarch_in_python() {
     assert!(code.contains("impl"), "{code}");
 
     // optarch's own output, from the run's configuration and best weights.
-    let cfg: TrainConfig =
+    let cfg: RunConfigFile =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    let (train_set, _, _) = train::load_data(&cfg).unwrap();
+    let (train_set, _, _) = cfg.train.data.load(cfg.train.run.seed).unwrap();
     let norm = train_set.channel_stats();
-    let train::Built { mut vs, net, .. } = train::build(&cfg, &train_set, Device::Cpu).unwrap();
+    let train::Built { mut vs, net, .. } =
+        train::build(&cfg.spec, &cfg.train, &train_set, Device::Cpu).unwrap();
     vs.load(run.join("best.safetensors")).unwrap();
     tch::manual_seed(11);
     let x = Tensor::rand([3, 3, 32, 32], (Kind::Float, Device::Cpu));

@@ -2,21 +2,25 @@
 //! CSV, JSON and a self-contained HTML page that headless Chromium must render.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use optarch_search::search::report::{
-    kendall_tau, spearman_rho, write_report, ReportOptions, CSV_HEADER,
-};
-use optarch_search::search::store::{Epoch, NewCandidate, NewTrial, Phase, Store, TrialStatus};
+use optarch_search::report::{kendall_tau, spearman_rho, write_report, ReportOptions, CSV_HEADER};
+use optarch_search::search::candidate::Candidate;
+use optarch_search::search::config;
+use optarch_search::search::ids::{CandidateId, ExperimentId, TrialId};
+use optarch_search::search::store::{Epoch, NewTrial, Phase, Store, TrialStatus};
 use optarch_search::train::EpochMetrics;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The search configuration as the driver writes it (the parts a report reads): rungs at 1, 3
-/// and 9 epochs, and a ResNet-32-like architecture (5 blocks in its first stage).
-const CONFIG_JSON: &str = r#"{"budget": {"min_epochs": 1, "max_epochs": 9, "eta": 3, "trials": 6},
-    "arch": {"preset": "cifar-resnet", "depth": 32},
-    "finalists": {"top_k": 2, "seeds": 3}}"#;
+/// The search configuration: rungs at 1, 3 and 9 epochs, and a ResNet-32-like architecture
+/// (5 blocks in its first stage).
+const CONFIG_YAML: &str = "name: synthetic
+train: {arch: {preset: cifar-resnet, depth: 32}}
+budget: {min_epochs: 1, max_epochs: 9, eta: 3, trials: 6}
+finalists: {top_k: 2, seeds: 3}
+candidates: [{spec: heavy_ball.yaml}]
+";
 
 /// Final test accuracies of the two finalists, three seeds each.
 const FINAL_A: [f64; 3] = [0.80, 0.82, 0.81];
@@ -33,22 +37,32 @@ fn spec(file: &str) -> String {
 
 struct Db {
     store: Store,
-    exp: i64,
+    exp: ExperimentId,
 }
 
 impl Db {
-    fn candidate(&self, name: &str, file: &str, params: &str, contraction: Option<f64>) -> i64 {
+    fn candidate(
+        &self,
+        name: &str,
+        file: &str,
+        params: &[(&str, f64)],
+        contraction: Option<f64>,
+    ) -> CandidateId {
+        let position = self.store.candidates().unwrap().len();
         let (id, new) = self
             .store
             .insert_candidate(
                 self.exp,
-                &NewCandidate {
+                position,
+                &Candidate {
                     name: name.into(),
                     origin: format!("spec:specs/{file}"),
+                    family: format!("spec:specs/{file}"),
                     spec_yaml: spec(file),
+                    overrides: params.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                    features: params.iter().map(|(_, v)| *v).collect(),
                     spec_hash: format!("s-{name}"),
                     topo_hash: format!("t-{name}"),
-                    params_json: params.into(),
                     contraction,
                     asymptotic: contraction.map(|c| c * 0.9),
                 },
@@ -58,7 +72,7 @@ impl Db {
         id
     }
 
-    fn trial(&self, candidate: i64, phase: Phase, seed: u64, budget: usize) -> i64 {
+    fn trial(&self, candidate: CandidateId, phase: Phase, seed: u64, budget: usize) -> TrialId {
         let id = self
             .store
             .insert_trial(
@@ -75,7 +89,7 @@ impl Db {
             )
             .unwrap();
         self.store
-            .set_size(id, 100_000 * candidate, 1_000_000)
+            .set_size(id, 100_000 * candidate.0, 1_000_000)
             .unwrap();
         id
     }
@@ -84,7 +98,7 @@ impl Db {
     /// accuracy 0.01 below it, then ends the attempt as `status`.
     fn train(
         &self,
-        trial: i64,
+        trial: TrialId,
         epochs: std::ops::Range<usize>,
         val: impl Fn(usize) -> f64,
         status: TrialStatus,
@@ -127,22 +141,23 @@ impl Db {
 /// | G (7)     | -           |                                 | 9 ep, 0.62 |            |
 fn synthetic(dir: &Path) {
     let store = Store::open(&dir.join("search.db")).unwrap();
+    let cfg = config::parse(Path::new("synthetic.yaml"), CONFIG_YAML).unwrap();
     let exp = store
         .create_experiment(
             "synthetic",
-            "budget: {min_epochs: 1, max_epochs: 9, eta: 3}\n",
-            CONFIG_JSON,
+            CONFIG_YAML,
+            &serde_json::to_string(&cfg).unwrap(),
         )
         .unwrap();
     let db = Db { store, exp };
     db.store.event(None, "search started").unwrap();
-    let a = db.candidate("A", "heavy_ball.yaml", r#"{"beta": 0.5}"#, Some(0.70));
-    let b = db.candidate("B", "nesterov.yaml", "{}", Some(0.80));
-    let c = db.candidate("C", "gradient_descent.yaml", "{}", Some(0.90));
-    let d = db.candidate("D", "heavy_ball.yaml", r#"{"beta": 0.1}"#, Some(0.95));
-    let e = db.candidate("E", "heavy_ball.yaml", r#"{"beta": 0.9}"#, Some(0.60));
-    let f = db.candidate("F", "nesterov_theta.yaml", "{}", Some(0.85));
-    let g = db.candidate("G", "gradient_descent.yaml", r#"{"h": 0.5}"#, None);
+    let a = db.candidate("A", "heavy_ball.yaml", &[("beta", 0.5)], Some(0.70));
+    let b = db.candidate("B", "nesterov.yaml", &[], Some(0.80));
+    let c = db.candidate("C", "gradient_descent.yaml", &[], Some(0.90));
+    let d = db.candidate("D", "heavy_ball.yaml", &[("beta", 0.1)], Some(0.95));
+    let e = db.candidate("E", "heavy_ball.yaml", &[("beta", 0.9)], Some(0.60));
+    let f = db.candidate("F", "nesterov_theta.yaml", &[], Some(0.85));
+    let g = db.candidate("G", "gradient_descent.yaml", &[("h", 0.5)], None);
 
     // ASHA: every search trial trains 1 epoch; A and B are promoted to 3, A to 9.
     let ta = db.trial(a, Phase::Search, 1, 1);
@@ -192,7 +207,7 @@ fn synthetic(dir: &Path) {
         }
     }
     // A's best trial has its picture on disk; the others are drawn from their specs.
-    let pic = dir.join(format!("trials/{ta:04}"));
+    let pic = dir.join(format!("trials/{:04}", ta.0));
     std::fs::create_dir_all(&pic).unwrap();
     std::fs::write(
         pic.join("topology.svg"),

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use optarch_search::data::synthetic;
+use optarch_search::search::ids::TrialId;
 use optarch_search::search::store::{Phase, Store, TrialStatus};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,13 +23,16 @@ fn specs() -> PathBuf {
 fn config(dir: &Path, extra_candidates: &str, trials: usize, fork: bool) -> PathBuf {
     let data = synthetic::write_cifar10(&dir.join("synthetic"), 60, 7).unwrap();
     let text = format!(
-        "name: tiny\nseed: 3\n\
-         data: {{dataset: cifar10, path: {data}, val: 60, download: false}}\n\
-         arch: {{preset: cifar-resnet, widths: [4, 8, 8], stage_steps: [3, 3, 3]}}\n\
-         trainer: {{batch_size: 32, lr: 0.05, schedule: cosine, augment: false, threads: 1}}\n\
+        "name: tiny\n\
+         train:\n\
+         \x20 data: {{dataset: cifar10, path: {data}, val: 60, download: false, augment: false}}\n\
+         \x20 arch: {{preset: cifar-resnet, widths: [4, 8, 8], stage_steps: [3, 3, 3]}}\n\
+         \x20 optim: {{batch_size: 32, lr: 0.05}}\n\
+         \x20 schedule: {{kind: cosine}}\n\
+         \x20 run: {{seed: 3, device: cpu, threads: 1}}\n\
          budget: {{min_epochs: 1, max_epochs: 2, eta: 2, trials: {trials}}}\n\
          finalists: {{top_k: 2, seeds: 3}}\n\
-         execution: {{workers: 2, device: cpu, max_attempts: 2, fork_server: {fork}}}\n\
+         execution: {{workers: 2, max_attempts: 2, fork_server: {fork}}}\n\
          candidates:\n\
          \x20 - spec: {s}/gradient_descent.yaml\n\
          \x20 - spec: {s}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5]}}\n\
@@ -60,14 +64,14 @@ fn logs(dir: &Path) -> Vec<String> {
 }
 
 /// Completed-epoch lines per (trial, epoch) over every log of the search.
-fn completions(dir: &Path) -> BTreeMap<(i64, usize), usize> {
+fn completions(dir: &Path) -> BTreeMap<(TrialId, usize), usize> {
     let mut out = BTreeMap::new();
     for text in logs(dir) {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("completed epoch ") {
                 let mut it = rest.split(" of trial ");
                 let epoch: usize = it.next().unwrap().parse().unwrap();
-                let trial: i64 = it.next().unwrap().trim().parse().unwrap();
+                let trial: TrialId = it.next().unwrap().trim().parse().unwrap();
                 *out.entry((trial, epoch)).or_insert(0) += 1;
             }
         }
@@ -77,7 +81,7 @@ fn completions(dir: &Path) -> BTreeMap<(i64, usize), usize> {
 
 /// Every phase ran, every trial finished, and every finished epoch was trained exactly once
 /// and recorded.
-fn check_complete(dir: &Path, failed: &[i64]) {
+fn check_complete(dir: &Path, failed: &[TrialId]) {
     let s = Store::open_existing(&dir.join("search.db")).unwrap();
     let trials = s.trials().unwrap();
     assert_eq!(s.experiment().unwrap().unwrap().status, "done");
@@ -180,7 +184,7 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
     assert_eq!(searched.len(), 3);
     let promoted: Vec<_> = searched.iter().filter(|t| t.rung == 1).collect();
     assert_eq!(promoted.len(), 1, "{searched:?}");
-    let score0 = |id: i64| {
+    let score0 = |id: TrialId| {
         let e = s.epochs(id).unwrap();
         e[0].val_acc.unwrap()
     };
@@ -226,9 +230,9 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = Store::open_existing(&dir.join("search.db")).unwrap();
-    let t1 = s.trial(1).unwrap();
+    let t1 = s.trial(TrialId(1)).unwrap();
     assert_eq!((t1.status, t1.crashes), (TrialStatus::Done, 1), "{t1:?}");
-    let t4 = s.trial(4).unwrap();
+    let t4 = s.trial(TrialId(4)).unwrap();
     assert_eq!((t4.status, t4.crashes), (TrialStatus::Failed, 1), "{t4:?}");
     assert!(
         t4.error
@@ -237,7 +241,7 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
             .contains("on each of 2 attempts"),
         "{t4:?}"
     );
-    let t2 = s.trial(2).unwrap();
+    let t2 = s.trial(TrialId(2)).unwrap();
     assert_eq!(
         (t2.status, t2.batch_size),
         (TrialStatus::Done, 16),
@@ -269,7 +273,7 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
         diverged.iter().all(|t| t.status == TrialStatus::Diverged),
         "{diverged:?}"
     );
-    check_complete(&dir, &[4]);
+    check_complete(&dir, &[TrialId(4)]);
     // Every trial process was forked by the trial server, the crashing ones included.
     let logs = logs(&dir);
     assert_eq!(

@@ -1,7 +1,10 @@
 //! The trainer end to end: exact resume, divergence, and (with real data) a learning check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use optarch_search::train::{self, EpochMetrics, Progress, Status, TrainConfig};
+use optarch_core::device::DeviceChoice;
+use optarch_search::train::{
+    self, EpochMetrics, Progress, RunConfigFile, RunSpec, Status, TrainConfig,
+};
 use std::path::{Path, PathBuf};
 
 /// libtorch's seed and thread count are global to the process: tests that train run one at a
@@ -29,24 +32,33 @@ fn fake_cifar(dir: &Path) -> PathBuf {
     optarch_search::data::synthetic::write_cifar10(dir, 60, 12345).unwrap()
 }
 
-fn config(data: &Path, epochs: usize) -> TrainConfig {
-    let spec_path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../specs/heavy_ball.yaml"
-    ));
-    TrainConfig {
-        spec_text: std::fs::read_to_string(&spec_path).unwrap(),
-        spec_path,
-        depth: 8,
-        data_path: Some(data.to_path_buf()),
-        download: false,
-        val: 50,
-        epochs,
-        batch_size: 32,
-        device: "cpu".into(),
-        seed: 7,
-        ..TrainConfig::default()
+/// A run of `spec` (a file of `specs/`) on CPU with `data`, `epochs` epochs and `seed`.
+fn run_config(spec: &str, data: &Path, epochs: usize, seed: u64) -> RunConfigFile {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../specs")
+        .join(spec);
+    let mut train = TrainConfig::default();
+    train.data.path = Some(data.to_path_buf());
+    train.data.download = false;
+    train.schedule.epochs = epochs;
+    train.run.device = DeviceChoice::Cpu;
+    train.run.seed = seed;
+    RunConfigFile {
+        spec: RunSpec {
+            text: std::fs::read_to_string(&path).unwrap(),
+            path,
+            overrides: Default::default(),
+        },
+        train,
     }
+}
+
+fn config(data: &Path, epochs: usize) -> RunConfigFile {
+    let mut c = run_config("heavy_ball.yaml", data, epochs, 7);
+    c.train.arch.depth = 8;
+    c.train.data.val = 50;
+    c.train.optim.batch_size = 32;
+    c
 }
 
 #[test]
@@ -106,8 +118,8 @@ fn a_nan_loss_marks_the_run_diverged() {
     let tmp = tempfile::tempdir().unwrap();
     let data = fake_cifar(tmp.path());
     let mut cfg = config(&data, 2);
-    cfg.lr = 1e12;
-    cfg.schedule = train::Schedule::Cosine;
+    cfg.train.optim.lr = 1e12;
+    cfg.train.schedule.kind = train::Schedule::Cosine;
     let dir = tmp.path().join("d");
     let s = train::train(cfg, &dir, &mut StopAfter(usize::MAX, 0)).unwrap();
     assert_eq!(s.status, Status::Diverged);
@@ -125,25 +137,9 @@ fn resnet20_learns_cifar10() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let spec_path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../specs/gradient_descent.yaml"
-    ));
-    let cfg = TrainConfig {
-        spec_text: std::fs::read_to_string(&spec_path).unwrap(),
-        spec_path,
-        depth: 20,
-        data_path: Some(PathBuf::from(root)),
-        download: false,
-        train_subset: Some(10_000),
-        val: 0,
-        epochs: 5,
-        batch_size: 128,
-        lr: 0.1,
-        device: "cpu".into(),
-        seed: 0,
-        ..TrainConfig::default()
-    };
+    let mut cfg = run_config("gradient_descent.yaml", Path::new(&root), 5, 0);
+    cfg.train.data.train_subset = Some(10_000);
+    cfg.train.data.val = 0;
     let s = train::train(cfg, &tmp.path().join("r20"), &mut StopAfter(usize::MAX, 0)).unwrap();
     eprintln!(
         "ResNet-20, 10k images, 5 epochs: test accuracy {:?}, {:.0} s",

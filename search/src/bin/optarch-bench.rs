@@ -19,7 +19,7 @@ use clap::Parser;
 use optarch_core::exec::reference::HandResNet;
 use optarch_core::exec::{Arch, Network};
 use optarch_core::spec::{self, Overrides};
-use optarch_search::train::Sgd;
+use optarch_search::train::{OptimConfig, Sgd};
 use serde::Serialize;
 use std::time::Instant;
 use tch::nn::{self, ModuleT};
@@ -194,7 +194,7 @@ fn one(args: &Args, name: &str, device: Device) -> Result<One> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let net = build(spec_name, preset, depth, classes, &vs)?;
-    let mut opt = Sgd::new(&vs, 0.9, true, 5e-4, true);
+    let mut opt = Sgd::new(&vs, &OptimConfig::default());
     let (x, y) = batch(args.batch, side, classes, device);
     sync(device);
     let base = rss_kb("VmRSS:").unwrap_or(0.0);
@@ -275,8 +275,8 @@ fn main() -> Result<()> {
     hand_vs
         .copy(&exec_vs)
         .context("the hand-written ResNet-20 does not take the executor's weights")?;
-    let mut opt_e = Sgd::new(&exec_vs, 0.9, true, 5e-4, true);
-    let mut opt_h = Sgd::new(&hand_vs, 0.9, true, 5e-4, true);
+    let mut opt_e = Sgd::new(&exec_vs, &OptimConfig::default());
+    let mut opt_h = Sgd::new(&hand_vs, &OptimConfig::default());
     let (x, y) = batch(args.batch, 32, 10, device);
     for _ in 0..args.warmup {
         step(&net, &mut opt_e, &x, &y);

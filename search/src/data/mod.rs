@@ -54,8 +54,10 @@ pub use rng::{derive_seed, mix64, SplitMix64};
 /// `cifar-10-batches-bin/`, `mnist/`...).
 pub const DATA_ENV: &str = "OPTARCH_DATA";
 
-/// The data sets optarch reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The data sets optarch reads. Reads and writes as its name (`cifar10`, `cifar100`,
+/// `cifar100-coarse`, `mnist`) on the command line and in configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DatasetKind {
     Cifar10,
     Cifar100(Cifar100Labels),
@@ -78,18 +80,51 @@ impl FromStr for DatasetKind {
     }
 }
 
+impl TryFrom<String> for DatasetKind {
+    type Error = DataError;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DatasetKind> for String {
+    fn from(k: DatasetKind) -> String {
+        k.to_string()
+    }
+}
+
+impl clap::ValueEnum for DatasetKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            DatasetKind::Cifar10,
+            DatasetKind::Cifar100(Cifar100Labels::Fine),
+            DatasetKind::Cifar100(Cifar100Labels::Coarse),
+            DatasetKind::Mnist,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 impl std::fmt::Display for DatasetKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DatasetKind::Cifar10 => "cifar10",
-            DatasetKind::Cifar100(Cifar100Labels::Fine) => "cifar100",
-            DatasetKind::Cifar100(Cifar100Labels::Coarse) => "cifar100-coarse",
-            DatasetKind::Mnist => "mnist",
-        })
+        f.write_str(self.name())
     }
 }
 
 impl DatasetKind {
+    /// Its name: `cifar10`, `cifar100`, `cifar100-coarse` or `mnist`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100(Cifar100Labels::Fine) => "cifar100",
+            DatasetKind::Cifar100(Cifar100Labels::Coarse) => "cifar100-coarse",
+            DatasetKind::Mnist => "mnist",
+        }
+    }
+
     /// Number of classes.
     pub fn classes(&self) -> usize {
         match self {

@@ -1,17 +1,20 @@
 //! Successive halving over epochs: asynchronous (ASHA, Li et al. 2020) or synchronous.
 //!
-//! A trial that finished rung k (it has trained `rungs[k]` epochs) has a score there: its
-//! validation accuracy at that epoch. Of the trials that reached rung k, the best ⌊n/η⌋ move
-//! on to rung k + 1. ASHA promotes as soon as a trial is in that top part; the synchronous
-//! variant waits until every trial of the rung is in. The decision is a pure function of the
-//! trials' states, so a resumed driver makes the same decisions as the one that was killed.
+//! A trial that finished rung k (it has trained `rungs[k]` epochs) has a score there. Of the
+//! trials that reached rung k, the best ⌊n/η⌋ move on to rung k + 1 (the rung rule and the
+//! order of scores are [`super::rank`]'s). ASHA promotes as soon as a trial is in that top
+//! part; the synchronous variant waits until every trial of the rung is in. The decision is a
+//! pure function of the trials' states, so a resumed driver makes the same decisions as the one
+//! that was killed.
 
+use super::ids::TrialId;
+use super::rank;
 use super::store::TrialStatus;
 
 /// What the scheduler sees of a trial.
 #[derive(Clone, Debug, PartialEq)]
 pub struct View {
-    pub id: i64,
+    pub id: TrialId,
     pub rung: usize,
     pub status: TrialStatus,
     /// Score at each rung it finished (index = rung); `None` past its progress.
@@ -22,7 +25,7 @@ pub struct View {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// Continue trial `id` to rung `rung`.
-    Promote { id: i64, rung: usize },
+    Promote { id: TrialId, rung: usize },
     /// Start a new candidate at rung 0.
     Propose,
     /// Nothing to start until a running trial finishes.
@@ -31,14 +34,10 @@ pub enum Decision {
     Finished,
 }
 
-/// The score of a trial at rung `k`; failed or diverged trials rank below every score.
-fn score(v: &View, k: usize) -> f64 {
-    v.scores
-        .get(k)
-        .copied()
-        .flatten()
-        .filter(|s| s.is_finite())
-        .unwrap_or(f64::NEG_INFINITY)
+/// The score of a trial at rung `k` (`None` for failed or diverged trials, which rank below
+/// every score).
+fn score(v: &View, k: usize) -> Option<f64> {
+    v.scores.get(k).copied().flatten().filter(|s| s.is_finite())
 }
 
 /// True when `v` reached rung `k`: it finished it, or it ended (diverged, oom, failed) there.
@@ -55,7 +54,6 @@ pub fn decide(
     can_propose: bool,
     synchronous: bool,
 ) -> Decision {
-    let eta = eta.max(2);
     let busy = |v: &View| matches!(v.status, TrialStatus::Pending | TrialStatus::Running);
     for k in (0..rungs.len().saturating_sub(1)).rev() {
         let mut at: Vec<&View> = trials.iter().filter(|v| reached(v, k)).collect();
@@ -65,11 +63,13 @@ pub fn decide(
                 continue;
             }
         }
-        let top = at.len() / eta;
-        at.sort_by(|a, b| score(b, k).total_cmp(&score(a, k)).then(a.id.cmp(&b.id)));
-        if let Some(v) = at.iter().take(top).find(|v| {
-            v.rung == k && v.status == TrialStatus::Done && score(v, k) > f64::NEG_INFINITY
-        }) {
+        let top = rank::promoted(at.len(), eta);
+        at.sort_by(|a, b| rank::by_score(score(a, k), score(b, k)).then(a.id.cmp(&b.id)));
+        if let Some(v) = at
+            .iter()
+            .take(top)
+            .find(|v| v.rung == k && v.status == TrialStatus::Done && score(v, k).is_some())
+        {
             return Decision::Promote {
                 id: v.id,
                 rung: k + 1,
@@ -91,7 +91,7 @@ mod tests {
 
     fn done(id: i64, rung: usize, scores: &[f64]) -> View {
         View {
-            id,
+            id: TrialId(id),
             rung,
             status: TrialStatus::Done,
             scores: scores.iter().map(|s| Some(*s)).collect(),
@@ -109,11 +109,14 @@ mod tests {
         t.push(done(3, 0, &[0.6]));
         assert_eq!(
             decide(&rungs, 3, &t, true, false),
-            Decision::Promote { id: 2, rung: 1 }
+            Decision::Promote {
+                id: TrialId(2),
+                rung: 1
+            }
         );
         // Once promoted, it is not promoted twice from rung 0.
         t[1] = View {
-            id: 2,
+            id: TrialId(2),
             rung: 1,
             status: TrialStatus::Running,
             scores: vec![Some(0.7)],
@@ -134,12 +137,15 @@ mod tests {
         t[4] = done(4, 1, &[0.4, 0.65]);
         assert_eq!(
             decide(&rungs, 2, &t, true, false),
-            Decision::Promote { id: 4, rung: 2 }
+            Decision::Promote {
+                id: TrialId(4),
+                rung: 2
+            }
         );
         // A diverged trial counts at its rung but never moves on.
         let t = vec![
             View {
-                id: 1,
+                id: TrialId(1),
                 rung: 0,
                 status: TrialStatus::Diverged,
                 scores: vec![None],
@@ -148,7 +154,10 @@ mod tests {
         ];
         assert_eq!(
             decide(&rungs, 2, &t, false, false),
-            Decision::Promote { id: 2, rung: 1 }
+            Decision::Promote {
+                id: TrialId(2),
+                rung: 1
+            }
         );
     }
 
@@ -157,7 +166,7 @@ mod tests {
         let rungs = [1, 3];
         let mut t = vec![done(1, 0, &[0.5]), done(2, 0, &[0.7]), done(3, 0, &[0.6])];
         t.push(View {
-            id: 4,
+            id: TrialId(4),
             rung: 0,
             status: TrialStatus::Running,
             scores: vec![None],
@@ -168,7 +177,10 @@ mod tests {
         assert_eq!(decide(&rungs, 3, &t, true, true), Decision::Propose);
         assert_eq!(
             decide(&rungs, 3, &t, false, true),
-            Decision::Promote { id: 4, rung: 1 }
+            Decision::Promote {
+                id: TrialId(4),
+                rung: 1
+            }
         );
     }
 }

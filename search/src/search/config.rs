@@ -1,6 +1,15 @@
 //! The search configuration (YAML). Examples live in `specs/search/`; `docs/SEARCH.md` is the
 //! reference.
+//!
+//! A search configuration embeds the trainer's [`TrainConfig`] as `train:`, the same type
+//! `optarch train` takes as flags; the budget replaces its epochs, and each trial its seed and
+//! device. [`parse`] reads a file and checks every value, each error located at its key.
 
+use crate::data::DatasetKind;
+use crate::train::TrainConfig;
+use optarch_core::device::DeviceChoice;
+use optarch_core::error::Pos;
+use optarch_core::spec::yaml_pos::{self, PosMap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,135 +21,28 @@ pub struct SearchConfig {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// How every candidate is trained (`train.run.seed` seeds the strategy, the baseline and the
+    /// search trials; finalists use seed + 1, seed + 2, ...; `train.run.device` is where trials
+    /// go; `train.schedule.epochs` is replaced by `budget.max_epochs`).
     #[serde(default)]
-    pub data: DataCfg,
+    pub train: TrainConfig,
+    pub budget: BudgetConfig,
     #[serde(default)]
-    pub arch: ArchCfg,
+    pub strategy: StrategyConfig,
     #[serde(default)]
-    pub trainer: TrainerCfg,
-    pub budget: BudgetCfg,
-    #[serde(default)]
-    pub strategy: StrategyCfg,
-    #[serde(default)]
-    pub finalists: FinalistsCfg,
+    pub finalists: FinalistsConfig,
     /// A random-search baseline at equal budget (reported beside the strategy's result).
     #[serde(default = "yes")]
     pub baseline: bool,
     #[serde(default)]
-    pub execution: ExecutionCfg,
+    pub execution: ExecutionConfig,
     #[serde(default)]
-    pub theory: TheoryCfg,
-    /// The seed of the strategy, the baseline and the search trials (finalists use seed + 1,
-    /// seed + 2, ...).
-    #[serde(default)]
-    pub seed: u64,
+    pub theory: TheoryConfig,
     pub candidates: Vec<CandidateSource>,
 }
 
 fn yes() -> bool {
     true
-}
-
-/// The data set, as `optarch train` takes it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataCfg {
-    pub dataset: String,
-    /// Archive, folder or data root; default `$OPTARCH_DATA`, else a download.
-    pub path: Option<PathBuf>,
-    pub download: bool,
-    pub train_subset: Option<usize>,
-    /// Validation images carved from the training set (the search ranks on them).
-    pub val: usize,
-    pub test_subset: Option<usize>,
-}
-
-impl Default for DataCfg {
-    fn default() -> Self {
-        DataCfg {
-            dataset: "cifar10".into(),
-            path: None,
-            download: true,
-            train_subset: None,
-            val: 5000,
-            test_subset: None,
-        }
-    }
-}
-
-/// The macro-architecture every candidate is trained in.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchCfg {
-    pub preset: String,
-    pub depth: usize,
-    pub widths: Option<Vec<i64>>,
-    pub stage_steps: Option<Vec<usize>>,
-}
-
-impl Default for ArchCfg {
-    fn default() -> Self {
-        ArchCfg {
-            preset: "cifar-resnet".into(),
-            depth: 20,
-            widths: None,
-            stage_steps: None,
-        }
-    }
-}
-
-impl ArchCfg {
-    /// Blocks in the first stage: the step count candidates are unrolled to for hashing and
-    /// theory (the preset's own count unless `stage_steps` overrides it).
-    pub fn first_stage_steps(&self) -> usize {
-        if let Some(s) = self.stage_steps.as_ref().and_then(|s| s.first()) {
-            return (*s).max(1);
-        }
-        optarch_core::exec::Arch::preset(&self.preset, self.depth, 10)
-            .ok()
-            .and_then(|a| a.stages.first().map(|st| st.steps))
-            .unwrap_or(1)
-            .max(1)
-    }
-}
-
-/// Trainer settings shared by every trial.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainerCfg {
-    pub batch_size: usize,
-    pub lr: f64,
-    pub momentum: f64,
-    pub nesterov: bool,
-    pub weight_decay: f64,
-    pub no_decay_bn_bias: bool,
-    /// `cosine`, `onecycle[:warmup]` or `multistep[:a,b]`, over the largest budget.
-    pub schedule: String,
-    pub label_smoothing: f64,
-    pub grad_clip: Option<f64>,
-    pub augment: bool,
-    pub amp: Option<String>,
-    /// Intra-op threads of each trial process.
-    pub threads: i32,
-}
-
-impl Default for TrainerCfg {
-    fn default() -> Self {
-        TrainerCfg {
-            batch_size: 128,
-            lr: 0.1,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 5e-4,
-            no_decay_bn_bias: true,
-            schedule: "cosine".into(),
-            label_smoothing: 0.0,
-            grad_clip: None,
-            augment: true,
-            amp: None,
-            threads: 1,
-        }
-    }
 }
 
 /// How the budget is shared.
@@ -160,7 +62,7 @@ pub enum Scheduler {
 /// The resource is epochs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct BudgetCfg {
+pub struct BudgetConfig {
     /// The first rung's epochs (r).
     #[serde(default = "one")]
     pub min_epochs: usize,
@@ -182,27 +84,10 @@ fn three() -> usize {
     3
 }
 
-impl BudgetCfg {
-    /// The rungs' budgets: r, rη, rη², ... below R, then R.
-    pub fn rungs(&self) -> Vec<usize> {
-        if self.scheduler == Scheduler::None {
-            return vec![self.max_epochs];
-        }
-        let mut v = Vec::new();
-        let mut b = self.min_epochs.max(1);
-        while b < self.max_epochs {
-            v.push(b);
-            b = b.saturating_mul(self.eta.max(2));
-        }
-        v.push(self.max_epochs);
-        v
-    }
-}
-
 /// Which candidates are started.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct StrategyCfg {
+pub struct StrategyConfig {
     pub kind: StrategyKind,
     /// Regularised evolution: population size (the oldest member leaves).
     pub population: usize,
@@ -225,26 +110,24 @@ pub enum StrategyKind {
 /// Finalists re-trained at the full budget.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct FinalistsCfg {
+pub struct FinalistsConfig {
     pub top_k: usize,
     /// Seeds per finalist (at least 3).
     pub seeds: usize,
 }
 
-impl Default for FinalistsCfg {
+impl Default for FinalistsConfig {
     fn default() -> Self {
-        FinalistsCfg { top_k: 3, seeds: 3 }
+        FinalistsConfig { top_k: 3, seeds: 3 }
     }
 }
 
-/// Where trials run.
+/// How trials run (where: `train.run.device`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct ExecutionCfg {
+pub struct ExecutionConfig {
     /// Parallel trial processes on CPU.
     pub workers: usize,
-    /// `auto` (GPUs when libtorch sees any, else CPU), `cpu` or `cuda`.
-    pub device: String,
     /// Trials sharing one GPU.
     pub trials_per_gpu: usize,
     /// Attempts of a trial whose process crashed before it is marked failed.
@@ -254,11 +137,10 @@ pub struct ExecutionCfg {
     pub fork_server: bool,
 }
 
-impl Default for ExecutionCfg {
+impl Default for ExecutionConfig {
     fn default() -> Self {
-        ExecutionCfg {
+        ExecutionConfig {
             workers: 2,
-            device: "auto".into(),
             trials_per_gpu: 1,
             max_attempts: 2,
             fork_server: true,
@@ -269,16 +151,16 @@ impl Default for ExecutionCfg {
 /// Spec theory used to prune generated candidates and to report rates.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct TheoryCfg {
+pub struct TheoryConfig {
     /// Condition number of the quadratics.
     pub kappa: f64,
     /// Prune generated recurrences whose asymptotic rate is at least this (1 = unstable).
     pub max_rate: f64,
 }
 
-impl Default for TheoryCfg {
+impl Default for TheoryConfig {
     fn default() -> Self {
-        TheoryCfg {
+        TheoryConfig {
             kappa: 100.0,
             max_rate: 1.0,
         }
@@ -290,7 +172,7 @@ impl Default for TheoryCfg {
 #[serde(untagged)]
 pub enum CandidateSource {
     Spec(SpecSource),
-    Generator { generate: GeneratorCfg },
+    Generator { generate: GeneratorConfig },
 }
 
 /// A spec file, with a grid over some of its parameters (every combination is a candidate)
@@ -311,7 +193,7 @@ pub struct SpecSource {
 /// `z[k+1] = Σ_i a_i z[k-i] - h·grad(Σ_i b_i z[k-i])`, i = 0..m-1.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct GeneratorCfg {
+pub struct GeneratorConfig {
     /// m: how many past iterates a step reads.
     pub history: usize,
     /// Grid of each a_i (m lists).
@@ -330,23 +212,108 @@ fn unit_h() -> Vec<f64> {
     vec![1.0]
 }
 
-/// A configuration error, located when it comes from YAML.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}{loc}: {message}\n  hint: {hint}")]
-pub struct ConfigError {
+impl BudgetConfig {
+    /// The rungs' budgets: r, rη, rη², ... below R, then R.
+    pub fn rungs(&self) -> Vec<usize> {
+        if self.scheduler == Scheduler::None {
+            return vec![self.max_epochs];
+        }
+        let mut v = Vec::new();
+        let mut b = self.min_epochs.max(1);
+        while b < self.max_epochs {
+            v.push(b);
+            b = b.saturating_mul(self.eta.max(2));
+        }
+        v.push(self.max_epochs);
+        v
+    }
+}
+
+/// One problem of a configuration: where it is, what is wrong, how to fix it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
     pub file: String,
-    pub loc: String,
+    /// The position of the offending value (or key), when the file says.
+    pub pos: Option<Pos>,
     pub message: String,
     pub hint: String,
 }
 
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.pos {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        write!(f, ": {}\n  hint: {}", self.message, self.hint)
+    }
+}
+
+/// Why a configuration cannot be used: every problem found, each located.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{}", .problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
 impl ConfigError {
+    /// One problem of `file` with no position.
     pub fn new(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ConfigError {
-            file: file.display().to_string(),
-            loc: String::new(),
-            message: message.into(),
+            problems: vec![Problem {
+                file: file.display().to_string(),
+                pos: None,
+                message: message.into(),
+                hint: hint.into(),
+            }],
+        }
+    }
+}
+
+/// The checks of a configuration's values: each failed check becomes a [`Problem`] located at
+/// its key path in the YAML (e.g. `["budget", "eta"]`). The one place every value range of a
+/// search configuration is enforced.
+pub struct Checks<'a> {
+    file: &'a Path,
+    pos: &'a PosMap,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Checks<'a> {
+    pub fn new(file: &'a Path, pos: &'a PosMap) -> Self {
+        Checks {
+            file,
+            pos,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Records a problem at `path` unless `ok`. The position is the value's, else its nearest
+    /// enclosing key's.
+    pub fn require(&mut self, ok: bool, path: &[&str], message: String, hint: &str) {
+        if ok {
+            return;
+        }
+        let pos = (0..=path.len())
+            .rev()
+            .find_map(|n| self.pos.get(&path[..n]))
+            .map(|n| n.value);
+        self.problems.push(Problem {
+            file: self.file.display().to_string(),
+            pos,
+            message,
             hint: hint.into(),
+        });
+    }
+
+    /// The problems found, if any.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
         }
     }
 }
@@ -363,114 +330,164 @@ pub fn load(path: &Path) -> Result<SearchConfig, ConfigError> {
     parse(path, &text)
 }
 
+/// Keys that moved under `train:` (an older configuration's top level).
+const MOVED: &[(&str, &str)] = &[
+    ("data", "train.data"),
+    ("arch", "train.arch"),
+    (
+        "trainer",
+        "train.optim, train.schedule, train.precision and train.run",
+    ),
+    ("seed", "train.run.seed"),
+];
+
 /// Parses and checks a search configuration's text (`path` names it in errors).
 pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {
+    let file = path.display().to_string();
+    let pos = yaml_pos::scan(&file, text).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            file: file.clone(),
+            pos: e.pos,
+            message: e.message.clone(),
+            hint: e.hint.clone().unwrap_or_default(),
+        }],
+    })?;
     let cfg: SearchConfig = serde_yaml::from_str(text).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
+        let message = e.to_string();
+        let hint = MOVED
+            .iter()
+            .find(|(old, _)| message.starts_with(&format!("unknown field `{old}`")))
+            .map(|(old, new)| format!("`{old}` now lives under `{new}` (see docs/SEARCH.md)"))
+            .unwrap_or_else(|| "see docs/SEARCH.md for the keys of a search configuration".into());
         ConfigError {
-            file: path.display().to_string(),
-            loc,
-            message: e.to_string(),
-            hint: "see docs/SEARCH.md for the keys of a search configuration".into(),
+            problems: vec![Problem {
+                file: file.clone(),
+                pos: e.location().map(|l| Pos {
+                    line: l.line(),
+                    column: l.column(),
+                }),
+                message,
+                hint,
+            }],
         }
     })?;
-    check(path, &cfg)?;
+    let mut checks = Checks::new(path, &pos);
+    cfg.check(&mut checks);
+    checks.finish()?;
     Ok(cfg)
 }
 
-fn check(path: &Path, c: &SearchConfig) -> Result<(), ConfigError> {
-    let err = |m: String, h: &str| Err(ConfigError::new(path, m, h));
-    let b = &c.budget;
-    if b.max_epochs == 0 || b.trials == 0 {
-        return err(
-            "budget.max_epochs and budget.trials must be at least 1".into(),
+impl SearchConfig {
+    /// Checks every value that serde's types do not rule out.
+    pub fn check(&self, c: &mut Checks) {
+        let b = &self.budget;
+        c.require(
+            b.max_epochs >= 1,
+            &["budget", "max_epochs"],
+            "budget.max_epochs must be at least 1".into(),
             "for example `budget: {min_epochs: 1, max_epochs: 9, eta: 3, trials: 27}`",
         );
-    }
-    if b.min_epochs > b.max_epochs {
-        return err(
+        c.require(
+            b.trials >= 1,
+            &["budget", "trials"],
+            "budget.trials must be at least 1".into(),
+            "for example `budget: {min_epochs: 1, max_epochs: 9, eta: 3, trials: 27}`",
+        );
+        c.require(
+            b.min_epochs <= b.max_epochs,
+            &["budget", "min_epochs"],
             format!(
                 "budget.min_epochs ({}) exceeds budget.max_epochs ({})",
                 b.min_epochs, b.max_epochs
             ),
             "the first rung cannot be longer than the last",
         );
-    }
-    if b.eta < 2 {
-        return err(
+        c.require(
+            b.eta >= 2,
+            &["budget", "eta"],
             format!("budget.eta is {}; it must be at least 2", b.eta),
             "η = 3 keeps the top third of each rung",
         );
-    }
-    if c.finalists.seeds < 3 && c.finalists.top_k > 0 {
-        return err(
+        c.require(
+            self.finalists.seeds >= 3 || self.finalists.top_k == 0,
+            &["finalists", "seeds"],
             format!(
                 "finalists.seeds is {}; finalists are re-trained with at least 3 seeds",
-                c.finalists.seeds
+                self.finalists.seeds
             ),
             "set `finalists: {seeds: 3}` (or `top_k: 0` to skip the finalists)",
         );
-    }
-    if c.candidates.is_empty() {
-        return err(
+        c.require(
+            !self.candidates.is_empty(),
+            &["candidates"],
             "no candidates".into(),
             "add `candidates: [{spec: ../heavy_ball.yaml}]` or a `generate:` entry",
         );
-    }
-    if c.execution.workers == 0 || c.execution.trials_per_gpu == 0 {
-        return err(
-            "execution.workers and execution.trials_per_gpu must be at least 1".into(),
+        let e = &self.execution;
+        c.require(
+            e.workers >= 1,
+            &["execution", "workers"],
+            "execution.workers must be at least 1".into(),
             "2 workers suit a 2-core machine",
         );
-    }
-    if !matches!(c.execution.device.as_str(), "auto" | "cpu" | "cuda") {
-        return err(
+        c.require(
+            e.trials_per_gpu >= 1,
+            &["execution", "trials_per_gpu"],
+            "execution.trials_per_gpu must be at least 1".into(),
+            "1 gives each trial a GPU of its own",
+        );
+        c.require(
+            !matches!(self.train.run.device, DeviceChoice::Cuda(Some(_))),
+            &["train", "run", "device"],
             format!(
-                "execution.device is `{}`; expected auto, cpu or cuda",
-                c.execution.device
+                "train.run.device is `{}`; a search takes auto, cpu or cuda",
+                self.train.run.device
             ),
             "GPUs are assigned to trials through CUDA_VISIBLE_DEVICES",
         );
-    }
-    if c.strategy.kind == StrategyKind::Evolution
-        && (c.strategy.population < 2 || c.strategy.sample < 1)
-    {
-        return err(
+        c.require(
+            self.train.run.threads != Some(0),
+            &["train", "run", "threads"],
+            "train.run.threads must be at least 1".into(),
+            "leave it out to share the cores among the trials",
+        );
+        c.require(
+            self.strategy.kind != StrategyKind::Evolution
+                || (self.strategy.population >= 2 && self.strategy.sample >= 1),
+            &["strategy"],
             "regularised evolution needs strategy.population ≥ 2 and strategy.sample ≥ 1".into(),
             "for example `strategy: {kind: evolution, population: 8, sample: 3}`",
         );
-    }
-    if crate::train::Schedule::parse(&c.trainer.schedule).is_err() {
-        return err(
-            format!("trainer.schedule `{}` is unknown", c.trainer.schedule),
-            "use cosine, onecycle[:warmup] or multistep[:a,b]",
-        );
-    }
-    for s in &c.candidates {
-        if let CandidateSource::Generator { generate: g } = s {
-            if g.history == 0 || g.a.len() != g.history || g.b.len() != g.history {
-                return err(
-                    format!(
-                        "generate: history is {} but a has {} grids and b has {}",
-                        g.history,
-                        g.a.len(),
-                        g.b.len()
-                    ),
-                    "give one list of values per past iterate for both a and b",
-                );
-            }
-            if g.a.iter().chain(&g.b).any(|v| v.is_empty()) || g.h.is_empty() {
-                return err(
-                    "generate: an empty coefficient grid".into(),
-                    "every a_i, b_i and h needs at least one value",
-                );
-            }
+        for (i, s) in self.candidates.iter().enumerate() {
+            let CandidateSource::Generator { generate: g } = s else {
+                continue;
+            };
+            let at = i.to_string();
+            let path = ["candidates", at.as_str(), "generate"];
+            c.require(
+                g.history >= 1 && g.a.len() == g.history && g.b.len() == g.history,
+                &path,
+                format!(
+                    "generate: history is {} but a has {} grids and b has {}",
+                    g.history,
+                    g.a.len(),
+                    g.b.len()
+                ),
+                "give one list of values per past iterate for both a and b",
+            );
+            c.require(
+                !(g.a.iter().chain(&g.b).any(|v| v.is_empty()) || g.h.is_empty()),
+                &path,
+                "generate: an empty coefficient grid".into(),
+                "every a_i, b_i and h needs at least one value",
+            );
         }
     }
-    Ok(())
+
+    /// The data set a search prepares once for its trials, when it can (CIFAR-10).
+    pub fn prepares_data(&self) -> bool {
+        self.train.data.dataset == DatasetKind::Cifar10
+    }
 }
 
 #[cfg(test)]
@@ -485,13 +502,14 @@ mod tests {
         let c = parse(Path::new("s.yaml"), MIN).unwrap();
         assert_eq!(c.budget.rungs(), [1, 3, 9]);
         assert_eq!(
-            c.arch.first_stage_steps(),
+            c.train.arch.first_stage_steps().unwrap(),
             3,
             "ResNet-20: 3 blocks per stage"
         );
         assert_eq!(c.finalists.seeds, 3);
         assert!(c.baseline);
-        let b = BudgetCfg {
+        assert_eq!(c.train, TrainConfig::default());
+        let b = BudgetConfig {
             min_epochs: 1,
             max_epochs: 4,
             eta: 2,
@@ -499,9 +517,9 @@ mod tests {
             scheduler: Scheduler::Asha,
         };
         assert_eq!(b.rungs(), [1, 2, 4]);
-        let b = BudgetCfg { max_epochs: 5, ..b };
+        let b = BudgetConfig { max_epochs: 5, ..b };
         assert_eq!(b.rungs(), [1, 2, 4, 5]);
-        let b = BudgetCfg {
+        let b = BudgetConfig {
             scheduler: Scheduler::None,
             ..b
         };
@@ -521,7 +539,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("eta is 1"), "{e}");
+        assert!(e.starts_with("s.yaml:2:41: budget.eta is 1"), "{e}");
         let e = parse(
             Path::new("s.yaml"),
             "name: t\nbudget: {max_epochs: 9, trials: 4}\nfinalists: {seeds: 2}\ncandidates: [{spec: a}]\n",
@@ -535,6 +553,21 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("history is 2 but a has 1"), "{e}");
+        assert!(
+            e.starts_with("s.yaml:4:15: generate: history is 2 but a has 1"),
+            "{e}"
+        );
+        // Every problem is reported, not just the first.
+        let e = parse(
+            Path::new("s.yaml"),
+            "name: t\nbudget: {max_epochs: 9, trials: 0, eta: 1}\ncandidates: [{spec: a}]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        // A key of the older layout says where it went.
+        let e = parse(Path::new("s.yaml"), &format!("{MIN}trainer: {{lr: 0.1}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("now lives under `train.optim"), "{e}");
     }
 }

@@ -11,6 +11,8 @@
 //!   trial by raising its budget and setting it `pending` again. Every finished epoch is a row
 //!   of `epochs`, written by the trial process in the same transaction as the trial's progress.
 
+use super::candidate::Candidate;
+use super::ids::{CandidateId, ExperimentId, TrialId};
 use crate::train::EpochMetrics;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -113,8 +115,17 @@ pub enum StoreError {
          use a newer optarch"
     )]
     Newer { path: PathBuf, found: i64 },
-    #[error("{0}")]
-    Other(String),
+    /// A row that does not decode: the store was written by something else, or damaged.
+    #[error("{}: {what} of {row} does not decode ({detail}): the store is damaged", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        row: String,
+        detail: String,
+    },
+    /// No store at this path.
+    #[error("{}: no search database here (is this a search directory?)", .0.display())]
+    Missing(PathBuf),
 }
 
 type R<T> = Result<T, StoreError>;
@@ -198,7 +209,7 @@ impl Phase {
 /// A row of `experiments`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Experiment {
-    pub id: i64,
+    pub id: ExperimentId,
     pub name: String,
     pub config_yaml: String,
     pub config_json: String,
@@ -207,44 +218,32 @@ pub struct Experiment {
     pub wall_seconds: f64,
 }
 
-/// A row of `candidates`: one distinct topology (its fields are [`NewCandidate`]'s, reached
-/// through `Deref`).
+/// A record with the id the store gave it (its fields are reached through `Deref`).
 #[derive(Clone, Debug, Serialize)]
-pub struct Candidate {
-    pub id: i64,
+pub struct Stored<I, T> {
+    pub id: I,
     #[serde(flatten)]
-    pub row: NewCandidate,
+    pub row: T,
 }
 
-impl std::ops::Deref for Candidate {
-    type Target = NewCandidate;
-    fn deref(&self) -> &NewCandidate {
+impl<I, T> std::borrow::Borrow<T> for Stored<I, T> {
+    fn borrow(&self) -> &T {
         &self.row
     }
 }
 
-/// A candidate's fields (a new candidate has no id yet).
-#[derive(Clone, Debug, Serialize)]
-pub struct NewCandidate {
-    pub name: String,
-    /// `spec:<file>`, `generated` or the like.
-    pub origin: String,
-    pub spec_yaml: String,
-    pub spec_hash: String,
-    pub topo_hash: String,
-    /// Parameter values (overrides) as a JSON object.
-    pub params_json: String,
-    /// Worst-case contraction on quadratics (spec theory), when defined.
-    pub contraction: Option<f64>,
-    /// Asymptotic rate, when defined.
-    pub asymptotic: Option<f64>,
+impl<I, T> std::ops::Deref for Stored<I, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.row
+    }
 }
 
 /// A row of `trials`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Trial {
-    pub id: i64,
-    pub candidate: i64,
+    pub id: TrialId,
+    pub candidate: CandidateId,
     pub phase: Phase,
     pub seed: u64,
     /// Epochs to reach before the trial stops (its current rung's resource).
@@ -270,8 +269,8 @@ pub struct Trial {
     pub train_seconds: f64,
     /// Seconds the trial's processes ran.
     pub wall_seconds: f64,
-    /// Validation accuracy at the last finished epoch.
-    pub val_acc: Option<f64>,
+    /// The score at the last finished epoch ([`EpochMetrics::score`]).
+    pub score: Option<f64>,
     pub test_acc: Option<f64>,
     pub parameters: Option<i64>,
     pub multiply_adds: Option<i64>,
@@ -282,7 +281,7 @@ pub struct Trial {
 /// A new trial.
 #[derive(Clone, Debug)]
 pub struct NewTrial {
-    pub candidate: i64,
+    pub candidate: CandidateId,
     pub phase: Phase,
     pub seed: u64,
     pub budget: usize,
@@ -295,7 +294,7 @@ pub struct NewTrial {
 /// `Deref`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Epoch {
-    pub trial: i64,
+    pub trial: TrialId,
     #[serde(flatten)]
     pub metrics: EpochMetrics,
 }
@@ -306,6 +305,9 @@ impl std::ops::Deref for Epoch {
         &self.metrics
     }
 }
+
+/// Every trial's finished epochs, in order.
+pub type Epochs = std::collections::BTreeMap<TrialId, Vec<Epoch>>;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> f64 {
@@ -325,8 +327,10 @@ const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, run
      status, device, batch_size, attempts, error, dir, created, started, finished, \
      train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid, crashes";
 
-const CANDIDATE_COLUMNS: &str =
-    "id, name, origin, spec_yaml, spec_hash, topo_hash, params_json, contraction, asymptotic";
+/// A candidate's columns: its row of `candidates` joined with its row of `pool`.
+const CANDIDATE_COLUMNS: &str = "c.id, c.name, c.origin, c.spec_yaml, c.spec_hash, c.topo_hash, \
+     c.params_json, c.contraction, c.asymptotic, p.family, p.features_json";
+const CANDIDATE_FROM: &str = "candidates c JOIN pool p ON p.candidate = c.id";
 
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
     let phase: String = r.get(2)?;
@@ -358,7 +362,7 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
         finished: r.get(16)?,
         train_seconds: r.get(17)?,
         wall_seconds: r.get(18)?,
-        val_acc: r.get(19)?,
+        score: r.get(19)?,
         test_acc: r.get(20)?,
         parameters: r.get(21)?,
         multiply_adds: r.get(22)?,
@@ -367,18 +371,36 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
     })
 }
 
-fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Candidate> {
-    Ok(Candidate {
+/// A JSON column that does not decode: an error naming the row, never a silent default.
+fn json_column<T: serde::de::DeserializeOwned>(
+    r: &Row<'_>,
+    i: usize,
+    what: &'static str,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("{what} `{text}`: {e}").into(),
+        )
+    })
+}
+
+fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Stored<CandidateId, Candidate>> {
+    Ok(Stored {
         id: r.get(0)?,
-        row: NewCandidate {
+        row: Candidate {
             name: r.get(1)?,
             origin: r.get(2)?,
             spec_yaml: r.get(3)?,
             spec_hash: r.get(4)?,
             topo_hash: r.get(5)?,
-            params_json: r.get(6)?,
+            overrides: json_column(r, 6, "parameter values")?,
             contraction: r.get(7)?,
             asymptotic: r.get(8)?,
+            family: r.get(9)?,
+            features: json_column(r, 10, "features")?,
         },
     })
 }
@@ -401,10 +423,7 @@ impl Store {
     /// Opens an existing store (an error when `path` does not exist).
     pub fn open_existing(path: &Path) -> R<Store> {
         if !path.is_file() {
-            return Err(StoreError::Other(format!(
-                "{}: no search database here (is this a search directory?)",
-                path.display()
-            )));
+            return Err(StoreError::Missing(path.to_path_buf()));
         }
         Store::open(path)
     }
@@ -466,14 +485,14 @@ impl Store {
     }
 
     /// Creates the experiment row (a store holds one experiment).
-    pub fn create_experiment(&self, name: &str, yaml: &str, json: &str) -> R<i64> {
+    pub fn create_experiment(&self, name: &str, yaml: &str, json: &str) -> R<ExperimentId> {
         self.write(|c| {
             c.execute(
                 "INSERT INTO experiments (name, config_yaml, config_json, created, status) \
                  VALUES (?1, ?2, ?3, ?4, 'running')",
                 params![name, yaml, json, now()],
             )?;
-            Ok(c.last_insert_rowid())
+            Ok(ExperimentId(c.last_insert_rowid()))
         })
     }
 
@@ -501,7 +520,7 @@ impl Store {
     }
 
     /// Sets the experiment's status and adds `wall` seconds of driver time.
-    pub fn set_experiment_status(&self, id: i64, status: &str, wall: f64) -> R<()> {
+    pub fn set_experiment_status(&self, id: ExperimentId, status: &str, wall: f64) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE experiments SET status = ?2, wall_seconds = wall_seconds + ?3 \
@@ -512,11 +531,20 @@ impl Store {
         })
     }
 
-    /// Inserts a candidate, or returns the id of the one with the same topology hash and
-    /// `false`.
-    pub fn insert_candidate(&self, exp: i64, c: &NewCandidate) -> R<(i64, bool)> {
+    /// Inserts a candidate at `position` of the pool, or returns the id of the one with the
+    /// same topology hash and `false`.
+    pub fn insert_candidate(
+        &self,
+        exp: ExperimentId,
+        position: usize,
+        c: &Candidate,
+    ) -> R<(CandidateId, bool)> {
+        let params = serde_json::to_string(&c.overrides)
+            .map_err(|e| self.corrupt("parameter values", &c.name, e))?;
+        let features =
+            serde_json::to_string(&c.features).map_err(|e| self.corrupt("features", &c.name, e))?;
         self.write(|conn| {
-            let existing: Option<i64> = conn
+            let existing: Option<CandidateId> = conn
                 .query_row(
                     "SELECT id FROM candidates WHERE experiment = ?1 AND topo_hash = ?2",
                     params![exp, c.topo_hash],
@@ -537,20 +565,36 @@ impl Store {
                     c.spec_yaml,
                     c.spec_hash,
                     c.topo_hash,
-                    c.params_json,
+                    params,
                     c.contraction,
                     c.asymptotic
                 ],
             )?;
-            Ok((conn.last_insert_rowid(), true))
+            let id = CandidateId(conn.last_insert_rowid());
+            conn.execute(
+                "INSERT INTO pool (candidate, position, family, features_json) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, position as i64, c.family, features],
+            )?;
+            Ok((id, true))
         })
     }
 
-    pub fn candidates(&self) -> R<Vec<Candidate>> {
+    fn corrupt(&self, what: &'static str, row: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            what,
+            row: row.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Every candidate, in pool order.
+    pub fn candidates(&self) -> R<Vec<Stored<CandidateId, Candidate>>> {
         let mut st = self
             .conn
             .prepare(&format!(
-                "SELECT {CANDIDATE_COLUMNS} FROM candidates ORDER BY id"
+                "SELECT {CANDIDATE_COLUMNS} FROM {CANDIDATE_FROM} ORDER BY p.position"
             ))
             .map_err(self.sql())?;
         let rows = st
@@ -561,10 +605,10 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn candidate(&self, id: i64) -> R<Candidate> {
+    pub fn candidate(&self, id: CandidateId) -> R<Stored<CandidateId, Candidate>> {
         self.conn
             .query_row(
-                &format!("SELECT {CANDIDATE_COLUMNS} FROM candidates WHERE id = ?1"),
+                &format!("SELECT {CANDIDATE_COLUMNS} FROM {CANDIDATE_FROM} WHERE c.id = ?1"),
                 params![id],
                 candidate_from_row,
             )
@@ -572,7 +616,7 @@ impl Store {
     }
 
     /// Inserts a pending trial; its directory is `trials/<id>`.
-    pub fn insert_trial(&self, exp: i64, t: &NewTrial) -> R<i64> {
+    pub fn insert_trial(&self, exp: ExperimentId, t: &NewTrial) -> R<TrialId> {
         self.write(|c| {
             c.execute(
                 "INSERT INTO trials (experiment, candidate, phase, seed, budget, max_budget, \
@@ -590,10 +634,10 @@ impl Store {
                     now()
                 ],
             )?;
-            let id = c.last_insert_rowid();
+            let id = TrialId(c.last_insert_rowid());
             c.execute(
                 "UPDATE trials SET dir = ?2 WHERE id = ?1",
-                params![id, format!("trials/{id:04}")],
+                params![id, format!("trials/{:04}", id.0)],
             )?;
             Ok(id)
         })
@@ -612,7 +656,7 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn trial(&self, id: i64) -> R<Trial> {
+    pub fn trial(&self, id: TrialId) -> R<Trial> {
         self.conn
             .query_row(
                 &format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id = ?1"),
@@ -623,7 +667,7 @@ impl Store {
     }
 
     /// Marks a trial running on `device` (one more attempt).
-    pub fn start_trial(&self, id: i64, device: &str) -> R<()> {
+    pub fn start_trial(&self, id: TrialId, device: &str) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET status = 'running', device = ?2, attempts = attempts + 1, \
@@ -667,7 +711,7 @@ impl Store {
                     e.trial,
                     (e.epoch + 1) as i64,
                     e.epoch_seconds,
-                    e.val_acc.or(Some(e.test_acc)),
+                    e.score(),
                     e.test_acc
                 ],
             )?;
@@ -678,7 +722,7 @@ impl Store {
     /// Ends a trial's attempt with `status` (and an error message for faults).
     pub fn finish_trial(
         &self,
-        id: i64,
+        id: TrialId,
         status: TrialStatus,
         error: Option<&str>,
         wall: f64,
@@ -694,11 +738,11 @@ impl Store {
     }
 
     /// The process that runs the trial now.
-    pub fn set_pid(&self, id: i64, pid: u32) -> R<()> {
+    pub fn set_pid(&self, id: TrialId, pid: u32) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET pid = ?2 WHERE id = ?1",
-                params![id, pid as i64],
+                params![id, i64::from(pid)],
             )?;
             Ok(())
         })
@@ -707,7 +751,7 @@ impl Store {
     /// Forgets a trial's progress (its epochs and scores) so that it starts again from
     /// nothing, with `batch_size`, as `pending`: an out-of-memory retry, or a run directory
     /// that cannot be resumed. Seconds already spent stay counted.
-    pub fn reset_trial(&self, id: i64, batch_size: usize) -> R<()> {
+    pub fn reset_trial(&self, id: TrialId, batch_size: usize) -> R<()> {
         self.write(|c| {
             c.execute("DELETE FROM epochs WHERE trial = ?1", params![id])?;
             c.execute(
@@ -719,47 +763,8 @@ impl Store {
         })
     }
 
-    /// Records the pool order of a candidate, its family and its coordinates (for evolution).
-    pub fn insert_pool_entry(
-        &self,
-        candidate: i64,
-        position: usize,
-        family: &str,
-        features: &[f64],
-    ) -> R<()> {
-        let json = serde_json::to_string(features).map_err(|e| StoreError::Other(e.to_string()))?;
-        self.write(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO pool (candidate, position, family, features_json) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![candidate, position as i64, family, json],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// The pool: (candidate, family, features), in pool order.
-    pub fn pool(&self) -> R<Vec<(i64, String, Vec<f64>)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT candidate, family, features_json FROM pool ORDER BY position")
-            .map_err(self.sql())?;
-        let rows: Vec<(i64, String, String)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.sql())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql())?;
-        rows.into_iter()
-            .map(|(c, f, j)| {
-                let v: Vec<f64> =
-                    serde_json::from_str(&j).map_err(|e| StoreError::Other(e.to_string()))?;
-                Ok((c, f, v))
-            })
-            .collect()
-    }
-
     /// Network size, written once by the trial process.
-    pub fn set_size(&self, id: i64, parameters: i64, multiply_adds: i64) -> R<()> {
+    pub fn set_size(&self, id: TrialId, parameters: i64, multiply_adds: i64) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET parameters = ?2, multiply_adds = ?3 WHERE id = ?1",
@@ -770,7 +775,7 @@ impl Store {
     }
 
     /// ASHA promotion: a done trial continues to `budget` epochs at rung `rung`.
-    pub fn promote(&self, id: i64, rung: usize, budget: usize) -> R<()> {
+    pub fn promote(&self, id: TrialId, rung: usize, budget: usize) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET status = 'pending', rung = ?2, budget = ?3 \
@@ -784,7 +789,7 @@ impl Store {
     /// Back to pending: a crashed attempt to be retried (one more crash), or, with `forgive`, a
     /// trial stopped by an interrupt or left running by a killed driver (that attempt does not
     /// count at all).
-    pub fn requeue(&self, id: i64, error: Option<&str>, forgive: bool) -> R<()> {
+    pub fn requeue(&self, id: TrialId, error: Option<&str>, forgive: bool) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET status = 'pending', error = ?2, \
@@ -797,36 +802,30 @@ impl Store {
         })
     }
 
-    /// The score of every finished epoch: trial → [(epoch, validation accuracy, or test
-    /// accuracy without a validation set)].
-    pub fn scores(&self) -> R<std::collections::HashMap<i64, Vec<(usize, f64)>>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT trial, epoch, COALESCE(val_acc, test_acc) FROM epochs ORDER BY trial, epoch")
-            .map_err(self.sql())?;
-        let rows: Vec<(i64, i64, f64)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.sql())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.sql())?;
-        let mut out: std::collections::HashMap<i64, Vec<(usize, f64)>> = Default::default();
-        for (t, e, s) in rows {
-            out.entry(t).or_default().push((e as usize, s));
+    /// Every trial's finished epochs, in order.
+    pub fn all_epochs(&self) -> R<Epochs> {
+        let mut out = Epochs::new();
+        for e in self.query_epochs("ORDER BY trial, epoch", [])? {
+            out.entry(e.trial).or_default().push(e);
         }
         Ok(out)
     }
 
     /// The epochs of a trial, in order.
-    pub fn epochs(&self, trial: i64) -> R<Vec<Epoch>> {
+    pub fn epochs(&self, trial: TrialId) -> R<Vec<Epoch>> {
+        self.query_epochs("WHERE trial = ?1 ORDER BY epoch", params![trial])
+    }
+
+    fn query_epochs(&self, tail: &str, p: impl rusqlite::Params) -> R<Vec<Epoch>> {
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT trial, epoch, lr, train_loss, train_acc, val_loss, val_acc, test_loss, \
-                 test_acc, images_per_sec, seconds FROM epochs WHERE trial = ?1 ORDER BY epoch",
-            )
+                 test_acc, images_per_sec, seconds FROM epochs {tail}"
+            ))
             .map_err(self.sql())?;
         let rows = st
-            .query_map(params![trial], |r| {
+            .query_map(p, |r| {
                 Ok(Epoch {
                     trial: r.get(0)?,
                     metrics: EpochMetrics {
@@ -850,7 +849,7 @@ impl Store {
     }
 
     /// Appends a line to the event log.
-    pub fn event(&self, trial: Option<i64>, message: &str) -> R<()> {
+    pub fn event(&self, trial: Option<TrialId>, message: &str) -> R<()> {
         self.write(|c| {
             c.execute(
                 "INSERT INTO events (at, trial, message) VALUES (?1, ?2, ?3)",
@@ -861,7 +860,7 @@ impl Store {
     }
 
     /// The event log: (time, trial, message).
-    pub fn events(&self) -> R<Vec<(f64, Option<i64>, String)>> {
+    pub fn events(&self) -> R<Vec<(f64, Option<TrialId>, String)>> {
         let mut st = self
             .conn
             .prepare("SELECT at, trial, message FROM events ORDER BY id")
@@ -879,14 +878,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn cand(hash: &str) -> NewCandidate {
-        NewCandidate {
+    fn cand(hash: &str) -> Candidate {
+        Candidate {
             name: format!("c{hash}"),
             origin: "test".into(),
+            family: "fam".into(),
             spec_yaml: "name: x".into(),
+            overrides: [("beta".to_string(), 0.5)].into_iter().collect(),
+            features: vec![0.5, 1.0],
             spec_hash: "s".into(),
             topo_hash: hash.into(),
-            params_json: "{}".into(),
             contraction: Some(0.5),
             asymptotic: None,
         }
@@ -898,8 +899,8 @@ mod tests {
         let s = Store::open(&dir.path().join("s.db")).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         let e = s.create_experiment("x", "a: 1", "{}").unwrap();
-        let (c1, new1) = s.insert_candidate(e, &cand("h1")).unwrap();
-        let (c2, new2) = s.insert_candidate(e, &cand("h1")).unwrap();
+        let (c1, new1) = s.insert_candidate(e, 0, &cand("h1")).unwrap();
+        let (c2, new2) = s.insert_candidate(e, 1, &cand("h1")).unwrap();
         assert!(new1 && !new2 && c1 == c2, "same topology, same candidate");
         let t = s
             .insert_trial(
@@ -936,10 +937,10 @@ mod tests {
         s.finish_trial(t, TrialStatus::Done, None, 3.0).unwrap();
         let row = s.trial(t).unwrap();
         assert_eq!(
-            (row.status, row.epochs_done, row.attempts, row.val_acc),
+            (row.status, row.epochs_done, row.attempts, row.score),
             (TrialStatus::Done, 1, 1, Some(0.3))
         );
-        assert_eq!(row.dir, format!("trials/{t:04}"));
+        assert_eq!(row.dir, format!("trials/{:04}", t.0));
         s.promote(t, 1, 2).unwrap();
         let row = s.trial(t).unwrap();
         assert_eq!(
@@ -954,21 +955,37 @@ mod tests {
         );
         s.reset_trial(t, 32).unwrap();
         let row = s.trial(t).unwrap();
-        assert_eq!(
-            (row.epochs_done, row.batch_size, row.val_acc),
-            (0, 32, None)
-        );
+        assert_eq!((row.epochs_done, row.batch_size, row.score), (0, 32, None));
         assert!(s.epochs(t).unwrap().is_empty());
-        s.insert_pool_entry(c1, 0, "fam", &[0.5, 1.0]).unwrap();
+        let stored = s.candidate(c1).unwrap();
         assert_eq!(
-            s.pool().unwrap(),
-            vec![(c1, "fam".to_string(), vec![0.5, 1.0])]
+            stored.row,
+            cand("h1"),
+            "a candidate reads back as it was written"
         );
         // Reopening keeps everything (and does not re-create the schema).
         drop(s);
         let s = Store::open_existing(&dir.path().join("s.db")).unwrap();
         assert_eq!(s.trials().unwrap().len(), 1);
         assert_eq!(s.candidates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_malformed_row_is_an_error_not_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let e = s.create_experiment("x", "", "{}").unwrap();
+        let (c, _) = s.insert_candidate(e, 0, &cand("h")).unwrap();
+        s.write(|conn| {
+            conn.execute(
+                "UPDATE candidates SET params_json = '{\"beta\": ' WHERE id = ?1",
+                params![c],
+            )
+        })
+        .unwrap();
+        let err = s.candidate(c).unwrap_err().to_string();
+        assert!(err.contains("parameter values"), "{err}");
+        assert!(s.candidates().is_err());
     }
 
     #[test]
@@ -994,8 +1011,8 @@ mod tests {
         let p = dir.path().join("s.db");
         let s = Store::open(&p).unwrap();
         let e = s.create_experiment("x", "", "{}").unwrap();
-        let (c, _) = s.insert_candidate(e, &cand("h")).unwrap();
-        let ids: Vec<i64> = (0..4)
+        let (c, _) = s.insert_candidate(e, 0, &cand("h")).unwrap();
+        let ids: Vec<TrialId> = (0..4)
             .map(|i| {
                 s.insert_trial(
                     e,

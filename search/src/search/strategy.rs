@@ -5,15 +5,11 @@
 //! a generator's hidden state, so a resumed search chooses exactly what the killed one would
 //! have.
 
+use super::candidate::Candidate;
 use super::config::StrategyKind;
+use super::rank;
 use crate::data::rng::{derive_seed, SplitMix64};
-
-/// A pool member as the strategy sees it.
-#[derive(Clone, Debug)]
-pub struct Member {
-    pub family: String,
-    pub features: Vec<f64>,
-}
+use std::borrow::Borrow;
 
 /// An earlier choice: the pool index and its score at the first rung (when known).
 #[derive(Clone, Copy, Debug)]
@@ -45,7 +41,7 @@ impl Strategy {
     }
 
     /// The next pool index, or `None` when every member has been chosen.
-    pub fn next(&self, pool: &[Member], history: &[Past]) -> Option<usize> {
+    pub fn next<C: Borrow<Candidate>>(&self, pool: &[C], history: &[Past]) -> Option<usize> {
         let taken: std::collections::BTreeSet<usize> = history.iter().map(|p| p.index).collect();
         let free = |i: &usize| !taken.contains(i);
         match self.kind {
@@ -55,9 +51,9 @@ impl Strategy {
         }
     }
 
-    fn evolve(
+    fn evolve<C: Borrow<Candidate>>(
         &self,
-        pool: &[Member],
+        pool: &[C],
         history: &[Past],
         free: &dyn Fn(&usize) -> bool,
     ) -> Option<usize> {
@@ -76,16 +72,13 @@ impl Strategy {
         let mut rng = SplitMix64::new(derive_seed(&[self.seed, 0x5455_524e, history.len() as u64]));
         let parent = (0..self.sample.max(1))
             .filter_map(|_| population.get(rng.below(population.len() as u64) as usize))
-            .max_by(|a, b| {
-                a.score
-                    .unwrap_or(f64::NEG_INFINITY)
-                    .total_cmp(&b.score.unwrap_or(f64::NEG_INFINITY))
-            })?;
-        let p = pool.get(parent.index)?;
+            .max_by(|a, b| rank::by_score(b.score, a.score))?;
+        let p: &Candidate = pool.get(parent.index)?.borrow();
         // Mutation: the nearest free member of the parent's family (ties broken at random).
         let mut best: Vec<usize> = Vec::new();
         let mut best_d = f64::INFINITY;
-        for (i, m) in pool.iter().enumerate() {
+        for (i, m) in pool.iter().map(Borrow::borrow).enumerate() {
+            let m: &Candidate = m;
             if !free(&i) || m.family != p.family {
                 continue;
             }
@@ -109,11 +102,19 @@ impl Strategy {
 mod tests {
     use super::*;
 
-    fn line(n: usize) -> Vec<Member> {
+    fn line(n: usize) -> Vec<Candidate> {
         (0..n)
-            .map(|i| Member {
+            .map(|i| Candidate {
+                name: format!("c{i}"),
+                origin: "test".into(),
                 family: "f".into(),
+                spec_yaml: String::new(),
+                overrides: Default::default(),
                 features: vec![i as f64],
+                topo_hash: i.to_string(),
+                spec_hash: String::new(),
+                contraction: None,
+                asymptotic: None,
             })
             .collect()
     }

@@ -13,12 +13,31 @@
 //! aborts every time), `oom@ID` (trial ID reports CUDA out of memory while its batch size is
 //! the configured one).
 
+use super::candidate::Candidate;
 use super::config::SearchConfig;
-use super::store::{Epoch, Store, Trial, TrialStatus};
-use crate::train::{self, EpochMetrics, Progress, RunState, Schedule, Status, TrainConfig};
-use optarch_core::spec::Overrides;
+use super::ids::TrialId;
+use super::store::{Epoch, Store, StoreError, Trial, TrialStatus};
+use crate::data::DatasetKind;
+use crate::train::{
+    self, checkpoint, EpochMetrics, Progress, RunConfigFile, RunSpec, RunState, Status, TrainError,
+};
+use optarch_core::device::DeviceChoice;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Why a trial process could not run its trial (its own failures, not the training's, which
+/// it records in the store).
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the search database holds no experiment")]
+    NoExperiment,
+    #[error("the search configuration in the database does not read: {0}")]
+    Config(#[source] serde_json::Error),
+    #[error("cannot record an epoch in the store: {0}")]
+    Record(#[source] StoreError),
+}
 
 /// Exit status: the attempt failed for good.
 pub const EXIT_FAILED: i32 = 3;
@@ -39,63 +58,38 @@ pub fn prepared_data(search_dir: &Path) -> Option<PathBuf> {
     d.join("test_batch.bin").is_file().then_some(d)
 }
 
-/// The trainer's configuration of a trial.
-pub fn train_config(
+/// The run a trial trains: its candidate's spec, and the search's training configuration with
+/// the trial's budget, batch size, seed and device, reading the search's prepared data when
+/// there is some.
+pub fn run_config(
     cfg: &SearchConfig,
-    spec_yaml: &str,
-    overrides: Overrides,
+    candidate: &Candidate,
     trial: &Trial,
     search_dir: &Path,
-    device: &str,
-) -> Result<TrainConfig, String> {
-    let schedule = Schedule::parse(&cfg.trainer.schedule)?;
-    let prepared = prepared_data(search_dir);
-    let d = &cfg.data;
-    Ok(TrainConfig {
-        spec_path: PathBuf::from("spec.yaml"),
-        spec_text: spec_yaml.to_string(),
-        overrides,
-        preset: cfg.arch.preset.clone(),
-        depth: cfg.arch.depth,
-        arch: None,
-        widths: cfg.arch.widths.clone(),
-        stage_steps: cfg.arch.stage_steps.clone(),
-        dataset: if prepared.is_some() {
-            "cifar10".into()
-        } else {
-            d.dataset.clone()
+    device: DeviceChoice,
+) -> RunConfigFile {
+    let mut train = cfg.train.clone();
+    if let Some(prepared) = prepared_data(search_dir) {
+        train.data.dataset = DatasetKind::Cifar10;
+        train.data.train_subset = None;
+        train.data.test_subset = None;
+        train.data.path = Some(prepared);
+    }
+    train.schedule.epochs = trial.max_budget;
+    train.optim.batch_size = trial.batch_size;
+    train.run.seed = trial.seed;
+    train.run.device = device;
+    RunConfigFile {
+        spec: RunSpec {
+            path: PathBuf::from("spec.yaml"),
+            text: candidate.spec_yaml.clone(),
+            overrides: candidate.overrides.clone(),
         },
-        train_subset: if prepared.is_some() {
-            None
-        } else {
-            d.train_subset
-        },
-        test_subset: if prepared.is_some() {
-            None
-        } else {
-            d.test_subset
-        },
-        data_path: prepared.or_else(|| d.path.clone()),
-        download: d.download,
-        val: d.val,
-        epochs: trial.max_budget,
-        batch_size: trial.batch_size,
-        lr: cfg.trainer.lr,
-        momentum: cfg.trainer.momentum,
-        nesterov: cfg.trainer.nesterov,
-        weight_decay: cfg.trainer.weight_decay,
-        no_decay_bn_bias: cfg.trainer.no_decay_bn_bias,
-        schedule,
-        label_smoothing: cfg.trainer.label_smoothing,
-        grad_clip: cfg.trainer.grad_clip,
-        augment: cfg.trainer.augment,
-        amp: cfg.trainer.amp.clone(),
-        seed: trial.seed,
-        device: device.to_string(),
-    })
+        train,
+    }
 }
 
-fn fault(kind: &str, id: i64) -> bool {
+fn fault(kind: &str, id: TrialId) -> bool {
     std::env::var("OPTARCH_FAULT").is_ok_and(|v| {
         v.split(',')
             .any(|f| f.trim() == format!("{kind}@{id}").as_str())
@@ -105,14 +99,14 @@ fn fault(kind: &str, id: i64) -> bool {
 /// Records epochs in the store and stops at the budget; exits when the driver is gone.
 struct Recorder<'a> {
     store: &'a Store,
-    trial: i64,
+    trial: TrialId,
     budget: usize,
     parent: u32,
     crash_after_epoch: bool,
-    error: Option<String>,
+    error: Option<StoreError>,
 }
 
-fn epoch_row(trial: i64, m: &EpochMetrics) -> Epoch {
+fn epoch_row(trial: TrialId, m: &EpochMetrics) -> Epoch {
     Epoch {
         trial,
         metrics: m.clone(),
@@ -136,7 +130,7 @@ impl Progress for Recorder<'_> {
         eprintln!("{}", train::epoch_line(m));
         eprintln!("completed epoch {} of trial {}", m.epoch, self.trial);
         if let Err(e) = self.store.record_epoch(&epoch_row(self.trial, m)) {
-            self.error = Some(e.to_string());
+            self.error = Some(e);
             return false;
         }
         if self.crash_after_epoch {
@@ -149,22 +143,15 @@ impl Progress for Recorder<'_> {
 
 /// Replays the finished epochs of a run directory into the store (a process killed between its
 /// checkpoint and its store write loses nothing).
-fn replay_metrics(store: &Store, trial: i64, run_dir: &Path) -> Result<(), String> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("metrics.jsonl")) else {
-        return Ok(());
-    };
-    for line in text.lines() {
-        if let Ok(m) = serde_json::from_str::<EpochMetrics>(line) {
-            store
-                .record_epoch(&epoch_row(trial, &m))
-                .map_err(|e| e.to_string())?;
-        }
+fn replay_metrics(store: &Store, trial: TrialId, run_dir: &Path) -> Result<(), StoreError> {
+    for m in checkpoint::read_metrics(run_dir) {
+        store.record_epoch(&epoch_row(trial, &m))?;
     }
     Ok(())
 }
 
 fn read_state(run_dir: &Path) -> Option<RunState> {
-    train::read_json(&run_dir.join("state.json")).ok()
+    checkpoint::read_json(&run_dir.join(checkpoint::STATE)).ok()
 }
 
 /// Empties a run directory but for the trial's log.
@@ -185,15 +172,15 @@ fn clear_run(run_dir: &Path) {
     }
 }
 
-fn is_oom(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
+fn is_oom(e: &TrainError) -> bool {
+    let m = e.to_string().to_ascii_lowercase();
     m.contains("out of memory") || m.contains("outofmemoryerror")
 }
 
 /// Runs trial `id` as its process does: returns the exit status, with an error said on stderr.
 /// `parent` is the process that started this one (the driver, or the trial server that forked
 /// it): when it goes away, the trial stops as an orphan.
-pub fn status(dir: &Path, id: i64, device: &str, parent: u32) -> i32 {
+pub fn status(dir: &Path, id: TrialId, device: DeviceChoice, parent: u32) -> i32 {
     match run(dir, id, device, parent) {
         Ok(code) => code,
         Err(e) => {
@@ -205,33 +192,25 @@ pub fn status(dir: &Path, id: i64, device: &str, parent: u32) -> i32 {
 
 /// Runs trial `id` of the search in `dir` on `device` for process `parent`; returns the exit
 /// status.
-pub fn run(dir: &Path, id: i64, device: &str, parent: u32) -> Result<i32, String> {
+pub fn run(dir: &Path, id: TrialId, device: DeviceChoice, parent: u32) -> Result<i32, TrialError> {
     let started = Instant::now();
-    let store = Store::open_existing(&dir.join("search.db")).map_err(|e| e.to_string())?;
-    let exp = store
-        .experiment()
-        .map_err(|e| e.to_string())?
-        .ok_or("the search database holds no experiment")?;
-    let cfg: SearchConfig = serde_json::from_str(&exp.config_json).map_err(|e| e.to_string())?;
-    let trial = store.trial(id).map_err(|e| e.to_string())?;
-    let cand = store
-        .candidate(trial.candidate)
-        .map_err(|e| e.to_string())?;
-    let overrides: Overrides = serde_json::from_str(&cand.params_json).unwrap_or_default();
+    let store = Store::open_existing(&dir.join("search.db"))?;
+    let exp = store.experiment()?.ok_or(TrialError::NoExperiment)?;
+    let cfg: SearchConfig = serde_json::from_str(&exp.config_json).map_err(TrialError::Config)?;
+    let trial = store.trial(id)?;
+    let cand = store.candidate(trial.candidate)?;
     let run_dir = dir.join(&trial.dir);
     let finish = |status: TrialStatus, error: Option<&str>| {
-        store
-            .finish_trial(id, status, error, started.elapsed().as_secs_f64())
-            .map_err(|e| e.to_string())
+        store.finish_trial(id, status, error, started.elapsed().as_secs_f64())
     };
-    if fault("oom", id) && trial.batch_size == cfg.trainer.batch_size {
+    if fault("oom", id) && trial.batch_size == cfg.train.optim.batch_size {
         finish(
             TrialStatus::Oom,
             Some("CUDA out of memory (injected by OPTARCH_FAULT)"),
         )?;
         return Ok(EXIT_OOM);
     }
-    let tcfg = train_config(&cfg, &cand.spec_yaml, overrides, &trial, dir, device)?;
+    let rcfg = run_config(&cfg, &cand, &trial, dir, device);
     let mut rec = Recorder {
         store: &store,
         trial: id,
@@ -240,8 +219,7 @@ pub fn run(dir: &Path, id: i64, device: &str, parent: u32) -> Result<i32, String
         crash_after_epoch: (fault("crash", id) && trial.crashes == 0) || fault("crashall", id),
         error: None,
     };
-    let state = read_state(&run_dir);
-    let result = match state {
+    let result = match read_state(&run_dir) {
         Some(s) => {
             replay_metrics(&store, id, &run_dir)?;
             if s.epochs_done >= trial.budget || s.status != Status::Running {
@@ -260,34 +238,26 @@ pub fn run(dir: &Path, id: i64, device: &str, parent: u32) -> Result<i32, String
                 Ok(s) => Ok(s),
                 Err(e) => {
                     // A checkpoint cut short by a kill: start this trial again from nothing.
-                    store
-                        .event(Some(id), &format!("cannot resume ({e}); starting again"))
-                        .map_err(|e| e.to_string())?;
+                    store.event(Some(id), &format!("cannot resume ({e}); starting again"))?;
                     clear_run(&run_dir);
-                    store
-                        .reset_trial(id, trial.batch_size)
-                        .map_err(|e| e.to_string())?;
-                    store.start_trial(id, device).map_err(|e| e.to_string())?;
-                    train::train(tcfg, &run_dir, &mut rec)
+                    store.reset_trial(id, trial.batch_size)?;
+                    store.start_trial(id, &device.to_string())?;
+                    train::train(rcfg, &run_dir, &mut rec)
                 }
             }
         }
         None => {
             // Nothing finished yet: a fresh start (a partial directory is discarded).
             clear_run(&run_dir);
-            train::train(tcfg, &run_dir, &mut rec)
+            train::train(rcfg, &run_dir, &mut rec)
         }
     };
     if let Some(e) = rec.error.take() {
-        return Err(format!("cannot record an epoch in the store: {e}"));
+        return Err(TrialError::Record(e));
     }
     match result {
         Ok(summary) => {
-            if let Ok(ma) = u64::try_from(summary.multiply_adds) {
-                store
-                    .set_size(id, summary.parameters, ma as i64)
-                    .map_err(|e| e.to_string())?;
-            }
+            store.set_size(id, summary.parameters, summary.multiply_adds)?;
             let status = if summary.status == Status::Diverged {
                 TrialStatus::Diverged
             } else {
@@ -300,7 +270,7 @@ pub fn run(dir: &Path, id: i64, device: &str, parent: u32) -> Result<i32, String
         }
         Err(e) => {
             let msg = e.to_string();
-            if is_oom(&msg) {
+            if is_oom(&e) {
                 finish(TrialStatus::Oom, Some(&msg))?;
                 Ok(EXIT_OOM)
             } else {

@@ -1,6 +1,7 @@
 //! SGD with (Nesterov) momentum and decoupled-from-BN weight decay, written on plain tensors
 //! so that its state (the momentum buffers) can be saved and a run resumed bit for bit.
 
+use super::config::OptimConfig;
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
 
@@ -27,15 +28,10 @@ pub fn is_no_decay(name: &str, var: &Tensor) -> bool {
 }
 
 impl Sgd {
-    /// An optimiser over the trainable variables of `vs`. With `no_decay_bn_bias`, parameters of
-    /// dimension ≤ 1 (biases, BatchNorm, coefficients) get no weight decay.
-    pub fn new(
-        vs: &VarStore,
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-        no_decay_bn_bias: bool,
-    ) -> Sgd {
+    /// An optimiser over the trainable variables of `vs` with `cfg`'s momentum and weight decay;
+    /// without `cfg.decay_bn_bias`, parameters of dimension ≤ 1 (biases, BatchNorm,
+    /// coefficients) get no weight decay.
+    pub fn new(vs: &VarStore, cfg: &OptimConfig) -> Sgd {
         let mut vars: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
@@ -45,7 +41,7 @@ impl Sgd {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let decay = !(no_decay_bn_bias && is_no_decay(&name, &var));
+                let decay = cfg.decay_bn_bias || !is_no_decay(&name, &var);
                 Slot {
                     name,
                     var,
@@ -56,9 +52,9 @@ impl Sgd {
             .collect();
         Sgd {
             slots,
-            momentum,
-            nesterov,
-            weight_decay,
+            momentum: cfg.momentum,
+            nesterov: cfg.nesterov,
+            weight_decay: cfg.weight_decay,
         }
     }
 
@@ -174,7 +170,14 @@ mod tests {
     fn matches_the_textbook_update() {
         let vs = VarStore::new(Device::Cpu);
         let w = vs.root().var("w", &[2], nn::Init::Const(1.0));
-        let mut opt = Sgd::new(&vs, 0.9, true, 0.1, false);
+        let cfg = OptimConfig {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.1,
+            decay_bn_bias: true,
+            ..OptimConfig::default()
+        };
+        let mut opt = Sgd::new(&vs, &cfg);
         // f(w) = ½‖w‖² so g = w.
         let mut expect_w = [1.0f64, 1.0];
         let mut buf = [0.0f64, 0.0];

@@ -19,11 +19,14 @@
 //! children then see their parent change and stop as orphans (exit 75), exactly as trial
 //! processes of a killed driver do.
 
-use super::trial;
+use super::process::{self, optarch_command};
 use crate::data::hex;
+use crate::search::ids::TrialId;
+use crate::search::trial;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{setpgid, ForkResult, Pid};
+use optarch_core::device::DeviceChoice;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
@@ -107,7 +110,11 @@ fn reap(children: &mut HashSet<i32>) -> Result<(), String> {
 
 /// The server: `optarch trial-server --dir DIR` (with `--device` and `--threads`, which its
 /// trials use). Returns when the driver closes its stdin.
-pub fn serve(dir: &Path, device: &str, threads_per_trial: Option<i32>) -> Result<(), String> {
+pub fn serve(
+    dir: &Path,
+    device: DeviceChoice,
+    threads_per_trial: Option<usize>,
+) -> Result<(), String> {
     let n = threads();
     if n != 1 {
         say(&format!(
@@ -161,7 +168,7 @@ pub fn serve(dir: &Path, device: &str, threads_per_trial: Option<i32>) -> Result
                 ))?;
                 continue;
             };
-            let (Ok(id), Some(run_dir)) = (id.parse::<i64>(), unhex(path)) else {
+            let (Ok(id), Some(run_dir)) = (id.parse::<TrialId>(), unhex(path)) else {
                 say(&format!(
                     "refused 0 cannot read the request {:?}",
                     line.trim()
@@ -220,9 +227,9 @@ fn exit_immediately(code: i32) -> ! {
 /// A forked trial: its own process group, its log as stdout and stderr, then the trial.
 fn child_main(
     dir: &Path,
-    id: i64,
-    device: &str,
-    threads_per_trial: Option<i32>,
+    id: TrialId,
+    device: DeviceChoice,
+    threads_per_trial: Option<usize>,
     run_dir: &Path,
     server: u32,
 ) -> i32 {
@@ -249,7 +256,7 @@ fn child_main(
         std::os::unix::process::parent_id()
     );
     if let Some(n) = threads_per_trial {
-        tch::set_num_threads(n);
+        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
     }
     // The server's pid, read before the fork: if the server ended in between, the child is
     // an orphan from its first batch on.
@@ -260,8 +267,8 @@ fn child_main(
 #[derive(Debug, PartialEq)]
 enum Reply {
     Ready,
-    Started(i64, u32),
-    Refused(i64, String),
+    Started(TrialId, u32),
+    Refused(TrialId, String),
     /// A child ended: its pid and exit code (`None`: a signal).
     Ended(u32, Option<i32>),
 }
@@ -300,7 +307,7 @@ pub struct Server {
     ended: HashMap<u32, Option<i32>>,
     /// Trials whose request went unanswered in time (the driver started them otherwise): a
     /// child the server forks for one of them later is killed at once.
-    abandoned: HashSet<i64>,
+    abandoned: HashSet<TrialId>,
 }
 
 impl Server {
@@ -309,22 +316,15 @@ impl Server {
     pub fn start(
         exe: &Path,
         search_dir: &Path,
-        device: &str,
-        threads: i32,
+        device: DeviceChoice,
+        threads: usize,
         visible: &str,
     ) -> std::io::Result<Server> {
-        let mut child = super::executor::optarch_command(
-            exe,
-            threads,
-            device,
-            visible,
-            "trial-server",
-            search_dir,
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        let mut child = optarch_command(exe, threads, device, visible, "trial-server", search_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
         let stdin = child.stdin.take();
         let stdout = child
             .stdout
@@ -394,7 +394,7 @@ impl Server {
 
     /// Forks trial `trial` with its log in `run_dir`; returns the child's pid. An error means
     /// this server cannot start trials (the caller spawns them instead).
-    pub fn launch(&mut self, trial: i64, run_dir: &Path) -> Result<u32, String> {
+    pub fn launch(&mut self, trial: TrialId, run_dir: &Path) -> Result<u32, String> {
         // Loading libtorch comes first (about half a second, longer from a cold disk). A server
         // that never gets there is killed: it has no children yet.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -413,7 +413,7 @@ impl Server {
         while Instant::now() < deadline {
             match self.recv(Duration::from_millis(100))? {
                 Some(Reply::Started(t, pid)) if t == trial => return Ok(pid),
-                Some(Reply::Refused(t, why)) if t == trial || t == 0 => return Err(why),
+                Some(Reply::Refused(t, why)) if t == trial || t == TrialId(0) => return Err(why),
                 _ => {}
             }
         }
@@ -430,7 +430,7 @@ impl Server {
                 .is_ok()
         });
         if !sent {
-            kill(pid);
+            process::kill(pid);
         }
     }
 
@@ -442,22 +442,7 @@ impl Server {
         if let Some(code) = self.ended.remove(&pid) {
             return Some(code);
         }
-        (!alive && !exists(pid)).then_some(Some(trial::EXIT_ORPHANED))
-    }
-}
-
-/// Whether process `pid` exists.
-pub fn exists(pid: u32) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
-        return false;
-    };
-    nix::sys::signal::kill(Pid::from_raw(p), None).is_ok()
-}
-
-/// Sends SIGKILL to process `pid`.
-pub fn kill(pid: u32) {
-    if let Ok(p) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        (!alive && !process::exists(pid)).then_some(Some(trial::EXIT_ORPHANED))
     }
 }
 
@@ -494,10 +479,13 @@ mod tests {
     #[test]
     fn replies_parse() {
         assert_eq!(parse("ready"), Some(Reply::Ready));
-        assert_eq!(parse("started 7 1234"), Some(Reply::Started(7, 1234)));
+        assert_eq!(
+            parse("started 7 1234"),
+            Some(Reply::Started(TrialId(7), 1234))
+        );
         assert_eq!(
             parse("refused 7 fork failed: EAGAIN"),
-            Some(Reply::Refused(7, "fork failed: EAGAIN".into()))
+            Some(Reply::Refused(TrialId(7), "fork failed: EAGAIN".into()))
         );
         assert_eq!(
             parse("ended 1234 exit 75"),

@@ -32,7 +32,7 @@ fn sign(v: f64) -> f64 {
 /// in length, fewer than 2 pairs remain, or one side is constant.
 ///
 /// ```
-/// use optarch_search::search::report::kendall_tau;
+/// use optarch_search::report::kendall_tau;
 /// assert_eq!(kendall_tau(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
 /// assert_eq!(kendall_tau(&[1.0, 1.0], &[1.0, 2.0]), None);
 /// ```
@@ -137,7 +137,7 @@ pub(crate) fn average_ranks(v: &[f64]) -> Vec<f64> {
 /// in length, fewer than 2 pairs remain, or one side is constant.
 ///
 /// ```
-/// use optarch_search::search::report::spearman_rho;
+/// use optarch_search::report::spearman_rho;
 /// let rho = spearman_rho(&[1.0, 2.0, 3.0, 4.0], &[1.0, 4.0, 9.0, 16.0]).unwrap();
 /// assert!((rho - 1.0).abs() < 1e-12);
 /// ```

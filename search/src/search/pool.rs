@@ -1,36 +1,16 @@
 //! The candidate pool: spec files with parameter grids and samples, and generated m-step
 //! linear recurrences pruned by consistency and stability; duplicates recognised by a hash of
-//! the unrolled topology.
+//! the unrolled topology's canonical form.
 
-use super::config::{CandidateSource, GeneratorCfg, SearchConfig, SpecSource};
+use super::candidate::Candidate;
+use super::config::{CandidateSource, GeneratorConfig, SearchConfig, SpecSource};
 use crate::data::rng::{derive_seed, SplitMix64};
 use md5::{Digest, Md5};
 use optarch_core::spec::{self, Overrides, ParamKind, Spec};
 use optarch_core::theory::{self, RateOptions};
-use optarch_core::topology::{self, NodeKind, Topology};
+use optarch_core::topology;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// One candidate network structure.
-#[derive(Clone, Debug)]
-pub struct Item {
-    pub name: String,
-    /// `spec:<file>` or `generated`.
-    pub origin: String,
-    /// Items of one family are neighbours for evolution's mutations.
-    pub family: String,
-    /// The spec's text (a generated spec's whole YAML).
-    pub spec_yaml: String,
-    /// The file name the spec is known by in errors.
-    pub spec_file: String,
-    pub overrides: Overrides,
-    /// Coordinates for evolution's mutation distance (grid values, coefficients).
-    pub features: Vec<f64>,
-    pub topo_hash: String,
-    pub spec_hash: String,
-    pub contraction: Option<f64>,
-    pub asymptotic: Option<f64>,
-}
 
 /// Why a candidate was dropped.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,7 +22,7 @@ pub struct Dropped {
 /// Every distinct candidate of a search, in a fixed order.
 #[derive(Clone, Debug, Default)]
 pub struct Pool {
-    pub items: Vec<Item>,
+    pub items: Vec<Candidate>,
     /// Generated recurrences pruned by consistency or stability.
     pub pruned: Vec<Dropped>,
     /// Candidates whose topology equals an earlier one's (trained once, under the first name).
@@ -54,48 +34,6 @@ pub fn md5_hex(text: &str) -> String {
     crate::data::hex(&Md5::digest(text.as_bytes()))
 }
 
-/// A canonical description of an unrolled topology: nodes in topological order, each with its
-/// kind and its operands (as positions in that order) with their coefficients. Two specs that
-/// unroll to the same computation (after constant folding and pruning) describe the same.
-pub fn canonical(t: &Topology) -> Result<String, optarch_core::error::SpecError> {
-    let order = t.order()?;
-    let mut pos = vec![usize::MAX; t.graph.node_count()];
-    for (i, n) in order.iter().enumerate() {
-        pos[n.index()] = i;
-    }
-    let mut s = format!("reading {}\n", t.reading);
-    for (i, &n) in order.iter().enumerate() {
-        let kind = match t.graph[n].kind {
-            NodeKind::Input => "in",
-            NodeKind::Block { .. } => "block",
-            NodeKind::Combine => "sum",
-            NodeKind::Concat => "cat",
-            NodeKind::Output => "out",
-        };
-        let _ = write!(s, "{i} {kind}");
-        let mut terms: Vec<(usize, String)> = t
-            .operands(n)
-            .into_iter()
-            .map(|(o, e)| {
-                let c = match e.coef.as_const() {
-                    Some(v) => format!("{v:.9e}"),
-                    None => t.coef_label(&e.coef),
-                };
-                (pos[o.index()], c)
-            })
-            .collect();
-        // A sum does not depend on the order of its terms; a concatenation does.
-        if matches!(t.graph[n].kind, NodeKind::Combine) {
-            terms.sort();
-        }
-        for (o, c) in terms {
-            let _ = write!(s, " {o}*{c}");
-        }
-        s.push('\n');
-    }
-    Ok(s)
-}
-
 /// The topology hash of a spec at `steps` steps with `overrides`.
 pub fn topology_hash(
     spec: &Spec,
@@ -103,7 +41,7 @@ pub fn topology_hash(
     overrides: &Overrides,
 ) -> Result<String, optarch_core::error::SpecError> {
     let t = topology::unroll(spec, steps, overrides)?;
-    Ok(md5_hex(&canonical(&t)?))
+    Ok(md5_hex(&t.canonical()?))
 }
 
 /// Formats a number for a spec or a name: shortest exact form.
@@ -198,10 +136,26 @@ fn cartesian(grids: &[Vec<f64>]) -> Vec<Vec<f64>> {
 /// Why building the pool failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("{0}")]
+    #[error(transparent)]
     Spec(#[from] optarch_core::error::SpecError),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Setup(#[from] crate::train::SetupError),
+    /// A grid names a parameter the spec does not have.
+    #[error(
+        "{}: the grid names `{name}`, which is not a parameter of the spec (it has: {})",
+        .file.display(), .params.join(", ")
+    )]
+    UnknownParam {
+        file: std::path::PathBuf,
+        name: String,
+        params: Vec<String>,
+    },
+    /// Everything was pruned or merged.
+    #[error(
+        "no candidate survives ({pruned} pruned, {duplicates} duplicates): widen the \
+         generator's grids or add spec files"
+    )]
+    Empty { pruned: usize, duplicates: usize },
 }
 
 /// (contraction, asymptotic rate) on quadratics.
@@ -214,6 +168,10 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    fn seed(&self) -> u64 {
+        self.cfg.train.run.seed
+    }
+
     fn rate(&self, spec: &Spec, overrides: &Overrides) -> Rates {
         let opts = RateOptions {
             kappa: self.cfg.theory.kappa,
@@ -245,14 +203,15 @@ impl Builder<'_> {
             });
             return Ok(());
         }
-        let params_json = serde_json::to_string(&overrides).unwrap_or_default();
-        self.pool.items.push(Item {
-            spec_hash: md5_hex(&format!("{}\n{params_json}", spec.text)),
+        #[allow(clippy::expect_used)]
+        let params = serde_json::to_string(&overrides)
+            .expect("invariant: a map of strings to numbers always serialises");
+        self.pool.items.push(Candidate {
+            spec_hash: md5_hex(&format!("{}\n{params}", spec.text)),
             name,
             origin,
             family,
             spec_yaml: spec.text.clone(),
-            spec_file: spec.file.clone(),
             overrides,
             features,
             topo_hash,
@@ -268,15 +227,11 @@ impl Builder<'_> {
         let names: Vec<String> = s.grid.keys().cloned().collect();
         for n in &names {
             if spec.param(n).is_none() {
-                return Err(PoolError::Config(format!(
-                    "{}: the grid names `{n}`, which is not a parameter of the spec (it has: {})",
-                    path.display(),
-                    spec.params
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(PoolError::UnknownParam {
+                    file: path.clone(),
+                    name: n.clone(),
+                    params: spec.params.iter().map(|p| p.name.clone()).collect(),
+                });
             }
         }
         let grids: Vec<Vec<f64>> = s.grid.values().cloned().collect();
@@ -288,7 +243,7 @@ impl Builder<'_> {
                     && matches!(p.kind, ParamKind::Range { .. } | ParamKind::Choices { .. })
             })
             .collect();
-        let mut rng = SplitMix64::new(derive_seed(&[self.cfg.seed, 0x5350_4543, index as u64]));
+        let mut rng = SplitMix64::new(derive_seed(&[self.seed(), 0x5350_4543, index as u64]));
         for point in cartesian(&grids) {
             let base_ov: Overrides = names.iter().cloned().zip(point.iter().copied()).collect();
             let draws = if ranged.is_empty() { 0 } else { s.samples };
@@ -334,7 +289,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn generator(&mut self, g: &GeneratorCfg, index: usize) -> Result<(), PoolError> {
+    fn generator(&mut self, g: &GeneratorConfig, index: usize) -> Result<(), PoolError> {
         let mut grids = g.a.clone();
         grids.extend(g.b.iter().cloned());
         grids.push(g.h.clone());
@@ -387,7 +342,7 @@ impl Builder<'_> {
         if let Some(limit) = g.limit {
             if survivors.len() > limit {
                 let mut rng =
-                    SplitMix64::new(derive_seed(&[self.cfg.seed, 0x4745_4e00, index as u64]));
+                    SplitMix64::new(derive_seed(&[self.seed(), 0x4745_4e00, index as u64]));
                 let mut keep = rng.permutation(survivors.len());
                 keep.truncate(limit);
                 keep.sort_unstable();
@@ -418,7 +373,7 @@ impl Builder<'_> {
 pub fn build(cfg: &SearchConfig, base: &Path) -> Result<Pool, PoolError> {
     let mut b = Builder {
         cfg,
-        steps: cfg.arch.first_stage_steps(),
+        steps: cfg.train.arch.first_stage_steps()?,
         pool: Pool::default(),
     };
     for (i, src) in cfg.candidates.iter().enumerate() {
@@ -428,12 +383,10 @@ pub fn build(cfg: &SearchConfig, base: &Path) -> Result<Pool, PoolError> {
         }
     }
     if b.pool.items.is_empty() {
-        return Err(PoolError::Config(format!(
-            "no candidate survives ({} pruned, {} duplicates): widen the generator's grids or \
-             add spec files",
-            b.pool.pruned.len(),
-            b.pool.duplicates.len()
-        )));
+        return Err(PoolError::Empty {
+            pruned: b.pool.pruned.len(),
+            duplicates: b.pool.duplicates.len(),
+        });
     }
     Ok(b.pool)
 }
@@ -479,7 +432,7 @@ mod tests {
     #[test]
     fn the_pool_prunes_inconsistent_and_unstable_recurrences_and_merges_duplicates() {
         let text = format!(
-            "name: t\nbudget: {{max_epochs: 2, trials: 4}}\narch: {{depth: 20}}\n\
+            "name: t\nbudget: {{max_epochs: 2, trials: 4}}\ntrain: {{arch: {{depth: 20}}}}\n\
              candidates:\n\
              \x20 - spec: {d}/gradient_descent.yaml\n\
              \x20 - spec: {d}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5, 0.9]}}\n\

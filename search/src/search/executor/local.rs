@@ -1,110 +1,16 @@
-//! Where trials run. [`Executor`] is the interface a cluster executor would implement;
-//! [`Local`] runs each trial as a subprocess on this machine (forked from a warm trial server,
-//! or spawned as `optarch trial ...`), with GPUs assigned through `CUDA_VISIBLE_DEVICES`.
+//! [`Local`]: trials as subprocesses of this machine.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::forkserver::{self, Server};
-use super::trial;
-
-/// A trial process that ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Ended {
-    pub trial: i64,
-    pub slot: usize,
-    /// The exit status, `None` when a signal ended it.
-    pub code: Option<i32>,
-    /// Seconds it ran.
-    pub wall: f64,
-}
-
-/// Runs trials.
-pub trait Executor {
-    /// How many trials can run at once.
-    fn slots(&self) -> usize;
-    /// The device a trial in `slot` trains on (`cpu`, `cuda`), for the store.
-    fn device(&self, slot: usize) -> String;
-    /// Starts `trial` in the free `slot`; returns the process id.
-    fn launch(&mut self, slot: usize, trial: i64, run_dir: &Path) -> std::io::Result<u32>;
-    /// The trials that ended since the last call.
-    fn poll(&mut self) -> Vec<Ended>;
-    /// The busy slots: slot → trial.
-    fn busy(&self) -> BTreeMap<usize, i64>;
-    /// Stops every running trial (they stay resumable) and waits for them.
-    fn stop_all(&mut self) -> Vec<Ended>;
-}
-
-/// One slot of the local machine.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Slot {
-    /// `cpu` or `cuda`.
-    pub device: String,
-    /// `CUDA_VISIBLE_DEVICES` for its trials (empty: no GPU).
-    pub visible: String,
-}
-
-/// The slots for `device` (`auto`, `cpu`, `cuda`) given `gpus` visible GPUs.
-pub fn slots(
-    device: &str,
-    gpus: usize,
-    workers: usize,
-    per_gpu: usize,
-) -> Result<Vec<Slot>, String> {
-    let use_gpu =
-        match device {
-            "cpu" => false,
-            "cuda" if gpus == 0 => return Err(
-                "execution.device is cuda but libtorch sees no CUDA device: use `device: auto` \
-                 or `cpu`, or check the driver with `optarch --device cuda env`"
-                    .into(),
-            ),
-            "cuda" => true,
-            _ => gpus > 0,
-        };
-    if use_gpu {
-        Ok((0..gpus)
-            .flat_map(|g| {
-                (0..per_gpu.max(1)).map(move |_| Slot {
-                    device: "cuda".into(),
-                    visible: g.to_string(),
-                })
-            })
-            .collect())
-    } else {
-        Ok((0..workers.max(1))
-            .map(|_| Slot {
-                device: "cpu".into(),
-                visible: String::new(),
-            })
-            .collect())
-    }
-}
-
-/// `exe --threads T --device D COMMAND --dir DIR` with `CUDA_VISIBLE_DEVICES=visible`, in its
-/// own process group: a Ctrl-C at the terminal reaches the driver only, which stops the trials
-/// itself and records them as resumable. (A trial process, or the trial server.)
-pub(super) fn optarch_command(
-    exe: &Path,
-    threads: i32,
-    device: &str,
-    visible: &str,
-    command: &str,
-    search_dir: &Path,
-) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.args(["--threads", &threads.to_string()])
-        .args(["--device", device])
-        .arg(command)
-        .arg("--dir")
-        .arg(search_dir)
-        .env("CUDA_VISIBLE_DEVICES", visible)
-        .process_group(0);
-    cmd
-}
+use super::forkserver::Server;
+use super::process::{self, optarch_command};
+use super::{Ended, Executor, Slot};
+use crate::search::ids::TrialId;
+use crate::search::trial;
+use optarch_core::device::DeviceChoice;
 
 /// A running trial process: spawned by this process, or forked by a trial server.
 enum Proc {
@@ -114,7 +20,7 @@ enum Proc {
 
 /// A trial server and the slots it serves.
 struct ServerSlot {
-    device: String,
+    device: DeviceChoice,
     visible: String,
     /// `None` when it could not start.
     server: Option<Server>,
@@ -128,8 +34,8 @@ pub struct Local {
     exe: PathBuf,
     search_dir: PathBuf,
     slots: Vec<Slot>,
-    threads: i32,
-    running: BTreeMap<usize, (i64, Proc, Instant)>,
+    threads: usize,
+    running: BTreeMap<usize, (TrialId, Proc, Instant)>,
     /// The trial servers, one per (device, `CUDA_VISIBLE_DEVICES`).
     servers: Vec<ServerSlot>,
     notes: Vec<String>,
@@ -142,7 +48,7 @@ impl Local {
         exe: PathBuf,
         search_dir: PathBuf,
         slots: Vec<Slot>,
-        threads: i32,
+        threads: usize,
         fork_server: bool,
     ) -> Local {
         let mut servers: Vec<ServerSlot> = Vec::new();
@@ -155,7 +61,7 @@ impl Local {
                 {
                     continue;
                 }
-                let server = Server::start(&exe, &search_dir, &s.device, threads, &s.visible)
+                let server = Server::start(&exe, &search_dir, s.device, threads, &s.visible)
                     .map_err(|e| {
                         notes.push(format!(
                             "cannot start a trial server ({e}): trial processes start one by one"
@@ -163,7 +69,7 @@ impl Local {
                     })
                     .ok();
                 servers.push(ServerSlot {
-                    device: s.device.clone(),
+                    device: s.device,
                     visible: s.visible.clone(),
                     serving: server.is_some(),
                     server,
@@ -192,7 +98,7 @@ impl Local {
             .position(|v| v.device == s.device && v.visible == s.visible && v.serving)
     }
 
-    fn spawn(&self, s: &Slot, trial: i64, run_dir: &Path) -> std::io::Result<Child> {
+    fn spawn(&self, s: &Slot, trial: TrialId, run_dir: &Path) -> std::io::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -200,7 +106,7 @@ impl Local {
         optarch_command(
             &self.exe,
             self.threads,
-            &s.device,
+            s.device,
             &s.visible,
             "trial",
             &self.search_dir,
@@ -230,7 +136,7 @@ impl Local {
                     .and_then(|v| v.server.as_mut())
                 {
                     Some(srv) => srv.ended(pid),
-                    None => (!forkserver::exists(pid)).then_some(Some(trial::EXIT_ORPHANED)),
+                    None => (!process::exists(pid)).then_some(Some(trial::EXIT_ORPHANED)),
                 }
             }
         }
@@ -255,11 +161,10 @@ impl Executor for Local {
     fn device(&self, slot: usize) -> String {
         self.slots
             .get(slot)
-            .map(|s| s.device.clone())
-            .unwrap_or_else(|| "cpu".into())
+            .map_or_else(|| "cpu".into(), |s| s.device.to_string())
     }
 
-    fn launch(&mut self, slot: usize, trial: i64, run_dir: &Path) -> std::io::Result<u32> {
+    fn launch(&mut self, slot: usize, trial: TrialId, run_dir: &Path) -> std::io::Result<u32> {
         let s = self
             .slots
             .get(slot)
@@ -310,7 +215,7 @@ impl Executor for Local {
         done
     }
 
-    fn busy(&self) -> BTreeMap<usize, i64> {
+    fn busy(&self) -> BTreeMap<usize, TrialId> {
         self.running.iter().map(|(s, (t, _, _))| (*s, *t)).collect()
     }
 
@@ -326,7 +231,7 @@ impl Executor for Local {
                 Proc::Forked { server, pid } => {
                     match servers.get_mut(*server).and_then(|v| v.server.as_mut()) {
                         Some(srv) => srv.kill(*pid),
-                        None => forkserver::kill(*pid),
+                        None => process::kill(*pid),
                     }
                 }
             }
@@ -338,28 +243,5 @@ impl Executor for Local {
             std::thread::sleep(Duration::from_millis(5));
         }
         done
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_follow_the_devices() {
-        let cpu = slots("auto", 0, 2, 1).unwrap();
-        assert_eq!(cpu.len(), 2);
-        assert!(cpu
-            .iter()
-            .all(|s| s.device == "cpu" && s.visible.is_empty()));
-        let gpu = slots("auto", 2, 2, 3).unwrap();
-        assert_eq!(gpu.len(), 6);
-        assert_eq!(
-            gpu.iter().map(|s| s.visible.as_str()).collect::<Vec<_>>(),
-            ["0", "0", "0", "1", "1", "1"]
-        );
-        assert_eq!(slots("cpu", 4, 3, 1).unwrap().len(), 3);
-        let e = slots("cuda", 0, 2, 1).unwrap_err();
-        assert!(e.contains("sees no CUDA device"), "{e}");
     }
 }

@@ -3,9 +3,9 @@
 //! the file system without a server or a network.
 
 use super::chart::{self, esc, Chart, Key, Line, Mark, Scatter, Shape, PALETTE};
-use super::model::{first_rung_scores, score_of, Correlation, Loaded, Report, Row};
+use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
 use super::text::{comparison_lines, count, final_text, pct, rate, rung_text};
-use crate::search::config::ArchCfg;
+use crate::search::ids::CandidateId;
 use crate::search::store::{Phase, TrialStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,9 +13,6 @@ use std::path::Path;
 
 /// The most events listed (the latest ones); the JSON file has them all.
 const MAX_EVENTS: usize = 500;
-/// Steps at which a topology is drawn when no trial directory holds its picture and the
-/// configuration cannot say.
-const DEFAULT_STEPS: usize = 8;
 
 /// Standard base64 (RFC 4648, with padding).
 pub(crate) fn base64(data: &[u8]) -> String {
@@ -110,24 +107,15 @@ fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), String> {
         .ok_or_else(|| format!("candidate {} is not in the store", row.candidate))?;
     let spec = optarch_core::spec::load_str(&format!("{}.yaml", c.name), &c.spec_yaml)
         .map_err(|e| e.to_string())?;
-    let mut overrides = optarch_core::spec::Overrides::new();
-    if let serde_json::Value::Object(m) = &row.params {
-        for (k, v) in m {
-            if let Some(x) = v.as_f64() {
-                overrides.insert(k.clone(), x);
-            }
-        }
-    }
     // The first stage's step count of the search's architecture, as the trials drew it.
-    let steps = match l.config.get("arch") {
-        Some(a) => serde_json::from_value::<ArchCfg>(a.clone())
-            .map(|a| a.first_stage_steps())
-            .unwrap_or(DEFAULT_STEPS),
-        None if l.config.is_object() => ArchCfg::default().first_stage_steps(),
-        None => DEFAULT_STEPS,
-    };
+    let steps = l
+        .config
+        .train
+        .arch
+        .first_stage_steps()
+        .map_err(|e| e.to_string())?;
     let topo =
-        optarch_core::topology::unroll(&spec, steps, &overrides).map_err(|e| e.to_string())?;
+        optarch_core::topology::unroll(&spec, steps, &c.overrides).map_err(|e| e.to_string())?;
     Ok((optarch_core::render::to_svg(&topo), steps))
 }
 
@@ -178,7 +166,7 @@ fn search_curves(l: &Loaded, rep: &Report) -> String {
         let eps = l.epochs.get(&t.id).map(Vec::as_slice).unwrap_or(&[]);
         let points: Vec<(f64, f64)> = eps
             .iter()
-            .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * score_of(e)?)))
+            .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * e.score()?)))
             .collect();
         if points.is_empty() {
             continue;
@@ -244,7 +232,7 @@ fn final_curves(l: &Loaded, rep: &Report) -> String {
                 .map(Vec::as_slice)
                 .unwrap_or(&[])
                 .iter()
-                .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * score_of(e)?)))
+                .filter_map(|e| Some(((e.epoch + 1) as f64, 100.0 * e.score()?)))
                 .collect();
             c.lines.push(Line {
                 color: color.clone(),
@@ -269,7 +257,7 @@ fn accuracy_scatter(
     subtitle: &str,
     x_label: &str,
     x_of: impl Fn(&Row) -> Option<f64>,
-    first: &BTreeMap<i64, f64>,
+    first: &BTreeMap<CandidateId, f64>,
     labelled: usize,
 ) -> String {
     let mut c = Chart::new(title, subtitle, x_label, "accuracy (%)");

@@ -9,17 +9,66 @@
 //!   (N×C×H×W, float32), with the per-channel normalisation built in, output logits;
 //! * `export.json`: what was exported, the normalisation, the input shape, the classes.
 
-use super::driver::SearchError;
-use crate::train::{self, TrainConfig};
+use crate::search::config::SearchConfig;
+use crate::search::rank;
+use crate::search::store::{Store, StoreError};
+use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, TrainError};
+use optarch_core::device::DeviceChoice;
 use optarch_core::spec::Overrides;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-type R<T> = Result<T, SearchError>;
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(
+        "{}: {source} (is this a run directory of optarch train or a search trial?)",
+        .path.display()
+    )]
+    NotARun {
+        path: PathBuf,
+        source: CheckpointError,
+    },
+    #[error("{}: no checkpoint to export", .0.display())]
+    NoCheckpoint(PathBuf),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Spec(#[from] optarch_core::error::SpecError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("tracing the network failed: {0}")]
+    Trace(String),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the spec has parameters to fill in but no `params` mapping")]
+    NoParams,
+    #[error("cannot fill the parameters into the spec: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("cannot encode export.json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{}: the search configuration in the database does not read: {source}", .dir.display())]
+    StoredConfig {
+        dir: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: the search has no trained candidate to export yet", .0.display())]
+    NoWinner(PathBuf),
+}
 
-fn other(e: impl std::fmt::Display) -> SearchError {
-    SearchError::Other(e.to_string())
+type R<T> = Result<T, ExportError>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What was exported.
@@ -43,18 +92,18 @@ pub fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
     if overrides.is_empty() {
         return Ok(yaml.to_string());
     }
-    let mut v: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(other)?;
+    let mut v: serde_yaml::Value = serde_yaml::from_str(yaml)?;
     let params = v
         .get_mut("params")
         .and_then(|p| p.as_mapping_mut())
-        .ok_or_else(|| other("the spec has parameters to fill in but no `params` mapping"))?;
+        .ok_or(ExportError::NoParams)?;
     for (k, x) in overrides {
         params.insert(
             serde_yaml::Value::String(k.clone()),
             serde_yaml::Value::Number((*x).into()),
         );
     }
-    let body = serde_yaml::to_string(&v).map_err(other)?;
+    let body = serde_yaml::to_string(&v)?;
     let values = overrides
         .iter()
         .map(|(k, x)| format!("{k} = {x}"))
@@ -68,46 +117,45 @@ pub fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
 /// Exports the run in `run_dir` (a trainer run directory: `config.json`, `best.safetensors`)
 /// into `out`.
 pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
-    let text = std::fs::read_to_string(run_dir.join("config.json")).map_err(|e| {
-        other(format!(
-            "{}: {e} (is this a run directory of optarch train or a search trial?)",
-            run_dir.join("config.json").display()
-        ))
-    })?;
-    let mut cfg: TrainConfig = serde_json::from_str(&text).map_err(other)?;
-    let weights = ["best.safetensors", "last.safetensors"]
+    let cpath = run_dir.join(checkpoint::CONFIG);
+    let mut cfg: RunConfigFile =
+        checkpoint::read_json(&cpath).map_err(|source| ExportError::NotARun {
+            path: cpath.clone(),
+            source,
+        })?;
+    let weights = [checkpoint::BEST, checkpoint::LAST]
         .iter()
         .map(|f| run_dir.join(f))
         .find(|p| p.is_file())
-        .ok_or_else(|| other(format!("{}: no checkpoint to export", run_dir.display())))?;
+        .ok_or_else(|| ExportError::NoCheckpoint(run_dir.to_path_buf()))?;
     // The network is rebuilt on the CPU from the data's shape, classes and statistics.
-    cfg.device = "cpu".into();
-    let (train_set, _, _) = train::load_data(&cfg)?;
+    cfg.train.run.device = DeviceChoice::Cpu;
+    let t = &cfg.train;
+    let (train_set, _, _) = t.data.load(t.run.seed).map_err(TrainError::from)?;
     let norm = train_set.channel_stats();
-    let classes = i64::try_from(train_set.classes).map_err(other)?;
     let [c, h, w] = train_set.shape.map(|d| d as i64);
     let train::Built {
         spec: s,
         mut vs,
         net,
         arch,
-    } = train::build(&cfg, &train_set, Device::Cpu)?;
-    vs.load(&weights).map_err(other)?;
+    } = train::build(&cfg.spec, t, &train_set, Device::Cpu)?;
+    vs.load(&weights)?;
     // Constants in the trace: no variable may require a gradient.
     vs.freeze();
-    std::fs::create_dir_all(out).map_err(|e| other(format!("{}: {e}", out.display())))?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
     let write = |name: &str, bytes: &[u8]| {
         let p = out.join(name);
-        std::fs::write(&p, bytes).map_err(|e| other(format!("{}: {e}", p.display())))
+        std::fs::write(&p, bytes).map_err(io(&p))
     };
     write(
         "spec.yaml",
-        filled_spec(&cfg.spec_text, &cfg.overrides)?.as_bytes(),
+        filled_spec(&cfg.spec.text, &cfg.spec.overrides)?.as_bytes(),
     )?;
-    std::fs::copy(&weights, out.join("weights.safetensors"))
-        .map_err(|e| other(format!("{}: {e}", weights.display())))?;
+    let wpath = out.join("weights.safetensors");
+    std::fs::copy(&weights, &wpath).map_err(io(&wpath))?;
     let steps = arch.stages.first().map(|st| st.steps).unwrap_or(1).max(1);
-    let code = optarch_core::codegen::source(&s, steps, &cfg.overrides, None, false)?;
+    let code = optarch_core::codegen::source(&s, steps, &cfg.spec.overrides, None, false)?;
     write("model.rs", code.as_bytes())?;
     // TorchScript by tracing the evaluation-mode forward pass, normalisation included.
     let mean = Tensor::from_slice(&norm.mean)
@@ -134,49 +182,53 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
         tch::CModule::create_by_tracing("OptarchNet", "forward", &[example], &mut forward)
     });
     if let Some(f) = failure {
-        return Err(other(format!("tracing the network failed: {f}")));
+        return Err(ExportError::Trace(f));
     }
-    let module = traced.map_err(other)?;
-    module.save(out.join("model.pt")).map_err(other)?;
+    let module = traced?;
+    module.save(out.join("model.pt"))?;
     let e = Exported {
         out: out.to_path_buf(),
         run: run_dir.to_path_buf(),
         spec_name: s.name.clone(),
-        overrides: cfg.overrides.clone(),
+        overrides: cfg.spec.overrides.clone(),
         input_shape: [1, c, h, w],
-        classes,
+        classes: arch.classes,
         mean: norm.mean,
         std: norm.std,
         parameters: optarch_core::exec::parameter_count(&vs),
         codegen_steps: steps,
     };
-    write(
-        "export.json",
-        serde_json::to_string_pretty(&e).map_err(other)?.as_bytes(),
-    )?;
+    write("export.json", serde_json::to_string_pretty(&e)?.as_bytes())?;
     Ok(e)
 }
 
 /// Exports the winner of the search in `dir` into `DIR/export`: the leaderboard's first
-/// candidate, from its full-budget trial with the best validation score.
+/// candidate, from the trial [`rank::winner`] picks.
 pub fn export_winner(dir: &Path) -> R<Exported> {
-    let report = super::report::compute(dir).map_err(other)?;
-    let winner = report
-        .leaderboard
-        .first()
-        .ok_or_else(|| other("the search has no ranked candidate to export yet"))?;
-    let store = super::store::Store::open_existing(&dir.join("search.db"))?;
-    let best = store
-        .trials()?
-        .into_iter()
-        .filter(|t| t.candidate == winner.candidate && t.epochs_done > 0)
-        .max_by(|a, b| {
-            (a.epochs_done, a.val_acc.unwrap_or(f64::NEG_INFINITY))
-                .partial_cmp(&(b.epochs_done, b.val_acc.unwrap_or(f64::NEG_INFINITY)))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
-        .ok_or_else(|| other(format!("{}: no trained trial", winner.name)))?;
-    export_run(&dir.join(&best.dir), &dir.join("export"))
+    let store = Store::open_existing(&dir.join("search.db"))?;
+    let exp = store
+        .experiment()?
+        .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
+    let cfg: SearchConfig =
+        serde_json::from_str(&exp.config_json).map_err(|source| ExportError::StoredConfig {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    let candidates: Vec<_> = store.candidates()?.iter().map(|c| c.id).collect();
+    let trials = store.trials()?;
+    let (_, best) = rank::winner(
+        &store.all_epochs()?,
+        &cfg.budget.rungs(),
+        &candidates,
+        &trials,
+    )
+    .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
+    let run = trials
+        .iter()
+        .find(|t| t.id == best)
+        .map(|t| dir.join(&t.dir))
+        .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
+    export_run(&run, &dir.join("export"))
 }
 
 #[cfg(test)]

@@ -14,14 +14,13 @@ mod stats;
 mod text;
 
 pub use model::{
-    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, Labelled, PhaseUse, Point,
-    Report, Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
+    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, Labelled, PhaseUse, Report,
+    Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
 };
 pub use stats::{kendall_p_value, kendall_tau, spearman_rho};
 pub use text::{CSV_HEADER, TERMINAL_ROWS};
 
-use super::store::{Store, StoreError};
-use std::collections::BTreeMap;
+use crate::search::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
 
 /// What to put in a report.
@@ -62,6 +61,11 @@ pub enum ReportError {
     NoExperiment { db: PathBuf },
     #[error("reading the search database: {0}")]
     Store(#[from] StoreError),
+    #[error("{}: the search configuration in the database does not read: {source}", .db.display())]
+    Config {
+        db: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write {}: {source} (is the search directory writable?)", .path.display())]
     Write {
         path: PathBuf,
@@ -82,18 +86,16 @@ fn load(dir: &Path) -> Result<model::Loaded, ReportError> {
     let experiment = store
         .experiment()?
         .ok_or(ReportError::NoExperiment { db: db.clone() })?;
-    // An unreadable configuration still gives a report: the rungs then come from the trials.
-    let config = serde_json::from_str(&experiment.config_json).unwrap_or(serde_json::Value::Null);
-    let trials = store.trials()?;
-    let mut epochs = BTreeMap::new();
-    for t in &trials {
-        epochs.insert(t.id, store.epochs(t.id)?);
-    }
+    let config =
+        serde_json::from_str(&experiment.config_json).map_err(|source| ReportError::Config {
+            db: db.clone(),
+            source,
+        })?;
     Ok(model::Loaded {
         config,
         candidates: store.candidates()?,
-        trials,
-        epochs,
+        trials: store.trials()?,
+        epochs: store.all_epochs()?,
         events: store.events()?,
         experiment,
     })

@@ -1,0 +1,184 @@
+//! `optarch`: design neural-network structures from optimization algorithms.
+//!
+//! The command line: `optarch check | graph | rate | train | env | search | report | export |
+//! codegen`, one module per command (and `trial`, `trial-server`, the search's own). This file
+//! holds the options every command shares, the dispatch and the exit codes: 0 success, 1 an
+//! invalid spec (or a failed check, or a diverged training run), 2 bad usage, 3 any other
+//! failure (files, data, devices), 130 an interrupted search.
+
+mod check;
+mod codegen;
+mod env;
+mod export;
+mod graph;
+mod rate;
+mod report;
+mod search;
+mod spec_args;
+mod train;
+mod trial;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Parser, Subcommand};
+use optarch_core::device::DeviceChoice;
+use optarch_core::error::SpecError;
+use std::process::ExitCode;
+
+/// Exit status for an invalid spec, a failed check or a diverged training run.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status for bad usage (clap's own).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for other failures: files, devices.
+pub const EXIT_FAILURE: u8 = 3;
+
+/// Design neural-network structures from optimization algorithms.
+///
+/// A spec (YAML) writes a first-order method as a recurrence; optarch checks it, unrolls it
+/// into a topology, draws it, and studies its convergence on quadratics. Shipped specs live in
+/// `specs/`. Exit codes: 0 ok, 1 invalid spec or diverged run, 2 bad usage, 3 other failure.
+#[derive(Debug, Parser)]
+#[command(
+    name = "optarch",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Device for tensor work: auto, cpu, cuda or cuda:N. `cuda` fails loudly when CUDA is
+    /// missing; nothing ever falls back silently.
+    #[arg(long, global = true, default_value = "auto", value_name = "DEVICE")]
+    pub device: DeviceChoice,
+    /// Intra-op threads for libtorch (default: libtorch's choice).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate specs: every error names file, line and column and hints at the fix.
+    Check(check::CheckArgs),
+    /// Unroll a spec and draw its topology (SVG, PNG or DOT), with its analyses.
+    Graph(graph::GraphArgs),
+    /// Convergence of a spec on quadratics: worst-case contraction and asymptotic rate.
+    Rate(rate::RateArgs),
+    /// Train a spec's network on CIFAR-10/100 or MNIST, or resume an interrupted run.
+    Train(Box<train::TrainArgs>),
+    /// Show libtorch, CUDA, cuDNN and thread information.
+    Env(env::EnvArgs),
+    /// Search optimizer-inspired structures: train candidates under successive halving (ASHA)
+    /// in parallel trial processes, survive crashes and kills, rank, report.
+    Search(search::SearchArgs),
+    /// The report of a search: leaderboard (terminal, CSV, JSON) and a self-contained HTML page.
+    Report(report::ReportArgs),
+    /// Export a search's winner (or a run directory): filled-in spec, weights, generated Rust
+    /// code and a TorchScript module.
+    Export(export::ExportArgs),
+    /// Internal: one trial of a search, in its own process (started by `optarch search`).
+    #[command(hide = true)]
+    Trial(trial::TrialArgs),
+    /// Internal: a server that loads libtorch once and forks trial processes for
+    /// `optarch search` (requests on stdin, see the `forkserver` module).
+    #[command(hide = true)]
+    TrialServer(trial::TrialServerArgs),
+    /// Print the Rust module `#[derive(Unroll)]` generates for a spec (pretty-printed).
+    Codegen(codegen::CodegenArgs),
+}
+
+/// Why a command failed, which decides the exit status.
+pub enum Failure {
+    Spec(SpecError),
+    Invalid(String),
+    Other(anyhow::Error),
+    /// Exit with this status (a message already printed).
+    Exit(u8),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<SpecError> for Failure {
+    fn from(e: SpecError) -> Self {
+        Failure::Spec(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Spec(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Invalid(msg)) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::TrialServer(a) = &cli.command {
+        return trial::server(a, &cli.global);
+    }
+    let device = cli
+        .global
+        .device
+        .resolve()
+        .map_err(|e| anyhow!("{e}"))
+        .context("bad --device")?;
+    let threads = cli.global.threads.map(usize::from);
+    if let Some(n) = cli.global.threads {
+        tch::set_num_threads(i32::from(n));
+    }
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Graph(a) => graph::run(a),
+        Command::Rate(a) => rate::run(a),
+        Command::Train(a) => train::run(*a, cli.global.device, threads),
+        Command::Env(a) => env::run(a, device),
+        Command::Search(a) => search::run(a, cli.global.device),
+        Command::Report(a) => report::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Trial(a) => trial::run(&a, cli.global.device),
+        Command::TrialServer(a) => trial::server(&a, &cli.global),
+        Command::Codegen(a) => codegen::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,38 @@
+//! `optarch report DIR`: the leaderboard and the HTML report of a search.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The search directory.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Topology pictures for the best K candidates.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top_k: usize,
+}
+
+pub fn run(a: ReportArgs) -> Result<(), Failure> {
+    write(&a.dir, a.top_k)
+}
+
+/// Writes the report of the search in `dir` and prints its leaderboard.
+pub fn write(dir: &Path, top_k: usize) -> Result<(), Failure> {
+    use optarch_search::report;
+    let opts = report::ReportOptions {
+        top_k,
+        ..Default::default()
+    };
+    let (text, paths) = report::write_report(dir, &opts).map_err(|e| anyhow!("{e}"))?;
+    println!("{text}");
+    println!(
+        "report: {}\nleaderboard: {}, {}",
+        paths.html.display(),
+        paths.csv.display(),
+        paths.json.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `optarch search CONFIG` and `optarch search --resume DIR`.
+
+use crate::Failure;
+use anyhow::anyhow;
+use clap::Args;
+use optarch_core::device::DeviceChoice;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The search configuration (see specs/search/ and docs/SEARCH.md).
+    #[arg(value_name = "CONFIG", required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the search in this directory (after a kill, a crash or Ctrl-C); completed
+    /// trials are never run again.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "out"])]
+    pub resume: Option<PathBuf>,
+    /// The search directory (default runs/search/<name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Parallel trial processes on CPU (overrides execution.workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+}
+
+/// Exit status of an interrupted search (as a shell reports SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
+    use optarch_search::search::driver;
+    let opts = driver::Options {
+        config: a.config,
+        resume: a.resume,
+        out: a.out,
+        workers: a.workers,
+        device: (device != DeviceChoice::Auto).then_some(device),
+        data: a.data,
+        exe: None,
+        stop_after_launches: None,
+    };
+    let o = driver::run(&opts).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
+        o.status,
+        o.dir.display(),
+        o.trials,
+        o.epochs,
+        o.wall_seconds,
+        o.slots,
+        100.0 * o.overhead,
+        match o.waiting_share {
+            Some(w) => format!(
+                " ({:.1} % waiting for work, {:.1} % the search's own)",
+                100.0 * w,
+                100.0 * (o.overhead - w).max(0.0)
+            ),
+            None => String::new(),
+        }
+    );
+    if o.status != "done" {
+        return Err(Failure::Exit(EXIT_INTERRUPTED));
+    }
+    // The results are in the store whatever happens next: a failed report or export is said,
+    // and can be run again with `optarch report` / `optarch export`.
+    if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
+        eprintln!("warning: the report failed: {e:#}");
+    }
+    match optarch_search::export::export_winner(&o.dir) {
+        Ok(e) => crate::export::print(&e),
+        Err(e) => eprintln!("warning: the export failed: {e}"),
+    }
+    Ok(())
+}

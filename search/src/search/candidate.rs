@@ -1,0 +1,32 @@
+//! [`Candidate`]: one network structure of a search, the one type from the pool builder to
+//! the store, the strategies, the trials and the report.
+
+use optarch_core::spec::Overrides;
+use serde::{Deserialize, Serialize};
+
+/// One candidate network structure: a spec with its parameter values, and what the pool knows
+/// of it before any training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub name: String,
+    /// `spec:<file>` or `generated`.
+    pub origin: String,
+    /// Candidates of one family are neighbours for evolution's mutations.
+    pub family: String,
+    /// The spec's text (a generated spec's whole YAML).
+    pub spec_yaml: String,
+    /// Its parameter values (replacing the spec's own).
+    pub overrides: Overrides,
+    /// Coordinates for evolution's mutation distance (grid values, coefficients).
+    pub features: Vec<f64>,
+    /// md5 of the canonical form of its unrolled topology
+    /// ([`optarch_core::topology::Topology::canonical`]): equal for candidates that compute
+    /// the same thing, which are trained once.
+    pub topo_hash: String,
+    /// md5 of its spec text and parameter values.
+    pub spec_hash: String,
+    /// Worst-case contraction on quadratics (spec theory), when defined.
+    pub contraction: Option<f64>,
+    /// Asymptotic rate, when defined.
+    pub asymptotic: Option<f64>,
+}

@@ -1,0 +1,170 @@
+//! What the driver shows: a bar for the search and a spinner per worker on a terminal, plain
+//! lines otherwise.
+
+use super::plan::State;
+use crate::search::config::SearchConfig;
+use crate::search::ids::{CandidateId, TrialId};
+use crate::search::store::Trial;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+
+/// The display: bars on a terminal, lines otherwise.
+pub(super) struct Display {
+    multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
+    workers: Vec<ProgressBar>,
+    total: u64,
+}
+
+impl Display {
+    pub fn new(slots: usize, total: u64) -> Display {
+        if !std::io::stderr().is_terminal() {
+            return Display {
+                multi: None,
+                overall: None,
+                workers: Vec::new(),
+                total,
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} epochs {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let overall = multi.add(
+            ProgressBar::new(total)
+                .with_style(style)
+                .with_prefix("search"),
+        );
+        let wstyle = ProgressStyle::with_template("{prefix:>8} {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let workers = (0..slots)
+            .map(|i| {
+                multi.add(
+                    ProgressBar::new_spinner()
+                        .with_style(wstyle.clone())
+                        .with_prefix(format!("worker {i}")),
+                )
+            })
+            .collect();
+        Display {
+            multi: Some(multi),
+            overall: Some(overall),
+            workers,
+            total,
+        }
+    }
+
+    pub fn line(&self, msg: &str) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(msg);
+            }
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    pub fn update(&mut self, epochs: u64, best: &str, busy: &[(usize, String)]) {
+        if let Some(o) = &self.overall {
+            if epochs > self.total {
+                self.total = epochs;
+                o.set_length(epochs);
+            }
+            o.set_position(epochs);
+            o.set_message(best.to_string());
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            match busy.iter().find(|(s, _)| *s == i) {
+                Some((_, m)) => {
+                    w.set_message(m.clone());
+                    w.tick();
+                }
+                None => w.set_message("idle"),
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        for w in &self.workers {
+            w.finish_and_clear();
+        }
+        if let Some(o) = &self.overall {
+            o.finish();
+        }
+    }
+}
+
+/// Epochs a search will train, roughly: the rungs' shares, the baseline, the finalists.
+pub(super) fn estimate(cfg: &SearchConfig, rungs: &[usize], pool: usize) -> u64 {
+    let n = cfg.budget.trials.min(pool) as f64;
+    let eta = cfg.budget.eta.max(2) as f64;
+    let mut prev = 0usize;
+    let mut search = 0.0;
+    for (k, &b) in rungs.iter().enumerate() {
+        search += (n / eta.powi(k as i32)).max(1.0).floor() * (b - prev) as f64;
+        prev = b;
+    }
+    let base = if cfg.baseline { search } else { 0.0 };
+    let finals = (cfg.finalists.top_k * cfg.finalists.seeds * cfg.budget.max_epochs) as f64;
+    (search + base + finals) as u64
+}
+
+/// The names of the candidates, for lines and bars.
+pub(super) struct Names(pub HashMap<CandidateId, String>);
+
+impl Names {
+    fn of(&self, c: CandidateId) -> &str {
+        self.0.get(&c).map(String::as_str).unwrap_or("?")
+    }
+
+    /// The line of a trial that ended.
+    pub fn ended(&self, t: &Trial) -> String {
+        format!(
+            "trial {:>3} {:<28} {:<8} epochs {}/{} {}",
+            t.id,
+            self.of(t.candidate),
+            t.status.as_str(),
+            t.epochs_done,
+            t.budget,
+            t.score
+                .map(|a| format!("score {:.2} %", 100.0 * a))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The best candidate so far, for the search bar.
+    pub fn best(&self, state: &State, rungs: &[usize]) -> String {
+        state
+            .ranking(rungs)
+            .first()
+            .map(|(c, p)| {
+                format!(
+                    "best {} {:.2} % (rung {})",
+                    self.of(*c),
+                    100.0 * p.score,
+                    p.rung.unwrap_or(0)
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// What each busy worker does.
+    pub fn busy(&self, state: &State, busy: &BTreeMap<usize, TrialId>) -> Vec<(usize, String)> {
+        busy.iter()
+            .map(|(&s, &id)| {
+                let m = match state.trials.iter().find(|t| t.id == id) {
+                    Some(t) => format!(
+                        "trial {id} {} {} epoch {}/{}",
+                        t.phase.as_str(),
+                        self.of(t.candidate),
+                        t.epochs_done,
+                        t.budget
+                    ),
+                    None => format!("trial {id}"),
+                };
+                (s, m)
+            })
+            .collect()
+    }
+}

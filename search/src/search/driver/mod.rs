@@ -1,0 +1,410 @@
+//! The search driver: `optarch search CONFIG` and `optarch search --resume DIR`.
+//!
+//! * [`setup`]: the search directory, made or opened again, the data prepared once, and the
+//!   trials a killed driver left running;
+//! * [`plan`]: the three phases (search, baseline, finalists), each derived from the store's
+//!   state, never from the driver's memory, so a killed driver resumes exactly where it stood;
+//!   and what to make of a trial process that ended;
+//! * [`display`]: bars or lines;
+//! * here: the event loop (reap ended trials, start trials in free slots, draw) and the
+//!   accounting of the workers' time ([`Outcome`]).
+//!
+//! Faults: a trial that reports `diverged` stays so; `oom` is retried once with half the batch;
+//! a process that dies without reporting is retried up to `max_attempts` times, then `failed`.
+
+mod display;
+mod plan;
+mod setup;
+
+use super::config::ConfigError;
+use super::executor::{self, Executor, Local};
+use super::ids::{ExperimentId, TrialId};
+use super::store::{Store, StoreError};
+use display::{estimate, Display, Names};
+use optarch_core::device::DeviceChoice;
+use plan::{Next, Planner, State};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Pool(#[from] super::pool::PoolError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Setup(#[from] crate::train::SetupError),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode the search configuration: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error(
+        "{} already holds a search: continue it with `optarch search --resume {}`, or pick \
+         another --out",
+        .0.display(),
+        .0.display()
+    )]
+    Exists(PathBuf),
+    #[error("{}: the database holds no experiment; start the search again", .0.display())]
+    NoExperiment(PathBuf),
+    #[error("{}: the search configuration in the database does not read: {source}", .dir.display())]
+    StoredConfig {
+        dir: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "give a search configuration (optarch search specs/search/quick.yaml) or --resume DIR"
+    )]
+    NothingToRun,
+    #[error(transparent)]
+    Slots(#[from] executor::SlotError),
+}
+
+type R<T> = Result<T, SearchError>;
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SearchError + '_ {
+    move |source| SearchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `optarch search` was asked.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A new search from this configuration...
+    pub config: Option<PathBuf>,
+    /// ...or the search in this directory, continued.
+    pub resume: Option<PathBuf>,
+    /// Where a new search lives (default `runs/search/<name>`).
+    pub out: Option<PathBuf>,
+    /// Override of `execution.workers`.
+    pub workers: Option<usize>,
+    /// Override of `train.run.device`.
+    pub device: Option<DeviceChoice>,
+    /// Override of `train.data.path`.
+    pub data: Option<PathBuf>,
+    /// The `optarch` executable that runs trials (default: this one).
+    pub exe: Option<PathBuf>,
+    /// Stop (resumable) once this many trial attempts have been started: for tests.
+    pub stop_after_launches: Option<usize>,
+}
+
+/// How a search ended.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub dir: PathBuf,
+    /// `done` or `interrupted`.
+    pub status: String,
+    pub wall_seconds: f64,
+    pub slots: usize,
+    /// Seconds the trials spent in training and evaluation epochs.
+    pub train_seconds: f64,
+    /// Seconds the trial processes ran.
+    pub trial_seconds: f64,
+    /// 1 − train / (slots × wall): the share of the workers' time not spent training.
+    pub overhead: f64,
+    /// Slot-seconds in which a slot was free and no trial could run: waiting for a rung's last
+    /// results, or for the last trials of the search. Measured for a search run in one go
+    /// (`None` after a resume: the killed run's waiting is not known).
+    pub waiting_seconds: Option<f64>,
+    /// `waiting_seconds` / (slots × wall): the part of the overhead that is waiting for work;
+    /// the rest is the search's own cost (process starts, set-up, scheduling).
+    pub waiting_share: Option<f64>,
+    pub trials: usize,
+    pub epochs: usize,
+}
+
+/// The Ctrl-C (and SIGTERM) flag, installed once per process.
+fn interrupted() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        // Without a handler (another library installed one), Ctrl-C ends the process and the
+        // search is still resumable, just less tidily.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// Slot-seconds with no trial to run: since when each free slot has had none.
+#[derive(Default)]
+struct Waiting {
+    seconds: f64,
+    since: BTreeMap<usize, Instant>,
+}
+
+impl Waiting {
+    fn idle(&mut self, slot: usize) {
+        self.since.entry(slot).or_insert_with(Instant::now);
+    }
+
+    fn busy(&mut self, slot: usize) {
+        if let Some(t) = self.since.remove(&slot) {
+            self.seconds += t.elapsed().as_secs_f64();
+        }
+    }
+
+    fn total(mut self) -> f64 {
+        let slots: Vec<usize> = self.since.keys().copied().collect();
+        for s in slots {
+            self.busy(s);
+        }
+        self.seconds
+    }
+}
+
+/// The event loop of one driver run.
+struct Loop<'a> {
+    planner: Planner<'a>,
+    ex: Local,
+    names: Names,
+    display: Display,
+    dir_abs: PathBuf,
+    stop_after: Option<usize>,
+    launches: usize,
+    waiting: Waiting,
+}
+
+impl Loop<'_> {
+    fn store(&self) -> &Store {
+        self.planner.store
+    }
+
+    /// Records the trials whose processes ended.
+    fn reap(&mut self) -> R<bool> {
+        let ended = self.ex.poll();
+        for e in &ended {
+            self.planner.ended(e, false)?;
+            let t = self.store().trial(e.trial)?;
+            self.display.line(&self.names.ended(&t));
+        }
+        Ok(!ended.is_empty())
+    }
+
+    /// Starts trials in the free slots; `true` when the search is over.
+    fn fill(&mut self) -> R<bool> {
+        let busy = self.ex.busy();
+        let free: Vec<usize> = (0..self.ex.slots())
+            .filter(|s| !busy.contains_key(s))
+            .collect();
+        let mut finished = false;
+        for (i, &slot) in free.iter().enumerate() {
+            if self.stop_after.is_some_and(|n| self.launches >= n) {
+                break;
+            }
+            let held: Vec<TrialId> = self.ex.busy().into_values().collect();
+            let id = match self.planner.next(&held)? {
+                Next::Start(id) => id,
+                other => {
+                    finished = other == Next::Finished;
+                    // No trial can run now: the free slots left wait for work (a rung's last
+                    // results, the end of the search), not for the search's machinery.
+                    for &s in free.iter().skip(i) {
+                        self.waiting.idle(s);
+                    }
+                    break;
+                }
+            };
+            self.waiting.busy(slot);
+            self.launch(slot, id)?;
+        }
+        for n in self.ex.notes() {
+            self.store().event(None, &n)?;
+            self.display.line(&n);
+        }
+        Ok(finished && self.ex.busy().is_empty())
+    }
+
+    fn launch(&mut self, slot: usize, id: TrialId) -> R<()> {
+        let t = self.store().trial(id)?;
+        self.store().start_trial(id, &self.ex.device(slot))?;
+        let run_dir = self.dir_abs.join(&t.dir);
+        let pid = self.ex.launch(slot, id, &run_dir).map_err(io(&run_dir))?;
+        self.store().set_pid(id, pid)?;
+        self.launches += 1;
+        Ok(())
+    }
+
+    fn draw(&mut self) -> R<()> {
+        let state = State::read(self.store())?;
+        let epochs: u64 = state.trials.iter().map(|t| t.epochs_done as u64).sum();
+        let best = self.names.best(&state, &self.planner.rungs);
+        let busy = self.names.busy(&state, &self.ex.busy());
+        self.display.update(epochs, &best, &busy);
+        Ok(())
+    }
+
+    /// Runs until the search is over (`done`) or stopped (`interrupted`).
+    fn run(&mut self, flag: &AtomicBool, dir: &Path) -> R<&'static str> {
+        // The store is read to plan only when a trial process has ended (or once a second, as
+        // the epochs the baseline may spend grow), and to draw twice a second: the loop itself
+        // polls the processes every 50 ms.
+        let mut changed = true;
+        let (mut planned, mut drawn) = (Instant::now(), Instant::now());
+        loop {
+            let stop =
+                flag.load(Ordering::SeqCst) || self.stop_after.is_some_and(|n| self.launches >= n);
+            changed |= self.reap()?;
+            if stop {
+                for e in self.ex.stop_all() {
+                    self.planner.ended(&e, true)?;
+                }
+                self.display.line(&format!(
+                    "stopped: continue with `optarch search --resume {}`",
+                    dir.display()
+                ));
+                return Ok("interrupted");
+            }
+            if !changed && planned.elapsed() < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            changed = false;
+            planned = Instant::now();
+            if self.fill()? {
+                return Ok("done");
+            }
+            if drawn.elapsed() >= Duration::from_millis(500) {
+                drawn = Instant::now();
+                self.draw()?;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The workers' time over a whole search, from the store.
+fn outcome(
+    store: &Store,
+    exp: ExperimentId,
+    dir: &Path,
+    status: &str,
+    slots: usize,
+    waiting: Option<f64>,
+) -> R<Outcome> {
+    let trials = store.trials()?;
+    let train_seconds: f64 = trials.iter().map(|t| t.train_seconds).sum();
+    let trial_seconds: f64 = trials.iter().map(|t| t.wall_seconds).sum();
+    let wall = store
+        .experiment()?
+        .filter(|e| e.id == exp)
+        .map(|e| e.wall_seconds)
+        .unwrap_or(0.0);
+    let capacity = (slots as f64 * wall).max(1e-9);
+    Ok(Outcome {
+        dir: dir.to_path_buf(),
+        status: status.into(),
+        wall_seconds: wall,
+        slots,
+        train_seconds,
+        trial_seconds,
+        overhead: 1.0 - train_seconds / capacity,
+        waiting_seconds: waiting,
+        waiting_share: waiting.map(|w| w / capacity),
+        trials: trials.len(),
+        epochs: trials.iter().map(|t| t.epochs_done).sum(),
+    })
+}
+
+/// Runs (or resumes) a search to its end, or until interrupted.
+pub fn run(opts: &Options) -> R<Outcome> {
+    let started = Instant::now();
+    let setup::Opened {
+        dir,
+        store,
+        mut cfg,
+        exp,
+    } = match (&opts.config, &opts.resume) {
+        (_, Some(d)) => setup::reopen(d)?,
+        (Some(c), None) => setup::create(c, opts.out.as_deref(), opts.data.as_deref())?,
+        (None, None) => return Err(SearchError::NothingToRun),
+    };
+    if let Some(w) = opts.workers {
+        cfg.execution.workers = w.max(1);
+    }
+    if let Some(d) = opts.device {
+        cfg.train.run.device = d;
+    }
+    let dir_abs = std::fs::canonicalize(&dir).map_err(io(&dir))?;
+    if opts.resume.is_some() {
+        if let Some(d) = &opts.data {
+            cfg.train.data.path = Some(d.clone());
+        }
+        setup::recover(&store, &dir_abs)?;
+    }
+    let slots = executor::local_slots(&cfg)?;
+    let exe = match &opts.exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().map_err(io(Path::new("optarch")))?,
+    };
+    let threads = executor::threads_per_trial(&cfg, slots.len());
+    // The trial servers load libtorch while the data is prepared.
+    let ex = Local::new(
+        exe,
+        dir_abs.clone(),
+        slots,
+        threads,
+        cfg.execution.fork_server,
+    );
+    setup::prepare_data(&cfg, &dir)?;
+    let pool = store.candidates()?;
+    let names = Names(pool.iter().map(|c| (c.id, c.name.clone())).collect());
+    let planner = Planner {
+        cfg: &cfg,
+        store: &store,
+        exp,
+        pool: &pool,
+        rungs: cfg.budget.rungs(),
+    };
+    let display = Display::new(ex.slots(), estimate(&cfg, &planner.rungs, pool.len()));
+    display.line(&format!(
+        "search {} in {}: {} candidates, rungs {:?} epochs, {} slot(s) on {}",
+        cfg.name,
+        dir.display(),
+        pool.len(),
+        planner.rungs,
+        ex.slots(),
+        ex.device(0)
+    ));
+    let flag = interrupted();
+    flag.store(false, Ordering::SeqCst);
+    let mut event_loop = Loop {
+        planner,
+        ex,
+        names,
+        display,
+        dir_abs,
+        stop_after: opts.stop_after_launches,
+        launches: 0,
+        waiting: Waiting::default(),
+    };
+    let status = event_loop.run(&flag, &dir)?;
+    event_loop.display.finish();
+    let slots = event_loop.ex.slots();
+    let waiting = event_loop.waiting.total();
+    store.set_experiment_status(exp, status, started.elapsed().as_secs_f64())?;
+    let outcome = outcome(
+        &store,
+        exp,
+        &dir,
+        status,
+        slots,
+        opts.resume.is_none().then_some(waiting),
+    )?;
+    let p = dir.join("outcome.json");
+    let text = serde_json::to_string_pretty(&outcome).map_err(SearchError::Encode)?;
+    std::fs::write(&p, text).map_err(io(&p))?;
+    Ok(outcome)
+}

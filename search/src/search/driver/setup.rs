@@ -1,0 +1,163 @@
+//! Making a search directory, opening one again, the data prepared once for every trial, and
+//! the trials a killed driver left running.
+
+use super::{io, SearchError, R};
+use crate::search::config::{self, SearchConfig};
+use crate::search::executor::process;
+use crate::search::ids::ExperimentId;
+use crate::search::pool;
+use crate::search::store::{Store, TrialStatus};
+use crate::search::trial;
+use crate::train::DataConfig;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// An open search: its directory, store, configuration and experiment.
+pub(super) struct Opened {
+    pub dir: PathBuf,
+    pub store: Store,
+    pub cfg: SearchConfig,
+    pub exp: ExperimentId,
+}
+
+/// Creates the search of the configuration at `path` in `out` (default `runs/search/<name>`),
+/// with `data` replacing its data path: the pool built, the store with every candidate.
+pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<Opened> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut cfg = config::parse(path, &text)?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(d) = data {
+        cfg.train.data.path = Some(d.to_path_buf());
+    } else if let Some(p) = &cfg.train.data.path {
+        cfg.train.data.path = Some(base.join(p));
+    }
+    let dir = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("runs/search").join(&cfg.name));
+    let db = dir.join("search.db");
+    if db.exists() {
+        return Err(SearchError::Exists(dir));
+    }
+    let pool = pool::build(&cfg, &base)?;
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let cpath = dir.join("config.yaml");
+    std::fs::write(&cpath, &text).map_err(io(&cpath))?;
+    let store = Store::open(&db)?;
+    let json = serde_json::to_string(&cfg).map_err(SearchError::Encode)?;
+    let exp = store.create_experiment(&cfg.name, &text, &json)?;
+    for (i, c) in pool.items.iter().enumerate() {
+        store.insert_candidate(exp, i, c)?;
+    }
+    for d in &pool.pruned {
+        store.event(None, &format!("pruned {}: {}", d.name, d.reason))?;
+    }
+    for d in &pool.duplicates {
+        store.event(None, &format!("merged {}: {}", d.name, d.reason))?;
+    }
+    store.event(
+        None,
+        &format!(
+            "pool: {} candidates ({} generated recurrences pruned, {} duplicate topologies merged)",
+            pool.items.len(),
+            pool.pruned.len(),
+            pool.duplicates.len()
+        ),
+    )?;
+    Ok(Opened {
+        dir,
+        store,
+        cfg,
+        exp,
+    })
+}
+
+/// Opens the search in `dir` again.
+pub(super) fn reopen(dir: &Path) -> R<Opened> {
+    let store = Store::open_existing(&dir.join("search.db"))?;
+    let exp = store
+        .experiment()?
+        .ok_or_else(|| SearchError::NoExperiment(dir.to_path_buf()))?;
+    let cfg: SearchConfig =
+        serde_json::from_str(&exp.config_json).map_err(|source| SearchError::StoredConfig {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    Ok(Opened {
+        dir: dir.to_path_buf(),
+        store,
+        cfg,
+        exp: exp.id,
+    })
+}
+
+/// Writes the data subset every trial reads into `DIR/data` (CIFAR-10 only): one gzip and tar
+/// pass for the whole search instead of one per trial.
+pub(super) fn prepare_data(cfg: &SearchConfig, dir: &Path) -> R<()> {
+    if !cfg.prepares_data() || trial::prepared_data(dir).is_some() {
+        return Ok(());
+    }
+    let data = DataConfig {
+        val: 0,
+        ..cfg.train.data.clone()
+    };
+    let (train, _, test) = data.load(cfg.train.run.seed)?;
+    let out = trial::data_dir(dir);
+    std::fs::create_dir_all(&out).map_err(io(&out))?;
+    let per = train.image_bytes();
+    let record = |ds: &crate::data::Dataset, i: usize| -> Vec<u8> {
+        let mut r = Vec::with_capacity(per + 1);
+        r.push(ds.labels.get(i).copied().unwrap_or(0) as u8);
+        r.extend_from_slice(ds.images.get(i * per..(i + 1) * per).unwrap_or(&[]));
+        r
+    };
+    let n = train.len();
+    let chunk = n.div_ceil(5).max(1);
+    for b in 0..5 {
+        let p = out.join(format!("data_batch_{}.bin", b + 1));
+        let bytes: Vec<u8> = (b * chunk..((b + 1) * chunk).min(n))
+            .flat_map(|i| record(&train, i))
+            .collect();
+        std::fs::write(&p, bytes).map_err(io(&p))?;
+    }
+    let tmp = out.join("test_batch.bin.tmp");
+    let bytes: Vec<u8> = (0..test.len()).flat_map(|i| record(&test, i)).collect();
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    let fin = out.join("test_batch.bin");
+    std::fs::rename(&tmp, &fin).map_err(io(&fin))
+}
+
+/// True while process `pid` is a trial process of the search in `dir` (canonical).
+fn trial_alive(pid: i64, dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    // A spawned trial runs `optarch ... trial --dir DIR ...`; a forked one keeps its server's
+    // command line, `optarch ... trial-server --dir DIR`.
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.iter().any(|a| *a == b"trial" || *a == b"trial-server")
+            && args.contains(&dir.as_os_str().as_bytes())
+    })
+}
+
+/// Trials a killed driver left `running`: wait for their processes (which notice that the
+/// driver is gone within one batch), then queue them again.
+pub(super) fn recover(store: &Store, dir: &Path) -> R<()> {
+    for t in store.trials()? {
+        if t.status != TrialStatus::Running {
+            continue;
+        }
+        if let Some(pid) = t.pid {
+            let t0 = Instant::now();
+            while trial_alive(pid, dir) && t0.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if trial_alive(pid, dir) {
+                if let Ok(pid) = u32::try_from(pid) {
+                    process::kill(pid);
+                }
+            }
+        }
+        store.requeue(t.id, Some("the driver stopped while it ran"), true)?;
+        store.event(Some(t.id), "requeued after the driver stopped")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,636 @@
+//! [`TrainConfig`]: everything that defines how a network is trained, in one nested type.
+//!
+//! The same type is the command line of `optarch train` (clap's `Args`, flattened), the `train:`
+//! section of a search configuration and a run's `config.json` (serde), so its defaults live in
+//! one place: the `Default` impl of each part, which clap's `default_value_t` and serde's
+//! `default` both read. Choices are typed ([`Preset`], [`DatasetKind`], [`Precision`],
+//! [`Schedule`], [`DeviceChoice`]) and read and write their text form (`cifar-resnet`,
+//! `cifar10`, `fp16`, `onecycle:0.15`, `cuda:1`).
+
+use crate::data::{self, Dataset, DatasetKind, LoadOptions, ValSize};
+use clap::{ArgAction, Args, ValueEnum};
+use optarch_core::device::DeviceChoice;
+use optarch_core::exec::{Arch, BlockKind, ExecError};
+use optarch_core::spec::Overrides;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Why a configuration cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The architecture does not build (a depth the preset does not have, ...).
+    #[error(transparent)]
+    Arch(#[from] ExecError),
+    /// The data cannot be loaded or split as asked.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// A value out of its range, or values that do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything that defines how a network is trained (the spec aside: see [`RunSpec`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    #[command(flatten)]
+    pub arch: ArchConfig,
+    #[command(flatten)]
+    pub data: DataConfig,
+    #[command(flatten)]
+    pub optim: OptimConfig,
+    #[command(flatten)]
+    pub schedule: ScheduleConfig,
+    #[command(flatten)]
+    pub precision: PrecisionConfig,
+    #[command(flatten)]
+    pub run: RunConfig,
+}
+
+/// A macro-architecture preset (see `docs/EXECUTOR.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// He et al.'s CIFAR ResNet, depth 6n+2.
+    #[default]
+    CifarResnet,
+    /// DenseNet-BC on CIFAR, depth 6n+4 (growth 12, compression 0.5).
+    CifarDensenet,
+    /// torchvision's ImageNet ResNets, depth 18, 34, 50, 101 or 152.
+    Imagenet,
+}
+
+impl Preset {
+    /// The preset's architecture at `depth` for `classes` classes.
+    pub fn arch(self, depth: usize, classes: i64) -> Result<Arch, ExecError> {
+        match self {
+            Preset::CifarResnet => Arch::cifar_resnet(depth, classes),
+            Preset::CifarDensenet => Arch::cifar_densenet(depth, 12, 0.5, classes),
+            Preset::Imagenet => Arch::imagenet(depth, classes),
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Preset::CifarResnet => "cifar-resnet",
+            Preset::CifarDensenet => "cifar-densenet",
+            Preset::Imagenet => "imagenet",
+        })
+    }
+}
+
+/// The learned block `B` of every step (see `docs/EXECUTOR.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockChoice {
+    /// conv-BN-ReLU-conv-BN (He et al.), post-activation.
+    Basic,
+    /// 1×1-3×3-1×1 with expansion 4, post-activation.
+    Bottleneck,
+    /// BN-ReLU-conv-BN-ReLU-conv (He et al., 2016b), pre-activation.
+    Preact,
+    /// DenseNet-BC's layer (growth 12, bottleneck 4): for concatenating specs.
+    Dense,
+}
+
+impl BlockChoice {
+    /// The block, with the executor's default widths ([`BlockKind::parse`]).
+    pub fn kind(self) -> Result<BlockKind, ExecError> {
+        BlockKind::parse(match self {
+            BlockChoice::Basic => "basic",
+            BlockChoice::Bottleneck => "bottleneck",
+            BlockChoice::Preact => "preact",
+            BlockChoice::Dense => "dense",
+        })
+    }
+}
+
+/// The macro-architecture every step of the spec is unrolled in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchConfig {
+    /// Macro-architecture preset.
+    #[arg(long, value_enum, default_value_t = ArchConfig::default().preset)]
+    pub preset: Preset,
+    /// Depth of the preset.
+    #[arg(long, default_value_t = ArchConfig::default().depth)]
+    pub depth: usize,
+    /// Stage widths, e.g. 32,64,128 (one per stage).
+    #[arg(long, value_delimiter = ',', value_name = "W,W,W")]
+    pub widths: Option<Vec<i64>>,
+    /// Steps (blocks) per stage, e.g. 3,3,3.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,N")]
+    pub stage_steps: Option<Vec<usize>>,
+    /// The block of every step, replacing the preset's (pre-activation blocks drop the ReLU
+    /// after the additions and add a BN-ReLU before the head).
+    #[arg(long, value_enum)]
+    pub block: Option<BlockChoice>,
+    /// A whole architecture from a YAML file, replacing --preset and --depth (see
+    /// docs/EXECUTOR.md).
+    #[arg(long = "arch", value_name = "FILE", value_parser = read_arch)]
+    pub custom: Option<Arch>,
+}
+
+impl Default for ArchConfig {
+    fn default() -> Self {
+        ArchConfig {
+            preset: Preset::CifarResnet,
+            depth: 20,
+            widths: None,
+            stage_steps: None,
+            block: None,
+            custom: None,
+        }
+    }
+}
+
+/// `--arch FILE`: the architecture a YAML file describes.
+fn read_arch(path: &str) -> Result<Arch, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the architecture config {path}: {e}"))?;
+    Arch::from_yaml(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+impl ArchConfig {
+    /// The architecture this names: the custom one, else the preset at `depth`, with stage
+    /// widths and step counts overridden, for `classes` classes and `in_channels` channels.
+    pub fn build(&self, classes: i64, in_channels: i64) -> Result<Arch, SetupError> {
+        let mut arch = match &self.custom {
+            Some(a) => a.clone(),
+            None => self.preset.arch(self.depth, classes)?,
+        };
+        arch.classes = classes;
+        arch.in_channels = in_channels;
+        if let Some(b) = self.block {
+            arch.block = b.kind()?;
+            arch.post_activation = !arch.block.pre_activation();
+        }
+        let n = arch.stages.len();
+        if let Some(w) = &self.widths {
+            if w.len() != n || w.iter().any(|x| *x < 1) {
+                return Err(SetupError::Invalid(format!(
+                    "--widths needs {n} positive widths (one per stage), got {w:?}"
+                )));
+            }
+            // A stem as wide as the first stage (CIFAR ResNets) stays so.
+            if arch
+                .stages
+                .first()
+                .is_some_and(|s| s.width == arch.stem.width)
+            {
+                arch.stem.width = w[0];
+            }
+            for (st, w) in arch.stages.iter_mut().zip(w) {
+                st.width = *w;
+            }
+        }
+        if let Some(k) = &self.stage_steps {
+            if k.len() != n || k.contains(&0) {
+                return Err(SetupError::Invalid(format!(
+                    "--stage-steps needs {n} positive step counts (one per stage), got {k:?}"
+                )));
+            }
+            for (st, k) in arch.stages.iter_mut().zip(k) {
+                st.steps = *k;
+            }
+        }
+        Ok(arch)
+    }
+
+    /// Blocks in the first stage: the step count a spec is unrolled to for its topology hash,
+    /// its theory and its picture (the architecture's own, `stage_steps` first).
+    pub fn first_stage_steps(&self) -> Result<usize, SetupError> {
+        Ok(self
+            .build(10, 3)?
+            .stages
+            .first()
+            .map_or(1, |s| s.steps)
+            .max(1))
+    }
+}
+
+/// The data set, its split and its augmentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The data set.
+    #[arg(long, value_enum, default_value_t = DataConfig::default().dataset)]
+    pub dataset: DatasetKind,
+    /// Where the data is (archive, folder or data root); default $OPTARCH_DATA, else a
+    /// download into ~/.cache/optarch/data.
+    #[arg(long = "data", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Download the official archive when the data is not found (`--no-download`: never).
+    #[arg(long = "no-download", action = ArgAction::SetFalse)]
+    pub download: bool,
+    /// Train on a seeded subset of this many training images.
+    #[arg(long, value_name = "N")]
+    pub train_subset: Option<usize>,
+    /// Hold out this many training images for validation.
+    #[arg(long, default_value_t = DataConfig::default().val)]
+    pub val: usize,
+    /// Test on the first N test images only.
+    #[arg(long, value_name = "N")]
+    pub test_subset: Option<usize>,
+    /// Random crops and flips on 32×32 images (`--no-augment`: none).
+    #[arg(long = "no-augment", action = ArgAction::SetFalse)]
+    pub augment: bool,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: DatasetKind::Cifar10,
+            path: None,
+            download: true,
+            train_subset: None,
+            val: 5000,
+            test_subset: None,
+            augment: true,
+        }
+    }
+}
+
+impl DataConfig {
+    /// Loads the data: (train, validation, test). The training subset and the validation split
+    /// are drawn with `seed`.
+    pub fn load(&self, seed: u64) -> Result<(Dataset, Option<Dataset>, Dataset), SetupError> {
+        let opts = LoadOptions {
+            path: self.path.clone(),
+            download: self.download,
+            mirror: None,
+        };
+        let sets = data::load(self.dataset, &opts)?;
+        let mut train = sets.train;
+        if let Some(n) = self.train_subset {
+            // A seeded subset: the validation part of a split of everything but n images.
+            let rest = train.len().saturating_sub(n);
+            if rest > 0 {
+                train = train.split(ValSize::Count(n), seed ^ 0x5eed)?.val;
+            }
+        }
+        let (train, val) = if self.val > 0 {
+            let s = train.split(ValSize::Count(self.val), seed)?;
+            (s.train, Some(s.val))
+        } else {
+            (train, None)
+        };
+        let test = match self.test_subset {
+            Some(n) => sets.test.take(n),
+            None => sets.test,
+        };
+        Ok((train, val, test))
+    }
+}
+
+/// SGD and the loss.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    #[arg(long, default_value_t = OptimConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = OptimConfig::default().lr)]
+    pub lr: f64,
+    #[arg(long, default_value_t = OptimConfig::default().momentum)]
+    pub momentum: f64,
+    /// Nesterov momentum (`--no-nesterov`: plain momentum).
+    #[arg(long = "no-nesterov", action = ArgAction::SetFalse)]
+    pub nesterov: bool,
+    #[arg(long, default_value_t = OptimConfig::default().weight_decay)]
+    pub weight_decay: f64,
+    /// Also decay BatchNorm parameters, biases and coefficients.
+    #[arg(long)]
+    pub decay_bn_bias: bool,
+    #[arg(long, default_value_t = OptimConfig::default().label_smoothing)]
+    pub label_smoothing: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            batch_size: 128,
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            decay_bn_bias: false,
+            label_smoothing: 0.0,
+            grad_clip: None,
+        }
+    }
+}
+
+/// How long to train and how the learning rate moves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Epochs (in a search: replaced by the budget's `max_epochs`).
+    #[arg(long, default_value_t = ScheduleConfig::default().epochs)]
+    pub epochs: usize,
+    /// cosine, onecycle[:warmup], multistep[:m1,m2] (milestones as fractions of the run).
+    #[arg(long = "schedule", value_name = "SCHEDULE", default_value_t = ScheduleConfig::default().kind)]
+    pub kind: Schedule,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            epochs: 5,
+            kind: Schedule::OneCycle { warmup: 0.15 },
+        }
+    }
+}
+
+/// Arithmetic precision of the forward and backward passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision throughout (exact, reproducible).
+    #[default]
+    Fp32,
+    /// Mixed precision with fp16 autocast and dynamic loss scaling (CUDA only).
+    Fp16,
+}
+
+/// Precision settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrecisionConfig {
+    /// fp32, or fp16 mixed precision with dynamic loss scaling (CUDA only).
+    #[arg(long, value_enum, alias = "amp", default_value_t = Precision::default())]
+    pub precision: Precision,
+}
+
+/// Where and how reproducibly a run goes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The seed of the initialisation, the data order, the split and the augmentation (in a
+    /// search: of the strategy and the search trials; finalists use seed + 1, seed + 2, ...).
+    #[arg(long, default_value_t = RunConfig::default().seed)]
+    pub seed: u64,
+    /// The device (`optarch --device`; in a search: where trials go).
+    #[arg(skip)]
+    pub device: DeviceChoice,
+    /// Intra-op threads of libtorch (`optarch --threads`; in a search: per trial process,
+    /// default the cores shared out among the slots).
+    #[arg(skip)]
+    pub threads: Option<usize>,
+}
+
+/// Learning-rate schedule over the whole run (per iteration). Reads and writes as text:
+/// `cosine`, `onecycle:0.15`, `multistep:0.5,0.75`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Schedule {
+    /// Multiply by `gamma` at each milestone (fractions of the run, e.g. 0.5 and 0.75).
+    Multistep { milestones: Vec<f64>, gamma: f64 },
+    /// Cosine decay to zero.
+    Cosine,
+    /// Linear warm-up over `warmup` (fraction of the run) to the peak, then linear decay to 0.
+    OneCycle { warmup: f64 },
+}
+
+impl Schedule {
+    /// The learning-rate factor at `progress` ∈ [0, 1].
+    pub fn factor(&self, progress: f64) -> f64 {
+        let p = progress.clamp(0.0, 1.0);
+        match self {
+            Schedule::Multistep { milestones, gamma } => {
+                gamma.powi(milestones.iter().filter(|m| p >= **m).count() as i32)
+            }
+            Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * p).cos()),
+            Schedule::OneCycle { warmup } => {
+                if *warmup > 0.0 && p < *warmup {
+                    p / warmup
+                } else {
+                    ((1.0 - p) / (1.0 - warmup).max(1e-12)).clamp(0.0, 1.0)
+                }
+            }
+        }
+    }
+
+    /// Parses `cosine`, `onecycle`, `onecycle:0.2`, `multistep`, `multistep:0.5,0.75`.
+    pub fn parse(s: &str) -> Result<Schedule, String> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let nums = |a: &str| -> Result<Vec<f64>, String> {
+            a.split(',')
+                .filter(|x| !x.trim().is_empty())
+                .map(|x| {
+                    x.trim()
+                        .parse::<f64>()
+                        .map_err(|_| format!("`{x}` is not a number"))
+                })
+                .collect()
+        };
+        match name.trim() {
+            "cosine" => Ok(Schedule::Cosine),
+            "onecycle" | "one-cycle" => {
+                let w = nums(arg)?.first().copied().unwrap_or(0.15);
+                if !(0.0..1.0).contains(&w) {
+                    return Err("the warm-up fraction must lie in [0, 1)".into());
+                }
+                Ok(Schedule::OneCycle { warmup: w })
+            }
+            "multistep" => {
+                let m = nums(arg)?;
+                Ok(Schedule::Multistep {
+                    milestones: if m.is_empty() { vec![0.5, 0.75] } else { m },
+                    gamma: 0.1,
+                })
+            }
+            other => Err(format!(
+                "unknown schedule `{other}`: expected cosine, onecycle[:warmup], multistep[:m1,m2,...]"
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Schedule::parse(s)
+    }
+}
+
+impl TryFrom<String> for Schedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Schedule::parse(&s)
+    }
+}
+
+impl From<Schedule> for String {
+    fn from(s: Schedule) -> String {
+        s.to_string()
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Cosine => f.write_str("cosine"),
+            Schedule::OneCycle { warmup } => write!(f, "onecycle:{warmup}"),
+            Schedule::Multistep { milestones, .. } => {
+                let m: Vec<String> = milestones.iter().map(f64::to_string).collect();
+                write!(f, "multistep:{}", m.join(","))
+            }
+        }
+    }
+}
+
+/// The spec a run trains: its file, its text (so the run does not depend on the file staying
+/// the same) and the parameter values that replace its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// The file it was read from (a name in messages).
+    pub path: PathBuf,
+    pub text: String,
+    #[serde(default)]
+    pub overrides: Overrides,
+}
+
+impl RunSpec {
+    /// The spec, validated from its text.
+    pub fn load(&self) -> Result<optarch_core::spec::Spec, optarch_core::error::SpecError> {
+        optarch_core::spec::load_str(&self.path.display().to_string(), &self.text)
+    }
+}
+
+/// A run's `config.json`: the spec and how it is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfigFile {
+    pub spec: RunSpec,
+    pub train: TrainConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainConfig,
+    }
+
+    /// clap's defaults and serde's defaults are the same values: the `Default` impls.
+    #[test]
+    fn one_set_of_defaults() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.train, TrainConfig::default());
+        let yaml: TrainConfig = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(yaml, TrainConfig::default());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--no-augment",
+            "--no-nesterov",
+            "--decay-bn-bias",
+            "--precision",
+            "fp16",
+            "--schedule",
+            "multistep:0.3",
+            "--dataset",
+            "cifar100-coarse",
+            "--preset",
+            "cifar-densenet",
+        ])
+        .unwrap();
+        let t = cli.train;
+        assert!(!t.data.augment && !t.optim.nesterov && t.optim.decay_bn_bias);
+        assert_eq!(t.precision.precision, Precision::Fp16);
+        assert_eq!(t.schedule.kind.to_string(), "multistep:0.3");
+        assert_eq!(t.data.dataset.to_string(), "cifar100-coarse");
+        assert_eq!(t.arch.preset, Preset::CifarDensenet);
+    }
+
+    #[test]
+    fn choices_round_trip_through_their_text() {
+        let t = TrainConfig {
+            schedule: ScheduleConfig {
+                epochs: 3,
+                kind: Schedule::Cosine,
+            },
+            ..TrainConfig::default()
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains("\"kind\":\"cosine\""), "{json}");
+        assert!(json.contains("\"dataset\":\"cifar10\""), "{json}");
+        assert!(json.contains("\"preset\":\"cifar-resnet\""), "{json}");
+        assert!(json.contains("\"device\":\"auto\""), "{json}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), t);
+        let e = serde_yaml::from_str::<TrainConfig>("optim: {lr: 0.1, colour: red}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn architecture_overrides_apply_and_are_checked() {
+        let cfg = ArchConfig {
+            widths: Some(vec![8, 16, 32]),
+            stage_steps: Some(vec![1, 2, 1]),
+            ..ArchConfig::default()
+        };
+        let a = cfg.build(100, 1).unwrap();
+        assert_eq!(
+            a.stages
+                .iter()
+                .map(|s| (s.width, s.steps))
+                .collect::<Vec<_>>(),
+            [(8, 1), (16, 2), (32, 1)]
+        );
+        assert_eq!((a.classes, a.in_channels, a.stem.width), (100, 1, 8));
+        assert_eq!(cfg.first_stage_steps().unwrap(), 1);
+        assert_eq!(ArchConfig::default().first_stage_steps().unwrap(), 3);
+        let bad = ArchConfig {
+            widths: Some(vec![8, 16]),
+            ..ArchConfig::default()
+        };
+        assert!(bad.build(10, 3).is_err());
+        let pre = ArchConfig {
+            block: Some(BlockChoice::Preact),
+            ..ArchConfig::default()
+        };
+        let a = pre.build(10, 3).unwrap();
+        assert_eq!(
+            (a.block, a.post_activation),
+            (BlockKind::Preact, false)
+        );
+        let yaml = Arch::cifar_resnet(32, 10).unwrap();
+        let cfg = ArchConfig {
+            custom: Some(yaml.clone()),
+            ..ArchConfig::default()
+        };
+        assert_eq!(cfg.build(10, 3).unwrap(), yaml);
+    }
+
+    #[test]
+    fn schedules_have_the_right_shape() {
+        let c = Schedule::Cosine;
+        assert_eq!(c.factor(0.0), 1.0);
+        assert!(c.factor(1.0).abs() < 1e-12);
+        let o = Schedule::parse("onecycle:0.2").unwrap();
+        assert!((o.factor(0.1) - 0.5).abs() < 1e-12);
+        assert_eq!(o.factor(0.2), 1.0);
+        assert!((o.factor(0.6) - 0.5).abs() < 1e-12);
+        let m = Schedule::parse("multistep:0.5,0.75").unwrap();
+        assert_eq!(m.factor(0.4), 1.0);
+        assert!((m.factor(0.6) - 0.1).abs() < 1e-12);
+        assert!((m.factor(0.8) - 0.01).abs() < 1e-12);
+        assert!(Schedule::parse("linear").is_err());
+        assert!(Schedule::parse("onecycle:1.5").is_err());
+        for s in ["cosine", "onecycle:0.15", "multistep:0.5,0.75"] {
+            assert_eq!(Schedule::parse(s).unwrap().to_string(), s);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! What a run records: one [`EpochMetrics`] per finished epoch (`metrics.jsonl`), its
+//! [`RunState`] (`state.json`) and, at the end, its [`Summary`] (`summary.json`).
+
+use serde::{Deserialize, Serialize};
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub images_per_sec: f64,
+    pub epoch_seconds: f64,
+}
+
+impl EpochMetrics {
+    /// The score of the epoch, the one number every decision about a run compares (its best
+    /// checkpoint, ASHA's promotions, the ranking): the validation accuracy, or the test
+    /// accuracy for a run without a validation split; `None` unless finite.
+    pub fn score(&self) -> Option<f64> {
+        self.val_acc
+            .or(Some(self.test_acc))
+            .filter(|v| v.is_finite())
+    }
+}
+
+/// How a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Done,
+    Diverged,
+}
+
+/// `state.json`: where a run is, so that `--resume` continues it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunState {
+    pub status: Status,
+    /// Epochs finished (and checkpointed).
+    pub epochs_done: usize,
+    pub best_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub loss_scale: f64,
+    pub wall_seconds: f64,
+}
+
+impl RunState {
+    /// A run that has not finished an epoch yet.
+    pub fn new() -> RunState {
+        RunState {
+            status: Status::Running,
+            epochs_done: 0,
+            best_acc: None,
+            best_epoch: None,
+            loss_scale: 65536.0,
+            wall_seconds: 0.0,
+        }
+    }
+}
+
+impl Default for RunState {
+    fn default() -> Self {
+        RunState::new()
+    }
+}
+
+/// `summary.json`, printed at the end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub status: Status,
+    pub spec: String,
+    pub preset: String,
+    pub depth: usize,
+    pub parameters: i64,
+    pub multiply_adds: i64,
+    pub epochs: usize,
+    pub best_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub final_test_acc: Option<f64>,
+    pub wall_seconds: f64,
+    pub device: String,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "status            {:?}", self.status)?;
+        writeln!(
+            f,
+            "network           {} on {} depth {}",
+            self.spec, self.preset, self.depth
+        )?;
+        writeln!(f, "parameters        {}", self.parameters)?;
+        writeln!(f, "multiply-adds     {} per image", self.multiply_adds)?;
+        if let (Some(a), Some(e)) = (self.best_acc, self.best_epoch) {
+            writeln!(f, "best accuracy     {:.2} % (epoch {})", 100.0 * a, e + 1)?;
+        }
+        if let Some(a) = self.final_test_acc {
+            writeln!(f, "final test acc.   {:.2} %", 100.0 * a)?;
+        }
+        write!(
+            f,
+            "wall time         {:.1} s on {}",
+            self.wall_seconds, self.device
+        )
+    }
+}

@@ -1,0 +1,333 @@
+//! The training loop: [`train`] starts a run in a directory, [`resume`] continues it from its
+//! last finished epoch, bit for bit on the CPU.
+
+use super::checkpoint::{self, CheckpointError};
+use super::config::{Precision, RunConfigFile, SetupError};
+use super::network::{build, Built};
+use super::progress::Progress;
+use super::record::{EpochMetrics, RunState, Status, Summary};
+use super::sgd::Sgd;
+use crate::data::{self, Augment, Loader, Normalization};
+use optarch_core::exec::{parameter_count, Arch, Network};
+use optarch_core::spec::Spec;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+/// Why training failed (as opposed to diverged, which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Spec(#[from] optarch_core::error::SpecError),
+    #[error(transparent)]
+    Exec(#[from] optarch_core::exec::ExecError),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Config(#[from] SetupError),
+    #[error(transparent)]
+    Device(#[from] optarch_core::device::DeviceError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The directory holds a run already.
+    #[error(
+        "{} already holds a run: continue it with --resume {}, or pick another --out",
+        .0.display(),
+        .0.display()
+    )]
+    Exists(PathBuf),
+    /// A setting this run cannot use.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type R<T> = Result<T, TrainError>;
+
+/// Evaluates on a data set: (mean loss, accuracy).
+fn evaluate(net: &Network, loader: &Loader) -> R<(f64, f64)> {
+    let (mut loss, mut correct, mut n) = (0.0, 0.0, 0.0);
+    tch::no_grad(|| -> R<()> {
+        for b in loader.epoch(0) {
+            let b = b?;
+            let logits = net.try_forward_t(&b.images, false, None)?;
+            let bs = b.labels.size()[0] as f64;
+            loss += logits.cross_entropy_for_logits(&b.labels).double_value(&[]) * bs;
+            correct += logits.accuracy_for_logits(&b.labels).double_value(&[]) * bs;
+            n += bs;
+        }
+        Ok(())
+    })?;
+    Ok((loss / n.max(1.0), correct / n.max(1.0)))
+}
+
+/// A prepared run: network, optimiser, loaders.
+struct Run {
+    cfg: RunConfigFile,
+    /// The spec, loaded once from the configuration's text.
+    spec: Spec,
+    dir: PathBuf,
+    device: Device,
+    vs: nn::VarStore,
+    net: Network,
+    arch: Arch,
+    /// Image shape (C, H, W) as i64.
+    shape: [i64; 3],
+    opt: Sgd,
+    train: Loader,
+    val: Option<Loader>,
+    test: Loader,
+    state: RunState,
+}
+
+fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
+    let t = &cfg.train;
+    let device = t.run.device.resolve()?;
+    // The thread count the run was started with: a resumed run computes bit for bit the same.
+    if let Some(n) = t.run.threads {
+        tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
+    }
+    if t.precision.precision == Precision::Fp16 && !device.is_cuda() {
+        return Err(TrainError::Invalid(
+            "--precision fp16 needs a CUDA device (--device cuda)".into(),
+        ));
+    }
+    if t.schedule.epochs == 0 || t.optim.batch_size == 0 {
+        return Err(TrainError::Invalid(
+            "epochs and batch size must be at least 1".into(),
+        ));
+    }
+    let (train, val, test) = t.data.load(t.run.seed)?;
+    let norm: Normalization = train.channel_stats();
+    let Built {
+        spec,
+        vs,
+        net,
+        arch,
+    } = build(&cfg.spec, t, &train, device)?;
+    let opt = Sgd::new(&vs, &t.optim);
+    let mut train_loader = Loader::new(&train, t.optim.batch_size, device)?
+        .shuffled(t.run.seed)
+        .normalized(norm.clone());
+    if t.data.augment && train.shape[1] == 32 {
+        train_loader = train_loader.augmented(Augment::default());
+    }
+    let eval_bs = t.optim.batch_size.max(256);
+    let val = match val {
+        Some(v) => Some(Loader::new(&v, eval_bs, device)?.normalized(norm.clone())),
+        None => None,
+    };
+    let test = Loader::new(&test, eval_bs, device)?.normalized(norm);
+    std::fs::create_dir_all(dir).map_err(checkpoint::io(dir))?;
+    let shape = train.shape.map(|d| d as i64);
+    Ok(Run {
+        cfg,
+        spec,
+        dir: dir.to_path_buf(),
+        device,
+        vs,
+        net,
+        arch,
+        shape,
+        opt,
+        train: train_loader,
+        val,
+        test,
+        state: RunState::new(),
+    })
+}
+
+/// Starts a new run of `cfg` in `dir` (which must not hold one already).
+pub fn train(cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
+    if dir.join(checkpoint::STATE).exists() {
+        return Err(TrainError::Exists(dir.to_path_buf()));
+    }
+    let mut run = prepare(cfg, dir)?;
+    checkpoint::write_json(&run.dir.join(checkpoint::CONFIG), &run.cfg)?;
+    let steps = run.arch.stages.first().map(|s| s.steps).unwrap_or(1).max(1);
+    if let Ok(t) = optarch_core::topology::unroll(&run.spec, steps, &run.cfg.spec.overrides) {
+        let svg = optarch_core::render::to_svg(&t);
+        let p = run.dir.join(checkpoint::TOPOLOGY);
+        std::fs::write(&p, svg).map_err(checkpoint::io(&p))?;
+    }
+    let _ = std::fs::remove_file(run.dir.join(checkpoint::METRICS));
+    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+    run_epochs(&mut run, progress)
+}
+
+/// Continues the run in `dir` from its last finished epoch.
+pub fn resume(dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
+    let cfg: RunConfigFile = checkpoint::read_json(&dir.join(checkpoint::CONFIG))?;
+    let state: RunState = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
+    let mut run = prepare(cfg, dir)?;
+    if state.epochs_done > 0 {
+        run.vs.load(dir.join(checkpoint::LAST))?;
+        run.opt.load(&dir.join(checkpoint::LAST_OPTIM))?;
+    }
+    // Keep only the metrics of finished epochs (a killed run may have written nothing more,
+    // but never trust a partial line).
+    checkpoint::trim_metrics(dir, state.epochs_done)?;
+    run.state = state;
+    if run.state.status != Status::Running {
+        return summary(&run);
+    }
+    run_epochs(&mut run, progress)
+}
+
+fn summary(run: &Run) -> R<Summary> {
+    let last = checkpoint::read_metrics(&run.dir).pop();
+    let t = &run.cfg.train;
+    let s = Summary {
+        status: run.state.status,
+        spec: run.spec.name.clone(),
+        preset: t.arch.preset.to_string(),
+        depth: t.arch.depth,
+        parameters: parameter_count(&run.vs),
+        multiply_adds: run
+            .net
+            .multiply_adds(run.shape[0], run.shape[1], run.shape[2])?,
+        epochs: run.state.epochs_done,
+        best_acc: run.state.best_acc,
+        best_epoch: run.state.best_epoch,
+        final_test_acc: last.map(|m| m.test_acc),
+        wall_seconds: run.state.wall_seconds,
+        device: format!("{:?}", run.device),
+    };
+    checkpoint::write_json(&run.dir.join(checkpoint::SUMMARY), &s)?;
+    Ok(s)
+}
+
+/// What one pass over the training data gave.
+struct Pass {
+    loss_sum: f64,
+    correct: f64,
+    seen: f64,
+    /// The learning rate of the last batch.
+    lr: f64,
+    diverged: bool,
+}
+
+/// Trains one epoch.
+fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pass> {
+    let t = &run.cfg.train;
+    let batches = run.train.batches_per_epoch();
+    let total = (t.schedule.epochs * batches).max(1) as f64;
+    let amp = t.precision.precision == Precision::Fp16;
+    let mut pass = Pass {
+        loss_sum: 0.0,
+        correct: 0.0,
+        seen: 0.0,
+        lr: t.optim.lr,
+        diverged: false,
+    };
+    for b in run.train.epoch(epoch as u64) {
+        let b = b?;
+        let it = epoch * batches + b.index;
+        pass.lr = t.optim.lr * t.schedule.kind.factor(it as f64 / total);
+        let logits = tch::autocast(amp, || run.net.try_forward_t(&b.images, true, None))?;
+        let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+            &b.labels,
+            None,
+            Reduction::Mean,
+            -100,
+            t.optim.label_smoothing,
+        );
+        let lv = loss.double_value(&[]);
+        if !lv.is_finite() {
+            pass.diverged = true;
+            break;
+        }
+        run.opt.zero_grad();
+        if amp {
+            (&loss * run.state.loss_scale).backward();
+            if !run.opt.grads_finite() {
+                run.state.loss_scale = (run.state.loss_scale / 2.0).max(1.0);
+                continue;
+            }
+            run.opt.scale_grads(1.0 / run.state.loss_scale);
+        } else {
+            loss.backward();
+        }
+        if let Some(c) = t.optim.grad_clip {
+            let n = run.opt.grad_norm();
+            if n > c {
+                run.opt.scale_grads(c / n);
+            }
+        }
+        run.opt.step(pass.lr);
+        let bs = b.labels.size()[0] as f64;
+        pass.loss_sum += lv * bs;
+        pass.correct += logits.accuracy_for_logits(&b.labels).double_value(&[]) * bs;
+        pass.seen += bs;
+        progress.batch(lv);
+    }
+    Ok(pass)
+}
+
+/// Checkpoints a finished epoch, then records it: a kill between the two loses no finished
+/// epoch.
+fn checkpoint_epoch(run: &mut Run, m: &EpochMetrics) -> R<()> {
+    run.vs.save(run.dir.join(checkpoint::LAST))?;
+    run.opt.save(&run.dir.join(checkpoint::LAST_OPTIM))?;
+    if let Some(score) = m
+        .score()
+        .filter(|s| run.state.best_acc.is_none_or(|b| *s > b))
+    {
+        run.state.best_acc = Some(score);
+        run.state.best_epoch = Some(m.epoch);
+        run.vs.save(run.dir.join(checkpoint::BEST))?;
+    }
+    checkpoint::append_metrics(&run.dir, m)?;
+    run.state.epochs_done = m.epoch + 1;
+    run.state.wall_seconds += m.epoch_seconds;
+    if run.state.epochs_done == run.cfg.train.schedule.epochs {
+        run.state.status = Status::Done;
+    }
+    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+    Ok(())
+}
+
+fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
+    let batches = run.train.batches_per_epoch();
+    let epochs = run.cfg.train.schedule.epochs;
+    for epoch in run.state.epochs_done..epochs {
+        let started = Instant::now();
+        progress.epoch_start(epoch, epochs, batches);
+        let pass = train_epoch(run, epoch, progress)?;
+        let train_secs = started.elapsed().as_secs_f64();
+        if pass.diverged {
+            run.state.status = Status::Diverged;
+            run.state.wall_seconds += started.elapsed().as_secs_f64();
+            checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+            return summary(run);
+        }
+        let (val_loss, val_acc) = match &run.val {
+            Some(v) => {
+                let (l, a) = evaluate(&run.net, v)?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let (test_loss, test_acc) = evaluate(&run.net, &run.test)?;
+        let m = EpochMetrics {
+            epoch,
+            lr: pass.lr,
+            train_loss: pass.loss_sum / pass.seen.max(1.0),
+            train_acc: pass.correct / pass.seen.max(1.0),
+            val_loss,
+            val_acc,
+            test_loss,
+            test_acc,
+            images_per_sec: pass.seen / train_secs.max(1e-9),
+            epoch_seconds: started.elapsed().as_secs_f64(),
+        };
+        checkpoint_epoch(run, &m)?;
+        if !progress.epoch_end(&m) && run.state.status == Status::Running {
+            return summary(run);
+        }
+    }
+    run.state.status = Status::Done;
+    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+    summary(run)
+}
