@@ -88,7 +88,7 @@ pub struct Exported {
 }
 
 /// The spec's YAML with every overridden parameter written in as its value.
-pub fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
+pub(crate) fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
     if overrides.is_empty() {
         return Ok(yaml.to_string());
     }

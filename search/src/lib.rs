@@ -4,6 +4,8 @@
 //! [`data`] → [`train`] → [`search`] → [`report`], [`export`]. The `optarch` program is the
 //! binary's own module tree (`src/bin/optarch/`). See `docs/ARCHITECTURE.md`.
 
+#![warn(unreachable_pub)]
+
 pub mod data;
 pub mod export;
 pub mod report;

@@ -29,21 +29,44 @@ const SEARCH: &[(&str, &[&str])] = &[
     (
         "data",
         &[
-            "error", "rng", "read", "dataset", "augment", "batches", "cifar", "mnist", "download",
+            "error",
+            "rng",
+            "read",
+            "dataset",
+            "augment",
+            "batches",
+            "cifar",
+            "mnist",
+            "download",
             "synthetic",
         ],
     ),
     (
         "train",
         &[
-            "config", "record", "checkpoint", "progress", "sgd", "network", "run",
+            "config",
+            "record",
+            "checkpoint",
+            "progress",
+            "sgd",
+            "network",
+            "run",
         ],
     ),
     (
         "search",
         &[
-            "config", "ids", "candidate", "pool", "store", "rank", "strategy", "asha", "trial",
-            "executor", "driver",
+            "config",
+            "ids",
+            "candidate",
+            "pool",
+            "store",
+            "rank",
+            "strategy",
+            "asha",
+            "trial",
+            "executor",
+            "driver",
         ],
     ),
     ("search/executor", &["process", "forkserver", "local"]),
@@ -203,7 +226,11 @@ fn the_checker_sees_a_reference_upward() {
     std::fs::write(tmp.join("lib.rs"), "pub mod a;\npub mod b;\n").unwrap();
     std::fs::write(tmp.join("a.rs"), "use crate::b::c::Thing;\n").unwrap();
     std::fs::write(tmp.join("b/mod.rs"), "pub mod c;\n").unwrap();
-    std::fs::write(tmp.join("b/c.rs"), "use super::super::a;\npub struct Thing;\n").unwrap();
+    std::fs::write(
+        tmp.join("b/c.rs"),
+        "use super::super::a;\npub struct Thing;\n",
+    )
+    .unwrap();
     let problems = check(&tmp, &[("", &["a", "b"]), ("b", &["c"])]);
     std::fs::remove_dir_all(&tmp).unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");

@@ -259,10 +259,7 @@ fn close(a: f64, b: f64) -> bool {
 fn report_ranks_candidates_and_writes_csv_json_html() {
     let tmp = tempfile::tempdir().unwrap();
     synthetic(tmp.path());
-    let opts = ReportOptions {
-        top_k: 3,
-        open_html: false,
-    };
+    let opts = ReportOptions { top_k: 3 };
     let (text, paths) = write_report(tmp.path(), &opts).unwrap();
     assert_eq!(paths.csv, tmp.path().join("report/leaderboard.csv"));
     let mut files: Vec<String> = std::fs::read_dir(tmp.path().join("report"))

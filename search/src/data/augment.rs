@@ -61,7 +61,7 @@ impl Augment {
 
     /// Augments a batch with given choices: output pixel `(n, c, i, j)` is padded pixel
     /// `(n, c, dy[n] + i, dx[n] + j)`, or `(n, c, dy[n] + i, dx[n] + W - 1 - j)` when flipped.
-    pub fn apply_draw(&self, images: &Tensor, draw: &Draw) -> Result<Tensor> {
+    pub(crate) fn apply_draw(&self, images: &Tensor, draw: &Draw) -> Result<Tensor> {
         let size = images.size();
         let [n, c, h, w] = match size.as_slice() {
             &[n, c, h, w] => [n, c, h, w],

@@ -97,7 +97,7 @@ impl Dataset {
     }
 
     /// Bytes per image (C·H·W).
-    pub fn image_bytes(&self) -> usize {
+    pub(crate) fn image_bytes(&self) -> usize {
         self.shape.iter().product()
     }
 

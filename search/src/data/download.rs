@@ -13,7 +13,7 @@ use super::error::{DataError, Result};
 
 /// Environment variable naming a base URL that replaces the official ones (the files are then
 /// fetched as `<mirror>/<file name>`).
-pub const MIRROR_ENV: &str = "OPTARCH_DATA_MIRROR";
+pub(crate) const MIRROR_ENV: &str = "OPTARCH_DATA_MIRROR";
 
 /// One file to download: its name under the base URL and its published md5 (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 pub const CIFAR100_ARCHIVE: &str = "cifar-100-binary.tar.gz";
 pub const CIFAR100_MD5: &str = "03b5dce01913d631647c71ecec9e9f8c";
 /// The md5 of the four gzipped MNIST files, as torchvision lists them.
-pub const MNIST_MD5: [(&str, &str); 4] = [
+pub(crate) const MNIST_MD5: [(&str, &str); 4] = [
     (
         "train-images-idx3-ubyte.gz",
         "f68b3c2dcbeaaa9fbdd348bbdeb94873",

@@ -31,7 +31,7 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Parses an idx3 image file: returns (count, rows, columns, pixels).
-pub fn parse_idx_images(bytes: &[u8], file: &str) -> Result<(usize, usize, usize, Vec<u8>)> {
+pub(crate) fn parse_idx_images(bytes: &[u8], file: &str) -> Result<(usize, usize, usize, Vec<u8>)> {
     if bytes.len() < 16 {
         return Err(DataError::truncated(
             file,
@@ -68,7 +68,7 @@ pub fn parse_idx_images(bytes: &[u8], file: &str) -> Result<(usize, usize, usize
 }
 
 /// Parses an idx1 label file, checking every label is below `classes`.
-pub fn parse_idx_labels(bytes: &[u8], file: &str, classes: usize) -> Result<Vec<i64>> {
+pub(crate) fn parse_idx_labels(bytes: &[u8], file: &str, classes: usize) -> Result<Vec<i64>> {
     if bytes.len() < 8 {
         return Err(DataError::truncated(
             file,

@@ -29,7 +29,7 @@ mod download;
 mod error;
 mod mnist;
 mod read;
-pub mod rng;
+pub(crate) mod rng;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -40,15 +40,14 @@ pub use batches::{Batch, Batches, Loader};
 pub use cifar::{read_cifar10, read_cifar100, Cifar100Labels, TrainTest, CIFAR_IMAGE_BYTES};
 pub use dataset::{Dataset, Normalization, Split, ValSize};
 pub use download::hex;
+pub(crate) use download::MNIST_MD5;
 pub use download::{
     base_url, choose_base, download, fetch_all, md5_file, Remote, CIFAR100_ARCHIVE, CIFAR100_MD5,
-    CIFAR10_ARCHIVE, CIFAR10_MD5, CIFAR_BASE, MIRROR_ENV, MNIST_BASE, MNIST_MD5,
+    CIFAR10_ARCHIVE, CIFAR10_MD5, CIFAR_BASE, MNIST_BASE,
 };
 pub use error::{DataError, Result};
-pub use mnist::{
-    parse_idx_images, parse_idx_labels, read_mnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES,
-};
-pub use rng::{derive_seed, mix64, SplitMix64};
+pub use mnist::{read_mnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, MNIST_FILES};
+pub use rng::SplitMix64;
 
 /// Environment variable naming the data root (the folder holding `cifar-10-binary.tar.gz`,
 /// `cifar-10-batches-bin/`, `mnist/`...).
@@ -152,7 +151,7 @@ impl DatasetKind {
     }
 
     /// The official base URL.
-    pub fn official_base(&self) -> &'static str {
+    pub(crate) fn official_base(&self) -> &'static str {
         match self {
             DatasetKind::Mnist => MNIST_BASE,
             _ => CIFAR_BASE,
@@ -184,7 +183,7 @@ impl Default for LoadOptions {
 
 /// The data root used when no path is given: `$OPTARCH_DATA`, else
 /// `$XDG_CACHE_HOME/optarch/data`, else `~/.cache/optarch/data`.
-pub fn default_root() -> PathBuf {
+pub(crate) fn default_root() -> PathBuf {
     if let Some(p) = std::env::var_os(DATA_ENV).filter(|s| !s.is_empty()) {
         return PathBuf::from(p);
     }
@@ -198,7 +197,7 @@ pub fn default_root() -> PathBuf {
 
 /// Where `kind` is found under (or at) `place`, if anywhere: the archive or extracted folder
 /// for CIFAR, the folder of the idx files for MNIST.
-pub fn find_in(kind: DatasetKind, place: &Path) -> Option<PathBuf> {
+pub(crate) fn find_in(kind: DatasetKind, place: &Path) -> Option<PathBuf> {
     match kind {
         DatasetKind::Mnist => {
             let name = MNIST_FILES[0];

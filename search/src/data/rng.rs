@@ -13,7 +13,7 @@ pub struct SplitMix64 {
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// One round of the SplitMix64 output function: a good 64-bit mixer.
-pub fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -21,7 +21,7 @@ pub fn mix64(mut z: u64) -> u64 {
 
 /// A seed derived from several numbers (a run seed, an epoch, a batch index, a purpose tag).
 /// Different inputs give unrelated streams.
-pub fn derive_seed(parts: &[u64]) -> u64 {
+pub(crate) fn derive_seed(parts: &[u64]) -> u64 {
     parts.iter().fold(0x6F70_7461_7263_6821u64, |acc, &p| {
         mix64(acc.wrapping_add(GOLDEN) ^ mix64(p.wrapping_add(GOLDEN)))
     })

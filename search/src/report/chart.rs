@@ -87,7 +87,7 @@ pub(crate) struct Chart {
 }
 
 impl Chart {
-    pub fn new(title: &str, subtitle: &str, x_label: &str, y_label: &str) -> Chart {
+    pub(super) fn new(title: &str, subtitle: &str, x_label: &str, y_label: &str) -> Chart {
         Chart {
             title: title.into(),
             subtitle: subtitle.into(),

@@ -13,12 +13,8 @@ mod model;
 mod stats;
 mod text;
 
-pub use model::{
-    Best, Budget, Comparison, Correlation, Event, Fault, FinalStats, Labelled, PhaseUse, Report,
-    Row, RungStats, Schedule, FORMAT, FORMAT_VERSION,
-};
-pub use stats::{kendall_p_value, kendall_tau, spearman_rho};
-pub use text::{CSV_HEADER, TERMINAL_ROWS};
+pub use stats::{kendall_tau, spearman_rho};
+pub use text::CSV_HEADER;
 
 use crate::search::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
@@ -28,16 +24,11 @@ use std::path::{Path, PathBuf};
 pub struct ReportOptions {
     /// How many of the best candidates get a topology picture.
     pub top_k: usize,
-    /// Reserved (opening the page in a browser); ignored for now.
-    pub open_html: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
-        ReportOptions {
-            top_k: 5,
-            open_html: false,
-        }
+        ReportOptions { top_k: 5 }
     }
 }
 
@@ -99,11 +90,6 @@ fn load(dir: &Path) -> Result<model::Loaded, ReportError> {
         events: store.events()?,
         experiment,
     })
-}
-
-/// Computes the report of the search in `dir` without writing anything.
-pub fn compute(dir: &Path) -> Result<Report, ReportError> {
-    Ok(model::build(&load(dir)?))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {

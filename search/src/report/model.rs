@@ -14,8 +14,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The format name and version written into `leaderboard.json`.
-pub const FORMAT: &str = "optarch-report";
-pub const FORMAT_VERSION: u32 = 1;
+pub(super) const FORMAT: &str = "optarch-report";
+pub(super) const FORMAT_VERSION: u32 = 1;
 
 /// Everything read from the store, in memory.
 pub(crate) struct Loaded {
@@ -29,11 +29,11 @@ pub(crate) struct Loaded {
 }
 
 impl Loaded {
-    pub fn candidate(&self, id: CandidateId) -> Option<&Stored<CandidateId, Candidate>> {
+    pub(super) fn candidate(&self, id: CandidateId) -> Option<&Stored<CandidateId, Candidate>> {
         self.candidates.iter().find(|c| c.id == id)
     }
 
-    pub fn candidate_name(&self, id: CandidateId) -> String {
+    pub(super) fn candidate_name(&self, id: CandidateId) -> String {
         self.candidate(id)
             .map(|c| c.name.clone())
             .unwrap_or_else(|| format!("candidate {id}"))
@@ -46,7 +46,7 @@ impl Loaded {
 
 /// The successive-halving schedule of the search.
 #[derive(Clone, Debug, Serialize)]
-pub struct Schedule {
+pub(super) struct Schedule {
     pub min_epochs: usize,
     pub max_epochs: usize,
     pub eta: usize,
@@ -72,7 +72,7 @@ impl Schedule {
 
 /// Mean ± sample standard deviation of the finalists' test accuracies.
 #[derive(Clone, Debug, Serialize)]
-pub struct FinalStats {
+pub(super) struct FinalStats {
     pub mean: f64,
     /// `None` with a single seed.
     pub std: Option<f64>,
@@ -83,7 +83,7 @@ pub struct FinalStats {
 
 /// One line of the leaderboard: a candidate.
 #[derive(Clone, Debug, Serialize)]
-pub struct Row {
+pub(super) struct Row {
     pub rank: usize,
     pub candidate: CandidateId,
     pub name: String,
@@ -121,7 +121,7 @@ pub struct Row {
 
 impl Row {
     /// Its overrides as `beta=0.5, h=1`.
-    pub fn params_text(&self) -> String {
+    pub(super) fn params_text(&self) -> String {
         self.params
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -132,7 +132,7 @@ impl Row {
 
 /// Statistics of one ASHA rung (search trials only).
 #[derive(Clone, Debug, Serialize)]
-pub struct RungStats {
+pub(super) struct RungStats {
     pub rung: usize,
     /// Epochs a trial has trained when it is scored at this rung.
     pub epochs: usize,
@@ -150,7 +150,7 @@ pub struct RungStats {
 
 /// How much each phase trained.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct PhaseUse {
+pub(super) struct PhaseUse {
     pub trials: usize,
     pub epochs: usize,
     pub train_seconds: f64,
@@ -158,7 +158,7 @@ pub struct PhaseUse {
 
 /// The budget of each phase: the search and the random baseline are meant to be equal.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Budget {
+pub(super) struct Budget {
     pub search: PhaseUse,
     pub baseline: PhaseUse,
     #[serde(rename = "final")]
@@ -167,7 +167,7 @@ pub struct Budget {
 
 /// The best trial of a phase.
 #[derive(Clone, Debug, Serialize)]
-pub struct Best {
+pub(super) struct Best {
     pub candidate: CandidateId,
     pub name: String,
     pub trial: TrialId,
@@ -178,7 +178,7 @@ pub struct Best {
 
 /// The search against the random baseline at equal budget.
 #[derive(Clone, Debug, Serialize)]
-pub struct Comparison {
+pub(super) struct Comparison {
     /// The best search trial at the highest rung any reached.
     pub search: Option<Best>,
     /// The best baseline trial at the full budget.
@@ -188,11 +188,11 @@ pub struct Comparison {
 }
 
 /// A candidate's point: (name, x, y).
-pub type Labelled = (String, f64, f64);
+pub(super) type Labelled = (String, f64, f64);
 
 /// A rank correlation between a convergence rate and an accuracy, over candidates.
 #[derive(Clone, Debug, Serialize)]
-pub struct Correlation {
+pub(super) struct Correlation {
     /// `contraction` or `asymptotic`.
     pub rate: String,
     /// Which accuracy, in words.
@@ -208,7 +208,7 @@ pub struct Correlation {
 
 /// A trial that ended in a fault.
 #[derive(Clone, Debug, Serialize)]
-pub struct Fault {
+pub(super) struct Fault {
     pub trial: TrialId,
     pub candidate: String,
     pub phase: Phase,
@@ -220,7 +220,7 @@ pub struct Fault {
 
 /// A line of the event log.
 #[derive(Clone, Debug, Serialize)]
-pub struct Event {
+pub(super) struct Event {
     /// Seconds since the experiment was created.
     pub at: f64,
     pub trial: Option<TrialId>,
@@ -229,7 +229,7 @@ pub struct Event {
 
 /// The whole report (`leaderboard.json`).
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub format: &'static str,
     pub version: u32,
     pub experiment: String,

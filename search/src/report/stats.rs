@@ -62,7 +62,7 @@ const EXACT_MAX: usize = 8;
 /// The two-sided p-value of Kendall's τ-b under independence: the probability that shuffled
 /// pairs correlate at least as strongly. Exact (every permutation of `y`) up to 8 pairs, else
 /// the normal approximation `z = 3τ√(n(n−1)) / √(2(2n+5))`. `None` where τ is.
-pub fn kendall_p_value(x: &[f64], y: &[f64]) -> Option<f64> {
+pub(super) fn kendall_p_value(x: &[f64], y: &[f64]) -> Option<f64> {
     let tau = kendall_tau(x, y)?;
     let p = finite_pairs(x, y)?;
     let n = p.len();

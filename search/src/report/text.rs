@@ -4,7 +4,7 @@ use super::model::{Best, Report, Row};
 use std::fmt::Write;
 
 /// The most leaderboard rows printed on the terminal (the files hold all of them).
-pub const TERMINAL_ROWS: usize = 20;
+pub(super) const TERMINAL_ROWS: usize = 20;
 
 /// `91.23 %`, or `-`.
 pub(crate) fn pct(v: Option<f64>) -> String {

@@ -13,7 +13,7 @@ use super::store::TrialStatus;
 
 /// What the scheduler sees of a trial.
 #[derive(Clone, Debug, PartialEq)]
-pub struct View {
+pub(crate) struct View {
     pub id: TrialId,
     pub rung: usize,
     pub status: TrialStatus,
@@ -23,7 +23,7 @@ pub struct View {
 
 /// What to do next.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Continue trial `id` to rung `rung`.
     Promote { id: TrialId, rung: usize },
     /// Start a new candidate at rung 0.
@@ -47,7 +47,7 @@ fn reached(v: &View, k: usize) -> bool {
 
 /// The next decision. `rungs` are the rungs' budgets; `can_propose` says whether the strategy
 /// has candidates and budget left; `busy` holds the trials that are pending or running.
-pub fn decide(
+pub(crate) fn decide(
     rungs: &[usize],
     eta: usize,
     trials: &[View],

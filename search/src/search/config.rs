@@ -273,14 +273,14 @@ impl ConfigError {
 /// The checks of a configuration's values: each failed check becomes a [`Problem`] located at
 /// its key path in the YAML (e.g. `["budget", "eta"]`). The one place every value range of a
 /// search configuration is enforced.
-pub struct Checks<'a> {
+pub(crate) struct Checks<'a> {
     file: &'a Path,
     pos: &'a PosMap,
     problems: Vec<Problem>,
 }
 
 impl<'a> Checks<'a> {
-    pub fn new(file: &'a Path, pos: &'a PosMap) -> Self {
+    pub(crate) fn new(file: &'a Path, pos: &'a PosMap) -> Self {
         Checks {
             file,
             pos,
@@ -290,7 +290,7 @@ impl<'a> Checks<'a> {
 
     /// Records a problem at `path` unless `ok`. The position is the value's, else its nearest
     /// enclosing key's.
-    pub fn require(&mut self, ok: bool, path: &[&str], message: String, hint: &str) {
+    pub(crate) fn require(&mut self, ok: bool, path: &[&str], message: String, hint: &str) {
         if ok {
             return;
         }
@@ -307,7 +307,7 @@ impl<'a> Checks<'a> {
     }
 
     /// The problems found, if any.
-    pub fn finish(self) -> Result<(), ConfigError> {
+    pub(crate) fn finish(self) -> Result<(), ConfigError> {
         if self.problems.is_empty() {
             Ok(())
         } else {
@@ -379,7 +379,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {
 
 impl SearchConfig {
     /// Checks every value that serde's types do not rule out.
-    pub fn check(&self, c: &mut Checks) {
+    pub(crate) fn check(&self, c: &mut Checks) {
         let b = &self.budget;
         c.require(
             b.max_epochs >= 1,
@@ -485,7 +485,7 @@ impl SearchConfig {
     }
 
     /// The data set a search prepares once for its trials, when it can (CIFAR-10).
-    pub fn prepares_data(&self) -> bool {
+    pub(crate) fn prepares_data(&self) -> bool {
         self.train.data.dataset == DatasetKind::Cifar10
     }
 }

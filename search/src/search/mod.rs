@@ -10,14 +10,14 @@
 //! See `docs/SEARCH.md` for the configuration and what a search directory holds, and
 //! `docs/ARCHITECTURE.md` for the path of one spec from YAML to the report.
 
-pub mod asha;
+pub(crate) mod asha;
 pub mod candidate;
 pub mod config;
 pub mod driver;
 pub mod executor;
 pub mod ids;
-pub mod pool;
-pub mod rank;
+pub(crate) mod pool;
+pub(crate) mod rank;
 pub mod store;
-pub mod strategy;
+pub(crate) mod strategy;
 pub mod trial;

@@ -14,14 +14,14 @@ use std::path::Path;
 
 /// Why a candidate was dropped.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Dropped {
+pub(crate) struct Dropped {
     pub name: String,
     pub reason: String,
 }
 
 /// Every distinct candidate of a search, in a fixed order.
 #[derive(Clone, Debug, Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     pub items: Vec<Candidate>,
     /// Generated recurrences pruned by consistency or stability.
     pub pruned: Vec<Dropped>,
@@ -30,12 +30,12 @@ pub struct Pool {
 }
 
 /// A hex md5 of `text`.
-pub fn md5_hex(text: &str) -> String {
+pub(crate) fn md5_hex(text: &str) -> String {
     crate::data::hex(&Md5::digest(text.as_bytes()))
 }
 
 /// The topology hash of a spec at `steps` steps with `overrides`.
-pub fn topology_hash(
+pub(crate) fn topology_hash(
     spec: &Spec,
     steps: usize,
     overrides: &Overrides,
@@ -86,7 +86,7 @@ fn lin(c: &[f64]) -> Option<String> {
 }
 
 /// The spec of `z[k+1] = Σ a_i z[k-i] - h·grad(Σ b_i z[k-i])` (`z[-i] = z[0]`).
-pub fn generated_spec(a: &[f64], b: &[f64], h: f64) -> Option<(String, String)> {
+pub(crate) fn generated_spec(a: &[f64], b: &[f64], h: f64) -> Option<(String, String)> {
     let name = format!(
         "gen_a{}_b{}_h{}",
         a.iter().map(|v| num(*v)).collect::<Vec<_>>().join("_"),
@@ -370,7 +370,7 @@ impl Builder<'_> {
 }
 
 /// Builds the pool of `cfg` (spec paths relative to `base`).
-pub fn build(cfg: &SearchConfig, base: &Path) -> Result<Pool, PoolError> {
+pub(crate) fn build(cfg: &SearchConfig, base: &Path) -> Result<Pool, PoolError> {
     let mut b = Builder {
         cfg,
         steps: cfg.train.arch.first_stage_steps()?,

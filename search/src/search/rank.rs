@@ -7,25 +7,25 @@
 //! all call these.
 
 use super::ids::{CandidateId, TrialId};
-pub use super::store::Epochs;
+pub(crate) use super::store::Epochs;
 use super::store::{Epoch, Phase, Trial};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// The row of `trial`'s epoch number `n` (1-based: after `n` epochs of training).
-pub fn epoch_after(epochs: &Epochs, trial: TrialId, n: usize) -> Option<&Epoch> {
+pub(crate) fn epoch_after(epochs: &Epochs, trial: TrialId, n: usize) -> Option<&Epoch> {
     let i = n.checked_sub(1)?;
     epochs.get(&trial)?.iter().find(|e| e.epoch == i)
 }
 
 /// The score of `trial` after `n` epochs.
-pub fn score_after(epochs: &Epochs, trial: TrialId, n: usize) -> Option<f64> {
+pub(crate) fn score_after(epochs: &Epochs, trial: TrialId, n: usize) -> Option<f64> {
     epoch_after(epochs, trial, n)?.score()
 }
 
 /// A trial's score at one point of its training.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     pub trial: TrialId,
     /// The rung (search trials), else `None`.
     pub rung: Option<usize>,
@@ -36,7 +36,7 @@ pub struct Point {
 }
 
 /// The point of a search trial at rung `i` (of budgets `rungs`), if it trained that far.
-pub fn rung_point(epochs: &Epochs, rungs: &[usize], t: &Trial, i: usize) -> Option<Point> {
+pub(crate) fn rung_point(epochs: &Epochs, rungs: &[usize], t: &Trial, i: usize) -> Option<Point> {
     let b = *rungs.get(i)?;
     let e = epoch_after(epochs, t.id, b)?;
     Some(Point {
@@ -50,7 +50,7 @@ pub fn rung_point(epochs: &Epochs, rungs: &[usize], t: &Trial, i: usize) -> Opti
 
 /// A trial's scored point: for a search trial the highest rung it reached, for a baseline or
 /// final trial its full budget (none before it gets there).
-pub fn trial_point(epochs: &Epochs, rungs: &[usize], t: &Trial) -> Option<Point> {
+pub(crate) fn trial_point(epochs: &Epochs, rungs: &[usize], t: &Trial) -> Option<Point> {
     match t.phase {
         Phase::Search => (0..rungs.len())
             .rev()
@@ -70,7 +70,7 @@ pub fn trial_point(epochs: &Epochs, rungs: &[usize], t: &Trial) -> Option<Point>
 
 /// Better first: the higher rung, then the higher score (an ordering for `sort_by` and
 /// `min_by`).
-pub fn better(a: &Point, b: &Point) -> Ordering {
+pub(crate) fn better(a: &Point, b: &Point) -> Ordering {
     a.rung
         .cmp(&b.rung)
         .then(a.score.total_cmp(&b.score))
@@ -78,20 +78,20 @@ pub fn better(a: &Point, b: &Point) -> Ordering {
 }
 
 /// Higher scores first, trials without one last (an ordering for `sort_by`).
-pub fn by_score(a: Option<f64>, b: Option<f64>) -> Ordering {
+pub(crate) fn by_score(a: Option<f64>, b: Option<f64>) -> Ordering {
     let key = |s: Option<f64>| s.filter(|v| v.is_finite()).unwrap_or(f64::NEG_INFINITY);
     key(b).total_cmp(&key(a))
 }
 
 /// The rung rule of successive halving: of `n` trials scored at a rung, the best `⌊n/η⌋` move
 /// on.
-pub fn promoted(n: usize, eta: usize) -> usize {
+pub(crate) fn promoted(n: usize, eta: usize) -> usize {
     n / eta.max(2)
 }
 
 /// The best point of each candidate among `trials` (one phase, usually), best candidate first;
 /// ties go to the candidate created first.
-pub fn best_points<'a>(
+pub(crate) fn best_points<'a>(
     epochs: &Epochs,
     rungs: &[usize],
     trials: impl IntoIterator<Item = &'a Trial>,
@@ -111,7 +111,7 @@ pub fn best_points<'a>(
 }
 
 /// The candidates ranked by their search trials: the finalists are its first `top_k`.
-pub fn search_ranking(
+pub(crate) fn search_ranking(
     epochs: &Epochs,
     rungs: &[usize],
     trials: &[Trial],
@@ -125,7 +125,7 @@ pub fn search_ranking(
 
 /// Where a candidate stands: what the leaderboard orders by.
 #[derive(Clone, Debug)]
-pub struct Standing {
+pub(crate) struct Standing {
     pub candidate: CandidateId,
     /// The mean final test accuracy over its finalist seeds.
     pub finals: Option<f64>,
@@ -148,7 +148,7 @@ impl Standing {
     /// The leaderboard's order: finalists first, by mean test accuracy; then by rung and
     /// score; then baseline-only candidates by their test accuracy; then the rest, in the order
     /// they were created.
-    pub fn order(a: &Standing, b: &Standing) -> Ordering {
+    pub(crate) fn order(a: &Standing, b: &Standing) -> Ordering {
         let desc = |x: Option<f64>, y: Option<f64>| match (x, y) {
             (Some(x), Some(y)) => y.total_cmp(&x),
             (Some(_), None) => Ordering::Less,
@@ -168,7 +168,7 @@ impl Standing {
 }
 
 /// The standing of each candidate of `candidates` (in store order), from its trials.
-pub fn standings(
+pub(crate) fn standings(
     epochs: &Epochs,
     rungs: &[usize],
     candidates: &[CandidateId],
@@ -201,7 +201,12 @@ pub fn standings(
 }
 
 /// The final test accuracies of candidate `c`, one per finished seed, in trial order.
-pub fn final_tests(epochs: &Epochs, rungs: &[usize], trials: &[Trial], c: CandidateId) -> Vec<f64> {
+pub(crate) fn final_tests(
+    epochs: &Epochs,
+    rungs: &[usize],
+    trials: &[Trial],
+    c: CandidateId,
+) -> Vec<f64> {
     trials
         .iter()
         .filter(|t| t.candidate == c && t.phase == Phase::Final)
@@ -213,7 +218,7 @@ pub fn final_tests(epochs: &Epochs, rungs: &[usize], trials: &[Trial], c: Candid
 
 /// The winner and the trial whose weights stand for it: the first candidate of the
 /// leaderboard, and of its trials the one trained longest, the best score breaking ties.
-pub fn winner(
+pub(crate) fn winner(
     epochs: &Epochs,
     rungs: &[usize],
     candidates: &[CandidateId],

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE experiments (
@@ -167,7 +167,7 @@ impl TrialStatus {
     }
 
     /// No more work will be done on it (promotion aside).
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         matches!(
             self,
             TrialStatus::Diverged | TrialStatus::Oom | TrialStatus::Failed
@@ -469,7 +469,8 @@ impl Store {
     }
 
     /// The schema version of the open file.
-    pub fn schema_version(&self) -> R<i64> {
+    #[cfg(test)]
+    pub(crate) fn schema_version(&self) -> R<i64> {
         self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(self.sql())
@@ -520,7 +521,7 @@ impl Store {
     }
 
     /// Sets the experiment's status and adds `wall` seconds of driver time.
-    pub fn set_experiment_status(&self, id: ExperimentId, status: &str, wall: f64) -> R<()> {
+    pub(crate) fn set_experiment_status(&self, id: ExperimentId, status: &str, wall: f64) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE experiments SET status = ?2, wall_seconds = wall_seconds + ?3 \
@@ -738,7 +739,7 @@ impl Store {
     }
 
     /// The process that runs the trial now.
-    pub fn set_pid(&self, id: TrialId, pid: u32) -> R<()> {
+    pub(crate) fn set_pid(&self, id: TrialId, pid: u32) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET pid = ?2 WHERE id = ?1",
@@ -751,7 +752,7 @@ impl Store {
     /// Forgets a trial's progress (its epochs and scores) so that it starts again from
     /// nothing, with `batch_size`, as `pending`: an out-of-memory retry, or a run directory
     /// that cannot be resumed. Seconds already spent stay counted.
-    pub fn reset_trial(&self, id: TrialId, batch_size: usize) -> R<()> {
+    pub(crate) fn reset_trial(&self, id: TrialId, batch_size: usize) -> R<()> {
         self.write(|c| {
             c.execute("DELETE FROM epochs WHERE trial = ?1", params![id])?;
             c.execute(
@@ -789,7 +790,7 @@ impl Store {
     /// Back to pending: a crashed attempt to be retried (one more crash), or, with `forgive`, a
     /// trial stopped by an interrupt or left running by a killed driver (that attempt does not
     /// count at all).
-    pub fn requeue(&self, id: TrialId, error: Option<&str>, forgive: bool) -> R<()> {
+    pub(crate) fn requeue(&self, id: TrialId, error: Option<&str>, forgive: bool) -> R<()> {
         self.write(|c| {
             c.execute(
                 "UPDATE trials SET status = 'pending', error = ?2, \
@@ -803,7 +804,7 @@ impl Store {
     }
 
     /// Every trial's finished epochs, in order.
-    pub fn all_epochs(&self) -> R<Epochs> {
+    pub(crate) fn all_epochs(&self) -> R<Epochs> {
         let mut out = Epochs::new();
         for e in self.query_epochs("ORDER BY trial, epoch", [])? {
             out.entry(e.trial).or_default().push(e);

@@ -13,14 +13,14 @@ use std::borrow::Borrow;
 
 /// An earlier choice: the pool index and its score at the first rung (when known).
 #[derive(Clone, Copy, Debug)]
-pub struct Past {
+pub(crate) struct Past {
     pub index: usize,
     pub score: Option<f64>,
 }
 
 /// The strategy's settings.
 #[derive(Clone, Debug)]
-pub struct Strategy {
+pub(crate) struct Strategy {
     pub kind: StrategyKind,
     pub population: usize,
     pub sample: usize,
@@ -41,7 +41,7 @@ impl Strategy {
     }
 
     /// The next pool index, or `None` when every member has been chosen.
-    pub fn next<C: Borrow<Candidate>>(&self, pool: &[C], history: &[Past]) -> Option<usize> {
+    pub(crate) fn next<C: Borrow<Candidate>>(&self, pool: &[C], history: &[Past]) -> Option<usize> {
         let taken: std::collections::BTreeSet<usize> = history.iter().map(|p| p.index).collect();
         let free = |i: &usize| !taken.contains(i);
         match self.kind {

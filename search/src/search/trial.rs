@@ -28,7 +28,7 @@ use std::time::Instant;
 /// Why a trial process could not run its trial (its own failures, not the training's, which
 /// it records in the store).
 #[derive(Debug, thiserror::Error)]
-pub enum TrialError {
+pub(crate) enum TrialError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the search database holds no experiment")]
@@ -40,20 +40,20 @@ pub enum TrialError {
 }
 
 /// Exit status: the attempt failed for good.
-pub const EXIT_FAILED: i32 = 3;
+pub(crate) const EXIT_FAILED: i32 = 3;
 /// Exit status: out of memory.
-pub const EXIT_OOM: i32 = 4;
+pub(crate) const EXIT_OOM: i32 = 4;
 /// Exit status: the driver is gone; the trial stays `running` until a resumed driver requeues
 /// it.
-pub const EXIT_ORPHANED: i32 = 75;
+pub(crate) const EXIT_ORPHANED: i32 = 75;
 
 /// The folder of the data prepared once per search (see [`prepared_data`]).
-pub fn data_dir(search_dir: &Path) -> PathBuf {
+pub(crate) fn data_dir(search_dir: &Path) -> PathBuf {
     search_dir.join("data").join("cifar-10-batches-bin")
 }
 
 /// The prepared data folder of a search, when the driver made one.
-pub fn prepared_data(search_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn prepared_data(search_dir: &Path) -> Option<PathBuf> {
     let d = data_dir(search_dir);
     d.join("test_batch.bin").is_file().then_some(d)
 }
@@ -61,7 +61,7 @@ pub fn prepared_data(search_dir: &Path) -> Option<PathBuf> {
 /// The run a trial trains: its candidate's spec, and the search's training configuration with
 /// the trial's budget, batch size, seed and device, reading the search's prepared data when
 /// there is some.
-pub fn run_config(
+pub(crate) fn run_config(
     cfg: &SearchConfig,
     candidate: &Candidate,
     trial: &Trial,
@@ -192,7 +192,12 @@ pub fn status(dir: &Path, id: TrialId, device: DeviceChoice, parent: u32) -> i32
 
 /// Runs trial `id` of the search in `dir` on `device` for process `parent`; returns the exit
 /// status.
-pub fn run(dir: &Path, id: TrialId, device: DeviceChoice, parent: u32) -> Result<i32, TrialError> {
+pub(crate) fn run(
+    dir: &Path,
+    id: TrialId,
+    device: DeviceChoice,
+    parent: u32,
+) -> Result<i32, TrialError> {
     let started = Instant::now();
     let store = Store::open_existing(&dir.join("search.db"))?;
     let exp = store.experiment()?.ok_or(TrialError::NoExperiment)?;

@@ -7,21 +7,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `config.json`: the spec and the training configuration ([`super::RunConfigFile`]).
-pub const CONFIG: &str = "config.json";
+pub(crate) const CONFIG: &str = "config.json";
 /// `state.json`: progress and status ([`super::RunState`]).
-pub const STATE: &str = "state.json";
+pub(crate) const STATE: &str = "state.json";
 /// `metrics.jsonl`: one [`EpochMetrics`] per finished epoch.
-pub const METRICS: &str = "metrics.jsonl";
+pub(crate) const METRICS: &str = "metrics.jsonl";
 /// The weights after the last finished epoch.
-pub const LAST: &str = "last.safetensors";
+pub(crate) const LAST: &str = "last.safetensors";
 /// The optimiser's momentum buffers after the last finished epoch.
-pub const LAST_OPTIM: &str = "last.optim.safetensors";
+pub(crate) const LAST_OPTIM: &str = "last.optim.safetensors";
 /// The weights of the epoch with the best score.
-pub const BEST: &str = "best.safetensors";
+pub(crate) const BEST: &str = "best.safetensors";
 /// `summary.json`, written at the end ([`super::Summary`]).
-pub const SUMMARY: &str = "summary.json";
+pub(crate) const SUMMARY: &str = "summary.json";
 /// The topology of the first stage, drawn.
-pub const TOPOLOGY: &str = "topology.svg";
+pub(crate) const TOPOLOGY: &str = "topology.svg";
 
 /// Why a file of a run directory cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum CheckpointError {
 type R<T> = Result<T, CheckpointError>;
 
 /// An I/O error about `path`.
-pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
@@ -56,7 +56,7 @@ fn json(path: &Path) -> impl FnOnce(serde_json::Error) -> CheckpointError + '_ {
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically (beside, then renamed).
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> R<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> R<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value).map_err(json(path))?;
     std::fs::write(&tmp, text).map_err(io(&tmp))?;
@@ -64,14 +64,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> R<()> {
 }
 
 /// Reads the JSON file `path`.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> R<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> R<T> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     serde_json::from_str(&text).map_err(json(path))
 }
 
 /// The finished epochs recorded in `dir`, in order; a line that does not parse (cut short by a
 /// kill) is left out.
-pub fn read_metrics(dir: &Path) -> Vec<EpochMetrics> {
+pub(crate) fn read_metrics(dir: &Path) -> Vec<EpochMetrics> {
     std::fs::read_to_string(dir.join(METRICS))
         .map(|text| {
             text.lines()
@@ -82,7 +82,7 @@ pub fn read_metrics(dir: &Path) -> Vec<EpochMetrics> {
 }
 
 /// Appends a finished epoch to `dir`'s metrics.
-pub fn append_metrics(dir: &Path, m: &EpochMetrics) -> R<()> {
+pub(crate) fn append_metrics(dir: &Path, m: &EpochMetrics) -> R<()> {
     let path = dir.join(METRICS);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -94,7 +94,7 @@ pub fn append_metrics(dir: &Path, m: &EpochMetrics) -> R<()> {
 }
 
 /// Keeps only the metrics of the first `epochs` epochs (those whose checkpoint is on disk).
-pub fn trim_metrics(dir: &Path, epochs: usize) -> R<()> {
+pub(crate) fn trim_metrics(dir: &Path, epochs: usize) -> R<()> {
     let path = dir.join(METRICS);
     if !path.exists() {
         return Ok(());

@@ -201,7 +201,7 @@ impl ArchConfig {
 
     /// Blocks in the first stage: the step count a spec is unrolled to for its topology hash,
     /// its theory and its picture (the architecture's own, `stage_steps` first).
-    pub fn first_stage_steps(&self) -> Result<usize, SetupError> {
+    pub(crate) fn first_stage_steps(&self) -> Result<usize, SetupError> {
         Ok(self
             .build(10, 3)?
             .stages
@@ -602,10 +602,7 @@ mod tests {
             ..ArchConfig::default()
         };
         let a = pre.build(10, 3).unwrap();
-        assert_eq!(
-            (a.block, a.post_activation),
-            (BlockKind::Preact, false)
-        );
+        assert_eq!((a.block, a.post_activation), (BlockKind::Preact, false));
         let yaml = Arch::cifar_resnet(32, 10).unwrap();
         let cfg = ArchConfig {
             custom: Some(yaml.clone()),

@@ -16,18 +16,18 @@
 //! buffers after the last finished epoch), `best.safetensors` (best validation accuracy),
 //! `topology.svg` and, at the end, `summary.json`.
 
-pub mod checkpoint;
-pub mod config;
-pub mod network;
-pub mod progress;
-pub mod record;
+pub(crate) mod checkpoint;
+mod config;
+mod network;
+mod progress;
+mod record;
 mod run;
 mod sgd;
 
 pub use checkpoint::CheckpointError;
 pub use config::{
-    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset, RunConfig,
-    RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
+    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset,
+    RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
 };
 pub use network::{build, Built};
 pub use progress::{epoch_line, Lines, Progress};

@@ -23,7 +23,7 @@ pub struct Sgd {
 
 /// True for parameters that usually get no weight decay: biases, BatchNorm scales and shifts,
 /// and scalar coefficients.
-pub fn is_no_decay(name: &str, var: &Tensor) -> bool {
+pub(super) fn is_no_decay(name: &str, var: &Tensor) -> bool {
     var.dim() <= 1 || name.ends_with("bias")
 }
 
@@ -69,7 +69,7 @@ impl Sgd {
     }
 
     /// The global L2 norm of the gradients.
-    pub fn grad_norm(&self) -> f64 {
+    pub(crate) fn grad_norm(&self) -> f64 {
         let mut total = 0.0;
         for s in &self.slots {
             let g = s.var.grad();
@@ -82,7 +82,7 @@ impl Sgd {
     }
 
     /// Scales every gradient by `factor` (gradient clipping, loss-scale removal).
-    pub fn scale_grads(&mut self, factor: f64) {
+    pub(crate) fn scale_grads(&mut self, factor: f64) {
         tch::no_grad(|| {
             for s in &self.slots {
                 let mut g = s.var.grad();
@@ -94,7 +94,7 @@ impl Sgd {
     }
 
     /// True when every gradient is finite.
-    pub fn grads_finite(&self) -> bool {
+    pub(crate) fn grads_finite(&self) -> bool {
         self.slots.iter().all(|s| {
             let g = s.var.grad();
             !g.defined() || g.isfinite().all().int64_value(&[]) != 0

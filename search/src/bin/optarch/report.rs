@@ -22,10 +22,7 @@ pub fn run(a: ReportArgs) -> Result<(), Failure> {
 /// Writes the report of the search in `dir` and prints its leaderboard.
 pub fn write(dir: &Path, top_k: usize) -> Result<(), Failure> {
     use optarch_search::report;
-    let opts = report::ReportOptions {
-        top_k,
-        ..Default::default()
-    };
+    let opts = report::ReportOptions { top_k };
     let (text, paths) = report::write_report(dir, &opts).map_err(|e| anyhow!("{e}"))?;
     println!("{text}");
     println!(

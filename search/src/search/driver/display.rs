@@ -18,7 +18,7 @@ pub(super) struct Display {
 }
 
 impl Display {
-    pub fn new(slots: usize, total: u64) -> Display {
+    pub(super) fn new(slots: usize, total: u64) -> Display {
         if !std::io::stderr().is_terminal() {
             return Display {
                 multi: None,
@@ -56,7 +56,7 @@ impl Display {
         }
     }
 
-    pub fn line(&self, msg: &str) {
+    pub(super) fn line(&self, msg: &str) {
         match &self.multi {
             Some(m) => {
                 let _ = m.println(msg);
@@ -65,7 +65,7 @@ impl Display {
         }
     }
 
-    pub fn update(&mut self, epochs: u64, best: &str, busy: &[(usize, String)]) {
+    pub(super) fn update(&mut self, epochs: u64, best: &str, busy: &[(usize, String)]) {
         if let Some(o) = &self.overall {
             if epochs > self.total {
                 self.total = epochs;
@@ -85,7 +85,7 @@ impl Display {
         }
     }
 
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         for w in &self.workers {
             w.finish_and_clear();
         }
@@ -119,7 +119,7 @@ impl Names {
     }
 
     /// The line of a trial that ended.
-    pub fn ended(&self, t: &Trial) -> String {
+    pub(super) fn ended(&self, t: &Trial) -> String {
         format!(
             "trial {:>3} {:<28} {:<8} epochs {}/{} {}",
             t.id,
@@ -134,7 +134,7 @@ impl Names {
     }
 
     /// The best candidate so far, for the search bar.
-    pub fn best(&self, state: &State, rungs: &[usize]) -> String {
+    pub(super) fn best(&self, state: &State, rungs: &[usize]) -> String {
         state
             .ranking(rungs)
             .first()
@@ -150,7 +150,11 @@ impl Names {
     }
 
     /// What each busy worker does.
-    pub fn busy(&self, state: &State, busy: &BTreeMap<usize, TrialId>) -> Vec<(usize, String)> {
+    pub(super) fn busy(
+        &self,
+        state: &State,
+        busy: &BTreeMap<usize, TrialId>,
+    ) -> Vec<(usize, String)> {
         busy.iter()
             .map(|(&s, &id)| {
                 let m = match state.trials.iter().find(|t| t.id == id) {

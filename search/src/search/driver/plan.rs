@@ -20,7 +20,7 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn read(store: &Store) -> R<State> {
+    pub(super) fn read(store: &Store) -> R<State> {
         Ok(State {
             trials: store.trials()?,
             epochs: store.all_epochs()?,
@@ -44,7 +44,7 @@ impl State {
     }
 
     /// The candidates ranked by their search trials, best first.
-    pub fn ranking(&self, rungs: &[usize]) -> Vec<(CandidateId, Point)> {
+    pub(super) fn ranking(&self, rungs: &[usize]) -> Vec<(CandidateId, Point)> {
         rank::search_ranking(&self.epochs, rungs, &self.trials)
     }
 }
@@ -113,7 +113,7 @@ impl Planner<'_> {
 
     /// The next trial to start, creating it if needed. `held` are the trials whose processes
     /// the executor still holds.
-    pub fn next(&self, held: &[TrialId]) -> R<Next> {
+    pub(super) fn next(&self, held: &[TrialId]) -> R<Next> {
         let mut state = State::read(self.store)?;
         // A trial whose process has not been reaped yet is running, whatever it wrote last:
         // it must not be promoted or started twice before the driver has seen it end.
@@ -267,7 +267,7 @@ impl Planner<'_> {
     /// Records how a trial process ended: a crash is retried (up to `max_attempts`), an
     /// out-of-memory retried once with half the batch; `stopping` marks the trials an
     /// interrupt stopped as resumable.
-    pub fn ended(&self, e: &Ended, stopping: bool) -> R<()> {
+    pub(super) fn ended(&self, e: &Ended, stopping: bool) -> R<()> {
         let t = self.store.trial(e.trial)?;
         match t.status {
             TrialStatus::Running if stopping => {

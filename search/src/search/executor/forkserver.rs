@@ -298,7 +298,7 @@ fn parse(line: &str) -> Option<Reply> {
 }
 
 /// The driver's side: one server, for the slots of one device and GPU set.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
     rx: Receiver<Reply>,
@@ -313,7 +313,7 @@ pub struct Server {
 impl Server {
     /// Starts `exe --threads T --device D trial-server --dir DIR` with `CUDA_VISIBLE_DEVICES`
     /// set to `visible`. It loads libtorch while the driver goes on.
-    pub fn start(
+    pub(crate) fn start(
         exe: &Path,
         search_dir: &Path,
         device: DeviceChoice,
@@ -394,7 +394,7 @@ impl Server {
 
     /// Forks trial `trial` with its log in `run_dir`; returns the child's pid. An error means
     /// this server cannot start trials (the caller spawns them instead).
-    pub fn launch(&mut self, trial: TrialId, run_dir: &Path) -> Result<u32, String> {
+    pub(crate) fn launch(&mut self, trial: TrialId, run_dir: &Path) -> Result<u32, String> {
         // Loading libtorch comes first (about half a second, longer from a cold disk). A server
         // that never gets there is killed: it has no children yet.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -423,7 +423,7 @@ impl Server {
 
     /// Kills child `pid` through the server (which knows whether it is still its child), or
     /// directly when the server cannot be reached.
-    pub fn kill(&mut self, pid: u32) {
+    pub(crate) fn kill(&mut self, pid: u32) {
         let sent = self.stdin.as_mut().is_some_and(|stdin| {
             writeln!(stdin, "kill {pid}")
                 .and_then(|_| stdin.flush())
@@ -437,7 +437,7 @@ impl Server {
     /// The exit status of child `pid` if it has ended: `Some(code)`, where `code` is `None`
     /// for a signal. When the server itself is gone, its children stop as orphans (their
     /// parent changed): one that no longer exists counts as such, not as a crash.
-    pub fn ended(&mut self, pid: u32) -> Option<Option<i32>> {
+    pub(crate) fn ended(&mut self, pid: u32) -> Option<Option<i32>> {
         let alive = self.drain();
         if let Some(code) = self.ended.remove(&pid) {
             return Some(code);

@@ -30,7 +30,7 @@ struct ServerSlot {
 
 /// Trials as subprocesses: forked from a warm trial server per device (see
 /// [`forkserver`](super::forkserver)), or spawned as `optarch trial` when there is none.
-pub struct Local {
+pub(crate) struct Local {
     exe: PathBuf,
     search_dir: PathBuf,
     slots: Vec<Slot>,
@@ -44,7 +44,7 @@ pub struct Local {
 impl Local {
     /// With `fork_server`, starts one trial server per device and GPU set now, so that they
     /// load libtorch while the driver prepares.
-    pub fn new(
+    pub(crate) fn new(
         exe: PathBuf,
         search_dir: PathBuf,
         slots: Vec<Slot>,
@@ -88,7 +88,7 @@ impl Local {
     }
 
     /// What happened to the trial servers since the last call, for the log.
-    pub fn notes(&mut self) -> Vec<String> {
+    pub(crate) fn notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
     }
 

@@ -8,9 +8,9 @@
 
 pub mod forkserver;
 mod local;
-pub mod process;
+pub(crate) mod process;
 
-pub use local::Local;
+pub(crate) use local::Local;
 
 use super::config::SearchConfig;
 use super::ids::TrialId;
@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// A trial process that ended.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Ended {
+pub(crate) struct Ended {
     pub trial: TrialId,
     pub slot: usize,
     /// The exit status, `None` when a signal ended it.
@@ -30,7 +30,7 @@ pub struct Ended {
 }
 
 /// Runs trials.
-pub trait Executor {
+pub(crate) trait Executor {
     /// How many trials can run at once.
     fn slots(&self) -> usize;
     /// The device a trial in `slot` trains on (`cpu`, `cuda`), for the store.
@@ -47,7 +47,7 @@ pub trait Executor {
 
 /// One slot of the local machine.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// The device its trials are given: `cpu`, or `cuda` (the GPU `visible` names).
     pub device: DeviceChoice,
     /// `CUDA_VISIBLE_DEVICES` for its trials (empty: no GPU).
@@ -66,7 +66,7 @@ pub enum SlotError {
 
 /// The slots for `device` given `gpus` visible GPUs: `per_gpu` per GPU when there are GPUs to
 /// use, else `workers` on the CPU.
-pub fn slots(
+pub(crate) fn slots(
     device: DeviceChoice,
     gpus: usize,
     workers: usize,
@@ -98,7 +98,7 @@ pub fn slots(
 }
 
 /// The slots of this machine for a search.
-pub fn local_slots(cfg: &SearchConfig) -> Result<Vec<Slot>, SlotError> {
+pub(crate) fn local_slots(cfg: &SearchConfig) -> Result<Vec<Slot>, SlotError> {
     let device = cfg.train.run.device;
     let gpus = if device == DeviceChoice::Cpu {
         0
@@ -115,7 +115,7 @@ pub fn local_slots(cfg: &SearchConfig) -> Result<Vec<Slot>, SlotError> {
 
 /// libtorch threads of each trial process: `train.run.threads`, else the cores shared out
 /// among the slots (at least 1).
-pub fn threads_per_trial(cfg: &SearchConfig, slots: usize) -> usize {
+pub(crate) fn threads_per_trial(cfg: &SearchConfig, slots: usize) -> usize {
     cfg.train.run.threads.unwrap_or_else(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / slots.max(1)).max(1)

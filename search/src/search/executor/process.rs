@@ -10,7 +10,7 @@ use optarch_core::device::DeviceChoice;
 /// `exe --threads T --device D COMMAND --dir DIR` with `CUDA_VISIBLE_DEVICES=visible`, in its
 /// own process group: a Ctrl-C at the terminal reaches the driver only, which stops the trials
 /// itself and records them as resumable. (A trial process, or the trial server.)
-pub fn optarch_command(
+pub(crate) fn optarch_command(
     exe: &Path,
     threads: usize,
     device: DeviceChoice,
@@ -30,7 +30,7 @@ pub fn optarch_command(
 }
 
 /// Whether process `pid` exists.
-pub fn exists(pid: u32) -> bool {
+pub(crate) fn exists(pid: u32) -> bool {
     let Ok(p) = i32::try_from(pid) else {
         return false;
     };
@@ -38,7 +38,7 @@ pub fn exists(pid: u32) -> bool {
 }
 
 /// Sends SIGKILL to process `pid`.
-pub fn kill(pid: u32) {
+pub(crate) fn kill(pid: u32) {
     if let Ok(p) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
     }
