@@ -289,6 +289,8 @@ impl Transition {
 /// One stage of a built network.
 #[derive(Debug)]
 pub struct StageNet {
+    /// The stage's unrolled spec (with [`History::Project`], the whole network's).
+    pub topology: Topology,
     /// The compiled plan of the stage's unrolled spec.
     pub plan: Plan,
     blocks: Vec<Block>,
@@ -400,21 +402,23 @@ impl Network {
             c = net.out_channels;
             stages.push(net);
         }
+        // Stages with the same step count share one unrolled topology.
+        let mut unrolled: Vec<(usize, Topology)> = Vec::new();
         for (s, stage) in arch
             .stages
             .iter()
             .enumerate()
             .filter(|_| arch.history == History::Restart)
         {
-            let net = Self::stage(
-                &(p / format!("s{s}")),
-                spec,
-                overrides,
-                arch,
-                stage,
-                c,
-                s == 0,
-            )?;
+            let topo = match unrolled.iter().find(|(k, _)| *k == stage.steps) {
+                Some((_, t)) => t.clone(),
+                None => {
+                    let t = crate::topology::unroll(spec, stage.steps, overrides)?;
+                    unrolled.push((stage.steps, t.clone()));
+                    t
+                }
+            };
+            let net = Self::stage(&(p / format!("s{s}")), topo, arch, stage, c, s == 0)?;
             c = net.out_channels;
             stages.push(net);
         }
@@ -436,14 +440,12 @@ impl Network {
 
     fn stage(
         p: &nn::Path,
-        spec: &Spec,
-        overrides: &Overrides,
+        topo: Topology,
         arch: &Arch,
         stage: &Stage,
         c_in: i64,
         first: bool,
     ) -> Result<StageNet, ExecError> {
-        let topo = crate::topology::unroll(spec, stage.steps, overrides)?;
         let plan = Plan::compile(&topo)?;
         let (transition, entry_c, raw_blocks) = match arch.shortcut {
             Shortcut::Dense { .. } if first && stage.stride == 1 => (None, c_in, false),
@@ -482,6 +484,7 @@ impl Network {
         let post = post_flags(&plan, arch);
         let (params, learnable_names) = coefficients(p, &topo);
         Ok(StageNet {
+            topology: topo,
             out_channels: ch[plan.output],
             plan,
             blocks,
@@ -803,6 +806,7 @@ impl Network {
         })?;
         let (params, learnable_names) = coefficients(p, &topo);
         Ok(StageNet {
+            topology: topo,
             out_channels: ch[plan.output],
             post: post_flags(&plan, arch),
             plan,

@@ -101,21 +101,25 @@ pub(crate) fn picture(dir: &Path, l: &Loaded, row: &Row) -> Picture {
     }
 }
 
-fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), String> {
+/// Why a candidate's topology cannot be drawn again.
+#[derive(Debug, thiserror::Error)]
+enum PictureError {
+    #[error("candidate {0} is not in the store")]
+    Missing(CandidateId),
+    #[error(transparent)]
+    Spec(#[from] optarch_core::error::SpecError),
+    #[error(transparent)]
+    Setup(#[from] crate::train::SetupError),
+}
+
+fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), PictureError> {
     let c = l
         .candidate(row.candidate)
-        .ok_or_else(|| format!("candidate {} is not in the store", row.candidate))?;
-    let spec = optarch_core::spec::load_str(&format!("{}.yaml", c.name), &c.spec_yaml)
-        .map_err(|e| e.to_string())?;
+        .ok_or(PictureError::Missing(row.candidate))?;
+    let spec = optarch_core::spec::load_str(&format!("{}.yaml", c.name), &c.spec_yaml)?;
     // The first stage's step count of the search's architecture, as the trials drew it.
-    let steps = l
-        .config
-        .train
-        .arch
-        .first_stage_steps()
-        .map_err(|e| e.to_string())?;
-    let topo =
-        optarch_core::topology::unroll(&spec, steps, &c.overrides).map_err(|e| e.to_string())?;
+    let steps = l.config.train.arch.first_stage_steps()?;
+    let topo = optarch_core::topology::unroll(&spec, steps, &c.overrides)?;
     Ok((optarch_core::render::to_svg(&topo), steps))
 }
 

@@ -8,7 +8,7 @@ use super::progress::Progress;
 use super::record::{EpochMetrics, RunState, Status, Summary};
 use super::sgd::Sgd;
 use crate::data::{self, Augment, Loader, Normalization};
-use optarch_core::exec::{parameter_count, Arch, Network};
+use optarch_core::exec::{parameter_count, Network};
 use optarch_core::spec::Spec;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,7 +71,6 @@ struct Run {
     device: Device,
     vs: nn::VarStore,
     net: Network,
-    arch: Arch,
     /// Image shape (C, H, W) as i64.
     shape: [i64; 3],
     opt: Sgd,
@@ -100,12 +99,7 @@ fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
     }
     let (train, val, test) = t.data.load(t.run.seed)?;
     let norm: Normalization = train.channel_stats();
-    let Built {
-        spec,
-        vs,
-        net,
-        arch,
-    } = build(&cfg.spec, t, &train, device)?;
+    let Built { spec, vs, net, .. } = build(&cfg.spec, t, &train, device)?;
     let opt = Sgd::new(&vs, &t.optim);
     let mut train_loader = Loader::new(&train, t.optim.batch_size, device)?
         .shuffled(t.run.seed)
@@ -128,7 +122,6 @@ fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
         device,
         vs,
         net,
-        arch,
         shape,
         opt,
         train: train_loader,
@@ -145,9 +138,8 @@ pub fn train(cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) -> R<S
     }
     let mut run = prepare(cfg, dir)?;
     checkpoint::write_json(&run.dir.join(checkpoint::CONFIG), &run.cfg)?;
-    let steps = run.arch.stages.first().map(|s| s.steps).unwrap_or(1).max(1);
-    if let Ok(t) = optarch_core::topology::unroll(&run.spec, steps, &run.cfg.spec.overrides) {
-        let svg = optarch_core::render::to_svg(&t);
+    if let Some(stage) = run.net.stages.first() {
+        let svg = optarch_core::render::to_svg(&stage.topology);
         let p = run.dir.join(checkpoint::TOPOLOGY);
         std::fs::write(&p, svg).map_err(checkpoint::io(&p))?;
     }

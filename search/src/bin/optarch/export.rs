@@ -1,7 +1,6 @@
 //! `optarch export DIR`: a search's winner, or a run directory.
 
 use crate::Failure;
-use anyhow::anyhow;
 use clap::Args;
 use optarch_search::export::{self, Exported};
 use std::path::PathBuf;
@@ -27,7 +26,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     } else {
         export::export_winner(&a.dir)
     }
-    .map_err(|e| anyhow!("{e}"))?;
+    .map_err(anyhow::Error::from)?;
     print(&e);
     Ok(())
 }

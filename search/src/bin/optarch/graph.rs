@@ -2,7 +2,7 @@
 
 use crate::spec_args::{load, write_output, SpecArgs};
 use crate::Failure;
-use anyhow::anyhow;
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use optarch_core::analysis;
 use optarch_core::render::{self, Format};
@@ -45,7 +45,7 @@ pub fn run(a: GraphArgs) -> Result<(), Failure> {
         FormatArg::Png => (Format::Png, "png"),
         FormatArg::Dot => (Format::Dot, "dot"),
     };
-    let bytes = render::render(&t, format).map_err(|e| anyhow!("cannot draw the topology: {e}"))?;
+    let bytes = render::render(&t, format).context("cannot draw the topology")?;
     let out = a
         .output
         .unwrap_or_else(|| PathBuf::from(format!("{}_k{}.{ext}", s.name, a.steps)));

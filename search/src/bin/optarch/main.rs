@@ -18,7 +18,7 @@ mod spec_args;
 mod train;
 mod trial;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use optarch_core::device::DeviceChoice;
 use optarch_core::error::SpecError;
@@ -136,23 +136,35 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::from(EXIT_FAILURE)
         }
         Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
+/// An error and its causes on one line, each said once: a message that already quotes its
+/// cause (`{path}: {source}`) is not followed by it again.
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::TrialServer(a) = &cli.command {
         return trial::server(a, &cli.global);
     }
-    let device = cli
-        .global
-        .device
-        .resolve()
-        .map_err(|e| anyhow!("{e}"))
-        .context("bad --device")?;
+    let device = cli.global.device.resolve().context("bad --device")?;
     let threads = cli.global.threads.map(usize::from);
     if let Some(n) = cli.global.threads {
         tch::set_num_threads(i32::from(n));

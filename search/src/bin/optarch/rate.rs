@@ -2,7 +2,7 @@
 
 use crate::spec_args::{load, write_output, SpecArgs};
 use crate::Failure;
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::Args;
 use optarch_core::render;
 use optarch_core::spec::Overrides;
@@ -95,9 +95,7 @@ pub fn run(a: RateArgs) -> Result<(), Failure> {
             &series,
         );
         let bytes = match plot.extension().and_then(|e| e.to_str()) {
-            Some("png") => {
-                render::svg_to_png(&svg).map_err(|e| anyhow!("cannot draw the chart: {e}"))?
-            }
+            Some("png") => render::svg_to_png(&svg).context("cannot draw the chart")?,
             Some("svg") => svg.into_bytes(),
             _ => {
                 return Err(anyhow!(

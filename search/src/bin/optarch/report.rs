@@ -1,7 +1,6 @@
 //! `optarch report DIR`: the leaderboard and the HTML report of a search.
 
 use crate::Failure;
-use anyhow::anyhow;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +22,7 @@ pub fn run(a: ReportArgs) -> Result<(), Failure> {
 pub fn write(dir: &Path, top_k: usize) -> Result<(), Failure> {
     use optarch_search::report;
     let opts = report::ReportOptions { top_k };
-    let (text, paths) = report::write_report(dir, &opts).map_err(|e| anyhow!("{e}"))?;
+    let (text, paths) = report::write_report(dir, &opts).map_err(anyhow::Error::from)?;
     println!("{text}");
     println!(
         "report: {}\nleaderboard: {}, {}",

@@ -1,7 +1,6 @@
 //! `optarch search CONFIG` and `optarch search --resume DIR`.
 
 use crate::Failure;
-use anyhow::anyhow;
 use clap::Args;
 use optarch_core::device::DeviceChoice;
 use std::path::PathBuf;
@@ -41,7 +40,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         exe: None,
         stop_after_launches: None,
     };
-    let o = driver::run(&opts).map_err(|e| anyhow!("{e}"))?;
+    let o = driver::run(&opts).map_err(anyhow::Error::from)?;
     println!(
         "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
         o.status,
@@ -66,7 +65,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     // The results are in the store whatever happens next: a failed report or export is said,
     // and can be run again with `optarch report` / `optarch export`.
     if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
-        eprintln!("warning: the report failed: {e:#}");
+        eprintln!("warning: the report failed: {}", crate::describe(&e));
     }
     match optarch_search::export::export_winner(&o.dir) {
         Ok(e) => crate::export::print(&e),

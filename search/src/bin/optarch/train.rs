@@ -74,7 +74,7 @@ pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result
         &mut lines
     };
     let summary = if let Some(dir) = &a.resume {
-        tr::resume(dir, progress).map_err(|e| anyhow!("{e}"))?
+        tr::resume(dir, progress).map_err(anyhow::Error::from)?
     } else {
         let spec_path = a
             .spec
@@ -99,7 +99,7 @@ pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result
             train,
         };
         eprintln!("run directory: {}", out.display());
-        tr::train(cfg, &out, progress).map_err(|e| anyhow!("{e}"))?
+        tr::train(cfg, &out, progress).map_err(anyhow::Error::from)?
     };
     if a.json {
         println!(

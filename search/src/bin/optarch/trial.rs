@@ -1,7 +1,7 @@
 //! `optarch trial` and `optarch trial-server`: internal commands the search runs.
 
 use crate::{Failure, Global};
-use anyhow::anyhow;
+use anyhow::Context;
 use clap::Args;
 use optarch_core::device::DeviceChoice;
 use optarch_search::search::executor::forkserver;
@@ -36,6 +36,6 @@ pub fn run(a: &TrialArgs, device: DeviceChoice) -> ! {
 /// its trials, which set their own threads and devices).
 pub fn server(a: &TrialServerArgs, global: &Global) -> Result<(), Failure> {
     forkserver::serve(&a.dir, global.device, global.threads.map(usize::from))
-        .map_err(|e| anyhow!("trial server: {e}"))?;
+        .context("trial server")?;
     Ok(())
 }

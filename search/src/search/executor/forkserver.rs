@@ -61,7 +61,37 @@ fn threads() -> usize {
 }
 
 /// Writes one protocol line to stdout, unbuffered (a forked child inherits no pending output).
-fn say(line: &str) -> Result<(), String> {
+/// Why the trial server stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot write to the driver: {0}")]
+    Write(#[source] nix::errno::Errno),
+    #[error("cannot read from the driver: {0}")]
+    Read(#[source] nix::errno::Errno),
+    #[error("poll: {0}")]
+    Poll(#[source] nix::errno::Errno),
+    #[error("cannot fork trials: {0} threads are running after loading libtorch")]
+    Threads(usize),
+}
+
+/// Why the trial server could not start a trial (the driver then spawns it itself).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LaunchError {
+    #[error("the trial server ended")]
+    Gone,
+    #[error("the trial server did not load libtorch in 120 s")]
+    NotReady,
+    #[error("cannot reach the trial server: {0}")]
+    Unreachable(#[source] std::io::Error),
+    #[error("the trial server is closed")]
+    Closed,
+    #[error("{0}")]
+    Refused(String),
+    #[error("the trial server did not answer in 30 s")]
+    NoAnswer,
+}
+
+fn say(line: &str) -> Result<(), ServeError> {
     let out = std::io::stdout();
     let mut bytes = format!("{line}\n").into_bytes();
     while !bytes.is_empty() {
@@ -70,14 +100,14 @@ fn say(line: &str) -> Result<(), String> {
                 bytes.drain(..n);
             }
             Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("cannot write to the driver: {e}")),
+            Err(e) => return Err(ServeError::Write(e)),
         }
     }
     Ok(())
 }
 
 /// Reports every child that ended.
-fn reap(children: &mut HashSet<i32>) -> Result<(), String> {
+fn reap(children: &mut HashSet<i32>) -> Result<(), ServeError> {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -114,15 +144,13 @@ pub fn serve(
     dir: &Path,
     device: DeviceChoice,
     threads_per_trial: Option<usize>,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let n = threads();
     if n != 1 {
         say(&format!(
             "refused 0 the server has {n} threads after loading libtorch"
         ))?;
-        return Err(format!(
-            "cannot fork trials: {n} threads are running after loading libtorch"
-        ));
+        return Err(ServeError::Threads(n));
     }
     say("ready")?;
     let me = std::process::id();
@@ -135,14 +163,14 @@ pub fn serve(
         match poll(&mut fds, PollTimeout::from(20u8)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(ServeError::Poll(e)),
         }
         let mut chunk = [0u8; 4096];
         let got = match nix::unistd::read(stdin.as_fd(), &mut chunk) {
             Ok(0) => return Ok(()),
             Ok(k) => k,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("cannot read from the driver: {e}")),
+            Err(e) => return Err(ServeError::Read(e)),
         };
         pending.extend_from_slice(chunk.get(..got).unwrap_or_default());
         while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
@@ -384,41 +412,43 @@ impl Server {
     }
 
     /// Takes one reply within `wait`; `Err` when the server is gone.
-    fn recv(&mut self, wait: Duration) -> Result<Option<Reply>, String> {
+    fn recv(&mut self, wait: Duration) -> Result<Option<Reply>, LaunchError> {
         match self.rx.recv_timeout(wait) {
             Ok(r) => Ok(self.absorb(r)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err("the trial server ended".into()),
+            Err(RecvTimeoutError::Disconnected) => Err(LaunchError::Gone),
         }
     }
 
     /// Forks trial `trial` with its log in `run_dir`; returns the child's pid. An error means
     /// this server cannot start trials (the caller spawns them instead).
-    pub(crate) fn launch(&mut self, trial: TrialId, run_dir: &Path) -> Result<u32, String> {
+    pub(crate) fn launch(&mut self, trial: TrialId, run_dir: &Path) -> Result<u32, LaunchError> {
         // Loading libtorch comes first (about half a second, longer from a cold disk). A server
         // that never gets there is killed: it has no children yet.
         let deadline = Instant::now() + Duration::from_secs(120);
         while !self.ready {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                return Err("the trial server did not load libtorch in 120 s".into());
+                return Err(LaunchError::NotReady);
             }
             self.recv(Duration::from_millis(100))?;
         }
-        let stdin = self.stdin.as_mut().ok_or("the trial server is closed")?;
+        let stdin = self.stdin.as_mut().ok_or(LaunchError::Closed)?;
         writeln!(stdin, "run {trial} {}", hex(path_bytes(run_dir)))
             .and_then(|_| stdin.flush())
-            .map_err(|e| format!("cannot reach the trial server: {e}"))?;
+            .map_err(LaunchError::Unreachable)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             match self.recv(Duration::from_millis(100))? {
                 Some(Reply::Started(t, pid)) if t == trial => return Ok(pid),
-                Some(Reply::Refused(t, why)) if t == trial || t == TrialId(0) => return Err(why),
+                Some(Reply::Refused(t, why)) if t == trial || t == TrialId(0) => {
+                    return Err(LaunchError::Refused(why))
+                }
                 _ => {}
             }
         }
         self.abandoned.insert(trial);
-        Err("the trial server did not answer in 30 s".into())
+        Err(LaunchError::NoAnswer)
     }
 
     /// Kills child `pid` through the server (which knows whether it is still its child), or

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::forkserver::Server;
+use super::forkserver::{LaunchError, Server};
 use super::process::{self, optarch_command};
 use super::{Ended, Executor, Slot};
 use crate::search::ids::TrialId;
@@ -174,7 +174,7 @@ impl Executor for Local {
         if let Some(i) = self.server_of(&s) {
             let forked = match self.servers.get_mut(i).and_then(|v| v.server.as_mut()) {
                 Some(srv) => srv.launch(trial, run_dir),
-                None => Err("no trial server".into()),
+                None => Err(LaunchError::Closed),
             };
             match forked {
                 Ok(pid) => {
