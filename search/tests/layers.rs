@@ -71,7 +71,10 @@ const SEARCH: &[(&str, &[&str])] = &[
     ),
     ("search/executor", &["process", "forkserver", "local"]),
     ("search/driver", &["plan", "display", "setup"]),
-    ("report", &["stats", "chart", "model", "text", "html"]),
+    (
+        "report",
+        &["stats", "chart", "model", "format", "text", "html"],
+    ),
 ];
 
 /// Every module of the crate under `src` (as paths like `search/driver/plan`), with its file.

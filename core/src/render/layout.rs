@@ -272,17 +272,70 @@ struct PendingArc {
     level: usize,
 }
 
-/// Lays out `topo`.
+/// An edge between neighbouring columns, drawn straight: (edge, source, target, label, style).
+type Straight = (EdgeIndex, NodeIndex, NodeIndex, Option<String>, EdgeStyle);
+
+/// Lays out `topo`: columns and rows, the gaps the labels need, the arcs' sides and tracks,
+/// where each arc attaches, and the drawn arcs and lines.
 pub(super) fn layout(topo: &Topology) -> Layout {
-    let g = &topo.graph;
-    let n = g.node_count();
     let col = columns(topo);
     let ncols = col.iter().copied().max().map_or(0, |c| c + 1);
+    let row = rows(topo, &col, ncols);
+    let (extents, col_half) = extents(topo, &col, ncols);
+    let (mut gap, mut pending, straight) = edges(topo, &col, ncols);
+    let xs = widen_for_labels(&mut gap, &mut pending, &col_half);
+    let nodes: Vec<Placed> = topo
+        .graph
+        .node_indices()
+        .map(|idx| {
+            let (hw, hh, shape) = extents[idx.index()];
+            let c = col[idx.index()];
+            Placed {
+                x: xs.get(c).copied().unwrap_or(0.0),
+                y: row[idx.index()] as f64 * ROW_HEIGHT,
+                hw,
+                hh,
+                shape,
+                col: c,
+            }
+        })
+        .collect();
+    let bands = bands(&nodes, ncols);
+    assign_tracks(&mut pending, &xs);
+    let (arcs, min_y, max_y) = arcs(&pending, &nodes, &bands);
+    let lines = straight
+        .into_iter()
+        .map(|(edge, s, t, label, style)| {
+            let (ps, pt) = (&nodes[s.index()], &nodes[t.index()]);
+            let (dx, dy) = (pt.x - ps.x, pt.y - ps.y);
+            Line {
+                edge,
+                from: ps.boundary_towards(dx, dy),
+                to: pt.boundary_towards(-dx, -dy),
+                label,
+                style,
+            }
+        })
+        .collect();
+    let min_x = nodes.iter().map(|p| p.x - p.hw).fold(0.0, f64::min);
+    let max_x = nodes.iter().map(|p| p.x + p.hw).fold(0.0, f64::max);
+    Layout {
+        nodes,
+        lines,
+        arcs,
+        min_x,
+        max_x,
+        min_y,
+        max_y,
+    }
+}
 
-    // Rows: main path on row 0, the rest of each column alternately below and above.
-    let main = main_nodes(topo, &col);
+/// Rows: main path on row 0, the rest of each column alternately below and above.
+fn rows(topo: &Topology, col: &[usize], ncols: usize) -> Vec<i64> {
+    let g = &topo.graph;
+    let main = main_nodes(topo, col);
     let on_main: HashSet<NodeIndex> = main.iter().copied().collect();
-    let mut row = vec![0i64; n];
+    let mut row = vec![0i64; g.node_count()];
     let mut used: Vec<usize> = vec![0; ncols];
     for idx in g.node_indices() {
         if on_main.contains(&idx) {
@@ -299,9 +352,14 @@ pub(super) fn layout(topo: &Topology) -> Layout {
             k => -((k / 2) as i64),
         };
     }
+    row
+}
 
-    // Node extents and column widths.
-    let mut extents = Vec::with_capacity(n);
+/// Node extents (half width, half height, shape) and each column's half width.
+#[allow(clippy::type_complexity)]
+fn extents(topo: &Topology, col: &[usize], ncols: usize) -> (Vec<(f64, f64, Shape)>, Vec<f64>) {
+    let g = &topo.graph;
+    let mut extents = Vec::with_capacity(g.node_count());
     let mut col_half = vec![0.0f64; ncols];
     for idx in g.node_indices() {
         let node = &g[idx];
@@ -310,8 +368,16 @@ pub(super) fn layout(topo: &Topology) -> Layout {
         let c = col[idx.index()];
         col_half[c] = col_half[c].max(hw);
     }
+    (extents, col_half)
+}
 
-    // Gaps between neighbouring columns: wide enough for straight-edge labels.
+/// The edges, split into straight lines between neighbouring columns and arcs; the gaps
+/// between neighbouring columns, wide enough for straight-edge labels.
+fn edges(
+    topo: &Topology,
+    col: &[usize],
+    ncols: usize,
+) -> (Vec<f64>, Vec<PendingArc>, Vec<Straight>) {
     let label_of = |coef: &Coef| -> Option<String> {
         if coef.is_one() {
             None
@@ -322,7 +388,7 @@ pub(super) fn layout(topo: &Topology) -> Layout {
     let mut gap = vec![MIN_GAP; ncols.saturating_sub(1)];
     let mut pending = Vec::new();
     let mut straight = Vec::new();
-    for e in g.edge_references() {
+    for e in topo.graph.edge_references() {
         let (s, t) = (e.source(), e.target());
         let (a, b) = (col[s.index()], col[t.index()]);
         let label = label_of(&e.weight().coef);
@@ -350,22 +416,27 @@ pub(super) fn layout(topo: &Topology) -> Layout {
             });
         }
     }
+    (gap, pending, straight)
+}
 
-    let centres = |gap: &[f64]| -> Vec<f64> {
-        let mut xs = Vec::with_capacity(ncols);
-        let mut x = 0.0;
-        for c in 0..ncols {
-            if c > 0 {
-                x += col_half[c - 1] + gap[c - 1] + col_half[c];
-            }
-            xs.push(x);
+/// Column centres for half widths `col_half` and gaps `gap`.
+fn centres(col_half: &[f64], gap: &[f64]) -> Vec<f64> {
+    let mut xs = Vec::with_capacity(col_half.len());
+    let mut x = 0.0;
+    for c in 0..col_half.len() {
+        if c > 0 {
+            x += col_half[c - 1] + gap[c - 1] + col_half[c];
         }
-        xs
-    };
+        xs.push(x);
+    }
+    xs
+}
 
-    // Arcs need room for their labels along their span.
+/// Arcs need room for their labels along their span: widens the gaps they cross (shortest arcs
+/// first, which orders `pending`) and returns the column centres.
+fn widen_for_labels(gap: &mut [f64], pending: &mut [PendingArc], col_half: &[f64]) -> Vec<f64> {
     pending.sort_by_key(|p| (p.b - p.a, p.a, p.edge.index()));
-    let mut xs = centres(&gap);
+    let mut xs = centres(col_half, gap);
     for p in pending.iter().filter(|p| p.label.is_some() && p.b > p.a) {
         let need = p.label_w + 2.0 * LABEL_PAD;
         let have = xs[p.b] - xs[p.a];
@@ -374,33 +445,33 @@ pub(super) fn layout(topo: &Topology) -> Layout {
             for g in &mut gap[p.a..p.b] {
                 *g += extra;
             }
-            xs = centres(&gap);
+            xs = centres(col_half, gap);
         }
     }
+    xs
+}
 
-    let mut nodes: Vec<Placed> = Vec::with_capacity(n);
-    for idx in g.node_indices() {
-        let (hw, hh, shape) = extents[idx.index()];
-        let c = col[idx.index()];
-        nodes.push(Placed {
-            x: xs.get(c).copied().unwrap_or(0.0),
-            y: row[idx.index()] as f64 * ROW_HEIGHT,
-            hw,
-            hh,
-            shape,
-            col: c,
-        });
+/// The band of each column: the top and bottom of its nodes.
+struct Bands {
+    top: Vec<f64>,
+    bottom: Vec<f64>,
+}
+
+fn bands(nodes: &[Placed], ncols: usize) -> Bands {
+    let mut b = Bands {
+        top: vec![0.0f64; ncols],
+        bottom: vec![0.0f64; ncols],
+    };
+    for p in nodes {
+        b.top[p.col] = b.top[p.col].min(p.y - p.hh);
+        b.bottom[p.col] = b.bottom[p.col].max(p.y + p.hh);
     }
+    b
+}
 
-    // Band of each column: the top and bottom of its nodes.
-    let mut band_top = vec![0.0f64; ncols];
-    let mut band_bottom = vec![0.0f64; ncols];
-    for p in &nodes {
-        band_top[p.col] = band_top[p.col].min(p.y - p.hh);
-        band_bottom[p.col] = band_bottom[p.col].max(p.y + p.hh);
-    }
-
-    // Sides and levels.
+/// Sides and levels: each arc goes to the side with fewer overlapping arcs, one track above
+/// every arc it encloses or whose label it would hit.
+fn assign_tracks(pending: &mut [PendingArc], xs: &[f64]) {
     let apex_x = |p: &PendingArc| (xs[p.a] + xs[p.b]) / 2.0;
     for i in 0..pending.len() {
         let (done, rest) = pending.split_at_mut(i);
@@ -426,10 +497,13 @@ pub(super) fn layout(topo: &Topology) -> Layout {
         cur.above = above;
         cur.level = level;
     }
+}
 
-    // Attachment points: on each side of a node, arcs coming in attach on the left half of
-    // its outline, arcs going out on the right half, the longest outermost.
-    let mut attach: Vec<[Vec<(usize, bool, f64)>; 2]> = vec![[Vec::new(), Vec::new()]; n];
+/// Attachment points: on each side of a node, arcs coming in attach on the left half of its
+/// outline, arcs going out on the right half, the longest outermost. Returns each arc's offset
+/// from its source's and its target's centre.
+fn attachments(pending: &[PendingArc], nodes: &[Placed]) -> (Vec<f64>, Vec<f64>) {
+    let mut attach: Vec<[Vec<(usize, bool, f64)>; 2]> = vec![[Vec::new(), Vec::new()]; nodes.len()];
     for (i, p) in pending.iter().enumerate() {
         let side = usize::from(!p.above);
         let span = (p.b - p.a) as f64;
@@ -461,10 +535,16 @@ pub(super) fn layout(topo: &Topology) -> Layout {
             }
         }
     }
+    (from_dx, to_dx)
+}
 
+/// The arcs, drawn on their tracks beyond the bands they span, and the vertical extent of the
+/// picture (bands and arcs with their labels).
+fn arcs(pending: &[PendingArc], nodes: &[Placed], bands: &Bands) -> (Vec<Arc>, f64, f64) {
+    let (from_dx, to_dx) = attachments(pending, nodes);
     let mut arcs = Vec::with_capacity(pending.len());
-    let mut min_y = band_top.iter().copied().fold(0.0, f64::min);
-    let mut max_y = band_bottom.iter().copied().fold(0.0, f64::max);
+    let mut min_y = bands.top.iter().copied().fold(0.0, f64::min);
+    let mut max_y = bands.bottom.iter().copied().fold(0.0, f64::max);
     for (i, p) in pending.iter().enumerate() {
         let (s, t) = (&nodes[p.src.index()], &nodes[p.dst.index()]);
         let sign = if p.above { -1.0 } else { 1.0 };
@@ -472,13 +552,13 @@ pub(super) fn layout(topo: &Topology) -> Layout {
         let to = (t.x + to_dx[i], t.y + sign * t.half_height_at(to_dx[i]));
         let offset = FIRST_TRACK + (p.level - 1) as f64 * TRACK;
         let apex_y = if p.above {
-            band_top[p.a..=p.b]
+            bands.top[p.a..=p.b]
                 .iter()
                 .copied()
                 .fold(f64::INFINITY, f64::min)
                 - offset
         } else {
-            band_bottom[p.a..=p.b]
+            bands.bottom[p.a..=p.b]
                 .iter()
                 .copied()
                 .fold(f64::NEG_INFINITY, f64::max)
@@ -497,31 +577,5 @@ pub(super) fn layout(topo: &Topology) -> Layout {
             style: p.style,
         });
     }
-
-    let lines = straight
-        .into_iter()
-        .map(|(edge, s, t, label, style)| {
-            let (ps, pt) = (&nodes[s.index()], &nodes[t.index()]);
-            let (dx, dy) = (pt.x - ps.x, pt.y - ps.y);
-            Line {
-                edge,
-                from: ps.boundary_towards(dx, dy),
-                to: pt.boundary_towards(-dx, -dy),
-                label,
-                style,
-            }
-        })
-        .collect();
-
-    let min_x = nodes.iter().map(|p| p.x - p.hw).fold(0.0, f64::min);
-    let max_x = nodes.iter().map(|p| p.x + p.hw).fold(0.0, f64::max);
-    Layout {
-        nodes,
-        lines,
-        arcs,
-        min_x,
-        max_x,
-        min_y,
-        max_y,
-    }
+    (arcs, min_y, max_y)
 }

@@ -121,8 +121,36 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
             "give it a short name such as `heavy_ball`",
         ));
     }
+    let mut states = declare_states(&cx, &raw)?;
+    let params = declare_params(&cx, &raw, &states)?;
+    let step = step_equations(&cx, &raw, &mut states)?;
+    let init = init_equations(&cx, &raw, &states)?;
+    let (output, input) = output_and_input(&cx, &raw, &states, &params, &init)?;
+    let mut spec = Spec {
+        file: file.to_string(),
+        text: text.to_string(),
+        name: raw.name.clone(),
+        summary: raw.summary.clone().unwrap_or_default(),
+        reading: raw.gradient.unwrap_or_default(),
+        params,
+        states,
+        input,
+        init,
+        step,
+        output,
+    };
+    check_schedules(&mut spec)?;
+    check_linear(&spec)?;
+    spec.step = order_step(&spec)?;
+    spec.init = order_init(&spec)?;
 
-    // States.
+    // Dry run: evaluates every coefficient and reference for the first steps.
+    super::eval::dry_run(&spec, DRY_RUN_STEPS)?;
+    Ok(spec)
+}
+
+/// The states, each a valid, distinct name.
+fn declare_states(cx: &Ctx, raw: &RawSpec) -> Result<Vec<State>, SpecError> {
     let mut states: Vec<State> = Vec::new();
     for (i, name) in raw.state.iter().enumerate() {
         let p = cx.value_pos(&["state", &i.to_string()]);
@@ -156,7 +184,11 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         ));
     }
 
-    // Parameters.
+    Ok(states)
+}
+
+/// The parameters, each a valid name that is not a state, with its kind.
+fn declare_params(cx: &Ctx, raw: &RawSpec, states: &[State]) -> Result<Vec<Param>, SpecError> {
     let mut params: Vec<Param> = Vec::new();
     for (name, rp) in &raw.params {
         let p = cx.key_pos(&["params", name]);
@@ -176,7 +208,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
                 "rename one of them",
             ));
         }
-        let kind = param_kind(&cx, name, rp)?;
+        let kind = param_kind(cx, name, rp)?;
         params.push(Param {
             name: name.clone(),
             kind,
@@ -185,11 +217,19 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         });
     }
 
-    // Step equations.
+    Ok(params)
+}
+
+/// One step equation per state; sets each state's offset (`z[k+1]`: 1).
+fn step_equations(
+    cx: &Ctx,
+    raw: &RawSpec,
+    states: &mut [State],
+) -> Result<Vec<Equation>, SpecError> {
     let mut step: Vec<Equation> = Vec::new();
     for (lhs, rhs) in &raw.step {
         let kp = cx.key_pos(&["step", lhs]);
-        let (state, index) = parse_lhs(&cx, &states, lhs, kp, false)?;
+        let (state, index) = parse_lhs(cx, states, lhs, kp, false)?;
         if step.iter().any(|e| e.state == state) {
             return Err(cx.err(
                 ErrorKind::Duplicate,
@@ -228,11 +268,15 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         ));
     }
 
-    // Init equations.
+    Ok(step)
+}
+
+/// Initial values, each for an index below its state's step equation.
+fn init_equations(cx: &Ctx, raw: &RawSpec, states: &[State]) -> Result<Vec<Equation>, SpecError> {
     let mut init: Vec<Equation> = Vec::new();
     for (lhs, rhs) in &raw.init {
         let kp = cx.key_pos(&["init", lhs]);
-        let (state, index) = parse_lhs(&cx, &states, lhs, kp, true)?;
+        let (state, index) = parse_lhs(cx, states, lhs, kp, true)?;
         if index.offset >= states[state].offset {
             return Err(cx.err(
                 ErrorKind::Duplicate,
@@ -257,7 +301,17 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         });
     }
 
-    // Output and input.
+    Ok(init)
+}
+
+/// The output expression (a bare state name means its last value) and the input state.
+fn output_and_input(
+    cx: &Ctx,
+    raw: &RawSpec,
+    states: &[State],
+    params: &[Param],
+    init: &[Equation],
+) -> Result<(Expr, usize), SpecError> {
     let out_text = raw.output.0.clone();
     let mut output = cx.parse_expr(&["output"], &out_text, ErrorKind::BadExpression)?;
     let mut output_state = None;
@@ -275,11 +329,11 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
             }
             None => {
                 return Err(unknown_name(
-                    &cx,
+                    cx,
                     name,
                     Expr::file_pos(&output),
-                    &states,
-                    &params,
+                    states,
+                    params,
                 ))
             }
         }
@@ -313,47 +367,32 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         ));
     }
 
-    let mut spec = Spec {
-        file: file.to_string(),
-        text: text.to_string(),
-        name: raw.name.clone(),
-        summary: raw.summary.clone().unwrap_or_default(),
-        reading: raw.gradient.unwrap_or_default(),
-        params,
-        states,
-        input,
-        init,
-        step,
-        output,
-    };
+    Ok((output, input))
+}
 
-    // Schedules: names, recursion.
+/// Schedules: only names they may use; whether each refers to its own earlier values.
+fn check_schedules(spec: &mut Spec) -> Result<(), SpecError> {
     for i in 0..spec.params.len() {
         if let ParamKind::Schedule { expr, .. } = &spec.params[i].kind {
             let expr = expr.clone();
-            check_coef(&spec, &expr, Where::Schedule(i), false)?;
+            check_coef(spec, &expr, Where::Schedule(i), false)?;
             let mut names = Vec::new();
             expr::mentions(&expr, &mut names);
             spec.params[i].recursive = names.iter().any(|(n, _)| n == &spec.params[i].name);
         }
     }
+    Ok(())
+}
 
-    // Linear right-hand sides.
-    for e in spec.step.clone() {
-        check_lin(&spec, &e.rhs, Where::Step(e.state))?;
+/// Every right-hand side is linear in the states and grad(...).
+fn check_linear(spec: &Spec) -> Result<(), SpecError> {
+    for e in &spec.step {
+        check_lin(spec, &e.rhs, Where::Step(e.state))?;
     }
-    for e in spec.init.clone() {
-        check_lin(&spec, &e.rhs, Where::Init)?;
+    for e in &spec.init {
+        check_lin(spec, &e.rhs, Where::Init)?;
     }
-    let out = spec.output.clone();
-    check_lin(&spec, &out, Where::Output)?;
-
-    spec.step = order_step(&spec)?;
-    spec.init = order_init(&spec)?;
-
-    // Dry run: evaluates every coefficient and reference for the first steps.
-    super::eval::dry_run(&spec, DRY_RUN_STEPS)?;
-    Ok(spec)
+    check_lin(spec, &spec.output, Where::Output)
 }
 
 fn param_kind(cx: &Ctx, name: &str, rp: &RawParam) -> Result<ParamKind, SpecError> {

@@ -246,50 +246,250 @@ fn marker(out: &mut String, shape: Shape, x: f64, y: f64, color: &str, title: &s
     };
 }
 
+/// The plotting area: the two axes and the pixels they map to.
+struct Frame {
+    ax: Axis,
+    ay: Axis,
+    /// Plot width and height in pixels.
+    pw: f64,
+    ph: f64,
+}
+
+impl Frame {
+    /// Axes that fit every point, error bar and marker of `c`, and whether it has any data.
+    fn fit(c: &Chart) -> (Frame, bool) {
+        let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+        let mut xs: Vec<f64> = Vec::new();
+        let mut ys: Vec<f64> = Vec::new();
+        for l in &c.lines {
+            for (x, y) in &l.points {
+                xs.push(*x);
+                ys.push(*y);
+            }
+        }
+        for s in &c.scatters {
+            for m in &s.marks {
+                xs.push(m.x);
+                ys.push(m.y + m.err.unwrap_or(0.0));
+                ys.push(m.y - m.err.unwrap_or(0.0));
+            }
+        }
+        xs.extend(c.vlines.iter().map(|v| v.0));
+        xs.retain(|v| v.is_finite() && (!c.x_log || *v > 0.0));
+        ys.retain(|v| v.is_finite());
+        let range = |v: &[f64]| {
+            v.iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(*x), b.max(*x))
+                })
+        };
+        let (x0, x1) = range(&xs);
+        let (y0, y1) = range(&ys);
+        // A little room around the data, so no point sits on the frame.
+        let pad = |lo: f64, hi: f64| (lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo));
+        let ax = if c.x_log {
+            Axis::log(x0, x1)
+        } else if c.x_from_zero {
+            Axis::linear(x0.min(0.0), pad(x0, x1).1, 8.0)
+        } else {
+            let (a, b) = pad(x0, x1);
+            Axis::linear(a, b, 8.0)
+        };
+        let (ya, yb) = pad(y0, y1);
+        let ay = Axis::linear(ya, yb, 6.0);
+        (Frame { ax, ay, pw, ph }, !xs.is_empty())
+    }
+
+    fn px(&self, v: f64) -> f64 {
+        LEFT + self.pw * self.ax.frac(v)
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        TOP + self.ph * (1.0 - self.ay.frac(v))
+    }
+
+    /// The grid, the ticks and their labels, the frame and the axis titles.
+    fn axes(&self, c: &Chart, s: &mut String) {
+        let (pw, ph) = (self.pw, self.ph);
+        for &t in &self.ay.ticks {
+            let y = self.py(t);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{GRID}"/><text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end" fill="#455a64">{}</text>"##,
+                LEFT + pw,
+                LEFT - 7.0,
+                y + 4.0,
+                self.ay.label(t)
+            );
+        }
+        for &t in &self.ax.ticks {
+            let x = self.px(t);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="{GRID}"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{FRAME}"/><text x="{x:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="#455a64">{}</text>"##,
+                TOP + ph,
+                TOP + ph,
+                TOP + ph + 5.0,
+                TOP + ph + 19.0,
+                self.ax.label(t)
+            );
+        }
+        let _ = write!(
+            s,
+            r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="{FRAME}"/>
+<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}">{}</text>
+<text x="18" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}" transform="rotate(-90 18 {:.1})">{}</text>
+"##,
+            LEFT + pw / 2.0,
+            H - 12.0,
+            esc(&c.x_label),
+            TOP + ph / 2.0,
+            TOP + ph / 2.0,
+            esc(&c.y_label)
+        );
+    }
+
+    /// Dashed vertical markers with their labels.
+    fn vlines(&self, c: &Chart, s: &mut String) {
+        for (v, label) in &c.vlines {
+            if !v.is_finite() {
+                continue;
+            }
+            let x = self.px(*v);
+            let (lx, anchor) = if x > LEFT + 0.9 * self.pw {
+                (x - 3.0, "end")
+            } else {
+                (x + 3.0, "start")
+            };
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#b0bec5" stroke-dasharray="4 4"/><text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{SOFT}">{}</text>"##,
+                TOP + self.ph,
+                TOP + 12.0,
+                esc(label)
+            );
+        }
+    }
+
+    /// The polylines, each with a dot where it ends.
+    fn lines(&self, c: &Chart, s: &mut String) {
+        for l in &c.lines {
+            let pts: Vec<String> = l
+                .points
+                .iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .map(|(x, y)| format!("{:.1},{:.1}", self.px(*x), self.py(*y)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let dash = if l.dashed {
+                r#" stroke-dasharray="6 3""#
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-opacity="{}"{dash}><title>{}</title></polyline>"##,
+                pts.join(" "),
+                l.color,
+                l.width,
+                l.opacity,
+                esc(&l.title)
+            );
+            // A dot where the line ends: where the trial stopped (and all of a one-point line).
+            if let Some(last) = pts.last().and_then(|p| p.split_once(',')) {
+                let _ = writeln!(
+                    s,
+                    r##"<circle cx="{}" cy="{}" r="{:.1}" fill="{}" fill-opacity="{}"><title>{}</title></circle>"##,
+                    last.0,
+                    last.1,
+                    l.width + 1.2,
+                    l.color,
+                    l.opacity,
+                    esc(&l.title)
+                );
+            }
+        }
+    }
+
+    /// The scatter points with their error bars and labels.
+    fn scatters(&self, c: &Chart, s: &mut String) {
+        for sc in &c.scatters {
+            for m in sc
+                .marks
+                .iter()
+                .filter(|m| m.x.is_finite() && m.y.is_finite())
+            {
+                let (x, y) = (self.px(m.x), self.py(m.y));
+                if let Some(e) = m.err.filter(|e| e.is_finite() && *e > 0.0) {
+                    let (ya, yb) = (self.py(m.y + e), self.py(m.y - e));
+                    let _ = writeln!(
+                        s,
+                        r##"<path d="M{x:.1},{ya:.1} L{x:.1},{yb:.1} M{:.1},{ya:.1} L{:.1},{ya:.1} M{:.1},{yb:.1} L{:.1},{yb:.1}" stroke="{}" stroke-width="1.3" fill="none"/>"##,
+                        x - 4.0,
+                        x + 4.0,
+                        x - 4.0,
+                        x + 4.0,
+                        sc.color
+                    );
+                }
+                marker(s, sc.shape, x, y, &sc.color, &m.title);
+                if let Some(label) = &m.label {
+                    let short: String = if label.chars().count() > LABEL_CHARS {
+                        label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
+                    } else {
+                        label.clone()
+                    };
+                    // Labels of points in the right quarter go to their left.
+                    let (lx, anchor) = if x > LEFT + 0.75 * self.pw {
+                        (x - 8.0, "end")
+                    } else {
+                        (x + 8.0, "start")
+                    };
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{INK}">{}</text>"##,
+                        y - 7.0,
+                        esc(&short)
+                    );
+                }
+            }
+        }
+    }
+
+    /// The legend, right of the plot.
+    fn legend(&self, c: &Chart, s: &mut String) {
+        for (k, key) in c.legend.iter().enumerate() {
+            let ly = TOP + 10.0 + 22.0 * k as f64;
+            let (x0, x1) = (LEFT + self.pw + 15.0, LEFT + self.pw + 40.0);
+            let label = match key {
+                Key::Line(label, color) => {
+                    let _ = write!(
+                        s,
+                        r##"<line x1="{x0:.1}" y1="{ly:.1}" x2="{x1:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"##
+                    );
+                    label
+                }
+                Key::Marker(label, color, shape) => {
+                    marker(s, *shape, (x0 + x1) / 2.0, ly, color, "");
+                    label
+                }
+            };
+            let _ = writeln!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" font-size="12.5" fill="{INK}">{}</text>"##,
+                x1 + 6.0,
+                ly + 4.0,
+                esc(label)
+            );
+        }
+    }
+}
+
 /// Draws the chart as a standalone `<svg>` element.
 pub(crate) fn draw(c: &Chart) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let mut xs: Vec<f64> = Vec::new();
-    let mut ys: Vec<f64> = Vec::new();
-    for l in &c.lines {
-        for (x, y) in &l.points {
-            xs.push(*x);
-            ys.push(*y);
-        }
-    }
-    for s in &c.scatters {
-        for m in &s.marks {
-            xs.push(m.x);
-            ys.push(m.y + m.err.unwrap_or(0.0));
-            ys.push(m.y - m.err.unwrap_or(0.0));
-        }
-    }
-    xs.extend(c.vlines.iter().map(|v| v.0));
-    xs.retain(|v| v.is_finite() && (!c.x_log || *v > 0.0));
-    ys.retain(|v| v.is_finite());
-    let range = |v: &[f64]| {
-        v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                (a.min(*x), b.max(*x))
-            })
-    };
-    let (x0, x1) = range(&xs);
-    let (y0, y1) = range(&ys);
-    // A little room around the data, so no point sits on the frame.
-    let pad = |lo: f64, hi: f64| (lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo));
-    let ax = if c.x_log {
-        Axis::log(x0, x1)
-    } else if c.x_from_zero {
-        Axis::linear(x0.min(0.0), pad(x0, x1).1, 8.0)
-    } else {
-        let (a, b) = pad(x0, x1);
-        Axis::linear(a, b, 8.0)
-    };
-    let (ya, yb) = pad(y0, y1);
-    let ay = Axis::linear(ya, yb, 6.0);
-    let px = |v: f64| LEFT + pw * ax.frac(v);
-    let py = |v: f64| TOP + ph * (1.0 - ay.frac(v));
-
+    let (frame, has_data) = Frame::fit(c);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -302,171 +502,19 @@ pub(crate) fn draw(c: &Chart) -> String {
         esc(&c.title),
         esc(&c.subtitle)
     );
-    for &t in &ay.ticks {
-        let y = py(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{GRID}"/><text x="{:.1}" y="{:.1}" font-size="12" text-anchor="end" fill="#455a64">{}</text>"##,
-            LEFT + pw,
-            LEFT - 7.0,
-            y + 4.0,
-            ay.label(t)
-        );
-    }
-    for &t in &ax.ticks {
-        let x = px(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="{GRID}"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{FRAME}"/><text x="{x:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="#455a64">{}</text>"##,
-            TOP + ph,
-            TOP + ph,
-            TOP + ph + 5.0,
-            TOP + ph + 19.0,
-            ax.label(t)
-        );
-    }
-    let _ = write!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="{FRAME}"/>
-<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}">{}</text>
-<text x="18" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}" transform="rotate(-90 18 {:.1})">{}</text>
-"##,
-        LEFT + pw / 2.0,
-        H - 12.0,
-        esc(&c.x_label),
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        esc(&c.y_label)
-    );
-    for (v, label) in &c.vlines {
-        if !v.is_finite() {
-            continue;
-        }
-        let x = px(*v);
-        let (lx, anchor) = if x > LEFT + 0.9 * pw {
-            (x - 3.0, "end")
-        } else {
-            (x + 3.0, "start")
-        };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#b0bec5" stroke-dasharray="4 4"/><text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{SOFT}">{}</text>"##,
-            TOP + ph,
-            TOP + 12.0,
-            esc(label)
-        );
-    }
-    for l in &c.lines {
-        let pts: Vec<String> = l
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        let dash = if l.dashed {
-            r#" stroke-dasharray="6 3""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-opacity="{}"{dash}><title>{}</title></polyline>"##,
-            pts.join(" "),
-            l.color,
-            l.width,
-            l.opacity,
-            esc(&l.title)
-        );
-        // A dot where the line ends: where the trial stopped (and all of a one-point line).
-        if let Some(last) = pts.last().and_then(|p| p.split_once(',')) {
-            let _ = writeln!(
-                s,
-                r##"<circle cx="{}" cy="{}" r="{:.1}" fill="{}" fill-opacity="{}"><title>{}</title></circle>"##,
-                last.0,
-                last.1,
-                l.width + 1.2,
-                l.color,
-                l.opacity,
-                esc(&l.title)
-            );
-        }
-    }
-    for sc in &c.scatters {
-        for m in sc
-            .marks
-            .iter()
-            .filter(|m| m.x.is_finite() && m.y.is_finite())
-        {
-            let (x, y) = (px(m.x), py(m.y));
-            if let Some(e) = m.err.filter(|e| e.is_finite() && *e > 0.0) {
-                let (ya, yb) = (py(m.y + e), py(m.y - e));
-                let _ = writeln!(
-                    s,
-                    r##"<path d="M{x:.1},{ya:.1} L{x:.1},{yb:.1} M{:.1},{ya:.1} L{:.1},{ya:.1} M{:.1},{yb:.1} L{:.1},{yb:.1}" stroke="{}" stroke-width="1.3" fill="none"/>"##,
-                    x - 4.0,
-                    x + 4.0,
-                    x - 4.0,
-                    x + 4.0,
-                    sc.color
-                );
-            }
-            marker(&mut s, sc.shape, x, y, &sc.color, &m.title);
-            if let Some(label) = &m.label {
-                let short: String = if label.chars().count() > LABEL_CHARS {
-                    label.chars().take(LABEL_CHARS - 1).chain(['…']).collect()
-                } else {
-                    label.clone()
-                };
-                // Labels of points in the right quarter go to their left.
-                let (lx, anchor) = if x > LEFT + 0.75 * pw {
-                    (x - 8.0, "end")
-                } else {
-                    (x + 8.0, "start")
-                };
-                let _ = writeln!(
-                    s,
-                    r##"<text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{INK}">{}</text>"##,
-                    y - 7.0,
-                    esc(&short)
-                );
-            }
-        }
-    }
-    if xs.is_empty() {
+    frame.axes(c, &mut s);
+    frame.vlines(c, &mut s);
+    frame.lines(c, &mut s);
+    frame.scatters(c, &mut s);
+    if !has_data {
         let _ = writeln!(
             s,
             r##"<text x="{:.1}" y="{:.1}" font-size="15" text-anchor="middle" fill="{SOFT}">no data yet</text>"##,
-            LEFT + pw / 2.0,
-            TOP + ph / 2.0
+            LEFT + frame.pw / 2.0,
+            TOP + frame.ph / 2.0
         );
     }
-    for (k, key) in c.legend.iter().enumerate() {
-        let ly = TOP + 10.0 + 22.0 * k as f64;
-        let (x0, x1) = (LEFT + pw + 15.0, LEFT + pw + 40.0);
-        let label = match key {
-            Key::Line(label, color) => {
-                let _ = write!(
-                    s,
-                    r##"<line x1="{x0:.1}" y1="{ly:.1}" x2="{x1:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"##
-                );
-                label
-            }
-            Key::Marker(label, color, shape) => {
-                marker(&mut s, *shape, (x0 + x1) / 2.0, ly, color, "");
-                label
-            }
-        };
-        let _ = writeln!(
-            s,
-            r##"<text x="{:.1}" y="{:.1}" font-size="12.5" fill="{INK}">{}</text>"##,
-            x1 + 6.0,
-            ly + 4.0,
-            esc(label)
-        );
-    }
+    frame.legend(c, &mut s);
     s.push_str("</svg>\n");
     s
 }

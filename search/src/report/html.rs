@@ -3,8 +3,8 @@
 //! the file system without a server or a network.
 
 use super::chart::{self, esc, Chart, Key, Line, Mark, Scatter, Shape, PALETTE};
+use super::format::{comparison_lines, count, final_text, pct, rate, rung_text};
 use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
-use super::text::{comparison_lines, count, final_text, pct, rate, rung_text};
 use crate::search::ids::CandidateId;
 use crate::search::store::{Phase, TrialStatus};
 use std::collections::BTreeMap;

@@ -8,6 +8,7 @@
 //! a report can be written at any time, also while the search runs. See `docs/REPORT.md`.
 
 mod chart;
+mod format;
 mod html;
 mod model;
 mod stats;
