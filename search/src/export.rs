@@ -9,7 +9,6 @@
 //!   (N×C×H×W, float32), with the per-channel normalisation built in, output logits;
 //! * `export.json`: what was exported, the normalisation, the input shape, the classes.
 
-use crate::search::config::SearchConfig;
 use crate::search::rank;
 use crate::search::store::{Store, StoreError};
 use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, TrainError};
@@ -53,11 +52,6 @@ pub enum ExportError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{}: the search configuration in the database does not read: {source}", .dir.display())]
-    StoredConfig {
-        dir: PathBuf,
-        source: serde_json::Error,
-    },
     #[error("{}: the search has no trained candidate to export yet", .0.display())]
     NoWinner(PathBuf),
 }
@@ -205,15 +199,7 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
 /// Exports the winner of the search in `dir` into `DIR/export`: the leaderboard's first
 /// candidate, from the trial [`rank::winner`] picks.
 pub fn export_winner(dir: &Path) -> R<Exported> {
-    let store = Store::open_existing(&dir.join("search.db"))?;
-    let exp = store
-        .experiment()?
-        .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
-    let cfg: SearchConfig =
-        serde_json::from_str(&exp.config_json).map_err(|source| ExportError::StoredConfig {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let (store, _, cfg) = Store::open_search(dir)?;
     let candidates: Vec<_> = store.candidates()?.iter().map(|c| c.id).collect();
     let trials = store.trials()?;
     let (_, best) = rank::winner(

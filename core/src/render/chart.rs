@@ -1,7 +1,7 @@
 //! Line charts (SVG, and PNG through the same rasteriser as topology pictures): the
 //! contraction curves of `optarch rate --plot`.
 
-use super::xml_escape;
+use super::{xml_escape, INK, PALETTE};
 use std::fmt::Write;
 
 /// One line of a chart.
@@ -11,11 +11,6 @@ pub struct Series {
     /// y values at x = 1, 2, 3, ...
     pub values: Vec<f64>,
 }
-
-const PALETTE: &[&str] = &[
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-    "#7f7f7f", "#bcbd22",
-];
 
 /// A line chart with a logarithmic y axis (values ≤ 0 are clipped to the smallest positive one).
 pub fn log_line_chart(
@@ -60,7 +55,7 @@ pub fn log_line_chart(
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans, Arial, sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{left}" y="30" font-size="18" font-weight="bold" fill="#263238">{}</text>
+<text x="{left}" y="30" font-size="18" font-weight="bold" fill="{INK}">{}</text>
 <text x="{left}" y="52" font-size="13" fill="#546e7a">{}</text>
 "##,
         xml_escape(title),
@@ -93,8 +88,8 @@ pub fn log_line_chart(
     let _ = write!(
         s,
         r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#90a4ae"/>
-<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="#263238">{}</text>
-<text x="20" y="{:.1}" font-size="13" text-anchor="middle" fill="#263238" transform="rotate(-90 20 {:.1})">{}</text>
+<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}">{}</text>
+<text x="20" y="{:.1}" font-size="13" text-anchor="middle" fill="{INK}" transform="rotate(-90 20 {:.1})">{}</text>
 "##,
         left + pw / 2.0,
         h - 15.0,
@@ -115,7 +110,7 @@ pub fn log_line_chart(
         let _ = write!(
             s,
             r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>
-<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="13" fill="#263238">{}</text>
+<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="13" fill="{INK}">{}</text>
 "##,
             pts.join(" "),
             left + pw + 15.0,

@@ -98,6 +98,15 @@ pub fn render(topo: &Topology, format: Format) -> Result<Vec<u8>, RenderError> {
     }
 }
 
+/// The colour of text and lines in every picture and chart optarch draws.
+pub const INK: &str = "#263238";
+
+/// The colours series take, in order, in every chart optarch draws.
+pub const PALETTE: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+    "#7f7f7f", "#bcbd22",
+];
+
 /// Escapes text for XML (and HTML) character data and attribute values.
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -4,7 +4,7 @@ use super::layout::{
     edge_style, layout, state_text, text_width, EdgeStyle, Shape, EDGE_FONT, NAME_FONT, NODE_FONT,
     SIGMA_FONT,
 };
-use super::xml_escape;
+use super::{xml_escape, INK};
 use crate::topology::{NodeKind, Topology};
 
 /// The font stack written into the SVG; the PNG rasteriser ships DejaVu Sans itself.
@@ -16,7 +16,6 @@ const FACTS_FONT: f64 = 11.0;
 const LEGEND_FONT: f64 = 10.5;
 const HEADER: f64 = 60.0;
 
-const INK: &str = "#263238";
 const POSITIVE: &str = "#37474f";
 const NEGATIVE: &str = "#c62828";
 const LEARNABLE: &str = "#6a1b9a";

@@ -5,11 +5,7 @@
 
 use std::fmt::Write;
 
-/// Colours, in the order series take them (the palette of `optarch rate --plot`).
-pub(crate) const PALETTE: &[&str] = &[
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-    "#7f7f7f", "#bcbd22",
-];
+pub(crate) use optarch_core::render::{INK, PALETTE};
 
 const W: f64 = 860.0;
 const H: f64 = 480.0;
@@ -17,7 +13,6 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 220.0;
 const TOP: f64 = 64.0;
 const BOTTOM: f64 = 56.0;
-const INK: &str = "#263238";
 const SOFT: &str = "#546e7a";
 const GRID: &str = "#eceff1";
 const FRAME: &str = "#90a4ae";
@@ -87,6 +82,17 @@ pub(crate) struct Chart {
 }
 
 impl Chart {
+    /// Adds points of one colour and shape, with their legend entry.
+    pub(super) fn scatter(&mut self, label: &str, color: &str, shape: Shape, marks: Vec<Mark>) {
+        self.legend
+            .push(Key::Marker(label.into(), color.into(), shape));
+        self.scatters.push(Scatter {
+            color: color.into(),
+            shape,
+            marks,
+        });
+    }
+
     pub(super) fn new(title: &str, subtitle: &str, x_label: &str, y_label: &str) -> Chart {
         Chart {
             title: title.into(),

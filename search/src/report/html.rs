@@ -2,7 +2,7 @@
 //! `data:` URIs, a few lines of inline script that check the page rendered), readable from
 //! the file system without a server or a network.
 
-use super::chart::{self, esc, Chart, Key, Line, Mark, Scatter, Shape, PALETTE};
+use super::chart::{self, esc, Chart, Key, Line, Mark, Shape, PALETTE};
 use super::format::{comparison_lines, count, final_text, pct, rate, rung_text};
 use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
 use crate::search::ids::CandidateId;
@@ -297,27 +297,14 @@ fn accuracy_scatter(
         }
     }
     let e0 = rungs.first().copied().unwrap_or(0);
-    c.legend.push(Key::Marker(
-        format!("val. after {e0} ep (rung 1)"),
-        PALETTE[0].into(),
+    c.scatter(
+        &format!("val. after {e0} ep (rung 1)"),
+        PALETTE[0],
         Shape::Circle,
-    ));
-    c.scatters.push(Scatter {
-        color: PALETTE[0].into(),
-        shape: Shape::Circle,
-        marks: early,
-    });
+        early,
+    );
     if !fin.is_empty() {
-        c.legend.push(Key::Marker(
-            "final test, mean ± sd".into(),
-            PALETTE[1].into(),
-            Shape::Diamond,
-        ));
-        c.scatters.push(Scatter {
-            color: PALETTE[1].into(),
-            shape: Shape::Diamond,
-            marks: fin,
-        });
+        c.scatter("final test, mean ± sd", PALETTE[1], Shape::Diamond, fin);
     }
     let xs: Vec<f64> = rep
         .leaderboard

@@ -49,15 +49,8 @@ pub enum ReportError {
         .dir.display(), .dir.display(), .dir.display()
     )]
     NotASearch { dir: PathBuf },
-    #[error("{} holds no experiment yet: the search has not started; run it with optarch search --out DIR", .db.display())]
-    NoExperiment { db: PathBuf },
     #[error("reading the search database: {0}")]
     Store(#[from] StoreError),
-    #[error("{}: the search configuration in the database does not read: {source}", .db.display())]
-    Config {
-        db: PathBuf,
-        source: serde_json::Error,
-    },
     #[error("cannot write {}: {source} (is the search directory writable?)", .path.display())]
     Write {
         path: PathBuf,
@@ -74,15 +67,7 @@ fn load(dir: &Path) -> Result<model::Loaded, ReportError> {
             dir: dir.to_path_buf(),
         });
     }
-    let store = Store::open_existing(&db)?;
-    let experiment = store
-        .experiment()?
-        .ok_or(ReportError::NoExperiment { db: db.clone() })?;
-    let config =
-        serde_json::from_str(&experiment.config_json).map_err(|source| ReportError::Config {
-            db: db.clone(),
-            source,
-        })?;
+    let (store, experiment, config) = Store::open_search(dir)?;
     Ok(model::Loaded {
         config,
         candidates: store.candidates()?,

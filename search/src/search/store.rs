@@ -12,6 +12,7 @@
 //!   of `epochs`, written by the trial process in the same transaction as the trial's progress.
 
 use super::candidate::Candidate;
+use super::config::SearchConfig;
 use super::ids::{CandidateId, ExperimentId, TrialId};
 use crate::train::EpochMetrics;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -126,6 +127,15 @@ pub enum StoreError {
     /// No store at this path.
     #[error("{}: no search database here (is this a search directory?)", .0.display())]
     Missing(PathBuf),
+    /// A store whose search never started.
+    #[error("{}: the database holds no experiment yet (the search has not started)", .0.display())]
+    NoExperiment(PathBuf),
+    /// The search configuration stored with the experiment does not read.
+    #[error("{}: the search configuration in the database does not read: {source}", .path.display())]
+    Config {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 type R<T> = Result<T, StoreError>;
@@ -418,6 +428,18 @@ impl Store {
         };
         store.init()?;
         Ok(store)
+    }
+
+    /// Opens the search in `dir`: its store, its experiment and the configuration it runs.
+    pub fn open_search(dir: &Path) -> R<(Store, Experiment, SearchConfig)> {
+        let path = dir.join("search.db");
+        let store = Store::open_existing(&path)?;
+        let exp = store
+            .experiment()?
+            .ok_or_else(|| StoreError::NoExperiment(path.clone()))?;
+        let cfg = serde_json::from_str(&exp.config_json)
+            .map_err(|source| StoreError::Config { path, source })?;
+        Ok((store, exp, cfg))
     }
 
     /// Opens an existing store (an error when `path` does not exist).

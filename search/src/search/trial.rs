@@ -31,10 +31,6 @@ use std::time::Instant;
 pub(crate) enum TrialError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the search database holds no experiment")]
-    NoExperiment,
-    #[error("the search configuration in the database does not read: {0}")]
-    Config(#[source] serde_json::Error),
     #[error("cannot record an epoch in the store: {0}")]
     Record(#[source] StoreError),
 }
@@ -199,9 +195,7 @@ pub(crate) fn run(
     parent: u32,
 ) -> Result<i32, TrialError> {
     let started = Instant::now();
-    let store = Store::open_existing(&dir.join("search.db"))?;
-    let exp = store.experiment()?.ok_or(TrialError::NoExperiment)?;
-    let cfg: SearchConfig = serde_json::from_str(&exp.config_json).map_err(TrialError::Config)?;
+    let (store, _, cfg) = Store::open_search(dir)?;
     let trial = store.trial(id)?;
     let cand = store.candidate(trial.candidate)?;
     let run_dir = dir.join(&trial.dir);

@@ -54,13 +54,6 @@ pub enum SearchError {
         .0.display()
     )]
     Exists(PathBuf),
-    #[error("{}: the database holds no experiment; start the search again", .0.display())]
-    NoExperiment(PathBuf),
-    #[error("{}: the search configuration in the database does not read: {source}", .dir.display())]
-    StoredConfig {
-        dir: PathBuf,
-        source: serde_json::Error,
-    },
     #[error(
         "give a search configuration (optarch search specs/search/quick.yaml) or --resume DIR"
     )]

@@ -73,15 +73,7 @@ pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<
 
 /// Opens the search in `dir` again.
 pub(super) fn reopen(dir: &Path) -> R<Opened> {
-    let store = Store::open_existing(&dir.join("search.db"))?;
-    let exp = store
-        .experiment()?
-        .ok_or_else(|| SearchError::NoExperiment(dir.to_path_buf()))?;
-    let cfg: SearchConfig =
-        serde_json::from_str(&exp.config_json).map_err(|source| SearchError::StoredConfig {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let (store, exp, cfg) = Store::open_search(dir)?;
     Ok(Opened {
         dir: dir.to_path_buf(),
         store,
