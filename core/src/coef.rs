@@ -13,6 +13,84 @@ use std::collections::BTreeMap;
 /// Factors smaller than this in magnitude are treated as exact zeros.
 pub const ZERO_TOLERANCE: f64 = 1e-12;
 
+/// How a polynomial coefficient becomes a value: the executor folds it into a scalar tensor,
+/// the code generator into tokens, the theory into a number. [`fold`] fixes the order of the
+/// operations for all of them, so that they compute the same floating-point result.
+pub trait PolyAlgebra {
+    type Value;
+    type Error;
+    /// Learnable scalar `id`.
+    fn param(&mut self, id: usize) -> Result<Self::Value, Self::Error>;
+    /// `a · b`.
+    fn mul(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `a · f`, for a factor other than 1.
+    fn scale(&mut self, a: Self::Value, f: f64) -> Self::Value;
+    /// `a + b`.
+    fn add(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
+    /// `a + c`, for a constant other than 0.
+    fn add_const(&mut self, a: Self::Value, c: f64) -> Self::Value;
+}
+
+/// Folds the polynomial `Σ factor · Π params[id]` (its monomials as `(ids, factor)`) in the one
+/// order every consumer uses: each monomial the product of its scalars left to right, times its
+/// factor unless 1, the monomials summed left to right, then the constant added unless 0.
+/// `None` when the polynomial has no learnable term.
+pub fn fold<'a, A: PolyAlgebra>(
+    terms: impl IntoIterator<Item = (&'a [usize], f64)>,
+    alg: &mut A,
+) -> Result<Option<A::Value>, A::Error> {
+    let mut acc: Option<A::Value> = None;
+    let mut constant = 0.0;
+    for (mono, f) in terms {
+        let Some((first, rest)) = mono.split_first() else {
+            constant += f;
+            continue;
+        };
+        let mut t = alg.param(*first)?;
+        for id in rest {
+            let p = alg.param(*id)?;
+            t = alg.mul(t, p);
+        }
+        if f != 1.0 {
+            t = alg.scale(t, f);
+        }
+        acc = Some(match acc {
+            None => t,
+            Some(a) => alg.add(a, t),
+        });
+    }
+    Ok(acc.map(|a| {
+        if constant == 0.0 {
+            a
+        } else {
+            alg.add_const(a, constant)
+        }
+    }))
+}
+
+/// Numbers: a polynomial at given values of its learnable scalars (missing ids count 0).
+struct Numbers<'a>(&'a [f64]);
+
+impl PolyAlgebra for Numbers<'_> {
+    type Value = f64;
+    type Error = std::convert::Infallible;
+    fn param(&mut self, id: usize) -> Result<f64, Self::Error> {
+        Ok(self.0.get(id).copied().unwrap_or(0.0))
+    }
+    fn mul(&mut self, a: f64, b: f64) -> f64 {
+        a * b
+    }
+    fn scale(&mut self, a: f64, f: f64) -> f64 {
+        a * f
+    }
+    fn add(&mut self, a: f64, b: f64) -> f64 {
+        a + b
+    }
+    fn add_const(&mut self, a: f64, c: f64) -> f64 {
+        a + c
+    }
+}
+
 /// A polynomial in learnable parameters (ids index [`crate::topology::Topology::learnables`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Coef {
@@ -128,17 +206,14 @@ impl Coef {
         out
     }
 
-    /// The value with every learnable parameter replaced by `values[id]` (missing ids count 0).
+    /// The value with every learnable parameter replaced by `values[id]` (missing ids count 0),
+    /// computed in [`fold`]'s order.
     pub fn eval(&self, values: &[f64]) -> f64 {
-        self.terms
-            .iter()
-            .map(|(m, c)| {
-                c * m
-                    .iter()
-                    .map(|id| values.get(*id).copied().unwrap_or(0.0))
-                    .product::<f64>()
-            })
-            .sum()
+        match fold(self.terms(), &mut Numbers(values)) {
+            Ok(Some(v)) => v,
+            Ok(None) => self.terms().map(|(_, c)| c).sum(),
+            Err(never) => match never {},
+        }
     }
 
     /// Human-readable form, naming learnable parameters through `name`.

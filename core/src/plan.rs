@@ -10,9 +10,11 @@
 //!   last reader, so the values held at any moment are exactly the live history the spec needs
 //!   ([`crate::analysis::memory`] predicts the same count, and the tests check it);
 //! * each block's weight name ([`block_name`], the VarStore path component of its variables);
-//! * the order in which a polynomial coefficient is computed ([`Scale::fold`]).
+//! * the order in which a polynomial coefficient is computed ([`crate::coef::fold`], shared with
+//!   the theory and the analyses).
 
 use crate::coef::Coef;
+pub use crate::coef::PolyAlgebra;
 use crate::error::SpecError;
 use crate::topology::{NodeKind, Topology};
 use petgraph::graph::NodeIndex;
@@ -30,41 +32,12 @@ pub enum Scale {
 }
 
 impl Scale {
-    /// Folds the polynomial `Σ factor · Π params[id]` in the one order both the executor and
-    /// the generated code use: each monomial the product of its scalars left to right, times
-    /// its factor unless 1, the monomials summed left to right, then the constant added unless
-    /// 0. `None` when the polynomial has no learnable term.
+    /// Folds the polynomial in the one order every consumer uses ([`crate::coef::fold`]).
     pub fn fold<A: PolyAlgebra>(
         terms: &[(f64, Vec<usize>)],
         alg: &mut A,
     ) -> Result<Option<A::Value>, A::Error> {
-        let mut acc: Option<A::Value> = None;
-        let mut constant = 0.0;
-        for (f, mono) in terms {
-            let Some((first, rest)) = mono.split_first() else {
-                constant += f;
-                continue;
-            };
-            let mut t = alg.param(*first)?;
-            for id in rest {
-                let p = alg.param(*id)?;
-                t = alg.mul(t, p);
-            }
-            if *f != 1.0 {
-                t = alg.scale(t, *f);
-            }
-            acc = Some(match acc {
-                None => t,
-                Some(a) => alg.add(a, t),
-            });
-        }
-        Ok(acc.map(|a| {
-            if constant == 0.0 {
-                a
-            } else {
-                alg.add_const(a, constant)
-            }
-        }))
+        crate::coef::fold(terms.iter().map(|(f, m)| (m.as_slice(), *f)), alg)
     }
 
     /// The scale of a coefficient.
@@ -146,24 +119,6 @@ pub fn block_name(step: usize, slot: usize) -> String {
     } else {
         format!("b{step}_{slot}")
     }
-}
-
-/// How a polynomial coefficient becomes a value: the executor folds it into a scalar tensor,
-/// the code generator into tokens. [`Scale::fold`] fixes the order of the operations for both,
-/// so that the two compute the same floating-point result.
-pub trait PolyAlgebra {
-    type Value;
-    type Error;
-    /// Learnable scalar `id`.
-    fn param(&mut self, id: usize) -> Result<Self::Value, Self::Error>;
-    /// `a · b`.
-    fn mul(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
-    /// `a · f`, for a factor other than 1.
-    fn scale(&mut self, a: Self::Value, f: f64) -> Self::Value;
-    /// `a + b`.
-    fn add(&mut self, a: Self::Value, b: Self::Value) -> Self::Value;
-    /// `a + c`, for a constant other than 0.
-    fn add_const(&mut self, a: Self::Value, c: f64) -> Self::Value;
 }
 
 /// Sets the consumer counts and the values freed after each operation.
