@@ -239,3 +239,40 @@ fn the_checker_sees_a_reference_upward() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("a.rs:1: `a` uses `b`"), "{problems:?}");
 }
+
+/// The derive macro's dependency tree holds what the plan needs, not libtorch, the pictures'
+/// rasteriser and font, or the theory's linear algebra (core's `torch`, `render` and `theory`
+/// features are off there).
+#[test]
+fn the_macro_crate_builds_on_the_plan_alone() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "optarch-macros",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tree.contains("optarch-core") && tree.contains("syn"),
+        "{tree}"
+    );
+    for banned in ["tch ", "torch-sys", "resvg", "nalgebra", "dejavu", "fontdb"] {
+        assert!(
+            !tree.contains(banned),
+            "{banned} in the macro crate's tree:\n{tree}"
+        );
+    }
+}
