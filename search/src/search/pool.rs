@@ -184,40 +184,23 @@ impl Builder<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &mut self,
-        name: String,
-        origin: String,
-        family: String,
-        spec: &Spec,
-        overrides: Overrides,
-        features: Vec<f64>,
-        rates: Rates,
-    ) -> Result<(), PoolError> {
-        let topo_hash = topology_hash(spec, self.steps, &overrides)?;
-        if let Some(first) = self.pool.items.iter().find(|i| i.topo_hash == topo_hash) {
+    /// Adds `c` (its spec's text, topology hash and spec hash filled in here from `spec`),
+    /// unless its topology equals an earlier candidate's.
+    fn add(&mut self, spec: &Spec, mut c: Candidate) -> Result<(), PoolError> {
+        c.topo_hash = topology_hash(spec, self.steps, &c.overrides)?;
+        if let Some(first) = self.pool.items.iter().find(|i| i.topo_hash == c.topo_hash) {
             self.pool.duplicates.push(Dropped {
-                name,
+                name: c.name,
                 reason: format!("same topology as {}", first.name),
             });
             return Ok(());
         }
         #[allow(clippy::expect_used)]
-        let params = serde_json::to_string(&overrides)
+        let params = serde_json::to_string(&c.overrides)
             .expect("invariant: a map of strings to numbers always serialises");
-        self.pool.items.push(Candidate {
-            spec_hash: md5_hex(&format!("{}\n{params}", spec.text)),
-            name,
-            origin,
-            family,
-            spec_yaml: spec.text.clone(),
-            overrides,
-            features,
-            topo_hash,
-            contraction: rates.0,
-            asymptotic: rates.1,
-        });
+        c.spec_hash = md5_hex(&format!("{}\n{params}", spec.text));
+        c.spec_yaml = spec.text.clone();
+        self.pool.items.push(c);
         Ok(())
     }
 
@@ -275,14 +258,21 @@ impl Builder<'_> {
                 };
                 let rates = self.rate(&spec, &ov);
                 let features = ov.values().copied().collect();
+                let origin = format!("spec:{}", s.spec.display());
                 self.add(
-                    format!("{}{label}", spec.name),
-                    format!("spec:{}", s.spec.display()),
-                    format!("spec:{}", s.spec.display()),
                     &spec,
-                    ov,
-                    features,
-                    rates,
+                    Candidate {
+                        name: format!("{}{label}", spec.name),
+                        family: origin.clone(),
+                        origin,
+                        spec_yaml: String::new(),
+                        overrides: ov,
+                        features,
+                        topo_hash: String::new(),
+                        spec_hash: String::new(),
+                        contraction: rates.0,
+                        asymptotic: rates.1,
+                    },
                 )?;
             }
         }
@@ -356,13 +346,19 @@ impl Builder<'_> {
         }
         for (name, spec, features, rates) in survivors {
             self.add(
-                name,
-                "generated".into(),
-                format!("generated:m{}", g.history),
                 &spec,
-                Overrides::new(),
-                features,
-                rates,
+                Candidate {
+                    name,
+                    origin: "generated".into(),
+                    family: format!("generated:m{}", g.history),
+                    spec_yaml: String::new(),
+                    overrides: Overrides::new(),
+                    features,
+                    topo_hash: String::new(),
+                    spec_hash: String::new(),
+                    contraction: rates.0,
+                    asymptotic: rates.1,
+                },
             )?;
         }
         Ok(())
