@@ -22,9 +22,11 @@ finalists: {top_k: 2, seeds: 3}
 candidates: [{spec: heavy_ball.yaml}]
 ";
 
-/// Final test accuracies of the two finalists, three seeds each.
+/// Final test accuracies of the two finalists and of the reference C, three seeds each (their
+/// validation accuracies are 0.01 above).
 const FINAL_A: [f64; 3] = [0.80, 0.82, 0.81];
 const FINAL_B: [f64; 3] = [0.84, 0.86, 0.83];
+const FINAL_C: [f64; 3] = [0.70, 0.72, 0.71];
 
 fn spec(file: &str) -> String {
     std::fs::read_to_string(
@@ -47,6 +49,7 @@ impl Db {
         file: &str,
         params: &[(&str, f64)],
         contraction: Option<f64>,
+        reference: bool,
     ) -> CandidateId {
         let position = self.store.candidates().unwrap().len();
         let (id, new) = self
@@ -65,6 +68,7 @@ impl Db {
                     topo_hash: format!("t-{name}"),
                     contraction,
                     asymptotic: contraction.map(|c| c * 0.9),
+                    reference,
                 },
             )
             .unwrap();
@@ -94,8 +98,9 @@ impl Db {
         id
     }
 
-    /// Trains `trial` through `epochs` (0-based) with validation accuracy `val(epoch)` and test
-    /// accuracy 0.01 below it, then ends the attempt as `status`.
+    /// Trains `trial` through `epochs` (0-based) with validation accuracy `val(epoch)` and, for
+    /// a final trial only (as the search evaluates the test set), test accuracy 0.01 below it,
+    /// then ends the attempt as `status`.
     fn train(
         &self,
         trial: TrialId,
@@ -103,6 +108,7 @@ impl Db {
         val: impl Fn(usize) -> f64,
         status: TrialStatus,
     ) {
+        let tested = self.store.trial(trial).unwrap().phase == Phase::Final;
         self.store.start_trial(trial, "cpu").unwrap();
         for e in epochs {
             self.store
@@ -115,8 +121,8 @@ impl Db {
                         train_acc: val(e),
                         val_loss: Some(1.0),
                         val_acc: Some(val(e)),
-                        test_loss: 1.0,
-                        test_acc: val(e) - 0.01,
+                        test_loss: tested.then_some(1.0),
+                        test_acc: tested.then(|| val(e) - 0.01),
                         images_per_sec: 1000.0,
                         epoch_seconds: 1.5,
                     },
@@ -134,7 +140,7 @@ impl Db {
 /// |-----------|-------------|---------------------------------|------------|------------|
 /// | A (1)     | 0.70        | rungs 1→3→9 epochs, 0.50 → 0.74 |            | FINAL_A    |
 /// | B (2)     | 0.80        | rungs 1→3, 0.45 → 0.53          |            | FINAL_B    |
-/// | C (3)     | 0.90        | rung 1, 0.40                    | 9 ep, 0.67 |            |
+/// | C (3)     | 0.90        | rung 1, 0.40                    | 9 ep, 0.67 | FINAL_C    |
 /// | D (4)     | 0.95        | rung 1, 0.30                    |            |            |
 /// | E (5)     | 0.60        | diverged, no epoch              |            |            |
 /// | F (6)     | 0.85        | failed, no epoch                |            |            |
@@ -151,13 +157,14 @@ fn synthetic(dir: &Path) {
         .unwrap();
     let db = Db { store, exp };
     db.store.event(None, "search started").unwrap();
-    let a = db.candidate("A", "heavy_ball.yaml", &[("beta", 0.5)], Some(0.70));
-    let b = db.candidate("B", "nesterov.yaml", &[], Some(0.80));
-    let c = db.candidate("C", "gradient_descent.yaml", &[], Some(0.90));
-    let d = db.candidate("D", "heavy_ball.yaml", &[("beta", 0.1)], Some(0.95));
-    let e = db.candidate("E", "heavy_ball.yaml", &[("beta", 0.9)], Some(0.60));
-    let f = db.candidate("F", "nesterov_theta.yaml", &[], Some(0.85));
-    let g = db.candidate("G", "gradient_descent.yaml", &[("h", 0.5)], None);
+    let a = db.candidate("A", "heavy_ball.yaml", &[("beta", 0.5)], Some(0.70), false);
+    let b = db.candidate("B", "nesterov.yaml", &[], Some(0.80), false);
+    // C is the reference (gradient descent): re-trained with the finalists' seeds.
+    let c = db.candidate("C", "gradient_descent.yaml", &[], Some(0.90), true);
+    let d = db.candidate("D", "heavy_ball.yaml", &[("beta", 0.1)], Some(0.95), false);
+    let e = db.candidate("E", "heavy_ball.yaml", &[("beta", 0.9)], Some(0.60), false);
+    let f = db.candidate("F", "nesterov_theta.yaml", &[], Some(0.85), false);
+    let g = db.candidate("G", "gradient_descent.yaml", &[("h", 0.5)], None, false);
 
     // ASHA: every search trial trains 1 epoch; A and B are promoted to 3, A to 9.
     let ta = db.trial(a, Phase::Search, 1, 1);
@@ -193,8 +200,9 @@ fn synthetic(dir: &Path) {
     let bg = db.trial(g, Phase::Baseline, 3, 9);
     db.train(bg, 0..9, |e| 0.30 + 0.04 * e as f64, TrialStatus::Done);
 
-    // Finalists, three seeds each: the last epoch's test accuracy is the given one.
-    for (cand, finals) in [(a, FINAL_A), (b, FINAL_B)] {
+    // Finalists and the reference, three seeds each: the last epoch's test accuracy is the
+    // given one.
+    for (cand, finals) in [(a, FINAL_A), (b, FINAL_B), (c, FINAL_C)] {
         for (seed, acc) in finals.iter().enumerate() {
             let t = db.trial(cand, Phase::Final, 10 + seed as u64, 9);
             let acc = *acc;
@@ -272,8 +280,9 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
         ["leaderboard.csv", "leaderboard.json", "report.html"]
     );
 
-    // CSV: the finalists first (B's mean beats A's), then by rung and score, then the
-    // baseline-only candidate, then the faults.
+    // CSV, on validation only: the candidates with final trials first (B's mean beats A's and
+    // the reference C's), then by rung and score, then the baseline-only candidate, then the
+    // faults.
     let csv = std::fs::read_to_string(&paths.csv).unwrap();
     let lines: Vec<Vec<String>> = csv.lines().map(csv_fields).collect();
     assert_eq!(lines[0], CSV_HEADER);
@@ -284,15 +293,26 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
     let ranks: Vec<&str> = rows.iter().map(|r| r[col("rank")].as_str()).collect();
     assert_eq!(ranks, ["1", "2", "3", "4", "5", "6", "7"]);
     let num = |r: &Vec<String>, c: &str| r[col(c)].parse::<f64>().unwrap();
-    for (row, finals) in [(&rows[0], FINAL_B), (&rows[1], FINAL_A)] {
-        assert!(close(num(row, "final_test_mean"), mean(&finals)), "{row:?}");
+    for (row, finals) in [
+        (&rows[0], FINAL_B),
+        (&rows[1], FINAL_A),
+        (&rows[2], FINAL_C),
+    ] {
         assert!(
-            close(num(row, "final_test_std"), sample_std(&finals)),
+            close(num(row, "final_val_mean"), mean(&finals) + 0.01),
+            "{row:?}"
+        );
+        assert!(
+            close(num(row, "final_val_std"), sample_std(&finals)),
             "{row:?}"
         );
         assert_eq!(row[col("final_n")], "3");
-        assert_eq!(row[col("test_from")], "final");
     }
+    // No column holds a test accuracy.
+    assert!(
+        CSV_HEADER.iter().all(|h| !h.contains("test")),
+        "{CSV_HEADER:?}"
+    );
     let a = &rows[1];
     assert_eq!(
         (
@@ -308,29 +328,28 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
         "36",
         "9 search epochs and 3 × 9 final ones"
     );
+    assert_eq!(a[col("reference")], "false");
     assert_eq!(a[col("phases")], "search+final");
     let b = &rows[0];
     assert_eq!(b[col("highest_rung")], "1");
     assert!(close(num(b, "val_acc"), 0.45 + 0.04 * 2.0));
     let c = &rows[2];
     assert_eq!(
-        (c[col("highest_rung")].as_str(), c[col("phases")].as_str()),
-        ("0", "search+baseline")
+        (
+            c[col("highest_rung")].as_str(),
+            c[col("phases")].as_str(),
+            c[col("reference")].as_str()
+        ),
+        ("0", "search+baseline+final", "true")
     );
-    assert!(
-        close(num(c, "test_acc"), 0.39),
-        "its search trial's test accuracy"
-    );
-    assert_eq!(c[col("epochs")], "10");
+    assert!(close(num(c, "baseline_val"), 0.35 + 0.04 * 8.0));
+    assert_eq!(c[col("epochs")], "37");
     let g = &rows[4];
     assert_eq!(
-        (
-            g[col("highest_rung")].as_str(),
-            g[col("test_from")].as_str()
-        ),
-        ("", "baseline")
+        (g[col("highest_rung")].as_str(), g[col("final_n")].as_str()),
+        ("", "")
     );
-    assert!(close(num(g, "test_acc"), 0.30 + 0.04 * 8.0 - 0.01));
+    assert!(close(num(g, "baseline_val"), 0.30 + 0.04 * 8.0));
     assert_eq!(g[col("contraction")], "");
     let counts = |r: &Vec<String>| {
         ["diverged", "oom", "failed"].map(|k| r[col(k)].parse::<usize>().unwrap())
@@ -365,7 +384,7 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
             &budget["baseline"]["epochs"],
             &budget["final"]["epochs"]
         ],
-        [14, 18, 54]
+        [14, 18, 81]
     );
     assert_eq!(json["comparison"]["search"]["name"], "A");
     assert!(close(
@@ -376,6 +395,22 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
     assert!(close(
         json["comparison"]["baseline"]["score"].as_f64().unwrap(),
         0.67
+    ));
+    // The unbiased estimate: B's test accuracy, and B − C paired by seed: (0.14, 0.14, 0.12),
+    // mean 0.1333, sd 0.0115, 95 % half-width 4.303 · 0.0115 / √3 = 0.0287: resolved.
+    let est = &json["estimate"];
+    assert_eq!(est["winner"], "B");
+    assert!(close(est["test"]["mean"].as_f64().unwrap(), mean(&FINAL_B)));
+    let vs = &est["references"][0];
+    assert_eq!(vs["reference"], "C");
+    let d = &vs["difference"];
+    let diffs: Vec<f64> = FINAL_B.iter().zip(FINAL_C).map(|(b, c)| b - c).collect();
+    let half = 4.303 * sample_std(&diffs) / 3f64.sqrt();
+    assert_eq!(d["n"], 3);
+    assert!(close(d["mean"].as_f64().unwrap(), mean(&diffs)));
+    assert!(close(
+        d["hi"].as_f64().unwrap() - d["mean"].as_f64().unwrap(),
+        half
     ));
     // Contraction against first-rung accuracy: A .70/.50, B .80/.45, C .90/.40, D .95/.30 —
     // a perfectly falling order, which supports the hypothesis. Of the 24 orders of 4 points,
@@ -410,7 +445,21 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
         })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
-    assert!(text.contains("84.33 ± 1.53 % (n=3)"), "{text}");
+    assert!(
+        text.contains("85.33 ± 1.53 % (n=3)"),
+        "final validation of B: {text}"
+    );
+    assert!(
+        text.contains("unbiased estimate (test set, never used to choose): B 84.33 ± 1.53 % (n=3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "against C 71.00 ± 1.00 % (n=3): +13.33 points, 95 % interval [+10.46, +16.20] over \
+             3 paired seeds: resolved"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("baseline (random search, 2 trials, 18 epochs): best C"),
         "{text}"
@@ -418,6 +467,10 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
     assert!(
         text.contains("search − baseline: +7.00 points validation"),
         "{text}"
+    );
+    assert!(
+        !text.contains("test 3"),
+        "no test figure outside the estimate: {text}"
     );
 
     // The page: self-contained, with the top 3 pictures and the hypothesis in words.

@@ -121,17 +121,48 @@ fn check_complete(dir: &Path, failed: &[TrialId]) {
             );
         }
     }
-    // The phases: search trials, a baseline at equal budget, 2 finalists × 3 seeds.
+    // The phases: search trials, a baseline at equal budget, and the final phase: the top 2
+    // candidates and the reference (gradient descent, unless it is one of them) × 3 seeds.
     let phase = |p: Phase| trials.iter().filter(|t| t.phase == p).count();
     assert!(phase(Phase::Search) >= 3, "{trials:#?}");
     assert!(phase(Phase::Baseline) >= 1);
-    assert_eq!(phase(Phase::Final), 6);
-    let finals: Vec<u64> = trials
+    let candidates = s.candidates().unwrap();
+    let reference = candidates
+        .iter()
+        .find(|c| c.reference)
+        .map(|c| c.id)
+        .unwrap();
+    assert_eq!(
+        candidates.iter().filter(|c| c.reference).count(),
+        1,
+        "gradient_descent is the reference"
+    );
+    let finalists: std::collections::BTreeSet<_> = trials
         .iter()
         .filter(|t| t.phase == Phase::Final)
-        .map(|t| t.seed)
+        .map(|t| t.candidate)
         .collect();
-    assert_eq!(finals.iter().filter(|&&s| s == 4).count(), 2, "{finals:?}");
+    assert!(finalists.contains(&reference), "{finalists:?}");
+    assert!(matches!(finalists.len(), 2 | 3), "{finalists:?}");
+    assert_eq!(phase(Phase::Final), 3 * finalists.len());
+    for c in &finalists {
+        let mut seeds: Vec<u64> = trials
+            .iter()
+            .filter(|t| t.phase == Phase::Final && t.candidate == *c)
+            .map(|t| t.seed)
+            .collect();
+        seeds.sort_unstable();
+        assert_eq!(seeds, [4, 5, 6], "the finalists share their seeds");
+    }
+    // The test set is evaluated by the final trials only: nothing else could read it.
+    for t in &trials {
+        let tested = s.epochs(t.id).unwrap().iter().all(|e| e.test_acc.is_some());
+        let untested = s.epochs(t.id).unwrap().iter().all(|e| e.test_acc.is_none());
+        match t.phase {
+            Phase::Final => assert!(tested, "trial {} has no test accuracy", t.id),
+            _ => assert!(untested, "trial {} evaluated the test set", t.id),
+        }
+    }
     let search_epochs: usize = trials
         .iter()
         .filter(|t| t.phase == Phase::Search)

@@ -1,6 +1,7 @@
 //! How the report writes its numbers and rows, for the terminal and the page alike.
 
-use super::model::{Best, Report, Row};
+use super::model::{Best, FinalStats, Report, Row};
+use super::stats::Interval;
 
 /// `91.23 %`, or `-`.
 pub(crate) fn pct(v: Option<f64>) -> String {
@@ -8,18 +9,65 @@ pub(crate) fn pct(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// `84.33 ± 1.53 % (n=3)`, or the single value.
-pub(crate) fn final_text(r: &Row) -> String {
-    match &r.final_test {
+/// `84.33 ± 1.53 % (n=3)`, or `-`.
+pub(crate) fn stats_text(f: Option<&FinalStats>) -> String {
+    match f {
         Some(f) => match f.std {
             Some(sd) => format!("{:.2} ± {:.2} % (n={})", 100.0 * f.mean, 100.0 * sd, f.n),
             None => format!("{:.2} % (n=1)", 100.0 * f.mean),
         },
-        None => match (&r.test_from, r.test_acc) {
-            (Some(from), Some(v)) => format!("{:.2} % ({from})", 100.0 * v),
-            _ => "-".into(),
-        },
+        None => "-".into(),
     }
+}
+
+/// A row's final validation accuracy over seeds, marking references.
+pub(crate) fn final_text(r: &Row) -> String {
+    let s = stats_text(r.final_val.as_ref());
+    if r.reference {
+        format!("{s} (reference)")
+    } else {
+        s
+    }
+}
+
+/// A paired difference in points with its interval, and whether it is resolved.
+pub(crate) fn interval_text(i: &Interval) -> String {
+    format!(
+        "{:+.2} points, 95 % interval [{:+.2}, {:+.2}] over {} paired seeds: {}",
+        100.0 * i.mean,
+        100.0 * i.lo,
+        100.0 * i.hi,
+        i.n,
+        if i.resolved() {
+            "resolved"
+        } else {
+            "not resolved at this budget (the interval contains 0)"
+        }
+    )
+}
+
+/// The unbiased estimate, in lines: the winner's test accuracy and the references'.
+pub(crate) fn estimate_lines(rep: &Report) -> Vec<String> {
+    let Some(e) = &rep.estimate else {
+        return vec!["test set: not evaluated yet (the final trials have not ended)".into()];
+    };
+    let mut out = vec![format!(
+        "unbiased estimate (test set, never used to choose): {} {}",
+        e.winner,
+        stats_text(e.test.as_ref())
+    )];
+    for v in &e.references {
+        out.push(format!(
+            "  against {} {}: {}",
+            v.reference,
+            stats_text(v.test.as_ref()),
+            v.difference
+                .as_ref()
+                .map(interval_text)
+                .unwrap_or_else(|| "fewer than 2 seeds in common, no interval".into())
+        ));
+    }
+    out
 }
 
 pub(crate) fn rate(v: Option<f64>) -> String {
@@ -51,11 +99,10 @@ pub(crate) fn count(v: Option<i64>) -> String {
 fn best_text(b: &Option<Best>) -> String {
     match b {
         Some(b) => format!(
-            "{} (trial {}): val {}, test {} after {} epochs",
+            "{} (trial {}): val {} after {} epochs",
             b.name,
             b.trial,
             pct(Some(b.score)),
-            pct(Some(b.test_acc)),
             b.epochs
         ),
         None => "none yet".into(),
@@ -81,9 +128,8 @@ pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
     ];
     if let (Some(s), Some(r)) = (&rep.comparison.search, &rep.comparison.baseline) {
         out.push(format!(
-            "search − baseline: {:+.2} points validation, {:+.2} points test",
-            100.0 * (s.score - r.score),
-            100.0 * (s.test_acc - r.test_acc)
+            "search − baseline: {:+.2} points validation",
+            100.0 * (s.score - r.score)
         ));
     }
     if b.finals.trials > 0 {
@@ -92,14 +138,7 @@ pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
             b.finals.trials,
             b.finals.epochs,
             match &rep.comparison.finals {
-                Some((name, f)) => format!(
-                    "{name}: test {:.2}{} % over {} seeds",
-                    100.0 * f.mean,
-                    f.std
-                        .map(|s| format!(" ± {:.2}", 100.0 * s))
-                        .unwrap_or_default(),
-                    f.n
-                ),
+                Some((name, f)) => format!("{name}: val {}", stats_text(Some(f))),
                 None => "none finished yet".into(),
             }
         ));

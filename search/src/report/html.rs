@@ -3,7 +3,7 @@
 //! the file system without a server or a network.
 
 use super::chart::{self, esc, Chart, Key, Line, Mark, Shape, PALETTE};
-use super::format::{comparison_lines, count, final_text, pct, rate, rung_text};
+use super::format::{comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text};
 use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
 use crate::search::ids::CandidateId;
 use crate::search::store::{Phase, TrialStatus};
@@ -254,7 +254,7 @@ fn final_curves(l: &Loaded, rep: &Report) -> String {
 }
 
 /// Two series against a per-candidate x: first-rung validation accuracy (every candidate)
-/// and mean final test accuracy with ± one standard deviation (finalists).
+/// and mean final validation accuracy with ± one standard deviation (finalists, references).
 fn accuracy_scatter(
     rep: &Report,
     title: &str,
@@ -286,7 +286,7 @@ fn accuracy_scatter(
                 ),
             });
         }
-        if let Some(f) = &r.final_test {
+        if let Some(f) = &r.final_val {
             fin.push(Mark {
                 x,
                 y: 100.0 * f.mean,
@@ -304,7 +304,7 @@ fn accuracy_scatter(
         early,
     );
     if !fin.is_empty() {
-        c.scatter("final test, mean ± sd", PALETTE[1], Shape::Diamond, fin);
+        c.scatter("final val., mean ± sd", PALETTE[1], Shape::Diamond, fin);
     }
     let xs: Vec<f64> = rep
         .leaderboard
@@ -367,7 +367,7 @@ fn leaderboard_table(rep: &Report, s: &mut String) {
     let rungs = rep.schedule.rungs.len();
     s.push_str(
         "<table><tr><th>rank</th><th>name</th><th>origin</th><th>params</th>\
-         <th>parameters</th><th>highest rung</th><th>val acc</th><th>test acc</th>\
+         <th>parameters</th><th>highest rung</th><th>val acc</th><th>final val acc</th>\
          <th>contraction</th><th>asymptotic</th><th>div/oom/fail</th><th>epochs</th></tr>\n",
     );
     for r in &rep.leaderboard {
@@ -525,12 +525,24 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     );
 
     s.push_str(
-        "<nav class=muted><a href=\"#baseline\">baseline</a> · <a href=\"#leaderboard\">leaderboard</a> · \
+        "<nav class=muted><a href=\"#estimate\">test estimate</a> · <a href=\"#baseline\">baseline</a> · <a href=\"#leaderboard\">leaderboard</a> · \
          <a href=\"#hypothesis\">rate against accuracy</a> · <a href=\"#size\">size</a> · \
          <a href=\"#curves\">learning curves</a> · <a href=\"#rungs\">rungs</a> · \
          <a href=\"#topologies\">topologies</a> · <a href=\"#faults\">faults and events</a> · \
          <a href=\"#configuration\">configuration</a></nav>\n",
     );
+    s.push_str(
+        "<h2 id=estimate>The winner on the test set</h2>\n<p class=muted>Every decision of the \
+         search (promotions, finalists, the winner, the export, this page's order) reads \
+         validation accuracy only; the test set is evaluated only by the final trials, and \
+         reported here as the unbiased estimate of the winner's accuracy, with the named \
+         references trained on the same seeds. A difference whose 95 % interval (Student's t \
+         over the paired seeds) contains 0 is not resolved at this budget.</p>\n<ul>\n",
+    );
+    for line in estimate_lines(rep) {
+        let _ = writeln!(s, "<li>{}</li>", esc(line.trim_start()));
+    }
+    s.push_str("</ul>\n");
     s.push_str("<h2 id=baseline>Search against random search at equal budget</h2>\n<ul>\n");
     for line in comparison_lines(rep) {
         let _ = writeln!(s, "<li>{}</li>", esc(&line));
@@ -541,10 +553,12 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
          machinery when its best beats the baseline's at no more epochs.</p>\n",
     );
 
-    s.push_str("<h2 id=leaderboard>Leaderboard</h2>\n<p class=muted>Finalists first, by mean test accuracy \
-         over seeds (± sample standard deviation); then by the highest rung reached and the \
-         validation accuracy there. Test accuracy without finals is that of the candidate's \
-         best trial at its scored epoch (its source in brackets).</p>\n");
+    s.push_str(
+        "<h2 id=leaderboard>Leaderboard</h2>\n<p class=muted>Validation accuracy only: \
+         candidates with final trials first, by mean validation accuracy over the seeds (± \
+         sample standard deviation); then by the highest rung reached and the validation \
+         accuracy there; then baseline-only candidates.</p>\n",
+    );
     leaderboard_table(rep, &mut s);
 
     let first = first_rung_scores(l, &rep.schedule);
@@ -556,7 +570,7 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
          faster. So the hypothesis predicts a <strong>negative</strong> rank correlation between \
          contraction and accuracy: Kendall's τ and Spearman's ρ below zero support it, above \
          zero contradict it. The first-rung accuracies compare every candidate at the same \
-         budget; the finalists' test accuracies are more reliable but fewer. The p-value is the chance of a correlation at least this strong \
+         budget; the finalists' mean validation accuracies are more reliable but fewer. The p-value is the chance of a correlation at least this strong \
          if rate and accuracy were unrelated (exact for up to 8 candidates, else a normal \
          approximation).</p>\n",
     );

@@ -3,7 +3,9 @@
 //! convergence rate and accuracy. Everything here is plain data (serialised as
 //! `leaderboard.json`); the text, CSV and HTML writers only format it.
 
-use super::stats::{kendall_p_value, kendall_tau, median, sample_std, spearman_rho};
+use super::stats::{
+    kendall_p_value, kendall_tau, mean, median, paired_interval, sample_std, spearman_rho, Interval,
+};
 use crate::search::candidate::Candidate;
 use crate::search::config::SearchConfig;
 use crate::search::ids::{CandidateId, TrialId};
@@ -70,15 +72,26 @@ impl Schedule {
     }
 }
 
-/// Mean ± sample standard deviation of the finalists' test accuracies.
+/// Mean ± sample standard deviation of accuracies over seeds.
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct FinalStats {
     pub mean: f64,
     /// `None` with a single seed.
     pub std: Option<f64>,
     pub n: usize,
-    /// One test accuracy per finished seed, in trial order.
+    /// One accuracy per finished seed, in trial order.
     pub values: Vec<f64>,
+}
+
+impl FinalStats {
+    pub(super) fn of(values: Vec<f64>) -> Option<FinalStats> {
+        Some(FinalStats {
+            mean: mean(&values)?,
+            std: sample_std(&values),
+            n: values.len(),
+            values,
+        })
+    }
 }
 
 /// One line of the leaderboard: a candidate.
@@ -100,13 +113,12 @@ pub(super) struct Row {
     pub rung_epochs: Option<usize>,
     /// The best validation accuracy at that rung.
     pub score: Option<f64>,
-    /// Finalists: test accuracy over seeds.
-    pub final_test: Option<FinalStats>,
-    /// The final mean when there are finalists, else the test accuracy of its best trial at
-    /// that trial's scored point.
-    pub test_acc: Option<f64>,
-    /// Where `test_acc` comes from: `final`, `search` or `baseline`.
-    pub test_from: Option<String>,
+    /// Its final trials' validation accuracy over seeds (what the leaderboard ranks first).
+    pub final_val: Option<FinalStats>,
+    /// Its best random-baseline trial's validation accuracy at the full budget.
+    pub baseline_val: Option<f64>,
+    /// A named reference (`finalists.references`).
+    pub reference: bool,
     pub contraction: Option<f64>,
     pub asymptotic: Option<f64>,
     pub trials: usize,
@@ -172,8 +184,8 @@ pub(super) struct Best {
     pub name: String,
     pub trial: TrialId,
     pub epochs: usize,
+    /// Validation accuracy.
     pub score: f64,
-    pub test_acc: f64,
 }
 
 /// The search against the random baseline at equal budget.
@@ -183,8 +195,28 @@ pub(super) struct Comparison {
     pub search: Option<Best>,
     /// The best baseline trial at the full budget.
     pub baseline: Option<Best>,
-    /// The finalist with the best mean test accuracy (its leaderboard rank is 1).
+    /// The candidate with the best mean final validation accuracy (its leaderboard rank is 1).
     pub finals: Option<(String, FinalStats)>,
+}
+
+/// The winner against a named reference on the test set, seed by seed.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Versus {
+    pub reference: String,
+    /// The reference's test accuracy over the seeds.
+    pub test: Option<FinalStats>,
+    /// Winner − reference, paired by seed, with its 95 % interval.
+    pub difference: Option<Interval>,
+}
+
+/// The unbiased estimate: test accuracies of the winner and the named references, which no
+/// decision of the search has read.
+#[derive(Clone, Debug, Serialize)]
+pub(super) struct Estimate {
+    pub winner: String,
+    /// The winner's test accuracy over its final seeds.
+    pub test: Option<FinalStats>,
+    pub references: Vec<Versus>,
 }
 
 /// A candidate's point: (name, x, y).
@@ -241,6 +273,9 @@ pub(super) struct Report {
     pub rungs: Vec<RungStats>,
     pub budget: Budget,
     pub comparison: Comparison,
+    /// The winner's test accuracy and its comparison with the references (`None` before the
+    /// final trials end).
+    pub estimate: Option<Estimate>,
     pub correlations: Vec<Correlation>,
     pub faults: Vec<Fault>,
     pub events: Vec<Event>,
@@ -267,7 +302,6 @@ fn best_of(l: &Loaded, s: &Schedule, phase: Phase) -> Option<Best> {
         trial: p.trial,
         epochs: p.epochs,
         score: p.score,
-        test_acc: p.test_acc,
     })
 }
 
@@ -282,38 +316,14 @@ fn phases(trials: &[&Trial]) -> String {
     out.join("+")
 }
 
-/// The leaderboard row of a candidate where it stands.
-fn row(l: &Loaded, s: &Schedule, c: &Stored<CandidateId, Candidate>, st: &Standing) -> Row {
+/// The leaderboard row of a candidate where it stands: validation accuracies only.
+fn row(c: &Stored<CandidateId, Candidate>, l: &Loaded, st: &Standing) -> Row {
     let trials: Vec<&Trial> = l.trials.iter().filter(|t| t.candidate == c.id).collect();
     let count = |x: TrialStatus| trials.iter().filter(|t| t.status == x).count();
-    let finals = rank::final_tests(&l.epochs, &s.rungs, &l.trials, c.id);
-    let final_test = st.finals.map(|m| FinalStats {
-        mean: m,
-        std: sample_std(&finals),
-        n: finals.len(),
-        values: finals.clone(),
-    });
-    let baseline = || {
-        rank::best_points(
-            &l.epochs,
-            &s.rungs,
-            trials
-                .iter()
-                .copied()
-                .filter(|t| t.phase == Phase::Baseline),
-        )
-        .into_iter()
-        .next()
-        .map(|(_, p)| p)
-    };
-    let test_from = match (&final_test, &st.search) {
-        (Some(_), _) => Some("final"),
-        (None, Some(_)) => Some("search"),
-        (None, None) => st.test_acc.map(|_| "baseline"),
-    };
     let best_trial = st
         .search
-        .or_else(baseline)
+        .or(st.baseline)
+        .or(st.finals.first().copied())
         .map(|p| p.trial)
         .or_else(|| trials.first().map(|t| t.id));
     Row {
@@ -328,9 +338,9 @@ fn row(l: &Loaded, s: &Schedule, c: &Stored<CandidateId, Candidate>, st: &Standi
         highest_rung: st.search.and_then(|p| p.rung),
         rung_epochs: st.search.map(|p| p.epochs),
         score: st.search.map(|p| p.score),
-        final_test,
-        test_acc: st.test_acc,
-        test_from: test_from.map(str::to_string),
+        final_val: FinalStats::of(st.finals.iter().map(|p| p.score).collect()),
+        baseline_val: st.baseline.map(|p| p.score),
+        reference: c.reference,
         contraction: c.contraction.filter(|v| v.is_finite()),
         asymptotic: c.asymptotic.filter(|v| v.is_finite()),
         trials: trials.len(),
@@ -343,19 +353,55 @@ fn row(l: &Loaded, s: &Schedule, c: &Stored<CandidateId, Candidate>, st: &Standi
 }
 
 /// Every candidate where it stands ([`rank::Standing::order`]), ranked from 1.
-fn leaderboard(l: &Loaded, s: &Schedule) -> Vec<Row> {
-    let ids: Vec<CandidateId> = l.candidates.iter().map(|c| c.id).collect();
-    let mut standings = rank::standings(&l.epochs, &s.rungs, &ids, &l.trials);
-    standings.sort_by(Standing::order);
+fn leaderboard(l: &Loaded, standings: &[Standing]) -> Vec<Row> {
     standings
         .iter()
         .enumerate()
         .filter_map(|(i, st)| {
-            let mut r = row(l, s, l.candidate(st.candidate)?, st);
+            let mut r = row(l.candidate(st.candidate)?, l, st);
             r.rank = i + 1;
             Some(r)
         })
         .collect()
+}
+
+/// The final trials' test accuracies of a candidate, by seed.
+fn tests_by_seed(l: &Loaded, st: &Standing) -> BTreeMap<u64, f64> {
+    st.finals
+        .iter()
+        .filter_map(|p| {
+            let seed = l.trials.iter().find(|t| t.id == p.trial)?.seed;
+            Some((seed, p.test_acc.filter(|v| v.is_finite())?))
+        })
+        .collect()
+}
+
+/// The winner's test accuracy, and the references' against it, seed by seed.
+fn estimate(l: &Loaded, standings: &[Standing]) -> Option<Estimate> {
+    let first = standings.first().filter(|s| !s.finals.is_empty())?;
+    let win = tests_by_seed(l, first);
+    let references = standings
+        .iter()
+        .filter(|st| st.candidate != first.candidate)
+        .filter(|st| l.candidate(st.candidate).is_some_and(|c| c.reference))
+        .map(|st| {
+            let other = tests_by_seed(l, st);
+            let (a, b): (Vec<f64>, Vec<f64>) = win
+                .iter()
+                .filter_map(|(seed, x)| Some((*x, *other.get(seed)?)))
+                .unzip();
+            Versus {
+                reference: l.candidate_name(st.candidate),
+                test: FinalStats::of(other.values().copied().collect()),
+                difference: paired_interval(&a, &b),
+            }
+        })
+        .collect();
+    Some(Estimate {
+        winner: l.candidate_name(first.candidate),
+        test: FinalStats::of(win.values().copied().collect()),
+        references,
+    })
 }
 
 fn rung_stats(l: &Loaded, s: &Schedule) -> Vec<RungStats> {
@@ -428,12 +474,12 @@ fn correlations(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<Correlation> {
                     .collect(),
             ),
             (
-                "mean final test accuracy (finalists)".to_string(),
+                "mean final validation accuracy (finalists and references)".to_string(),
                 rows.iter()
                     .filter_map(|row| {
                         let c = l.candidate(row.candidate)?;
                         let r = rate_of(c).filter(|v| v.is_finite())?;
-                        Some((row.name.clone(), r, row.final_test.as_ref()?.mean))
+                        Some((row.name.clone(), r, row.final_val.as_ref()?.mean))
                     })
                     .collect(),
             ),
@@ -458,10 +504,12 @@ fn correlations(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<Correlation> {
 /// Computes the report from what the store holds.
 pub(crate) fn build(l: &Loaded) -> Report {
     let s = Schedule::new(&l.config);
-    let leaderboard = leaderboard(l, &s);
+    let ids: Vec<CandidateId> = l.candidates.iter().map(|c| c.id).collect();
+    let standings = rank::leaderboard(&l.epochs, &s.rungs, &ids, &l.trials);
+    let leaderboard = leaderboard(l, &standings);
     let finals = leaderboard
         .iter()
-        .filter_map(|r| r.final_test.clone().map(|f| (r.name.clone(), f)))
+        .filter_map(|r| r.final_val.clone().map(|f| (r.name.clone(), f)))
         .next();
     let faults = l
         .trials
@@ -496,6 +544,7 @@ pub(crate) fn build(l: &Loaded) -> Report {
             baseline: best_of(l, &s, Phase::Baseline),
             finals,
         },
+        estimate: estimate(l, &standings),
         correlations: correlations(l, &s, &leaderboard),
         leaderboard,
         faults,

@@ -1,5 +1,6 @@
 //! Small statistics for reports: rank correlations (Kendall's τ-b, Spearman's ρ with average
-//! ranks for ties), mean, sample standard deviation and median.
+//! ranks for ties), mean, sample standard deviation, median, and Student's t intervals for
+//! paired differences.
 
 /// The pairs of `x` and `y` where both values are finite; `None` when the lengths differ.
 fn finite_pairs(x: &[f64], y: &[f64]) -> Option<Vec<(f64, f64)>> {
@@ -197,6 +198,62 @@ pub(crate) fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// The 97.5 % quantile of Student's t distribution with `df` degrees of freedom (the half-width
+/// factor of a two-sided 95 % interval): the tabulated values up to 30, beyond that the
+/// Cornish–Fisher expansion around the normal quantile (error below 1e-4). `None` for 0.
+pub(crate) fn t_975(df: usize) -> Option<f64> {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => None,
+        1..=30 => TABLE.get(df - 1).copied(),
+        _ => {
+            let (z, v) = (1.959_963_984_540_054_f64, df as f64);
+            let g1 = (z.powi(3) + z) / 4.0;
+            let g2 = (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / 96.0;
+            let g3 = (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / 384.0;
+            Some(z + g1 / v + g2 / (v * v) + g3 / (v * v * v))
+        }
+    }
+}
+
+/// A mean difference with its two-sided 95 % interval (Student's t over the pairs).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub(crate) struct Interval {
+    /// Pairs.
+    pub n: usize,
+    pub mean: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Interval {
+    /// Whether the interval excludes 0: the difference is resolved at this budget.
+    pub(crate) fn resolved(&self) -> bool {
+        self.lo > 0.0 || self.hi < 0.0
+    }
+}
+
+/// The mean of `a[i] − b[i]` with its 95 % t interval; `None` for fewer than 2 pairs or
+/// lengths that differ.
+pub(crate) fn paired_interval(a: &[f64], b: &[f64]) -> Option<Interval> {
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let m = mean(&d)?;
+    let half = t_975(d.len() - 1)? * sample_std(&d)? / (d.len() as f64).sqrt();
+    Some(Interval {
+        n: d.len(),
+        mean: m,
+        lo: m - half,
+        hi: m + half,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +311,25 @@ mod tests {
         assert!(p > 0.0 && p < 1e-8, "{p}");
         assert!((erfc(0.0) - 1.0).abs() < 1e-6 && (erfc(1.0) - 0.157_299_207).abs() < 1e-6);
         assert_eq!(kendall_p_value(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    }
+
+    #[test]
+    fn t_quantiles_and_paired_intervals() {
+        assert_eq!(t_975(0), None);
+        assert_eq!(t_975(2), Some(4.303));
+        // The expansion meets the table: t(0.975, 40) = 2.021, t(0.975, 120) = 1.980.
+        assert!((t_975(40).unwrap() - 2.021).abs() < 5e-4);
+        assert!((t_975(120).unwrap() - 1.980).abs() < 5e-4);
+        assert!((t_975(31).unwrap() - 2.040).abs() < 5e-4);
+        // d = (0.02, 0.04, 0.03): mean 0.03, sd 0.01, half width 4.303 · 0.01 / √3.
+        let i = paired_interval(&[0.52, 0.54, 0.53], &[0.50, 0.50, 0.50]).unwrap();
+        let half = 4.303 * 0.01 / 3f64.sqrt();
+        assert!((i.mean - 0.03).abs() < 1e-12 && (i.hi - i.mean - half).abs() < 1e-12);
+        assert!(i.resolved());
+        let j = paired_interval(&[0.52, 0.48, 0.50], &[0.50, 0.50, 0.50]).unwrap();
+        assert!(!j.resolved(), "{j:?}");
+        assert_eq!(paired_interval(&[0.5], &[0.4]), None);
+        assert_eq!(paired_interval(&[0.5, 0.6], &[0.4]), None);
     }
 
     #[test]

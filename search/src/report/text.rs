@@ -1,6 +1,6 @@
 //! The leaderboard as terminal text and as CSV.
 
-use super::format::{comparison_lines, count, final_text, pct, rate, rung_text};
+use super::format::{comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text};
 use super::model::Report;
 use std::fmt::Write;
 
@@ -27,7 +27,7 @@ pub(crate) fn terminal(rep: &Report, dir_name: &str) -> String {
         "parameters",
         "rung",
         "val acc",
-        "test acc",
+        "final val acc",
         "contraction",
         "div/oom/fail",
         "epochs",
@@ -82,7 +82,7 @@ pub(crate) fn terminal(rep: &Report, dir_name: &str) -> String {
             rep.leaderboard.len() - TERMINAL_ROWS
         );
     }
-    for line in comparison_lines(rep) {
+    for line in comparison_lines(rep).into_iter().chain(estimate_lines(rep)) {
         let _ = writeln!(s, "{line}");
     }
     let faults = rep.faults.len();
@@ -105,11 +105,11 @@ pub const CSV_HEADER: &[&str] = &[
     "highest_rung",
     "rung_epochs",
     "val_acc",
-    "final_test_mean",
-    "final_test_std",
+    "final_val_mean",
+    "final_val_std",
     "final_n",
-    "test_acc",
-    "test_from",
+    "baseline_val",
+    "reference",
     "contraction",
     "asymptotic",
     "trials",
@@ -138,7 +138,7 @@ pub(crate) fn csv(rep: &Report) -> String {
     let mut s = CSV_HEADER.join(",");
     s.push('\n');
     for r in &rep.leaderboard {
-        let f = r.final_test.as_ref();
+        let f = r.final_val.as_ref();
         let cells = [
             r.rank.to_string(),
             r.candidate.to_string(),
@@ -154,8 +154,8 @@ pub(crate) fn csv(rep: &Report) -> String {
             opt(f.map(|f| f.mean)),
             opt(f.and_then(|f| f.std)),
             opt(f.map(|f| f.n)),
-            opt(r.test_acc),
-            r.test_from.clone().unwrap_or_default(),
+            opt(r.baseline_val),
+            r.reference.to_string(),
             opt(r.contraction),
             opt(r.asymptotic),
             r.trials.to_string(),

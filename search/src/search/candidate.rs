@@ -29,4 +29,8 @@ pub struct Candidate {
     pub contraction: Option<f64>,
     /// Asymptotic rate, when defined.
     pub asymptotic: Option<f64>,
+    /// A named reference (`finalists.references`): trained with the finalists' seeds, the
+    /// winner is compared with it on the test set.
+    #[serde(default)]
+    pub reference: bool,
 }

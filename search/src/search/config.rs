@@ -114,11 +114,18 @@ pub struct FinalistsConfig {
     pub top_k: usize,
     /// Seeds per finalist (at least 3).
     pub seeds: usize,
+    /// Candidates (by name) re-trained with the finalists' seeds whatever their rank: the
+    /// winner's test accuracy is compared with each of them, seed by seed.
+    pub references: Vec<String>,
 }
 
 impl Default for FinalistsConfig {
     fn default() -> Self {
-        FinalistsConfig { top_k: 3, seeds: 3 }
+        FinalistsConfig {
+            top_k: 3,
+            seeds: 3,
+            references: vec!["gradient_descent".into()],
+        }
     }
 }
 
@@ -409,6 +416,12 @@ impl SearchConfig {
             "η = 3 keeps the top third of each rung",
         );
         c.require(
+            self.train.data.val >= 1,
+            &["train", "data", "val"],
+            "train.data.val is 0: a search ranks its candidates on validation images only".into(),
+            "carve some out of the training set, e.g. `train: {data: {val: 500}}`",
+        );
+        c.require(
             self.finalists.seeds >= 3 || self.finalists.top_k == 0,
             &["finalists", "seeds"],
             format!(
@@ -564,6 +577,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.problems.len(), 2, "{e}");
+        // A search ranks on validation images: it needs some.
+        let e = parse(
+            Path::new("s.yaml"),
+            &format!("{MIN}train: {{data: {{val: 0}}}}\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("s.yaml:5:21: train.data.val is 0"), "{e}");
         // A key of the older layout says where it went.
         let e = parse(Path::new("s.yaml"), &format!("{MIN}trainer: {{lr: 0.1}}\n"))
             .unwrap_err()

@@ -19,6 +19,14 @@ pub(crate) struct Dropped {
     pub reason: String,
 }
 
+/// A candidate whose topology equals an earlier one's.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Merged {
+    pub name: String,
+    /// The candidate it is trained as.
+    pub into: String,
+}
+
 /// Every distinct candidate of a search, in a fixed order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pool {
@@ -26,7 +34,7 @@ pub(crate) struct Pool {
     /// Generated recurrences pruned by consistency or stability.
     pub pruned: Vec<Dropped>,
     /// Candidates whose topology equals an earlier one's (trained once, under the first name).
-    pub duplicates: Vec<Dropped>,
+    pub duplicates: Vec<Merged>,
 }
 
 /// A hex md5 of `text`.
@@ -150,6 +158,16 @@ pub enum PoolError {
         name: String,
         params: Vec<String>,
     },
+    /// A reference names no candidate.
+    #[error(
+        "finalists.references names `{name}`, which is no candidate of the search (they are: \
+         {})",
+        .candidates.join(", ")
+    )]
+    UnknownReference {
+        name: String,
+        candidates: Vec<String>,
+    },
     /// Everything was pruned or merged.
     #[error(
         "no candidate survives ({pruned} pruned, {duplicates} duplicates): widen the \
@@ -189,9 +207,9 @@ impl Builder<'_> {
     fn add(&mut self, spec: &Spec, mut c: Candidate) -> Result<(), PoolError> {
         c.topo_hash = topology_hash(spec, self.steps, &c.overrides)?;
         if let Some(first) = self.pool.items.iter().find(|i| i.topo_hash == c.topo_hash) {
-            self.pool.duplicates.push(Dropped {
+            self.pool.duplicates.push(Merged {
                 name: c.name,
-                reason: format!("same topology as {}", first.name),
+                into: first.name.clone(),
             });
             return Ok(());
         }
@@ -202,6 +220,27 @@ impl Builder<'_> {
         c.spec_yaml = spec.text.clone();
         self.pool.items.push(c);
         Ok(())
+    }
+
+    /// Marks the candidate called `name` (or the one it was merged into) a reference.
+    fn mark_reference(&mut self, name: &str) -> Result<(), PoolError> {
+        let merged_into = self
+            .pool
+            .duplicates
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.into.clone());
+        let target = merged_into.as_deref().unwrap_or(name);
+        match self.pool.items.iter_mut().find(|c| c.name == target) {
+            Some(c) => {
+                c.reference = true;
+                Ok(())
+            }
+            None => Err(PoolError::UnknownReference {
+                name: name.to_string(),
+                candidates: self.pool.items.iter().map(|c| c.name.clone()).collect(),
+            }),
+        }
     }
 
     fn spec_source(&mut self, s: &SpecSource, base: &Path, index: usize) -> Result<(), PoolError> {
@@ -272,6 +311,7 @@ impl Builder<'_> {
                         spec_hash: String::new(),
                         contraction: rates.0,
                         asymptotic: rates.1,
+                        reference: false,
                     },
                 )?;
             }
@@ -358,6 +398,7 @@ impl Builder<'_> {
                     spec_hash: String::new(),
                     contraction: rates.0,
                     asymptotic: rates.1,
+                    reference: false,
                 },
             )?;
         }
@@ -383,6 +424,11 @@ pub(crate) fn build(cfg: &SearchConfig, base: &Path) -> Result<Pool, PoolError> 
             pruned: b.pool.pruned.len(),
             duplicates: b.pool.duplicates.len(),
         });
+    }
+    if cfg.finalists.top_k > 0 {
+        for name in &cfg.finalists.references {
+            b.mark_reference(name)?;
+        }
     }
     Ok(b.pool)
 }
@@ -466,6 +512,41 @@ mod tests {
         let hb = &pool.items[1];
         assert!(hb.contraction.is_some_and(|c| c > 0.0 && c < 1.0));
         assert_eq!(hb.overrides.get("beta"), Some(&0.5));
+    }
+
+    #[test]
+    fn references_are_candidates_of_the_pool_or_an_error() {
+        let text = |refs: &str| {
+            format!(
+                "name: t\nbudget: {{max_epochs: 2, trials: 4}}\nfinalists: {{references: {refs}}}\n\
+                 candidates:\n\
+                 \x20 - spec: {d}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5]}}\n",
+                d = specs().display()
+            )
+        };
+        // heavy_ball[beta=0] is gradient descent: naming it marks the candidate it merged into.
+        let cfg = config::parse(Path::new("t.yaml"), &text("[\"heavy_ball[beta=0]\"]")).unwrap();
+        let pool = build(&cfg, Path::new("/")).unwrap();
+        let marked: Vec<&str> = pool
+            .items
+            .iter()
+            .filter(|c| c.reference)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(marked, ["heavy_ball[beta=0]"]);
+        // The default names gradient_descent, which this pool lacks.
+        let cfg = config::parse(Path::new("t.yaml"), &text("[gradient_descent]")).unwrap();
+        let e = build(&cfg, Path::new("/")).unwrap_err().to_string();
+        assert!(
+            e.contains("`gradient_descent`, which is no candidate")
+                && e.contains("heavy_ball[beta=0.5]"),
+            "{e}"
+        );
+        assert!(build(
+            &config::parse(Path::new("t.yaml"), &text("[]")).unwrap(),
+            Path::new("/")
+        )
+        .is_ok());
     }
 
     #[test]

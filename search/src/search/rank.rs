@@ -1,10 +1,11 @@
 //! What is better than what: the one place that ranks. The score of an epoch is
-//! [`EpochMetrics::score`](crate::train::EpochMetrics::score); here are the score of a trial at
-//! a point of its training ([`Point`]), the order of two points ([`better`]), the rung rule of
-//! successive halving ([`promoted`], [`by_score`]), the ranking of candidates by their search
-//! trials ([`search_ranking`]), the order of the leaderboard ([`Standing`]) and the winner with
-//! the trial its weights come from ([`winner`]). The driver, ASHA, the report and the export
-//! all call these.
+//! [`EpochMetrics::score`](crate::train::EpochMetrics::score), its validation accuracy; here are
+//! the score of a trial at a point of its training ([`Point`]), the order of two points
+//! ([`better`]), the rung rule of successive halving ([`promoted`], [`by_score`]), the ranking
+//! of candidates by their search trials ([`search_ranking`]), the order of the leaderboard
+//! ([`Standing`]) and the winner with the trial its weights come from ([`winner`]). The driver,
+//! ASHA, the report and the export all call these, and none of them reads a test accuracy: the
+//! test set is only reported, for the trials of the final phase.
 
 use super::ids::{CandidateId, TrialId};
 pub(crate) use super::store::Epochs;
@@ -31,8 +32,10 @@ pub(crate) struct Point {
     pub rung: Option<usize>,
     /// Epochs trained at this point.
     pub epochs: usize,
+    /// Validation accuracy.
     pub score: f64,
-    pub test_acc: f64,
+    /// Test accuracy, where the trial evaluated the test set (final trials).
+    pub test_acc: Option<f64>,
 }
 
 /// The point of a search trial at rung `i` (of budgets `rungs`), if it trained that far.
@@ -127,17 +130,23 @@ pub(crate) fn search_ranking(
 #[derive(Clone, Debug)]
 pub(crate) struct Standing {
     pub candidate: CandidateId,
-    /// The mean final test accuracy over its finalist seeds.
-    pub finals: Option<f64>,
+    /// Its final trials' points, one per finished seed, in trial order.
+    pub finals: Vec<Point>,
     /// Its best search point.
     pub search: Option<Point>,
-    /// Its test accuracy where it has no finals: its search point's, else its baseline's.
-    pub test_acc: Option<f64>,
+    /// Its best random-baseline point.
+    pub baseline: Option<Point>,
 }
 
 impl Standing {
+    /// The mean validation accuracy over its final seeds.
+    pub(crate) fn final_score(&self) -> Option<f64> {
+        (!self.finals.is_empty())
+            .then(|| self.finals.iter().map(|p| p.score).sum::<f64>() / self.finals.len() as f64)
+    }
+
     fn group(&self) -> u8 {
-        match (self.finals, self.search, self.test_acc) {
+        match (self.final_score(), self.search, self.baseline) {
             (Some(_), _, _) => 0,
             (None, Some(_), _) => 1,
             (None, None, Some(_)) => 2,
@@ -145,9 +154,9 @@ impl Standing {
         }
     }
 
-    /// The leaderboard's order: finalists first, by mean test accuracy; then by rung and
-    /// score; then baseline-only candidates by their test accuracy; then the rest, in the order
-    /// they were created.
+    /// The leaderboard's order, on validation accuracy only: candidates with final trials
+    /// first, by their mean over the seeds; then by the rung reached and the score there; then
+    /// baseline-only candidates by their score; then the rest, in the order they were created.
     pub(crate) fn order(a: &Standing, b: &Standing) -> Ordering {
         let desc = |x: Option<f64>, y: Option<f64>| match (x, y) {
             (Some(x), Some(y)) => y.total_cmp(&x),
@@ -157,12 +166,13 @@ impl Standing {
         };
         let rung = |s: &Standing| s.search.and_then(|p| p.rung);
         let score = |s: &Standing| s.search.map(|p| p.score);
+        let base = |s: &Standing| s.baseline.map(|p| p.score);
         a.group()
             .cmp(&b.group())
-            .then_with(|| desc(a.finals, b.finals))
+            .then_with(|| desc(a.final_score(), b.final_score()))
             .then_with(|| rung(b).cmp(&rung(a)))
             .then_with(|| desc(score(a), score(b)))
-            .then_with(|| desc(a.test_acc, b.test_acc))
+            .then_with(|| desc(base(a), base(b)))
             .then_with(|| a.candidate.cmp(&b.candidate))
     }
 }
@@ -182,38 +192,29 @@ pub(crate) fn standings(
     let (search, baseline) = (best(Phase::Search), best(Phase::Baseline));
     candidates
         .iter()
-        .map(|&c| {
-            let finals: Vec<f64> = final_tests(epochs, rungs, trials, c);
-            let finals =
-                (!finals.is_empty()).then(|| finals.iter().sum::<f64>() / finals.len() as f64);
-            let search = search.get(&c).copied();
-            let test_acc = finals
-                .or(search.map(|p| p.test_acc))
-                .or(baseline.get(&c).map(|p| p.test_acc));
-            Standing {
-                candidate: c,
-                finals,
-                search,
-                test_acc,
-            }
+        .map(|&c| Standing {
+            candidate: c,
+            finals: trials
+                .iter()
+                .filter(|t| t.candidate == c && t.phase == Phase::Final)
+                .filter_map(|t| trial_point(epochs, rungs, t))
+                .collect(),
+            search: search.get(&c).copied(),
+            baseline: baseline.get(&c).copied(),
         })
         .collect()
 }
 
-/// The final test accuracies of candidate `c`, one per finished seed, in trial order.
-pub(crate) fn final_tests(
+/// The leaderboard: every candidate where it stands, best first.
+pub(crate) fn leaderboard(
     epochs: &Epochs,
     rungs: &[usize],
+    candidates: &[CandidateId],
     trials: &[Trial],
-    c: CandidateId,
-) -> Vec<f64> {
-    trials
-        .iter()
-        .filter(|t| t.candidate == c && t.phase == Phase::Final)
-        .filter_map(|t| trial_point(epochs, rungs, t))
-        .map(|p| p.test_acc)
-        .filter(|v| v.is_finite())
-        .collect()
+) -> Vec<Standing> {
+    let mut s = standings(epochs, rungs, candidates, trials);
+    s.sort_by(Standing::order);
+    s
 }
 
 /// The winner and the trial whose weights stand for it: the first candidate of the
@@ -224,9 +225,9 @@ pub(crate) fn winner(
     candidates: &[CandidateId],
     trials: &[Trial],
 ) -> Option<(CandidateId, TrialId)> {
-    let mut s = standings(epochs, rungs, candidates, trials);
-    s.sort_by(Standing::order);
-    let c = s.first()?.candidate;
+    let c = leaderboard(epochs, rungs, candidates, trials)
+        .first()?
+        .candidate;
     let t = trials
         .iter()
         .filter(|t| t.candidate == c && t.epochs_done > 0)
@@ -236,4 +237,106 @@ pub(crate) fn winner(
                 .then(by_score(b.score, a.score))
         })?;
     Some((c, t.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::store::TrialStatus;
+    use crate::train::EpochMetrics;
+
+    fn trial(id: i64, candidate: i64, phase: Phase, seed: u64, epochs: usize) -> Trial {
+        Trial {
+            id: TrialId(id),
+            candidate: CandidateId(candidate),
+            phase,
+            seed,
+            budget: epochs,
+            max_budget: epochs,
+            rung: 0,
+            epochs_done: epochs,
+            status: TrialStatus::Done,
+            device: None,
+            batch_size: 8,
+            attempts: 1,
+            crashes: 0,
+            error: None,
+            dir: String::new(),
+            created: 0.0,
+            started: None,
+            finished: None,
+            train_seconds: 0.0,
+            wall_seconds: 0.0,
+            score: None,
+            test_acc: None,
+            parameters: None,
+            multiply_adds: None,
+            pid: None,
+        }
+    }
+
+    fn epoch(trial: i64, val: f64, test: Option<f64>) -> Epoch {
+        Epoch {
+            trial: TrialId(trial),
+            metrics: EpochMetrics {
+                epoch: 0,
+                lr: 0.1,
+                train_loss: 1.0,
+                train_acc: 0.5,
+                val_loss: Some(1.0),
+                val_acc: Some(val),
+                test_loss: test.map(|_| 1.0),
+                test_acc: test,
+                images_per_sec: 1.0,
+                epoch_seconds: 1.0,
+            },
+        }
+    }
+
+    /// Two candidates with final trials: the one with the better mean validation accuracy
+    /// stands first and wins, whatever their test accuracies say.
+    #[test]
+    fn the_test_set_decides_nothing() {
+        let trials = vec![
+            trial(1, 1, Phase::Final, 1, 1),
+            trial(2, 1, Phase::Final, 2, 1),
+            trial(3, 2, Phase::Final, 1, 1),
+            trial(4, 2, Phase::Final, 2, 1),
+            trial(5, 3, Phase::Search, 0, 1),
+        ];
+        let mut epochs = Epochs::new();
+        for (t, val, test) in [
+            (1, 0.60, 0.90),
+            (2, 0.62, 0.91),
+            (3, 0.70, 0.10),
+            (4, 0.68, 0.12),
+            (5, 0.99, 0.99),
+        ] {
+            epochs.insert(TrialId(t), vec![epoch(t, val, Some(test))]);
+        }
+        let ids = [CandidateId(1), CandidateId(2), CandidateId(3)];
+        let board = leaderboard(&epochs, &[1], &ids, &trials);
+        let order: Vec<i64> = board.iter().map(|s| s.candidate.0).collect();
+        assert_eq!(
+            order,
+            [2, 1, 3],
+            "finals by mean validation, then the search"
+        );
+        assert!((board[0].final_score().unwrap() - 0.69).abs() < 1e-12);
+        assert_eq!(
+            winner(&epochs, &[1], &ids, &trials).map(|(c, _)| c),
+            Some(CandidateId(2))
+        );
+        // Without a validation accuracy an epoch has no score: it can neither be promoted
+        // nor ranked.
+        let mut blind = epoch(6, 0.5, Some(0.9));
+        blind.metrics.val_acc = None;
+        assert_eq!(blind.score(), None);
+        assert_eq!(promoted(7, 3), 2);
+        assert_eq!(
+            by_score(Some(0.5), None),
+            Ordering::Less,
+            "scored trials first"
+        );
+    }
 }

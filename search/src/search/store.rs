@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE experiments (
@@ -101,6 +101,29 @@ CREATE TABLE events (
     trial   INTEGER,
     message TEXT NOT NULL
 );
+";
+
+/// Version 2: the test set is evaluated only where it is reported, so an epoch's test figures
+/// may be missing; a candidate may be a named reference the winner is compared with.
+const SCHEMA_V2: &str = "
+CREATE TABLE epochs_v2 (
+    trial       INTEGER NOT NULL REFERENCES trials(id),
+    epoch       INTEGER NOT NULL,
+    lr          REAL NOT NULL,
+    train_loss  REAL NOT NULL,
+    train_acc   REAL NOT NULL,
+    val_loss    REAL,
+    val_acc     REAL,
+    test_loss   REAL,
+    test_acc    REAL,
+    images_per_sec REAL NOT NULL,
+    seconds     REAL NOT NULL,
+    PRIMARY KEY (trial, epoch)
+);
+INSERT INTO epochs_v2 SELECT * FROM epochs;
+DROP TABLE epochs;
+ALTER TABLE epochs_v2 RENAME TO epochs;
+ALTER TABLE pool ADD COLUMN reference INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Why the store failed.
@@ -339,7 +362,7 @@ const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, run
 
 /// A candidate's columns: its row of `candidates` joined with its row of `pool`.
 const CANDIDATE_COLUMNS: &str = "c.id, c.name, c.origin, c.spec_yaml, c.spec_hash, c.topo_hash, \
-     c.params_json, c.contraction, c.asymptotic, p.family, p.features_json";
+     c.params_json, c.contraction, c.asymptotic, p.family, p.features_json, p.reference";
 const CANDIDATE_FROM: &str = "candidates c JOIN pool p ON p.candidate = c.id";
 
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
@@ -411,6 +434,7 @@ fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Stored<CandidateId, Candi
             asymptotic: r.get(8)?,
             family: r.get(9)?,
             features: json_column(r, 10, "features")?,
+            reference: r.get(11)?,
         },
     })
 }
@@ -484,6 +508,13 @@ impl Store {
             self.write(|c| {
                 c.execute_batch(SCHEMA_V1)?;
                 c.pragma_update(None, "user_version", 1)?;
+                Ok(())
+            })?;
+        }
+        if version < 2 {
+            self.write(|c| {
+                c.execute_batch(SCHEMA_V2)?;
+                c.pragma_update(None, "user_version", 2)?;
                 Ok(())
             })?;
         }
@@ -595,9 +626,9 @@ impl Store {
             )?;
             let id = CandidateId(conn.last_insert_rowid());
             conn.execute(
-                "INSERT INTO pool (candidate, position, family, features_json) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id, position as i64, c.family, features],
+                "INSERT INTO pool (candidate, position, family, features_json, reference) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, position as i64, c.family, features, c.reference],
             )?;
             Ok((id, true))
         })
@@ -913,6 +944,7 @@ mod tests {
             topo_hash: hash.into(),
             contraction: Some(0.5),
             asymptotic: None,
+            reference: false,
         }
     }
 
@@ -949,8 +981,8 @@ mod tests {
                 train_acc: 0.2,
                 val_loss: Some(1.9),
                 val_acc: Some(0.3),
-                test_loss: 1.8,
-                test_acc: 0.31,
+                test_loss: Some(1.8),
+                test_acc: Some(0.31),
                 images_per_sec: 100.0,
                 epoch_seconds: 2.5,
             },
@@ -991,6 +1023,46 @@ mod tests {
         let s = Store::open_existing(&dir.path().join("s.db")).unwrap();
         assert_eq!(s.trials().unwrap().len(), 1);
         assert_eq!(s.candidates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO experiments (name, config_yaml, config_json, created, status) \
+                 VALUES ('x', '', '{}', 0, 'done');
+                 INSERT INTO candidates (experiment, name, origin, spec_yaml, spec_hash, \
+                 topo_hash, params_json) VALUES (1, 'gd', 'spec', 'name: gd', 's', 't', '{}');
+                 INSERT INTO pool (candidate, position, family, features_json) \
+                 VALUES (1, 0, 'f', '[]');
+                 INSERT INTO trials (experiment, candidate, phase, seed, budget, max_budget, \
+                 status, batch_size, dir, created) \
+                 VALUES (1, 1, 'search', 0, 1, 1, 'done', 8, 'trials/0001', 0);
+                 INSERT INTO epochs VALUES (1, 0, 0.1, 2.0, 0.2, 1.9, 0.3, 1.8, 0.31, 9.0, 1.0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let e = s.epochs(TrialId(1)).unwrap();
+        assert_eq!(
+            (e.len(), e[0].val_acc, e[0].test_acc),
+            (1, Some(0.3), Some(0.31))
+        );
+        let c = s.candidate(CandidateId(1)).unwrap();
+        assert!(!c.reference);
+        // The migrated table takes epochs without a test accuracy.
+        let mut m = e[0].clone();
+        m.metrics.epoch = 1;
+        m.metrics.test_acc = None;
+        m.metrics.test_loss = None;
+        s.record_epoch(&m).unwrap();
+        assert_eq!(s.epochs(TrialId(1)).unwrap()[1].test_acc, None);
     }
 
     #[test]
@@ -1068,8 +1140,8 @@ mod tests {
                                 train_acc: 0.5,
                                 val_loss: None,
                                 val_acc: None,
-                                test_loss: 1.0,
-                                test_acc: 0.5,
+                                test_loss: Some(1.0),
+                                test_acc: Some(0.5),
                                 images_per_sec: 1.0,
                                 epoch_seconds: 0.01,
                             },

@@ -115,6 +115,7 @@ mod tests {
                 spec_hash: String::new(),
                 contraction: None,
                 asymptotic: None,
+                reference: false,
             })
             .collect()
     }

@@ -16,7 +16,7 @@
 use super::candidate::Candidate;
 use super::config::SearchConfig;
 use super::ids::TrialId;
-use super::store::{Epoch, Store, StoreError, Trial, TrialStatus};
+use super::store::{Epoch, Phase, Store, StoreError, Trial, TrialStatus};
 use crate::data::DatasetKind;
 use crate::train::{
     self, checkpoint, EpochMetrics, Progress, RunConfigFile, RunSpec, RunState, Status, TrainError,
@@ -72,6 +72,9 @@ pub(crate) fn run_config(
         train.data.path = Some(prepared);
     }
     train.schedule.epochs = trial.max_budget;
+    // Only the final trials evaluate the test set: it is reported for them, and nothing a
+    // search decides can read it.
+    train.data.test = trial.phase == Phase::Final;
     train.optim.batch_size = trial.batch_size;
     train.run.seed = trial.seed;
     train.run.device = device;

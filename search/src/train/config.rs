@@ -237,6 +237,10 @@ pub struct DataConfig {
     /// Random crops and flips on 32×32 images (`--no-augment`: none).
     #[arg(long = "no-augment", action = ArgAction::SetFalse)]
     pub augment: bool,
+    /// Evaluate the test set after every epoch (`--no-test`: never; a search evaluates it only
+    /// for its final trials, whose test accuracy it reports and never uses to decide).
+    #[arg(long = "no-test", action = ArgAction::SetFalse)]
+    pub test: bool,
 }
 
 impl Default for DataConfig {
@@ -249,6 +253,7 @@ impl Default for DataConfig {
             val: 5000,
             test_subset: None,
             augment: true,
+            test: true,
         }
     }
 }

@@ -26,18 +26,18 @@ impl Progress for Lines {
 
 /// The plain-text line of an epoch.
 pub fn epoch_line(m: &EpochMetrics) -> String {
-    let val = match (m.val_loss, m.val_acc) {
-        (Some(l), Some(a)) => format!(" val {l:.3}/{:.2}%", 100.0 * a),
+    let split = |name: &str, loss: Option<f64>, acc: Option<f64>| match (loss, acc) {
+        (Some(l), Some(a)) => format!("  {name} {l:.3}/{:.2}%", 100.0 * a),
         _ => String::new(),
     };
     format!(
-        "epoch {:>3}  lr {:.4}  train {:.3}/{:.2}%{val}  test {:.3}/{:.2}%  {:.0} img/s  {:.1} s",
+        "epoch {:>3}  lr {:.4}  train {:.3}/{:.2}%{}{}  {:.0} img/s  {:.1} s",
         m.epoch + 1,
         m.lr,
         m.train_loss,
         100.0 * m.train_acc,
-        m.test_loss,
-        100.0 * m.test_acc,
+        split("val", m.val_loss, m.val_acc),
+        split("test", m.test_loss, m.test_acc),
         m.images_per_sec,
         m.epoch_seconds
     )

@@ -10,22 +10,23 @@ pub struct EpochMetrics {
     pub lr: f64,
     pub train_loss: f64,
     pub train_acc: f64,
+    /// On the validation split (`None` without one).
     pub val_loss: Option<f64>,
     pub val_acc: Option<f64>,
-    pub test_loss: f64,
-    pub test_acc: f64,
+    /// On the test set (`None` where the run does not evaluate it: `data.test: false`, as
+    /// search trials that only compete).
+    pub test_loss: Option<f64>,
+    pub test_acc: Option<f64>,
     pub images_per_sec: f64,
     pub epoch_seconds: f64,
 }
 
 impl EpochMetrics {
     /// The score of the epoch, the one number every decision about a run compares (its best
-    /// checkpoint, ASHA's promotions, the ranking): the validation accuracy, or the test
-    /// accuracy for a run without a validation split; `None` unless finite.
+    /// checkpoint, ASHA's promotions, the finalists, the winner): the validation accuracy;
+    /// `None` without a validation split or unless finite. The test set never decides anything.
     pub fn score(&self) -> Option<f64> {
-        self.val_acc
-            .or(Some(self.test_acc))
-            .filter(|v| v.is_finite())
+        self.val_acc.filter(|v| v.is_finite())
     }
 }
 
@@ -98,7 +99,7 @@ impl std::fmt::Display for Summary {
         writeln!(f, "parameters        {}", self.parameters)?;
         writeln!(f, "multiply-adds     {} per image", self.multiply_adds)?;
         if let (Some(a), Some(e)) = (self.best_acc, self.best_epoch) {
-            writeln!(f, "best accuracy     {:.2} % (epoch {})", 100.0 * a, e + 1)?;
+            writeln!(f, "best validation   {:.2} % (epoch {})", 100.0 * a, e + 1)?;
         }
         if let Some(a) = self.final_test_acc {
             writeln!(f, "final test acc.   {:.2} %", 100.0 * a)?;

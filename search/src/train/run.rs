@@ -76,7 +76,8 @@ struct Run {
     opt: Sgd,
     train: Loader,
     val: Option<Loader>,
-    test: Loader,
+    /// `None` where the run does not evaluate the test set (`data.test: false`).
+    test: Option<Loader>,
     state: RunState,
 }
 
@@ -112,7 +113,10 @@ fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
         Some(v) => Some(Loader::new(&v, eval_bs, device)?.normalized(norm.clone())),
         None => None,
     };
-    let test = Loader::new(&test, eval_bs, device)?.normalized(norm);
+    let test = match t.data.test {
+        true => Some(Loader::new(&test, eval_bs, device)?.normalized(norm)),
+        false => None,
+    };
     std::fs::create_dir_all(dir).map_err(checkpoint::io(dir))?;
     let shape = train.shape.map(|d| d as i64);
     Ok(Run {
@@ -182,7 +186,7 @@ fn summary(run: &Run) -> R<Summary> {
         epochs: run.state.epochs_done,
         best_acc: run.state.best_acc,
         best_epoch: run.state.best_epoch,
-        final_test_acc: last.map(|m| m.test_acc),
+        final_test_acc: last.and_then(|m| m.test_acc),
         wall_seconds: run.state.wall_seconds,
         device: format!("{:?}", run.device),
     };
@@ -258,15 +262,17 @@ fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pa
 }
 
 /// Checkpoints a finished epoch, then records it: a kill between the two loses no finished
-/// epoch.
+/// epoch. The best checkpoint is the epoch with the best validation accuracy; without a
+/// validation split nothing is selected and the best is the last.
 fn checkpoint_epoch(run: &mut Run, m: &EpochMetrics) -> R<()> {
     run.vs.save(run.dir.join(checkpoint::LAST))?;
     run.opt.save(&run.dir.join(checkpoint::LAST_OPTIM))?;
-    if let Some(score) = m
-        .score()
-        .filter(|s| run.state.best_acc.is_none_or(|b| *s > b))
-    {
-        run.state.best_acc = Some(score);
+    let best = match m.score() {
+        Some(score) => run.state.best_acc.is_none_or(|b| score > b),
+        None => run.val.is_none(),
+    };
+    if best {
+        run.state.best_acc = m.score();
         run.state.best_epoch = Some(m.epoch);
         run.vs.save(run.dir.join(checkpoint::BEST))?;
     }
@@ -301,7 +307,13 @@ fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
             }
             None => (None, None),
         };
-        let (test_loss, test_acc) = evaluate(&run.net, &run.test)?;
+        let (test_loss, test_acc) = match &run.test {
+            Some(t) => {
+                let (l, a) = evaluate(&run.net, t)?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
         let m = EpochMetrics {
             epoch,
             lr: pass.lr,

@@ -209,14 +209,24 @@ impl Planner<'_> {
         )
     }
 
-    /// Phase 3: the next finalist trial not yet created.
+    /// Phase 3: the next final trial not yet created: the top-k candidates of the search,
+    /// then the named references, each with the same seeds.
     fn finalist(&self, state: &State) -> R<Option<TrialId>> {
         let finals: Vec<&Trial> = state.phase(Phase::Final).collect();
-        for (c, _) in state
+        let mut chosen: Vec<CandidateId> = state
             .ranking(&self.rungs)
             .into_iter()
             .take(self.cfg.finalists.top_k)
-        {
+            .map(|(c, _)| c)
+            .collect();
+        if self.cfg.finalists.top_k > 0 {
+            for c in self.pool.iter().filter(|c| c.reference) {
+                if !chosen.contains(&c.id) {
+                    chosen.push(c.id);
+                }
+            }
+        }
+        for c in chosen {
             for s in 1..=self.cfg.finalists.seeds as u64 {
                 let seed = self.seed() + s;
                 if !finals.iter().any(|t| t.candidate == c && t.seed == seed) {

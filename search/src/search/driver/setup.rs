@@ -52,7 +52,10 @@ pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<
         store.event(None, &format!("pruned {}: {}", d.name, d.reason))?;
     }
     for d in &pool.duplicates {
-        store.event(None, &format!("merged {}: {}", d.name, d.reason))?;
+        store.event(
+            None,
+            &format!("merged {}: same topology as {}", d.name, d.into),
+        )?;
     }
     store.event(
         None,
