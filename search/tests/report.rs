@@ -145,7 +145,7 @@ impl Db {
 /// | E (5)     | 0.60        | diverged, no epoch              |            |            |
 /// | F (6)     | 0.85        | failed, no epoch                |            |            |
 /// | G (7)     | -           |                                 | 9 ep, 0.62 |            |
-fn synthetic(dir: &Path) {
+fn synthetic(dir: &Path, final_c: [f64; 3]) {
     let store = Store::open(&dir.join("search.db")).unwrap();
     let cfg = config::parse(Path::new("synthetic.yaml"), CONFIG_YAML).unwrap();
     let exp = store
@@ -202,7 +202,7 @@ fn synthetic(dir: &Path) {
 
     // Finalists and the reference, three seeds each: the last epoch's test accuracy is the
     // given one.
-    for (cand, finals) in [(a, FINAL_A), (b, FINAL_B), (c, FINAL_C)] {
+    for (cand, finals) in [(a, FINAL_A), (b, FINAL_B), (c, final_c)] {
         for (seed, acc) in finals.iter().enumerate() {
             let t = db.trial(cand, Phase::Final, 10 + seed as u64, 9);
             let acc = *acc;
@@ -266,7 +266,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn report_ranks_candidates_and_writes_csv_json_html() {
     let tmp = tempfile::tempdir().unwrap();
-    synthetic(tmp.path());
+    synthetic(tmp.path(), FINAL_C);
     let opts = ReportOptions { top_k: 3 };
     let (text, paths) = write_report(tmp.path(), &opts).unwrap();
     assert_eq!(paths.csv, tmp.path().join("report/leaderboard.csv"));
@@ -506,6 +506,27 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
         std::fs::copy(&paths.html, Path::new(&keep).join("report.html")).unwrap();
     }
     render_in_chromium(&paths.html, "ok 3 images, 4 charts");
+}
+
+/// When a reference wins on validation, the best finalist that is no reference is the one
+/// compared with it on the test set.
+#[test]
+fn a_winning_reference_is_compared_with_the_best_finalist() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic(tmp.path(), [0.90, 0.91, 0.92]);
+    let (text, _) = write_report(tmp.path(), &ReportOptions { top_k: 1 }).unwrap();
+    assert!(
+        text.contains("unbiased estimate (test set, never used to choose): C 91.00 ± 1.00 % (n=3)"),
+        "{text}"
+    );
+    // B − C by seed: (−0.06, −0.05, −0.09).
+    assert!(
+        text.contains(
+            "B (the best finalist that is no reference, 84.33 ± 1.53 % (n=3)) against C 91.00 ± \
+             1.00 % (n=3): -6.67 points"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

@@ -57,8 +57,17 @@ pub(crate) fn estimate_lines(rep: &Report) -> Vec<String> {
         stats_text(e.test.as_ref())
     )];
     for v in &e.references {
+        let who = if v.challenger == e.winner {
+            String::new()
+        } else {
+            format!(
+                "{} (the best finalist that is no reference, {}) ",
+                v.challenger,
+                stats_text(v.challenger_test.as_ref())
+            )
+        };
         out.push(format!(
-            "  against {} {}: {}",
+            "  {who}against {} {}: {}",
             v.reference,
             stats_text(v.test.as_ref()),
             v.difference

@@ -199,13 +199,16 @@ pub(super) struct Comparison {
     pub finals: Option<(String, FinalStats)>,
 }
 
-/// The winner against a named reference on the test set, seed by seed.
+/// The search's best candidate against a named reference on the test set, seed by seed.
 #[derive(Clone, Debug, Serialize)]
 pub(super) struct Versus {
+    /// The winner, or when the winner is a reference itself, the best finalist that is not.
+    pub challenger: String,
     pub reference: String,
-    /// The reference's test accuracy over the seeds.
+    /// The challenger's and the reference's test accuracy over the seeds.
+    pub challenger_test: Option<FinalStats>,
     pub test: Option<FinalStats>,
-    /// Winner − reference, paired by seed, with its 95 % interval.
+    /// Challenger − reference, paired by seed, with its 95 % interval.
     pub difference: Option<Interval>,
 }
 
@@ -376,30 +379,39 @@ fn tests_by_seed(l: &Loaded, st: &Standing) -> BTreeMap<u64, f64> {
         .collect()
 }
 
-/// The winner's test accuracy, and the references' against it, seed by seed.
+/// The winner's test accuracy, and the search's best candidate against each reference, seed by
+/// seed: the winner, or, when a reference wins, the best finalist that is not one.
 fn estimate(l: &Loaded, standings: &[Standing]) -> Option<Estimate> {
-    let first = standings.first().filter(|s| !s.finals.is_empty())?;
-    let win = tests_by_seed(l, first);
-    let references = standings
-        .iter()
-        .filter(|st| st.candidate != first.candidate)
-        .filter(|st| l.candidate(st.candidate).is_some_and(|c| c.reference))
-        .map(|st| {
-            let other = tests_by_seed(l, st);
-            let (a, b): (Vec<f64>, Vec<f64>) = win
-                .iter()
-                .filter_map(|(seed, x)| Some((*x, *other.get(seed)?)))
-                .unzip();
-            Versus {
-                reference: l.candidate_name(st.candidate),
-                test: FinalStats::of(other.values().copied().collect()),
-                difference: paired_interval(&a, &b),
-            }
-        })
-        .collect();
+    let is_reference = |st: &Standing| l.candidate(st.candidate).is_some_and(|c| c.reference);
+    let finals = || standings.iter().filter(|st| !st.finals.is_empty());
+    let first = finals().next()?;
+    let challenger = finals().find(|st| !is_reference(st));
+    let references = match challenger {
+        None => Vec::new(),
+        Some(ch) => {
+            let mine = tests_by_seed(l, ch);
+            finals()
+                .filter(|st| is_reference(st) && st.candidate != ch.candidate)
+                .map(|st| {
+                    let other = tests_by_seed(l, st);
+                    let (a, b): (Vec<f64>, Vec<f64>) = mine
+                        .iter()
+                        .filter_map(|(seed, x)| Some((*x, *other.get(seed)?)))
+                        .unzip();
+                    Versus {
+                        challenger: l.candidate_name(ch.candidate),
+                        reference: l.candidate_name(st.candidate),
+                        challenger_test: FinalStats::of(mine.values().copied().collect()),
+                        test: FinalStats::of(other.values().copied().collect()),
+                        difference: paired_interval(&a, &b),
+                    }
+                })
+                .collect()
+        }
+    };
     Some(Estimate {
         winner: l.candidate_name(first.candidate),
-        test: FinalStats::of(win.values().copied().collect()),
+        test: FinalStats::of(tests_by_seed(l, first).values().copied().collect()),
         references,
     })
 }
