@@ -11,7 +11,7 @@
 
 use crate::search::rank;
 use crate::search::store::{Store, StoreError};
-use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, TrainError};
+use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, RunState, TrainError};
 use optarch_core::device::DeviceChoice;
 use optarch_core::spec::Overrides;
 use serde::Serialize;
@@ -117,11 +117,24 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
             path: cpath.clone(),
             source,
         })?;
-    let weights = [checkpoint::BEST, checkpoint::LAST]
-        .iter()
-        .map(|f| run_dir.join(f))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ExportError::NoCheckpoint(run_dir.to_path_buf()))?;
+    // The best epoch's weights, checked against the sums the run's state recorded.
+    let state: RunState =
+        checkpoint::read_json(&run_dir.join(checkpoint::STATE)).map_err(|source| {
+            ExportError::NotARun {
+                path: run_dir.join(checkpoint::STATE),
+                source,
+            }
+        })?;
+    let weights = state
+        .best
+        .as_ref()
+        .or(state.checkpoint.as_ref())
+        .ok_or_else(|| ExportError::NoCheckpoint(run_dir.to_path_buf()))?
+        .verified(run_dir, checkpoint::WEIGHTS)
+        .map_err(|source| ExportError::NotARun {
+            path: run_dir.join(checkpoint::STATE),
+            source,
+        })?;
     // The network is rebuilt on the CPU from the data's shape, classes and statistics.
     cfg.train.run.device = DeviceChoice::Cpu;
     let t = &cfg.train;

@@ -322,6 +322,22 @@ fn train_runs_resumes_and_reports_divergence() {
     );
     let out = optarch(&["train", "--resume", run_s, "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // --resume refuses what it would ignore, naming it; the recorded thread count is fine.
+    let out = optarch(&["train", "--resume", run_s, "--epochs", "3", "--lr", "0.5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--epochs, --lr"), "{err}");
+    let out = optarch(&["--threads", "2", "train", "--resume", run_s]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 intra-op threads"));
+    let out = optarch(&["--threads", "1", "train", "--resume", run_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A directory where no run started is named with what to do.
+    let none = dir.path().join("none");
+    std::fs::create_dir(&none).unwrap();
+    let out = optarch(&["train", "--resume", none.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("without --resume"));
     // A huge learning rate diverges: status `diverged`, exit status 1.
     let bad = dir.path().join("bad");
     let out = optarch(

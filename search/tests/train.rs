@@ -103,7 +103,7 @@ fn an_interrupted_run_resumes_bit_for_bit() {
         "config.json",
         "state.json",
         "best.safetensors",
-        "last.optim.safetensors",
+        "last.safetensors",
         "topology.svg",
         "summary.json",
     ] {

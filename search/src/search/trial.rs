@@ -140,11 +140,19 @@ impl Progress for Recorder<'_> {
     }
 }
 
-/// Replays the finished epochs of a run directory into the store (a process killed between its
-/// checkpoint and its store write loses nothing).
-fn replay_metrics(store: &Store, trial: TrialId, run_dir: &Path) -> Result<(), StoreError> {
-    for m in checkpoint::read_metrics(run_dir) {
-        store.record_epoch(&epoch_row(trial, &m))?;
+/// Replays the first `epochs` epochs of a run directory (those its state committed) into the
+/// store: a process killed between its checkpoint and its store write loses nothing.
+fn replay_metrics(
+    store: &Store,
+    trial: TrialId,
+    run_dir: &Path,
+    epochs: usize,
+) -> Result<(), StoreError> {
+    for m in checkpoint::read_metrics(run_dir)
+        .iter()
+        .filter(|m| m.epoch < epochs)
+    {
+        store.record_epoch(&epoch_row(trial, m))?;
     }
     Ok(())
 }
@@ -223,8 +231,9 @@ pub(crate) fn run(
     };
     let result = match read_state(&run_dir) {
         Some(s) => {
-            replay_metrics(&store, id, &run_dir)?;
-            if s.epochs_done >= trial.budget || s.status != Status::Running {
+            replay_metrics(&store, id, &run_dir, s.epochs_done)?;
+            if s.epochs_done >= trial.budget || matches!(s.status, Status::Done | Status::Diverged)
+            {
                 // Already there (killed after its last epoch, before it reported).
                 finish(
                     if s.status == Status::Diverged {

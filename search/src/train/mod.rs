@@ -12,9 +12,10 @@
 //! * [`run`]: the training loop ([`train`], [`resume`]).
 //!
 //! A run directory holds `config.json`, `metrics.jsonl` (one line per epoch), `state.json`
-//! (progress and status), `last.safetensors` / `last.optim.safetensors` (weights and momentum
-//! buffers after the last finished epoch), `best.safetensors` (best validation accuracy),
-//! `topology.svg` and, at the end, `summary.json`.
+//! (progress, status, and the checkpoint sets it resumes from, with their checksums),
+//! `ckpt/eNNNN/` (weights and momentum buffers of the last and the best epoch),
+//! `last.safetensors` and `best.safetensors` (links to their weights), `topology.svg` and, at
+//! the end, `summary.json`. See [`checkpoint`] for how a kill at any moment is survived.
 
 pub(crate) mod checkpoint;
 mod config;
@@ -24,7 +25,7 @@ mod record;
 mod run;
 mod sgd;
 
-pub use checkpoint::CheckpointError;
+pub use checkpoint::{CheckpointError, CheckpointSet};
 pub use config::{
     ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset,
     RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
@@ -32,5 +33,5 @@ pub use config::{
 pub use network::{build, Built};
 pub use progress::{epoch_line, Lines, Progress};
 pub use record::{EpochMetrics, RunState, Status, Summary};
-pub use run::{resume, train, TrainError};
+pub use run::{interrupt_flag, read_run_config, resume, train, TrainError};
 pub use sgd::Sgd;

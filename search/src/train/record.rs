@@ -1,6 +1,7 @@
 //! What a run records: one [`EpochMetrics`] per finished epoch (`metrics.jsonl`), its
 //! [`RunState`] (`state.json`) and, at the end, its [`Summary`] (`summary.json`).
 
+use super::checkpoint::CheckpointSet;
 use serde::{Deserialize, Serialize};
 
 /// One line of `metrics.jsonl`.
@@ -35,6 +36,8 @@ impl EpochMetrics {
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Running,
+    /// Stopped by Ctrl-C at an epoch boundary: `--resume` continues it.
+    Interrupted,
     Done,
     Diverged,
 }
@@ -49,6 +52,12 @@ pub struct RunState {
     pub best_epoch: Option<usize>,
     pub loss_scale: f64,
     pub wall_seconds: f64,
+    /// The last finished epoch's checkpoint set, which `--resume` loads.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSet>,
+    /// The best epoch's checkpoint set.
+    #[serde(default)]
+    pub best: Option<CheckpointSet>,
 }
 
 impl RunState {
@@ -61,6 +70,8 @@ impl RunState {
             best_epoch: None,
             loss_scale: 65536.0,
             wall_seconds: 0.0,
+            checkpoint: None,
+            best: None,
         }
     }
 }

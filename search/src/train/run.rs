@@ -11,6 +11,7 @@ use crate::data::{self, Augment, Loader, Normalization};
 use optarch_core::exec::{parameter_count, Network};
 use optarch_core::spec::Spec;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
@@ -38,6 +39,13 @@ pub enum TrainError {
         .0.display()
     )]
     Exists(PathBuf),
+    /// `--resume` of a directory that holds no committed run.
+    #[error(
+        "{} holds no run to resume (no state.json: it never finished starting); start it \
+         again without --resume",
+        .0.display()
+    )]
+    NotStarted(PathBuf),
     /// A setting this run cannot use.
     #[error("{0}")]
     Invalid(String),
@@ -135,40 +143,73 @@ fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
     })
 }
 
+/// Set by the command line's Ctrl-C handler: the run stops at the next batch, its state marked
+/// [`Status::Interrupted`] at the last finished epoch.
+pub fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    &FLAG
+}
+
+fn interrupted() -> bool {
+    interrupt_flag().load(Ordering::SeqCst)
+}
+
 /// Starts a new run of `cfg` in `dir` (which must not hold one already).
-pub fn train(cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
+pub fn train(mut cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
     if dir.join(checkpoint::STATE).exists() {
         return Err(TrainError::Exists(dir.to_path_buf()));
     }
+    // Recorded, so that a resumed run uses the same count (and computes the same bits).
+    cfg.train
+        .run
+        .threads
+        .get_or_insert_with(|| usize::try_from(tch::get_num_threads()).unwrap_or(1));
     let mut run = prepare(cfg, dir)?;
     checkpoint::write_json(&run.dir.join(checkpoint::CONFIG), &run.cfg)?;
     if let Some(stage) = run.net.stages.first() {
         let svg = optarch_core::render::to_svg(&stage.topology);
-        let p = run.dir.join(checkpoint::TOPOLOGY);
-        std::fs::write(&p, svg).map_err(checkpoint::io(&p))?;
+        checkpoint::write_atomic(&run.dir.join(checkpoint::TOPOLOGY), svg.as_bytes())?;
     }
     let _ = std::fs::remove_file(run.dir.join(checkpoint::METRICS));
-    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+    checkpoint::commit(&run.dir, &run.state)?;
     run_epochs(&mut run, progress)
 }
 
-/// Continues the run in `dir` from its last finished epoch.
+/// The configuration of the run in `dir`, which must have started (its state committed).
+pub fn read_run_config(dir: &Path) -> R<RunConfigFile> {
+    if !dir.join(checkpoint::STATE).exists() {
+        return Err(TrainError::NotStarted(dir.to_path_buf()));
+    }
+    Ok(checkpoint::read_json(&dir.join(checkpoint::CONFIG))?)
+}
+
+/// Continues the run in `dir` from its last finished epoch (the checkpoint set its state
+/// names, after checking the set's sums).
 pub fn resume(dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
-    let cfg: RunConfigFile = checkpoint::read_json(&dir.join(checkpoint::CONFIG))?;
+    let cfg = read_run_config(dir)?;
     let state: RunState = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
     let mut run = prepare(cfg, dir)?;
     if state.epochs_done > 0 {
-        run.vs.load(dir.join(checkpoint::LAST))?;
-        run.opt.load(&dir.join(checkpoint::LAST_OPTIM))?;
+        let set = state
+            .checkpoint
+            .as_ref()
+            .ok_or_else(|| CheckpointError::Damaged(dir.join(checkpoint::STATE)))?;
+        let weights = set.verified(dir, checkpoint::WEIGHTS)?;
+        run.vs.load(&weights)?;
+        run.opt.load(&set.verified(dir, checkpoint::OPTIM)?)?;
     }
-    // Keep only the metrics of finished epochs (a killed run may have written nothing more,
-    // but never trust a partial line).
+    // Keep only the metrics of finished epochs (a killed run may have written one more line,
+    // or half of one).
     checkpoint::trim_metrics(dir, state.epochs_done)?;
+    checkpoint::tidy(dir, &state)?;
     run.state = state;
-    if run.state.status != Status::Running {
-        return summary(&run);
+    match run.state.status {
+        Status::Running | Status::Interrupted => {
+            run.state.status = Status::Running;
+            run_epochs(&mut run, progress)
+        }
+        Status::Done | Status::Diverged => summary(&run),
     }
-    run_epochs(&mut run, progress)
 }
 
 fn summary(run: &Run) -> R<Summary> {
@@ -202,6 +243,8 @@ struct Pass {
     /// The learning rate of the last batch.
     lr: f64,
     diverged: bool,
+    /// Stopped by Ctrl-C before its end.
+    interrupted: bool,
 }
 
 /// Trains one epoch.
@@ -216,8 +259,13 @@ fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pa
         seen: 0.0,
         lr: t.optim.lr,
         diverged: false,
+        interrupted: false,
     };
     for b in run.train.epoch(epoch as u64) {
+        if interrupted() {
+            pass.interrupted = true;
+            break;
+        }
         let b = b?;
         let it = epoch * batches + b.index;
         pass.lr = t.optim.lr * t.schedule.kind.factor(it as f64 / total);
@@ -265,25 +313,45 @@ fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pa
 /// epoch. The best checkpoint is the epoch with the best validation accuracy; without a
 /// validation split nothing is selected and the best is the last.
 fn checkpoint_epoch(run: &mut Run, m: &EpochMetrics) -> R<()> {
-    run.vs.save(run.dir.join(checkpoint::LAST))?;
-    run.opt.save(&run.dir.join(checkpoint::LAST_OPTIM))?;
+    let (vs, opt) = (&run.vs, &run.opt);
+    let save_weights = |p: &Path| vs.save(p);
+    let save_optim = |p: &Path| opt.save(p);
+    let set = checkpoint::write_set(
+        &run.dir,
+        m.epoch,
+        &[
+            (checkpoint::WEIGHTS, &save_weights),
+            (checkpoint::OPTIM, &save_optim),
+        ],
+    )?;
+    checkpoint::append_metrics(&run.dir, m)?;
+    let mut state = run.state.clone();
     let best = match m.score() {
-        Some(score) => run.state.best_acc.is_none_or(|b| score > b),
+        Some(score) => state.best_acc.is_none_or(|b| score > b),
         None => run.val.is_none(),
     };
     if best {
-        run.state.best_acc = m.score();
-        run.state.best_epoch = Some(m.epoch);
-        run.vs.save(run.dir.join(checkpoint::BEST))?;
+        state.best_acc = m.score();
+        state.best_epoch = Some(m.epoch);
+        state.best = Some(set.clone());
     }
-    checkpoint::append_metrics(&run.dir, m)?;
-    run.state.epochs_done = m.epoch + 1;
-    run.state.wall_seconds += m.epoch_seconds;
-    if run.state.epochs_done == run.cfg.train.schedule.epochs {
-        run.state.status = Status::Done;
+    state.checkpoint = Some(set);
+    state.epochs_done = m.epoch + 1;
+    state.wall_seconds += m.epoch_seconds;
+    if state.epochs_done == run.cfg.train.schedule.epochs {
+        state.status = Status::Done;
     }
-    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
+    checkpoint::commit(&run.dir, &state)?;
+    run.state = state;
     Ok(())
+}
+
+/// Ends the run here with `status` (its last finished epoch stays the one to resume from).
+fn stop(run: &mut Run, status: Status, seconds: f64) -> R<Summary> {
+    run.state.status = status;
+    run.state.wall_seconds += seconds;
+    checkpoint::commit(&run.dir, &run.state)?;
+    summary(run)
 }
 
 fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
@@ -295,10 +363,10 @@ fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
         let pass = train_epoch(run, epoch, progress)?;
         let train_secs = started.elapsed().as_secs_f64();
         if pass.diverged {
-            run.state.status = Status::Diverged;
-            run.state.wall_seconds += started.elapsed().as_secs_f64();
-            checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
-            return summary(run);
+            return stop(run, Status::Diverged, started.elapsed().as_secs_f64());
+        }
+        if pass.interrupted {
+            return stop(run, Status::Interrupted, 0.0);
         }
         let (val_loss, val_acc) = match &run.val {
             Some(v) => {
@@ -326,12 +394,18 @@ fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
             images_per_sec: pass.seen / train_secs.max(1e-9),
             epoch_seconds: started.elapsed().as_secs_f64(),
         };
+        // An infinite loss on any split is a diverged run, not a result.
+        let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
+        if !(m.train_loss.is_finite() && finite(m.val_loss) && finite(m.test_loss)) {
+            return stop(run, Status::Diverged, m.epoch_seconds);
+        }
         checkpoint_epoch(run, &m)?;
         if !progress.epoch_end(&m) && run.state.status == Status::Running {
             return summary(run);
         }
+        if interrupted() && run.state.status == Status::Running {
+            return stop(run, Status::Interrupted, 0.0);
+        }
     }
-    run.state.status = Status::Done;
-    checkpoint::write_json(&run.dir.join(checkpoint::STATE), &run.state)?;
-    summary(run)
+    stop(run, Status::Done, 0.0)
 }

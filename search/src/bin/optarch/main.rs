@@ -19,7 +19,7 @@ mod train;
 mod trial;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use optarch_core::device::DeviceChoice;
 use optarch_core::error::SpecError;
 use std::process::ExitCode;
@@ -28,6 +28,8 @@ use std::process::ExitCode;
 pub const EXIT_INVALID: u8 = 1;
 /// Exit status for bad usage (clap's own).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of an interrupted search or training run (as a shell reports SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
 /// Exit status for other failures: files, devices.
 pub const EXIT_FAILURE: u8 = 3;
 
@@ -115,7 +117,10 @@ impl From<SpecError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, given(&m))));
+    let (cli, given) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
@@ -123,7 +128,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    match run(cli, &given) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Spec(e)) => {
             eprintln!("{e}");
@@ -160,7 +165,37 @@ pub fn describe(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+/// The long names of the options given on the command line (not defaulted) of the
+/// subcommand, global ones included.
+fn given(m: &clap::ArgMatches) -> Vec<String> {
+    let Some((name, sub)) = m.subcommand() else {
+        return Vec::new();
+    };
+    let cmd = Cli::command();
+    let Some(sc) = cmd.find_subcommand(name) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for id in sub.ids() {
+        let explicit = matches!(
+            sub.value_source(id.as_str()),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        );
+        let long = sc
+            .get_arguments()
+            .chain(cmd.get_arguments())
+            .find(|a| a.get_id() == id)
+            .and_then(|a| a.get_long());
+        if let (true, Some(long)) = (explicit, long) {
+            if !out.iter().any(|o| o == long) {
+                out.push(long.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn run(cli: Cli, given: &[String]) -> Result<(), Failure> {
     if let Command::TrialServer(a) = &cli.command {
         return trial::server(a, &cli.global);
     }
@@ -173,7 +208,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(a) => check::run(a),
         Command::Graph(a) => graph::run(a),
         Command::Rate(a) => rate::run(a),
-        Command::Train(a) => train::run(*a, cli.global.device, threads),
+        Command::Train(a) => train::run(*a, cli.global.device, threads, given),
         Command::Env(a) => env::run(a, device),
         Command::Search(a) => search::run(a, cli.global.device),
         Command::Report(a) => report::run(a),
@@ -187,7 +222,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

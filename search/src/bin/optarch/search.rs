@@ -25,9 +25,6 @@ pub struct SearchArgs {
     pub data: Option<PathBuf>,
 }
 
-/// Exit status of an interrupted search (as a shell reports SIGINT).
-pub const EXIT_INTERRUPTED: u8 = 130;
-
 pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     use optarch_search::search::driver;
     let opts = driver::Options {
@@ -60,7 +57,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         }
     );
     if o.status != "done" {
-        return Err(Failure::Exit(EXIT_INTERRUPTED));
+        return Err(Failure::Exit(crate::EXIT_INTERRUPTED));
     }
     // The results are in the store whatever happens next: a failed report or export is said,
     // and can be run again with `optarch report` / `optarch export`.

@@ -7,6 +7,7 @@ use clap::Args;
 use optarch_core::device::DeviceChoice;
 use optarch_search::train::TrainConfig;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -63,7 +64,63 @@ impl optarch_search::train::Progress for Bar {
     }
 }
 
-pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result<(), Failure> {
+/// The options `--resume` takes besides its directory: the run's own settings come from its
+/// `config.json`.
+const RESUME_OPTIONS: [&str; 4] = ["resume", "json", "device", "threads"];
+
+/// Refuses options a resumed run would ignore: a resumed run continues with the settings it
+/// was started with (its schedule spans the epochs it was started for, so it cannot be
+/// extended either); `--device` and `--threads` may be given only as they were recorded.
+fn check_resume(
+    dir: &std::path::Path,
+    given: &[String],
+    device: DeviceChoice,
+    threads: Option<usize>,
+) -> Result<(), Failure> {
+    let ignored: Vec<String> = given
+        .iter()
+        .filter(|g| !RESUME_OPTIONS.contains(&g.as_str()))
+        .map(|g| format!("--{g}"))
+        .collect();
+    if !ignored.is_empty() {
+        return Err(Failure::Other(anyhow!(
+            "--resume continues the run in {} with the settings of its config.json; {} cannot \
+             change it (a run cannot be extended either: its learning-rate schedule spans the \
+             epochs it was started with). Start a new run with --out to train differently",
+            dir.display(),
+            ignored.join(", ")
+        )));
+    }
+    let cfg: optarch_search::train::RunConfigFile =
+        optarch_search::train::read_run_config(dir).map_err(anyhow::Error::from)?;
+    let recorded = &cfg.train.run;
+    if given.iter().any(|g| g == "device") && device != recorded.device {
+        return Err(Failure::Other(anyhow!(
+            "{} was started with --device {}; it resumes there (drop --device {device})",
+            dir.display(),
+            recorded.device
+        )));
+    }
+    if given.iter().any(|g| g == "threads") && threads != recorded.threads {
+        return Err(Failure::Other(anyhow!(
+            "{} was started with {} intra-op threads; it resumes with them so that it computes \
+             bit for bit the same (drop --threads)",
+            dir.display(),
+            recorded.threads.map_or_else(
+                || "libtorch's default number of".to_string(),
+                |n| n.to_string()
+            )
+        )));
+    }
+    Ok(())
+}
+
+pub fn run(
+    a: TrainArgs,
+    device: DeviceChoice,
+    threads: Option<usize>,
+    given: &[String],
+) -> Result<(), Failure> {
     use optarch_search::train::{self as tr, Lines, Progress, RunConfigFile, RunSpec};
     use std::io::IsTerminal;
     let mut bar = Bar { bar: None };
@@ -73,8 +130,14 @@ pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result
     } else {
         &mut lines
     };
-    let summary = if let Some(dir) = &a.resume {
-        tr::resume(dir, progress).map_err(anyhow::Error::from)?
+    // Ctrl-C stops the run at the next batch, at its last finished epoch (resumable).
+    let _ = ctrlc::set_handler(|| tr::interrupt_flag().store(true, Ordering::SeqCst));
+    let (summary, dir) = if let Some(dir) = &a.resume {
+        check_resume(dir, given, device, threads)?;
+        (
+            tr::resume(dir, progress).map_err(anyhow::Error::from)?,
+            dir.clone(),
+        )
     } else {
         let spec_path = a
             .spec
@@ -99,7 +162,10 @@ pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result
             train,
         };
         eprintln!("run directory: {}", out.display());
-        tr::train(cfg, &out, progress).map_err(anyhow::Error::from)?
+        (
+            tr::train(cfg, &out, progress).map_err(anyhow::Error::from)?,
+            out,
+        )
     };
     if a.json {
         println!(
@@ -109,10 +175,18 @@ pub fn run(a: TrainArgs, device: DeviceChoice, threads: Option<usize>) -> Result
     } else {
         println!("{summary}");
     }
-    if summary.status == tr::Status::Diverged {
-        return Err(Failure::Invalid(
+    match summary.status {
+        tr::Status::Diverged => Err(Failure::Invalid(
             "the run diverged (NaN or infinite loss): status `diverged` recorded".into(),
-        ));
+        )),
+        tr::Status::Interrupted => {
+            eprintln!(
+                "interrupted after epoch {}: continue with `optarch train --resume {}`",
+                summary.epochs,
+                dir.display()
+            );
+            Err(Failure::Exit(crate::EXIT_INTERRUPTED))
+        }
+        tr::Status::Running | tr::Status::Done => Ok(()),
     }
-    Ok(())
 }
