@@ -528,7 +528,7 @@ fn a_bad_configuration_says_where_and_what_to_do() {
         None,
     );
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("no search database"), "{e}");
+    assert!(e.contains("holds no search (no search.db)"), "{e}");
 }
 
 #[test]
@@ -581,4 +581,116 @@ fn ctrl_c_stops_cleanly_and_the_search_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     check_complete(&dir, &[]);
+}
+
+#[test]
+fn every_trial_failing_is_an_error_and_failed_trials_are_retried_under_one_driver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "", 3, true);
+    let dir = tmp.path().join("run");
+    let (cfg_s, dir_s) = (cfg.to_str().unwrap(), dir.to_str().unwrap());
+    // Every trial fails at once: no winner, exit status 3, the cause said once for all.
+    let out = search(&[cfg_s, "--out", dir_s], Some("fail@*"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let n = Store::open_existing(&dir.join("search.db"))
+        .unwrap()
+        .trials()
+        .unwrap()
+        .len();
+    assert!(
+        err.contains(&format!("{n} of {n} trials ended without a result"))
+            && err.contains(&format!(
+                "{n} × failed: cannot read the data (injected by OPTARCH_FAULT)"
+            ))
+            && err.contains("--retry-failed")
+            && err.contains("no winner"),
+        "{err}"
+    );
+    // The cause fixed, the failed trials run again under a driver that holds the directory:
+    // a second driver is refused at once, naming the first.
+    let first = Command::new(exe())
+        .args(["search", "--resume", dir_s, "--retry-failed"])
+        .env_remove("OPTARCH_FAULT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while epochs_recorded(&dir) < 1 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+    }
+    let second = search(&["--resume", dir_s], None);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "is in use by another `optarch search` (process {} on",
+            first.id()
+        )),
+        "{err}"
+    );
+    let again = search(&[cfg_s, "--out", dir_s], None);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a search"));
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_complete(&dir, &[]);
+}
+
+#[test]
+fn a_search_directory_appears_whole_or_not_at_all() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "", 3, true);
+    let dir = tmp.path().join("run");
+    let (cfg_s, dir_s) = (cfg.to_str().unwrap(), dir.to_str().unwrap());
+    // Killed at each write, sync and rename of its making in turn, until the directory is
+    // in place: before, there is no search (and --resume says to start one); after, a whole
+    // one (and starting again says to resume it).
+    let mut n = 1;
+    loop {
+        let out = Command::new(exe())
+            .args(["search", cfg_s, "--out", dir_s])
+            .env_remove("OPTARCH_FAULT")
+            .env("OPTARCH_CRASH_AT", n.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "point {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if dir.exists() {
+            let s = Store::open_existing(&dir.join("search.db")).unwrap();
+            // gradient descent, heavy ball β = 0.5 and Nesterov (β = 0 is gradient descent).
+            assert_eq!(s.candidates().unwrap().len(), 3);
+            assert!(s.experiment().unwrap().is_some());
+            let again = search(&[cfg_s, "--out", dir_s], None);
+            let err = String::from_utf8_lossy(&again.stderr);
+            assert!(
+                err.contains("already holds a search") && err.contains("--resume"),
+                "{err}"
+            );
+            break;
+        }
+        let again = search(&["--resume", dir_s], None);
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(err.contains("holds no search"), "point {n}: {err}");
+        n += 1;
+        assert!(n < 30, "the directory never appeared");
+    }
+    assert!(n >= 5, "only {n} points before the directory appeared");
+    // What the killed attempts left under temporary names was removed by the next one.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(".creating-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -454,6 +454,14 @@ impl Store {
         Ok(store)
     }
 
+    /// Closes the store, its write-ahead log folded into the file.
+    pub(crate) fn close(self) -> R<()> {
+        let path = self.path;
+        self.conn
+            .close()
+            .map_err(|(_, source)| StoreError::Sql { path, source })
+    }
+
     /// Opens the search in `dir`: its store, its experiment and the configuration it runs.
     pub fn open_search(dir: &Path) -> R<(Store, Experiment, SearchConfig)> {
         let path = dir.join("search.db");
@@ -851,6 +859,19 @@ impl Store {
                  crashes = CASE WHEN ?3 THEN crashes ELSE crashes + 1 END \
                  WHERE id = ?1",
                 params![id, error, forgive],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Back to pending, its crashes forgotten: a failed or out-of-memory trial retried after
+    /// its cause was fixed (it continues from its run directory).
+    pub(crate) fn retry(&self, id: TrialId) -> R<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE trials SET status = 'pending', error = NULL, crashes = 0 \
+                 WHERE id = ?1 AND status IN ('failed', 'oom')",
+                params![id],
             )?;
             Ok(())
         })

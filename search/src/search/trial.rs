@@ -11,7 +11,8 @@
 //! `OPTARCH_FAULT` injects faults for the tests of the fault handling: a comma-separated list of
 //! `crash@ID` (trial ID aborts after an epoch until it has crashed once), `crashall@ID` (it
 //! aborts every time), `oom@ID` (trial ID reports CUDA out of memory while its batch size is
-//! the configured one).
+//! the configured one), `fail@ID` (it fails at once, as with unreadable data). `*` for the ID
+//! means every trial.
 
 use super::candidate::Candidate;
 use super::config::SearchConfig;
@@ -90,8 +91,10 @@ pub(crate) fn run_config(
 
 fn fault(kind: &str, id: TrialId) -> bool {
     std::env::var("OPTARCH_FAULT").is_ok_and(|v| {
-        v.split(',')
-            .any(|f| f.trim() == format!("{kind}@{id}").as_str())
+        v.split(',').any(|f| {
+            let f = f.trim();
+            f == format!("{kind}@{id}") || f == format!("{kind}@*")
+        })
     })
 }
 
@@ -219,6 +222,13 @@ pub(crate) fn run(
             Some("CUDA out of memory (injected by OPTARCH_FAULT)"),
         )?;
         return Ok(EXIT_OOM);
+    }
+    if fault("fail", id) {
+        finish(
+            TrialStatus::Failed,
+            Some("cannot read the data (injected by OPTARCH_FAULT)"),
+        )?;
+        return Ok(EXIT_FAILED);
     }
     let rcfg = run_config(&cfg, &cand, &trial, dir, device);
     let mut rec = Recorder {

@@ -115,7 +115,7 @@ fn faults() -> &'static Faults {
 }
 
 /// A fault point: the next write, sync or rename of `path` (`what` it is).
-fn point(what: &str, path: &Path) -> R<()> {
+pub(crate) fn point(what: &str, path: &Path) -> R<()> {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
     let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
     let f = faults();
@@ -140,7 +140,7 @@ fn point(what: &str, path: &Path) -> R<()> {
 }
 
 /// Syncs a file or a folder to disk.
-fn sync(path: &Path) -> R<()> {
+pub(crate) fn sync(path: &Path) -> R<()> {
     point("sync", path)?;
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())

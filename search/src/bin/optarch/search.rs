@@ -17,6 +17,10 @@ pub struct SearchArgs {
     /// The search directory (default runs/search/<name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With --resume: queue the trials that failed (or ran out of memory) again, once their
+    /// cause is fixed; each continues from its last finished epoch.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
     /// Parallel trial processes on CPU (overrides execution.workers).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -35,6 +39,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         device: (device != DeviceChoice::Auto).then_some(device),
         data: a.data,
         exe: None,
+        retry_failed: a.retry_failed,
         stop_after_launches: None,
     };
     let o = driver::run(&opts).map_err(anyhow::Error::from)?;
@@ -56,8 +61,27 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             None => String::new(),
         }
     );
+    if !o.failed.is_empty() {
+        let n: usize = o.failed.iter().map(|g| g.trials).sum();
+        eprintln!("{n} of {} trials ended without a result:", o.trials);
+        for g in &o.failed {
+            eprintln!("  {} × {}: {}", g.trials, g.status, g.cause);
+        }
+        eprintln!(
+            "fix the cause, then queue them again with `optarch search --resume {} \
+             --retry-failed`",
+            o.dir.display()
+        );
+    }
     if o.status != "done" {
         return Err(Failure::Exit(crate::EXIT_INTERRUPTED));
+    }
+    if o.winner.is_none() {
+        eprintln!(
+            "error: no winner: no trial of the search finished an epoch (see `optarch report {}`)",
+            o.dir.display()
+        );
+        return Err(Failure::Exit(crate::EXIT_FAILURE));
     }
     // The results are in the store whatever happens next: a failed report or export is said,
     // and can be run again with `optarch report` / `optarch export`.

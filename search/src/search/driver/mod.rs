@@ -13,12 +13,17 @@
 //! a process that dies without reporting is retried up to `max_attempts` times, then `failed`.
 
 mod display;
+mod lock;
 mod plan;
 mod setup;
+
+pub use lock::Holder;
 
 use super::config::ConfigError;
 use super::executor::{self, Executor, Local};
 use super::ids::{ExperimentId, TrialId};
+use super::rank;
+use super::store::TrialStatus;
 use super::store::{Store, StoreError};
 use display::{estimate, Display, Names};
 use optarch_core::device::DeviceChoice;
@@ -55,6 +60,30 @@ pub enum SearchError {
     )]
     Exists(PathBuf),
     #[error(
+        "{} is in use by another `optarch search` ({}): one driver per search directory; wait \
+         for it to end, or stop it (Ctrl-C, or kill the process), then use --resume",
+        .dir.display(),
+        .holder.as_ref().map_or_else(|| "a process that has not said who it is".to_string(), ToString::to_string)
+    )]
+    Locked {
+        dir: PathBuf,
+        holder: Option<Holder>,
+    },
+    #[error(
+        "{} holds no search (no search.db): start one there with `optarch search CONFIG --out \
+         {}`",
+        .0.display(),
+        .0.display()
+    )]
+    NotASearch(PathBuf),
+    #[error(
+        "{} exists and holds something other than a search: pick another --out, or remove it",
+        .0.display()
+    )]
+    NotEmpty(PathBuf),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::train::CheckpointError),
+    #[error(
         "give a search configuration (optarch search specs/search/quick.yaml) or --resume DIR"
     )]
     NothingToRun,
@@ -88,8 +117,20 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// The `optarch` executable that runs trials (default: this one).
     pub exe: Option<PathBuf>,
+    /// With `resume`: queue the failed and out-of-memory trials again.
+    pub retry_failed: bool,
     /// Stop (resumable) once this many trial attempts have been started: for tests.
     pub stop_after_launches: Option<usize>,
+}
+
+/// Trials that ended without a result for one cause.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailureGroup {
+    /// `failed` or `oom`.
+    pub status: String,
+    /// The error, with each trial's own directory written `<trial>`.
+    pub cause: String,
+    pub trials: usize,
 }
 
 /// How a search ended.
@@ -115,6 +156,10 @@ pub struct Outcome {
     pub waiting_share: Option<f64>,
     pub trials: usize,
     pub epochs: usize,
+    /// The trials that failed or ran out of memory, grouped by cause, largest group first.
+    pub failed: Vec<FailureGroup>,
+    /// The winning candidate's name (none when no trial finished an epoch).
+    pub winner: Option<String>,
 }
 
 /// The Ctrl-C (and SIGTERM) flag, installed once per process.
@@ -278,7 +323,7 @@ impl Loop<'_> {
     }
 }
 
-/// The workers' time over a whole search, from the store.
+/// The workers' time over a whole search, its failures and its winner, from the store.
 fn outcome(
     store: &Store,
     exp: ExperimentId,
@@ -286,6 +331,7 @@ fn outcome(
     status: &str,
     slots: usize,
     waiting: Option<f64>,
+    rungs: &[usize],
 ) -> R<Outcome> {
     let trials = store.trials()?;
     let train_seconds: f64 = trials.iter().map(|t| t.train_seconds).sum();
@@ -296,6 +342,34 @@ fn outcome(
         .map(|e| e.wall_seconds)
         .unwrap_or(0.0);
     let capacity = (slots as f64 * wall).max(1e-9);
+    let mut groups: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for t in trials
+        .iter()
+        .filter(|t| matches!(t.status, TrialStatus::Failed | TrialStatus::Oom))
+    {
+        let cause = t
+            .error
+            .as_deref()
+            .unwrap_or("no message")
+            .replace(&t.dir, "<trial>");
+        *groups
+            .entry((t.status.as_str().to_string(), cause))
+            .or_default() += 1;
+    }
+    let mut failed: Vec<FailureGroup> = groups
+        .into_iter()
+        .map(|((status, cause), trials)| FailureGroup {
+            status,
+            cause,
+            trials,
+        })
+        .collect();
+    failed.sort_by_key(|g| std::cmp::Reverse(g.trials));
+    let pool = store.candidates()?;
+    let ids: Vec<_> = pool.iter().map(|c| c.id).collect();
+    let winner = rank::winner(&store.all_epochs()?, rungs, &ids, &trials)
+        .and_then(|(c, _)| pool.iter().find(|p| p.id == c))
+        .map(|c| c.name.clone());
     Ok(Outcome {
         dir: dir.to_path_buf(),
         status: status.into(),
@@ -308,19 +382,32 @@ fn outcome(
         waiting_share: waiting.map(|w| w / capacity),
         trials: trials.len(),
         epochs: trials.iter().map(|t| t.epochs_done).sum(),
+        failed,
+        winner,
     })
 }
 
 /// Runs (or resumes) a search to its end, or until interrupted.
 pub fn run(opts: &Options) -> R<Outcome> {
     let started = Instant::now();
-    let setup::Opened {
-        dir,
-        store,
-        mut cfg,
-        exp,
-    } = match (&opts.config, &opts.resume) {
-        (_, Some(d)) => setup::reopen(d)?,
+    // Ctrl-C is caught from here on: a search being made is finished (that is quick and
+    // atomic), then the loop stops at once, resumable.
+    let flag = interrupted();
+    flag.store(false, Ordering::SeqCst);
+    // The directory's lock is held until this function returns.
+    let (
+        setup::Opened {
+            dir,
+            store,
+            mut cfg,
+            exp,
+        },
+        _lock,
+    ) = match (&opts.config, &opts.resume) {
+        (_, Some(d)) => {
+            let lock = setup::lock_existing(d)?;
+            (setup::reopen(d)?, lock)
+        }
         (Some(c), None) => setup::create(c, opts.out.as_deref(), opts.data.as_deref())?,
         (None, None) => return Err(SearchError::NothingToRun),
     };
@@ -336,6 +423,10 @@ pub fn run(opts: &Options) -> R<Outcome> {
             cfg.train.data.path = Some(d.clone());
         }
         setup::recover(&store, &dir_abs)?;
+        if opts.retry_failed {
+            let n = setup::retry_failed(&store)?;
+            store.event(None, &format!("--retry-failed: {n} trial(s) queued again"))?;
+        }
     }
     let slots = executor::local_slots(&cfg)?;
     let exe = match &opts.exe {
@@ -371,8 +462,6 @@ pub fn run(opts: &Options) -> R<Outcome> {
         ex.slots(),
         ex.device(0)
     ));
-    let flag = interrupted();
-    flag.store(false, Ordering::SeqCst);
     let mut event_loop = Loop {
         planner,
         ex,
@@ -395,9 +484,9 @@ pub fn run(opts: &Options) -> R<Outcome> {
         status,
         slots,
         opts.resume.is_none().then_some(waiting),
+        &event_loop.planner.rungs,
     )?;
-    let p = dir.join("outcome.json");
     let text = serde_json::to_string_pretty(&outcome).map_err(SearchError::Encode)?;
-    std::fs::write(&p, text).map_err(io(&p))?;
+    crate::train::checkpoint::write_atomic(&dir.join("outcome.json"), text.as_bytes())?;
     Ok(outcome)
 }

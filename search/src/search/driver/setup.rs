@@ -1,6 +1,7 @@
 //! Making a search directory, opening one again, the data prepared once for every trial, and
 //! the trials a killed driver left running.
 
+use super::lock::{self, DirLock};
 use super::{io, SearchError, R};
 use crate::search::config::{self, SearchConfig};
 use crate::search::executor::process;
@@ -8,7 +9,7 @@ use crate::search::ids::ExperimentId;
 use crate::search::pool;
 use crate::search::store::{Store, TrialStatus};
 use crate::search::trial;
-use crate::train::DataConfig;
+use crate::train::{checkpoint, DataConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,11 @@ pub(super) struct Opened {
 
 /// Creates the search of the configuration at `path` in `out` (default `runs/search/<name>`),
 /// with `data` replacing its data path: the pool built, the store with every candidate.
-pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<Opened> {
+///
+/// Atomic: the directory is made under a temporary name beside its own (its lock taken, the
+/// configuration and the store with the whole pool written), then renamed into place. A kill
+/// at any moment leaves either no search or a whole one, never a half-made directory.
+pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<(Opened, DirLock)> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let mut cfg = config::parse(path, &text)?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -34,17 +39,105 @@ pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<
     let dir = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("runs/search").join(&cfg.name));
-    let db = dir.join("search.db");
-    if db.exists() {
-        return Err(SearchError::Exists(dir));
-    }
+    check_free(&dir)?;
     let pool = pool::build(&cfg, &base)?;
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let cpath = dir.join("config.yaml");
-    std::fs::write(&cpath, &text).map_err(io(&cpath))?;
-    let store = Store::open(&db)?;
-    let json = serde_json::to_string(&cfg).map_err(SearchError::Encode)?;
-    let exp = store.create_experiment(&cfg.name, &text, &json)?;
+    let (parent, name) = match (dir.parent(), dir.file_name()) {
+        (Some(p), Some(n)) => (
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            },
+            n.to_string_lossy().into_owned(),
+        ),
+        _ => return Err(SearchError::NotEmpty(dir)),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    remove_stale(&parent, &name);
+    let tmp = parent.join(format!(".{name}{CREATING}{}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    let built = build(&tmp, &text, &cfg, &pool).and_then(|lock| {
+        // An empty directory of that name (made by hand) is replaced; anything else stays.
+        if dir.is_dir() && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(&dir);
+        }
+        checkpoint::point("rename", &dir)?;
+        match std::fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(lock),
+            Err(e) if dir.join(DB).exists() => {
+                drop(e);
+                Err(SearchError::Exists(dir.clone()))
+            }
+            Err(e) if dir.exists() => {
+                drop(e);
+                Err(SearchError::NotEmpty(dir.clone()))
+            }
+            Err(e) => Err(io(&dir)(e)),
+        }
+    });
+    let lock = match built {
+        Ok(lock) => lock,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    checkpoint::sync(&parent)?;
+    let (store, exp, _) = Store::open_search(&dir)?;
+    Ok((
+        Opened {
+            dir,
+            store,
+            cfg,
+            exp: exp.id,
+        },
+        lock,
+    ))
+}
+
+/// The store file of a search directory.
+const DB: &str = "search.db";
+/// The infix of a search directory being made: `.NAME.creating-PID`.
+const CREATING: &str = ".creating-";
+
+/// Refuses a directory that holds a search already (use --resume) or anything else.
+fn check_free(dir: &Path) -> R<()> {
+    if dir.join(DB).exists() {
+        return Err(SearchError::Exists(dir.to_path_buf()));
+    }
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(SearchError::NotEmpty(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Removes what drivers that died while making a search directory named `name` in `parent`
+/// left (their processes gone).
+fn remove_stale(parent: &Path, name: &str) {
+    let prefix = format!(".{name}{CREATING}");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Fills the new search directory `tmp`: its lock, the configuration's text, the store with
+/// the experiment, every candidate and the pool's events; everything synced.
+fn build(tmp: &Path, text: &str, cfg: &SearchConfig, pool: &pool::Pool) -> R<DirLock> {
+    let lock = lock::acquire(tmp)?;
+    checkpoint::write_atomic(&tmp.join("config.yaml"), text.as_bytes())?;
+    checkpoint::point("store", &tmp.join(DB))?;
+    let store = Store::open(&tmp.join(DB))?;
+    let json = serde_json::to_string(cfg).map_err(SearchError::Encode)?;
+    let exp = store.create_experiment(&cfg.name, text, &json)?;
     for (i, c) in pool.items.iter().enumerate() {
         store.insert_candidate(exp, i, c)?;
     }
@@ -66,12 +159,32 @@ pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<
             pool.duplicates.len()
         ),
     )?;
-    Ok(Opened {
-        dir,
-        store,
-        cfg,
-        exp,
-    })
+    // Closed (its journal folded in) before the folder is renamed.
+    store.close()?;
+    checkpoint::sync(tmp)?;
+    Ok(lock)
+}
+
+/// Takes the lock of the existing search in `dir`, to continue it.
+pub(super) fn lock_existing(dir: &Path) -> R<DirLock> {
+    if !dir.join(DB).is_file() {
+        return Err(SearchError::NotASearch(dir.to_path_buf()));
+    }
+    lock::acquire(dir)
+}
+
+/// Queues again the trials that failed or ran out of memory (`--retry-failed`), after their
+/// cause was fixed: each continues from its last finished epoch.
+pub(super) fn retry_failed(store: &Store) -> R<usize> {
+    let mut n = 0;
+    for t in store.trials()? {
+        if matches!(t.status, TrialStatus::Failed | TrialStatus::Oom) {
+            store.retry(t.id)?;
+            store.event(Some(t.id), "queued again by --retry-failed")?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Opens the search in `dir` again.
