@@ -25,7 +25,10 @@ const CORE: &[(&str, &[&str])] = &[
 ];
 
 const SEARCH: &[(&str, &[&str])] = &[
-    ("", &["data", "train", "search", "report", "export"]),
+    (
+        "",
+        &["checks", "data", "train", "search", "report", "export"],
+    ),
     (
         "data",
         &[
@@ -70,7 +73,7 @@ const SEARCH: &[(&str, &[&str])] = &[
         ],
     ),
     ("search/executor", &["process", "forkserver", "local"]),
-    ("search/driver", &["plan", "display", "setup"]),
+    ("search/driver", &["lock", "plan", "display", "setup"]),
     (
         "report",
         &["stats", "chart", "model", "format", "text", "html"],

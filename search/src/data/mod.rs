@@ -124,6 +124,19 @@ impl DatasetKind {
         }
     }
 
+    /// Images in the official training set.
+    pub fn train_images(&self) -> usize {
+        match self {
+            DatasetKind::Mnist => 60_000,
+            _ => 50_000,
+        }
+    }
+
+    /// Images in the official test set.
+    pub fn test_images(&self) -> usize {
+        10_000
+    }
+
     /// Number of classes.
     pub fn classes(&self) -> usize {
         match self {

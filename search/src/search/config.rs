@@ -5,11 +5,12 @@
 //! `optarch train` takes as flags; the budget replaces its epochs, and each trial its seed and
 //! device. [`parse`] reads a file and checks every value, each error located at its key.
 
+pub use crate::checks::{Checks, ConfigError, Problem};
 use crate::data::DatasetKind;
 use crate::train::TrainConfig;
 use optarch_core::device::DeviceChoice;
 use optarch_core::error::Pos;
-use optarch_core::spec::yaml_pos::{self, PosMap};
+use optarch_core::spec::yaml_pos;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,12 +175,127 @@ impl Default for TheoryConfig {
     }
 }
 
-/// Where candidates come from.
+/// Where candidates come from: a spec file (`spec:`, with `grid:` and `samples:`) or
+/// generated recurrences (`generate:`, alone).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
+#[serde(try_from = "RawCandidate")]
 pub enum CandidateSource {
     Spec(SpecSource),
     Generator { generate: GeneratorConfig },
+}
+
+/// The most combinations a configuration's candidates may expand to before pruning: each is
+/// built, rated on quadratics and hashed (about a millisecond each), so that building a pool
+/// never takes more than seconds.
+pub const MAX_COMBINATIONS: usize = 20_000;
+
+/// The most candidates a configuration may have rated on quadratics (each spec entry's
+/// combinations and each generator's consistent ones): rating takes about 20 ms each in a
+/// release build, so a pool is built within about 20 s.
+pub const MAX_RATED: usize = 1_000;
+
+impl GeneratorConfig {
+    /// Whether a recurrence with coefficients `a` and `b` is consistent: a fixed point of
+    /// the method needs Σa = 1 and Σb = 1. Only consistent ones are rated.
+    pub fn consistent(a: &[f64], b: &[f64]) -> bool {
+        let sa: f64 = a.iter().sum();
+        let sb: f64 = b.iter().sum();
+        (sa - 1.0).abs() <= 1e-9 && (sb - 1.0).abs() <= 1e-9
+    }
+
+    /// How many of the grid's points are consistent (every h counts): counted without
+    /// building any.
+    fn consistent_points(&self) -> usize {
+        let grids: Vec<&Vec<f64>> = self.a.iter().chain(&self.b).collect();
+        if grids.iter().any(|g| g.is_empty()) {
+            return 0;
+        }
+        let m = self.a.len();
+        let mut at = vec![0usize; grids.len()];
+        let mut n = 0usize;
+        loop {
+            let point: Vec<f64> = at.iter().zip(&grids).map(|(&i, g)| g[i]).collect();
+            if Self::consistent(&point[..m], &point[m..]) {
+                n += 1;
+            }
+            // The next point, odometer-wise.
+            let mut k = 0;
+            loop {
+                let Some(slot) = at.get_mut(k) else {
+                    return n.saturating_mul(self.h.len());
+                };
+                *slot += 1;
+                if *slot < grids[k].len() {
+                    break;
+                }
+                *slot = 0;
+                k += 1;
+            }
+        }
+    }
+}
+
+impl CandidateSource {
+    /// How many candidates of this entry are rated on quadratics (call it only once
+    /// [`CandidateSource::size`] is within [`MAX_COMBINATIONS`]).
+    fn rated(&self) -> usize {
+        match self {
+            CandidateSource::Spec(_) => self.size(),
+            CandidateSource::Generator { generate: g } => g.consistent_points(),
+        }
+    }
+
+    /// The combinations this entry expands to before pruning and merging (saturating): a
+    /// spec's grid points times its samples, a generator's grid points.
+    pub fn size(&self) -> usize {
+        let product =
+            |lens: &mut dyn Iterator<Item = usize>| lens.fold(1usize, |a, n| a.saturating_mul(n));
+        match self {
+            CandidateSource::Spec(s) => {
+                product(&mut s.grid.values().map(Vec::len)).saturating_mul(s.samples.max(1))
+            }
+            CandidateSource::Generator { generate: g } => {
+                product(&mut g.a.iter().chain(&g.b).map(Vec::len).chain([g.h.len()]))
+            }
+        }
+    }
+}
+
+/// A candidate entry as written: every key of both kinds, unknown ones refused where they
+/// stand (an untagged enum would only say that nothing matched).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCandidate {
+    spec: Option<PathBuf>,
+    #[serde(default)]
+    grid: Option<BTreeMap<String, Vec<f64>>>,
+    #[serde(default)]
+    samples: Option<usize>,
+    generate: Option<GeneratorConfig>,
+}
+
+impl TryFrom<RawCandidate> for CandidateSource {
+    type Error = String;
+    fn try_from(r: RawCandidate) -> Result<Self, String> {
+        match (r.spec, r.generate) {
+            (Some(spec), None) => Ok(CandidateSource::Spec(SpecSource {
+                spec,
+                grid: r.grid.unwrap_or_default(),
+                samples: r.samples.unwrap_or(0),
+            })),
+            (None, Some(g)) if r.grid.is_none() && r.samples.is_none() => {
+                Ok(CandidateSource::Generator { generate: g })
+            }
+            (None, Some(_)) => Err("a `generate:` entry stands alone: `grid` and `samples` \
+                 belong to a `spec:` entry (the generator's grids are its a, b and h)"
+                .into()),
+            (Some(_), Some(_)) => Err("a candidate entry has either `spec:` or `generate:`, \
+                 not both: make them two entries"
+                .into()),
+            (None, None) => Err("a candidate entry needs `spec: FILE` or `generate: {...}`".into()),
+        }
+    }
 }
 
 /// A spec file, with a grid over some of its parameters (every combination is a candidate)
@@ -236,95 +352,6 @@ impl BudgetConfig {
     }
 }
 
-/// One problem of a configuration: where it is, what is wrong, how to fix it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Problem {
-    pub file: String,
-    /// The position of the offending value (or key), when the file says.
-    pub pos: Option<Pos>,
-    pub message: String,
-    pub hint: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(p) = self.pos {
-            write!(f, ":{}:{}", p.line, p.column)?;
-        }
-        write!(f, ": {}\n  hint: {}", self.message, self.hint)
-    }
-}
-
-/// Why a configuration cannot be used: every problem found, each located.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{}", .problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigError {
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    /// One problem of `file` with no position.
-    pub fn new(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Self {
-        ConfigError {
-            problems: vec![Problem {
-                file: file.display().to_string(),
-                pos: None,
-                message: message.into(),
-                hint: hint.into(),
-            }],
-        }
-    }
-}
-
-/// The checks of a configuration's values: each failed check becomes a [`Problem`] located at
-/// its key path in the YAML (e.g. `["budget", "eta"]`). The one place every value range of a
-/// search configuration is enforced.
-pub(crate) struct Checks<'a> {
-    file: &'a Path,
-    pos: &'a PosMap,
-    problems: Vec<Problem>,
-}
-
-impl<'a> Checks<'a> {
-    pub(crate) fn new(file: &'a Path, pos: &'a PosMap) -> Self {
-        Checks {
-            file,
-            pos,
-            problems: Vec::new(),
-        }
-    }
-
-    /// Records a problem at `path` unless `ok`. The position is the value's, else its nearest
-    /// enclosing key's.
-    pub(crate) fn require(&mut self, ok: bool, path: &[&str], message: String, hint: &str) {
-        if ok {
-            return;
-        }
-        let pos = (0..=path.len())
-            .rev()
-            .find_map(|n| self.pos.get(&path[..n]))
-            .map(|n| n.value);
-        self.problems.push(Problem {
-            file: self.file.display().to_string(),
-            pos,
-            message,
-            hint: hint.into(),
-        });
-    }
-
-    /// The problems found, if any.
-    pub(crate) fn finish(self) -> Result<(), ConfigError> {
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
-        }
-    }
-}
-
 /// Reads and checks a search configuration.
 pub fn load(path: &Path) -> Result<SearchConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -360,7 +387,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {
         }],
     })?;
     let cfg: SearchConfig = serde_yaml::from_str(text).map_err(|e| {
-        let message = e.to_string();
+        let message = without_location(&e.to_string());
         let hint = MOVED
             .iter()
             .find(|(old, _)| message.starts_with(&format!("unknown field `{old}`")))
@@ -382,6 +409,21 @@ pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {
     cfg.check(&mut checks);
     checks.finish()?;
     Ok(cfg)
+}
+
+/// serde_yaml's message without its trailing `at line L column C` (the problem's place is
+/// said first).
+fn without_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i)
+            if message[i + 9..]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            message[..i].to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 impl SearchConfig {
@@ -458,11 +500,27 @@ impl SearchConfig {
             ),
             "GPUs are assigned to trials through CUDA_VISIBLE_DEVICES",
         );
+        c.within("train", |c| self.train.check(c, true));
         c.require(
-            self.train.run.threads != Some(0),
-            &["train", "run", "threads"],
-            "train.run.threads must be at least 1".into(),
-            "leave it out to share the cores among the trials",
+            e.max_attempts >= 1,
+            &["execution", "max_attempts"],
+            "execution.max_attempts must be at least 1".into(),
+            "2 retries a trial whose process crashed once",
+        );
+        let t = &self.theory;
+        c.number(
+            t.kappa,
+            &["theory", "kappa"],
+            t.kappa >= 1.0,
+            "at least 1 (a condition number)",
+            "100 is the default",
+        );
+        c.number(
+            t.max_rate,
+            &["theory", "max_rate"],
+            t.max_rate > 0.0,
+            "positive",
+            "1 prunes the unstable recurrences only",
         );
         c.require(
             self.strategy.kind != StrategyKind::Evolution
@@ -471,12 +529,69 @@ impl SearchConfig {
             "regularised evolution needs strategy.population ≥ 2 and strategy.sample ≥ 1".into(),
             "for example `strategy: {kind: evolution, population: 8, sample: 3}`",
         );
+        let sizes: Vec<usize> = self.candidates.iter().map(CandidateSource::size).collect();
+        let total = sizes.iter().fold(0usize, |a, b| a.saturating_add(*b));
+        c.require(
+            total <= MAX_COMBINATIONS,
+            &["candidates"],
+            format!(
+                "the candidates expand to {} combinations before pruning (at most {MAX_COMBINATIONS} \
+                 are built): {}",
+                if total == usize::MAX { "more than 10^19".to_string() } else { total.to_string() },
+                sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| format!("candidates[{i}]: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "narrow the grids (fewer values of a, b, h or of a spec's parameters) or lower \
+             `samples`; a generator's `limit` caps its survivors, not what is built",
+        );
+        if total <= MAX_COMBINATIONS {
+            let rated: Vec<usize> = self.candidates.iter().map(CandidateSource::rated).collect();
+            let n: usize = rated.iter().sum();
+            c.require(
+                n <= MAX_RATED,
+                &["candidates"],
+                format!(
+                    "{n} candidates would be rated on quadratics (at most {MAX_RATED}, about 20 ms \
+                     each): {}",
+                    rated
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| format!("candidates[{i}]: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "narrow the grids or lower `samples` (of a generator's points only those with \
+                 Σa = 1 and Σb = 1 are rated)",
+            );
+        }
         for (i, s) in self.candidates.iter().enumerate() {
-            let CandidateSource::Generator { generate: g } = s else {
-                continue;
-            };
             let at = i.to_string();
+            let g = match s {
+                CandidateSource::Generator { generate: g } => g,
+                CandidateSource::Spec(sp) => {
+                    for (k, v) in &sp.grid {
+                        let path = ["candidates", at.as_str(), "grid", k.as_str()];
+                        c.require(
+                            !v.is_empty(),
+                            &path,
+                            format!("grid `{k}` has no values"),
+                            "give it at least one value, or leave it out",
+                        );
+                        for x in v {
+                            c.number(*x, &path, true, "", "grid values are numbers");
+                        }
+                    }
+                    continue;
+                }
+            };
             let path = ["candidates", at.as_str(), "generate"];
+            for x in g.a.iter().chain(&g.b).flatten().chain(&g.h) {
+                c.number(*x, &path, true, "", "coefficients are numbers");
+            }
             c.require(
                 g.history >= 1 && g.a.len() == g.history && g.b.len() == g.history,
                 &path,
@@ -590,5 +705,169 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("now lives under `train.optim"), "{e}");
+    }
+
+    /// The message of the one problem of `text` (a search configuration), with its place.
+    fn problem(text: &str) -> String {
+        let e = parse(Path::new("s.yaml"), text).unwrap_err();
+        e.to_string()
+    }
+
+    #[test]
+    fn every_value_is_range_checked_where_it_is_written() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "train: {optim: {lr: -1}}",
+                "s.yaml:5:21: train.optim.lr is -1; it must be positive",
+            ),
+            (
+                "train: {optim: {lr: .nan}}",
+                "s.yaml:5:21: train.optim.lr is NaN; it must be a finite number, positive",
+            ),
+            (
+                "train: {optim: {momentum: 1.0}}",
+                "s.yaml:5:27: train.optim.momentum is 1; it must be in [0, 1)",
+            ),
+            (
+                "train: {optim: {weight_decay: -0.1}}",
+                "train.optim.weight_decay is -0.1; it must be at least 0",
+            ),
+            (
+                "train: {optim: {label_smoothing: 2}}",
+                "s.yaml:5:34: train.optim.label_smoothing is 2; it must be in [0, 1)",
+            ),
+            (
+                "train: {optim: {grad_clip: 0}}",
+                "train.optim.grad_clip is 0; it must be positive",
+            ),
+            (
+                "train: {optim: {batch_size: 0}}",
+                "train.optim.batch_size must be at least 1",
+            ),
+            (
+                "train: {arch: {widths: [4, 8]}}",
+                "s.yaml:5:24: train.arch.widths is [4, 8]; cifar-resnet needs 3 widths",
+            ),
+            (
+                "train: {arch: {stage_steps: [1, 0, 1]}}",
+                "train.arch.stage_steps is [1, 0, 1]",
+            ),
+            (
+                "train: {arch: {depth: 21}}",
+                "s.yaml:5:23: train.arch.depth 21 does not fit cifar-resnet",
+            ),
+            (
+                "train: {data: {train_subset: 1000, val: 1000}}",
+                "train.data.val is 1000, but only 1000 training images",
+            ),
+            (
+                "train: {data: {train_subset: 0}}",
+                "train.data.train_subset is 0",
+            ),
+            (
+                "train: {data: {test_subset: 20000}}",
+                "train.data.test_subset is 20000; cifar10 has 10000 test images",
+            ),
+            (
+                "train: {run: {threads: 0}}",
+                "train.run.threads must be at least 1",
+            ),
+            (
+                "train: {schedule: {kind: 'multistep:0.5,1.5'}}",
+                "milestones are fractions of the run",
+            ),
+            (
+                "train: {data: {dataset: cifar11}}",
+                "s.yaml:5:15: train.data: unknown data set `cifar11`: expected cifar10",
+            ),
+            (
+                "theory: {kappa: .inf}",
+                "theory.kappa is inf; it must be a finite number, at least 1",
+            ),
+            ("theory: {kappa: 0.5}", "theory.kappa is 0.5"),
+            (
+                "execution: {max_attempts: 0}",
+                "execution.max_attempts must be at least 1",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = problem(&format!("{MIN}{extra}\n"));
+            assert!(e.contains(want), "{extra}:\n{e}\nwants: {want}");
+        }
+    }
+
+    #[test]
+    fn candidate_entries_say_which_key_is_wrong() {
+        let head = "name: t\nbudget: {max_epochs: 9, trials: 4}\ncandidates:\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "  - {spec: a.yaml, colour: 1}\n",
+                "s.yaml:4:20: candidates[0]: unknown field `colour`",
+            ),
+            (
+                "  - {generate: {history: 1, a: [[1]], b: [[1]], bogus: 2}}\n",
+                "s.yaml:4:49: candidates[0].generate: unknown field `bogus`",
+            ),
+            (
+                "  - {generate: {history: 1, a: [[1]], b: [[1]]}, grid: {h: [1]}}\n",
+                "s.yaml:4:3: candidates: a `generate:` entry stands alone",
+            ),
+            (
+                "  - {spec: a.yaml, generate: {history: 1, a: [[1]], b: [[1]]}}\n",
+                "not both",
+            ),
+            ("  - {samples: 3}\n", "needs `spec: FILE` or `generate:"),
+            (
+                "  - {spec: a.yaml, grid: {beta: []}}\n",
+                "s.yaml:4:33: grid `beta` has no values",
+            ),
+            (
+                "  - {spec: a.yaml, grid: {beta: [.nan]}}\n",
+                "candidates.0.grid.beta is NaN",
+            ),
+            (
+                "  - {generate: {history: 1, a: [[.inf]], b: [[1]]}}\n",
+                "candidates.0.generate is inf",
+            ),
+        ];
+        for (entry, want) in cases {
+            let e = problem(&format!("{head}{entry}"));
+            assert!(e.contains(want), "{entry}:\n{e}\nwants: {want}");
+            assert!(!e.contains("did not match any variant"), "{e}");
+        }
+    }
+
+    #[test]
+    fn pool_sizes_are_bounded_before_anything_is_built() {
+        let head = "name: t\nbudget: {max_epochs: 9, trials: 4}\ncandidates:\n";
+        let xs: Vec<String> = (0..11).map(|i| format!("{}", i as f64 / 10.0)).collect();
+        let ys: Vec<String> = (0..11)
+            .map(|i| format!("{}", 1.0 - i as f64 / 10.0))
+            .collect();
+        let hs: Vec<String> = (1..=100).map(|i| format!("{}", i as f64 / 50.0)).collect();
+        // 121 × 100 points, of which 11 × 100 consistent: too many to rate.
+        let e = problem(&format!(
+            "{head}  - generate: {{history: 2, a: [[1.5], [-0.5]], b: [[{}], [{}]], h: [{}]}}\n",
+            xs.join(", "),
+            ys.join(", "),
+            hs.join(", ")
+        ));
+        assert!(
+            e.contains("s.yaml:4:3: 1100 candidates would be rated on quadratics (at most 1000"),
+            "{e}"
+        );
+        // More points than are ever built, said before building any.
+        let e = problem(&format!(
+            "{head}  - generate: {{history: 2, a: [[{x}], [{x}]], b: [[{x}], [{x}]], h: [1, 2]}}\n",
+            x = xs.join(", ")
+        ));
+        assert!(
+            e.contains("the candidates expand to 29282 combinations before pruning"),
+            "{e}"
+        );
+        let e = problem(&format!(
+            "{head}  - {{spec: a.yaml, grid: {{beta: [0.1, 0.2]}}, samples: 18446744073709551615}}\n"
+        ));
+        assert!(e.contains("more than 10^19"), "{e}");
     }
 }

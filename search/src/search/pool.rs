@@ -37,6 +37,21 @@ pub(crate) struct Pool {
     pub duplicates: Vec<Merged>,
 }
 
+/// Up to 12 names, and how many more.
+fn some(names: &[String]) -> String {
+    const SHOWN: usize = 12;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
 /// A hex md5 of `text`.
 pub(crate) fn md5_hex(text: &str) -> String {
     crate::data::hex(&Md5::digest(text.as_bytes()))
@@ -162,7 +177,7 @@ pub enum PoolError {
     #[error(
         "finalists.references names `{name}`, which is no candidate of the search (they are: \
          {})",
-        .candidates.join(", ")
+        some(.candidates)
     )]
     UnknownReference {
         name: String,
@@ -336,9 +351,9 @@ impl Builder<'_> {
                 });
                 continue;
             };
-            let sa: f64 = a.iter().sum();
-            let sb: f64 = b.iter().sum();
-            if (sa - 1.0).abs() > 1e-9 || (sb - 1.0).abs() > 1e-9 {
+            if !GeneratorConfig::consistent(a, b) {
+                let sa: f64 = a.iter().sum();
+                let sb: f64 = b.iter().sum();
                 self.pool.pruned.push(Dropped {
                     name,
                     reason: format!(

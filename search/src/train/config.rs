@@ -7,6 +7,7 @@
 //! [`Schedule`], [`DeviceChoice`]) and read and write their text form (`cifar-resnet`,
 //! `cifar10`, `fp16`, `onecycle:0.15`, `cuda:1`).
 
+use crate::checks::Checks;
 use crate::data::{self, Dataset, DatasetKind, LoadOptions, ValSize};
 use clap::{ArgAction, Args, ValueEnum};
 use optarch_core::device::DeviceChoice;
@@ -27,6 +28,90 @@ pub enum SetupError {
     /// A value out of its range, or values that do not fit together.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl TrainConfig {
+    /// Checks every value's range, and the values that must fit together, before anything is
+    /// loaded or trained: each problem named by its key (in a file) or flag (on the command
+    /// line). `search` marks a search configuration's `train:` section, whose epochs the
+    /// budget replaces.
+    pub fn check(&self, c: &mut Checks, search: bool) {
+        let o = &self.optim;
+        c.require(
+            o.batch_size >= 1,
+            &["optim", "batch_size"],
+            format!("{} must be at least 1", c.name(&["optim", "batch_size"])),
+            "128 is the usual CIFAR batch",
+        );
+        c.number(
+            o.lr,
+            &["optim", "lr"],
+            o.lr > 0.0,
+            "positive",
+            "the peak learning rate, e.g. 0.1 for SGD on CIFAR",
+        );
+        c.number(
+            o.momentum,
+            &["optim", "momentum"],
+            (0.0..1.0).contains(&o.momentum),
+            "in [0, 1)",
+            "0.9 is usual; 0 is plain SGD",
+        );
+        c.number(
+            o.weight_decay,
+            &["optim", "weight_decay"],
+            o.weight_decay >= 0.0,
+            "at least 0",
+            "5e-4 is usual on CIFAR; 0 turns it off",
+        );
+        c.number(
+            o.label_smoothing,
+            &["optim", "label_smoothing"],
+            (0.0..1.0).contains(&o.label_smoothing),
+            "in [0, 1)",
+            "0.1 is usual; 0 turns it off",
+        );
+        if let Some(g) = o.grad_clip {
+            c.number(
+                g,
+                &["optim", "grad_clip"],
+                g > 0.0,
+                "positive",
+                "the largest global gradient norm, e.g. 5; leave it out not to clip",
+            );
+        }
+        if !search {
+            c.require(
+                self.schedule.epochs >= 1,
+                &["schedule", "epochs"],
+                format!("{} must be at least 1", c.name(&["schedule", "epochs"])),
+                "a few epochs for a smoke test, 30 or more to compare structures",
+            );
+        }
+        self.arch.check(c);
+        self.data.check(c);
+        if let Some(t) = self.run.threads {
+            c.require(
+                t >= 1,
+                &["run", "threads"],
+                format!("{} must be at least 1", c.name(&["run", "threads"])),
+                "leave it out for libtorch's choice",
+            );
+        }
+        if self.precision.precision == Precision::Fp16 {
+            let cuda = self.run.device.resolve().is_ok_and(|d| d.is_cuda());
+            c.require(
+                cuda,
+                &["precision", "precision"],
+                format!(
+                    "{} fp16 needs a CUDA device, and the device is {}",
+                    c.name(&["precision", "precision"]),
+                    self.run.device
+                ),
+                "use fp32 on the CPU, or --device cuda where libtorch sees a GPU",
+            );
+        }
+    }
 }
 
 /// Everything that defines how a network is trained (the spec aside: see [`RunSpec`]).
@@ -154,6 +239,52 @@ fn read_arch(path: &str) -> Result<Arch, String> {
 }
 
 impl ArchConfig {
+    /// Checks the preset's depth and the stage widths and step counts against its stages.
+    fn check(&self, c: &mut Checks) {
+        let base = match &self.custom {
+            Some(a) => Ok(a.clone()),
+            None => self.preset.arch(self.depth, 10),
+        };
+        let stages = match base {
+            Ok(a) => a.stages.len(),
+            Err(e) => {
+                c.require(
+                    false,
+                    &["arch", "depth"],
+                    format!("{} {} does not fit {}: {e}", c.name(&["arch", "depth"]), self.depth, self.preset),
+                    "cifar-resnet takes 6n+2 (20, 32, 44, 56, 110), cifar-densenet 6n+4 (40, 100), \
+                     imagenet 18, 34, 50, 101 or 152",
+                );
+                return;
+            }
+        };
+        if let Some(w) = &self.widths {
+            c.require(
+                w.len() == stages && w.iter().all(|x| (1..=65_536).contains(x)),
+                &["arch", "widths"],
+                format!(
+                    "{} is {w:?}; {} needs {stages} widths (one per stage), each from 1 to 65536",
+                    c.name(&["arch", "widths"]),
+                    self.preset
+                ),
+                "e.g. 16,32,64 for a CIFAR ResNet",
+            );
+        }
+        if let Some(k) = &self.stage_steps {
+            c.require(
+                k.len() == stages && k.iter().all(|x| (1..=1_000).contains(x)),
+                &["arch", "stage_steps"],
+                format!(
+                    "{} is {k:?}; {} needs {stages} step counts (one per stage), each from 1 to \
+                     1000",
+                    c.name(&["arch", "stage_steps"]),
+                    self.preset
+                ),
+                "e.g. 3,3,3 (ResNet-20's)",
+            );
+        }
+    }
+
     /// The architecture this names: the custom one, else the preset at `depth`, with stage
     /// widths and step counts overridden, for `classes` classes and `in_channels` channels.
     pub fn build(&self, classes: i64, in_channels: i64) -> Result<Arch, SetupError> {
@@ -259,6 +390,48 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
+    /// Checks the subsets and the validation split against the data set's sizes.
+    fn check(&self, c: &mut Checks) {
+        let k = self.dataset;
+        let available = k.train_images();
+        if let Some(n) = self.train_subset {
+            c.require(
+                (1..=available).contains(&n),
+                &["data", "train_subset"],
+                format!(
+                    "{} is {n}; {} has {available} training images",
+                    c.name(&["data", "train_subset"]),
+                    k.name()
+                ),
+                "leave it out to train on them all",
+            );
+        }
+        let train = self.train_subset.unwrap_or(available).min(available);
+        c.require(
+            self.val < train,
+            &["data", "val"],
+            format!(
+                "{} is {}, but only {train} training images are there to split",
+                c.name(&["data", "val"]),
+                self.val
+            ),
+            "keep most images for training, e.g. 5000 of 50000",
+        );
+        if let Some(n) = self.test_subset {
+            c.require(
+                (1..=k.test_images()).contains(&n),
+                &["data", "test_subset"],
+                format!(
+                    "{} is {n}; {} has {} test images",
+                    c.name(&["data", "test_subset"]),
+                    k.name(),
+                    k.test_images()
+                ),
+                "leave it out to test on them all",
+            );
+        }
+    }
+
     /// Loads the data: (train, validation, test). The training subset and the validation split
     /// are drawn with `seed`.
     pub fn load(&self, seed: u64) -> Result<(Dataset, Option<Dataset>, Dataset), SetupError> {
@@ -445,6 +618,11 @@ impl Schedule {
             }
             "multistep" => {
                 let m = nums(arg)?;
+                if m.iter().any(|x| !(*x > 0.0 && *x < 1.0)) {
+                    return Err(
+                        "multistep milestones are fractions of the run, each in (0, 1)".into(),
+                    );
+                }
                 Ok(Schedule::Multistep {
                     milestones: if m.is_empty() { vec![0.5, 0.75] } else { m },
                     gamma: 0.1,

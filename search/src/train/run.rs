@@ -159,6 +159,11 @@ pub fn train(mut cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) ->
     if dir.join(checkpoint::STATE).exists() {
         return Err(TrainError::Exists(dir.to_path_buf()));
     }
+    let mut checks = crate::checks::Checks::flags();
+    cfg.train.check(&mut checks, false);
+    checks
+        .finish()
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
     // Recorded, so that a resumed run uses the same count (and computes the same bits).
     cfg.train
         .run

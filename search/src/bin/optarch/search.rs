@@ -17,6 +17,10 @@ pub struct SearchArgs {
     /// The search directory (default runs/search/<name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Check the configuration and build its candidate pool, then stop: nothing is made or
+    /// trained.
+    #[arg(long, conflicts_with = "resume")]
+    pub check: bool,
     /// With --resume: queue the trials that failed (or ran out of memory) again, once their
     /// cause is fixed; each continues from its last finished epoch.
     #[arg(long, requires = "resume")]
@@ -31,6 +35,27 @@ pub struct SearchArgs {
 
 pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     use optarch_search::search::driver;
+    if a.check {
+        let config = a
+            .config
+            .ok_or_else(|| anyhow::anyhow!("--check needs a CONFIG"))?;
+        let p = driver::preview(&config).map_err(anyhow::Error::from)?;
+        println!(
+            "{}: valid; search `{}`: {} candidates ({} generated recurrences pruned, {} \
+             duplicate topologies merged), rungs {:?} epochs, about {} epochs in all",
+            config.display(),
+            p.name,
+            p.candidates.len(),
+            p.pruned,
+            p.merged,
+            p.rungs,
+            p.epochs
+        );
+        for c in &p.candidates {
+            println!("  {c}");
+        }
+        return Ok(());
+    }
     let opts = driver::Options {
         config: a.config,
         resume: a.resume,

@@ -5,6 +5,7 @@ use crate::Failure;
 use anyhow::anyhow;
 use clap::Args;
 use optarch_core::device::DeviceChoice;
+use optarch_search::checks::Checks;
 use optarch_search::train::TrainConfig;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -147,6 +148,13 @@ pub fn run(
         let mut train = a.train.clone();
         train.run.device = device;
         train.run.threads = threads;
+        // Every flag's range, before anything is loaded.
+        let mut checks = Checks::flags();
+        train.check(&mut checks, false);
+        if let Err(e) = checks.finish() {
+            eprintln!("{e}");
+            return Err(Failure::Exit(crate::EXIT_USAGE));
+        }
         let out = a.out.clone().unwrap_or_else(|| {
             PathBuf::from(format!(
                 "runs/{}-{}{}-s{}",

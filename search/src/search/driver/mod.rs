@@ -18,6 +18,13 @@ mod plan;
 mod setup;
 
 pub use lock::Holder;
+pub use setup::Preview;
+
+/// Checks a search configuration and builds its pool, making nothing (`optarch search
+/// --check`).
+pub fn preview(config: &Path) -> Result<Preview, SearchError> {
+    setup::preview(config)
+}
 
 use super::config::ConfigError;
 use super::executor::{self, Executor, Local};

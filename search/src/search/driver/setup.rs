@@ -28,19 +28,12 @@ pub(super) struct Opened {
 /// configuration and the store with the whole pool written), then renamed into place. A kill
 /// at any moment leaves either no search or a whole one, never a half-made directory.
 pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<(Opened, DirLock)> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let mut cfg = config::parse(path, &text)?;
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    if let Some(d) = data {
-        cfg.train.data.path = Some(d.to_path_buf());
-    } else if let Some(p) = &cfg.train.data.path {
-        cfg.train.data.path = Some(base.join(p));
-    }
+    let (text, cfg) = read(path, data)?;
     let dir = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("runs/search").join(&cfg.name));
     check_free(&dir)?;
-    let pool = pool::build(&cfg, &base)?;
+    let pool = pool::build(&cfg, &base_of(path))?;
     let (parent, name) = match (dir.parent(), dir.file_name()) {
         (Some(p), Some(n)) => (
             if p.as_os_str().is_empty() {
@@ -93,6 +86,55 @@ pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<
         },
         lock,
     ))
+}
+
+/// The folder a configuration's relative paths start from.
+fn base_of(path: &Path) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).to_path_buf()
+}
+
+/// Reads and checks the configuration at `path`, with `data` replacing its data path (else
+/// its own, relative to the file): its text and its value.
+fn read(path: &Path, data: Option<&Path>) -> R<(String, SearchConfig)> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let mut cfg = config::parse(path, &text)?;
+    if let Some(d) = data {
+        cfg.train.data.path = Some(d.to_path_buf());
+    } else if let Some(p) = &cfg.train.data.path {
+        cfg.train.data.path = Some(base_of(path).join(p));
+    }
+    Ok((text, cfg))
+}
+
+/// What a configuration would search, found without making anything.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Preview {
+    pub name: String,
+    /// The candidates' names, in pool order.
+    pub candidates: Vec<String>,
+    /// Generated recurrences pruned by consistency or stability.
+    pub pruned: usize,
+    /// Candidates merged into an earlier one with the same topology.
+    pub merged: usize,
+    pub rungs: Vec<usize>,
+    /// Epochs the whole search is expected to train (search, baseline, finals).
+    pub epochs: u64,
+}
+
+/// Checks the configuration at `path` and builds its pool: what `optarch search --check`
+/// shows.
+pub(super) fn preview(path: &Path) -> R<Preview> {
+    let (_, cfg) = read(path, None)?;
+    let pool = pool::build(&cfg, &base_of(path))?;
+    let rungs = cfg.budget.rungs();
+    Ok(Preview {
+        name: cfg.name.clone(),
+        candidates: pool.items.iter().map(|c| c.name.clone()).collect(),
+        pruned: pool.pruned.len(),
+        merged: pool.duplicates.len(),
+        epochs: super::display::estimate(&cfg, &rungs, pool.items.len()),
+        rungs,
+    })
 }
 
 /// The store file of a search directory.
