@@ -332,6 +332,28 @@ fn train_runs_resumes_and_reports_divergence() {
     assert!(text(&out.stderr).contains("1 intra-op threads"));
     let out = optarch(&["--threads", "1", "train", "--resume", run_s]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Out-of-range flags are all named at once, before anything loads (exit 2).
+    let out = optarch(&[
+        "train",
+        "--spec",
+        "specs/heavy_ball.yaml",
+        "--label-smoothing",
+        "2",
+        "--lr",
+        "nan",
+        "--widths",
+        "4,8",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    for want in [
+        "command line: --label-smoothing is 2; it must be in [0, 1)",
+        "--lr is NaN; it must be a finite number, positive",
+        "--widths is [4, 8]; cifar-resnet needs 3 widths",
+    ] {
+        assert!(err.contains(want), "{want}:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
     // A directory where no run started is named with what to do.
     let none = dir.path().join("none");
     std::fs::create_dir(&none).unwrap();
@@ -369,4 +391,16 @@ fn train_runs_resumes_and_reports_divergence() {
         dir.path().join("x").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn search_check_builds_the_pool_and_makes_nothing() {
+    let out = optarch(&["search", "specs/search/quick.yaml", "--check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("specs/search/quick.yaml: valid; search `quick`: 14 candidates"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  heavy_ball[beta=0.6]"), "{stdout}");
 }

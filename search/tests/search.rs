@@ -686,6 +686,7 @@ fn a_search_directory_appears_whole_or_not_at_all() {
         assert!(n < 30, "the directory never appeared");
     }
     assert!(n >= 5, "only {n} points before the directory appeared");
+    eprintln!("killed at {n} points of the making: none left a half-made search");
     // What the killed attempts left under temporary names was removed by the next one.
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
