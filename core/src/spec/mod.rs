@@ -177,9 +177,21 @@ impl Spec {
         SpecError::new(kind, message).at(&self.file, &self.text, pos)
     }
 
-    /// Checks that every override names a parameter.
+    /// Checks that every override names a parameter and gives it a finite value. A value may
+    /// leave a parameter's search `range:` or `choices:` (they bound what a search draws, not
+    /// what a user fixes: `optarch rate --set` explores beyond them). The error is located at
+    /// the parameter's definition.
     pub fn check_overrides(&self, overrides: &Overrides) -> Result<(), SpecError> {
-        for name in overrides.keys() {
+        for (name, &v) in overrides {
+            if let Some(p) = self.param(name).and_then(|i| self.params.get(i)) {
+                if !v.is_finite() {
+                    return Err(SpecError::new(
+                        ErrorKind::InvalidValue,
+                        format!("`{name}` is set to {v}; it must be a finite number"),
+                    )
+                    .at(&self.file, &self.text, p.pos));
+                }
+            }
             if self.param(name).is_none() {
                 let mut e = SpecError::new(
                     ErrorKind::UnknownParam,

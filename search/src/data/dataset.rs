@@ -173,7 +173,7 @@ impl Dataset {
             }
             ValSize::Count(k) => k,
         };
-        if n_val >= n && n > 0 {
+        if n_val >= n {
             return Err(DataError::Invalid(format!(
                 "a validation part of {n_val} images leaves nothing to train on in {} ({n} images)",
                 self.name

@@ -190,6 +190,12 @@ pub enum CandidateSource {
 /// never takes more than seconds.
 pub const MAX_COMBINATIONS: usize = 20_000;
 
+/// The most parallel trial processes of a search on CPU.
+pub const MAX_WORKERS: usize = 512;
+
+/// The most past iterates a generated recurrence may read.
+pub const MAX_HISTORY: usize = 8;
+
 /// The most candidates a configuration may have rated on quadratics (each spec entry's
 /// combinations and each generator's consistent ones): rating takes about 20 ms each in a
 /// release build, so a pool is built within about 20 s.
@@ -373,6 +379,7 @@ const MOVED: &[(&str, &str)] = &[
         "train.optim, train.schedule, train.precision and train.run",
     ),
     ("seed", "train.run.seed"),
+    ("execution: unknown field `device`", "train.run.device"),
 ];
 
 /// Parses and checks a search configuration's text (`path` names it in errors).
@@ -390,8 +397,13 @@ pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {
         let message = without_location(&e.to_string());
         let hint = MOVED
             .iter()
-            .find(|(old, _)| message.starts_with(&format!("unknown field `{old}`")))
-            .map(|(old, new)| format!("`{old}` now lives under `{new}` (see docs/SEARCH.md)"))
+            .find(|(old, _)| {
+                message.starts_with(&format!("unknown field `{old}`")) || message.starts_with(old)
+            })
+            .map(|(old, new)| {
+                let old = old.split('`').nth(1).unwrap_or(old);
+                format!("`{old}` now lives under `{new}` (see docs/SEARCH.md)")
+            })
             .unwrap_or_else(|| "see docs/SEARCH.md for the keys of a search configuration".into());
         ConfigError {
             problems: vec![Problem {
@@ -452,6 +464,12 @@ impl SearchConfig {
             "the first rung cannot be longer than the last",
         );
         c.require(
+            b.min_epochs >= 1,
+            &["budget", "min_epochs"],
+            "budget.min_epochs must be at least 1".into(),
+            "the first rung trains each candidate this many epochs",
+        );
+        c.require(
             b.eta >= 2,
             &["budget", "eta"],
             format!("budget.eta is {}; it must be at least 2", b.eta),
@@ -480,10 +498,14 @@ impl SearchConfig {
         );
         let e = &self.execution;
         c.require(
-            e.workers >= 1,
+            (1..=MAX_WORKERS).contains(&e.workers),
             &["execution", "workers"],
-            "execution.workers must be at least 1".into(),
-            "2 workers suit a 2-core machine",
+            format!(
+                "execution.workers is {}; it must be from 1 to {MAX_WORKERS} (each is a process \
+                 training a network)",
+                e.workers
+            ),
+            "one per core or two suit a CPU; on GPUs the slots come from trials_per_gpu",
         );
         c.require(
             e.trials_per_gpu >= 1,
@@ -522,12 +544,40 @@ impl SearchConfig {
             "positive",
             "1 prunes the unstable recurrences only",
         );
+        let st = &self.strategy;
         c.require(
-            self.strategy.kind != StrategyKind::Evolution
-                || (self.strategy.population >= 2 && self.strategy.sample >= 1),
+            st.kind != StrategyKind::Evolution
+                || (st.population >= 2 && (1..=st.population).contains(&st.sample)),
             &["strategy"],
-            "regularised evolution needs strategy.population ≥ 2 and strategy.sample ≥ 1".into(),
+            format!(
+                "regularised evolution needs strategy.population ≥ 2 and 1 ≤ strategy.sample ≤ \
+                 population (they are {} and {})",
+                st.population, st.sample
+            ),
             "for example `strategy: {kind: evolution, population: 8, sample: 3}`",
+        );
+        c.require(
+            st.kind == StrategyKind::Evolution || (st.population == 0 && st.sample == 0),
+            &["strategy"],
+            "strategy.population and strategy.sample are regularised evolution's; this \
+             strategy would ignore them"
+                .into(),
+            "remove them, or set `kind: evolution`",
+        );
+        c.require(
+            !self.name.is_empty()
+                && !self.name.starts_with('.')
+                && self
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')),
+            &["name"],
+            format!(
+                "name `{}` must be a plain folder name (letters, digits, `-`, `_`, `.`; not \
+                 starting with `.`): the search's default directory is runs/search/<name>",
+                self.name
+            ),
+            "e.g. `name: heavy-ball-cifar10`",
         );
         let sizes: Vec<usize> = self.candidates.iter().map(CandidateSource::size).collect();
         let total = sizes.iter().fold(0usize, |a, b| a.saturating_add(*b));
@@ -589,6 +639,21 @@ impl SearchConfig {
                 }
             };
             let path = ["candidates", at.as_str(), "generate"];
+            c.require(
+                g.history <= MAX_HISTORY,
+                &path,
+                format!(
+                    "generate: history is {}; at most {MAX_HISTORY} past iterates are supported",
+                    g.history
+                ),
+                "two- and three-step recurrences already hold heavy ball and Nesterov",
+            );
+            c.require(
+                g.limit != Some(0),
+                &path,
+                "generate: limit is 0, which keeps no survivor".into(),
+                "leave it out to keep every survivor, or give at least 1",
+            );
             for x in g.a.iter().chain(&g.b).flatten().chain(&g.h) {
                 c.number(*x, &path, true, "", "coefficients are numbers");
             }
@@ -869,5 +934,61 @@ mod tests {
             "{head}  - {{spec: a.yaml, grid: {{beta: [0.1, 0.2]}}, samples: 18446744073709551615}}\n"
         ));
         assert!(e.contains("more than 10^19"), "{e}");
+    }
+
+    #[test]
+    fn strategy_execution_and_generator_bounds() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "execution: {workers: 100000}",
+                "execution.workers is 100000; it must be from 1 to 512",
+            ),
+            (
+                "strategy: {kind: evolution, population: 2, sample: 5}",
+                "1 ≤ strategy.sample ≤ population (they are 2 and 5)",
+            ),
+            (
+                "strategy: {kind: grid, population: 4}",
+                "this strategy would ignore them",
+            ),
+            (
+                "execution: {device: cpu}",
+                "`device` now lives under `train.run.device`",
+            ),
+            (
+                "candidates:\n  - {generate: {history: 9, a: [[1], [0], [0], [0], [0], [0], [0], [0], [0]], b: [[1], [0], [0], [0], [0], [0], [0], [0], [0]]}}",
+                "history is 9; at most 8",
+            ),
+            (
+                "candidates:\n  - {generate: {history: 1, a: [[1]], b: [[1]], limit: 0}}",
+                "limit is 0",
+            ),
+        ];
+        for (extra, want) in cases {
+            let text = if extra.starts_with("candidates") {
+                format!("name: t\nbudget: {{max_epochs: 9, trials: 4}}\n{extra}\n")
+            } else {
+                format!("{MIN}{extra}\n")
+            };
+            let e = problem(&text);
+            assert!(e.contains(want), "{extra}:\n{e}\nwants: {want}");
+        }
+    }
+
+    #[test]
+    fn the_name_is_a_plain_folder_name_and_the_first_rung_has_epochs() {
+        for name in ["''", "../../evil", ".hidden", "a/b"] {
+            let e = problem(&format!(
+                "name: {name}\nbudget: {{max_epochs: 9, trials: 4}}\ncandidates: [{{spec: a}}]\n"
+            ));
+            assert!(e.contains("must be a plain folder name"), "{name}: {e}");
+        }
+        let e = problem(
+            "name: t\nbudget: {max_epochs: 9, trials: 4, min_epochs: 0}\ncandidates: [{spec: a}]\n",
+        );
+        assert!(
+            e.contains("s.yaml:2:48: budget.min_epochs must be at least 1"),
+            "{e}"
+        );
     }
 }

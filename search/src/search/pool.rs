@@ -10,7 +10,7 @@ use optarch_core::spec::{self, Overrides, ParamKind, Spec};
 use optarch_core::theory::{self, RateOptions};
 use optarch_core::topology;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a candidate was dropped.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +173,17 @@ pub enum PoolError {
         name: String,
         params: Vec<String>,
     },
+    /// `samples` on a spec with nothing to draw.
+    #[error(
+        "{}: `samples: {samples}`, but spec `{spec}` has no `range` or `choices` parameter \
+         outside the grid to draw (drop `samples`, or give the spec a search range)",
+        .file.display()
+    )]
+    NothingToSample {
+        file: PathBuf,
+        spec: String,
+        samples: usize,
+    },
     /// A reference names no candidate.
     #[error(
         "finalists.references names `{name}`, which is no candidate of the search (they are: \
@@ -280,6 +291,13 @@ impl Builder<'_> {
                     && matches!(p.kind, ParamKind::Range { .. } | ParamKind::Choices { .. })
             })
             .collect();
+        if s.samples > 0 && ranged.is_empty() {
+            return Err(PoolError::NothingToSample {
+                file: path,
+                spec: spec.name.clone(),
+                samples: s.samples,
+            });
+        }
         let mut rng = SplitMix64::new(derive_seed(&[self.seed(), 0x5350_4543, index as u64]));
         for point in cartesian(&grids) {
             let base_ov: Overrides = names.iter().cloned().zip(point.iter().copied()).collect();
@@ -573,5 +591,20 @@ mod tests {
         let cfg = config::parse(Path::new("t.yaml"), &text).unwrap();
         let e = build(&cfg, Path::new("/")).unwrap_err().to_string();
         assert!(e.contains("`gamma`") && e.contains("beta"), "{e}");
+    }
+
+    #[test]
+    fn samples_need_something_to_draw() {
+        let text = format!(
+            "name: t\nbudget: {{max_epochs: 2, trials: 4}}\nfinalists: {{references: []}}\n\
+             candidates:\n  - spec: {}/gradient_descent.yaml\n    samples: 4\n",
+            specs().display()
+        );
+        let cfg = config::parse(Path::new("t.yaml"), &text).unwrap();
+        let e = build(&cfg, Path::new("/")).unwrap_err().to_string();
+        assert!(
+            e.contains("`samples: 4`, but spec `gradient_descent` has no `range` or `choices`"),
+            "{e}"
+        );
     }
 }

@@ -470,22 +470,22 @@ pub struct OptimConfig {
     #[arg(long, default_value_t = OptimConfig::default().batch_size)]
     pub batch_size: usize,
     /// Peak learning rate.
-    #[arg(long, default_value_t = OptimConfig::default().lr)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = OptimConfig::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = OptimConfig::default().momentum)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = OptimConfig::default().momentum)]
     pub momentum: f64,
     /// Nesterov momentum (`--no-nesterov`: plain momentum).
     #[arg(long = "no-nesterov", action = ArgAction::SetFalse)]
     pub nesterov: bool,
-    #[arg(long, default_value_t = OptimConfig::default().weight_decay)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = OptimConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Also decay BatchNorm parameters, biases and coefficients.
     #[arg(long)]
     pub decay_bn_bias: bool,
-    #[arg(long, default_value_t = OptimConfig::default().label_smoothing)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = OptimConfig::default().label_smoothing)]
     pub label_smoothing: f64,
     /// Clip the global gradient norm to this value.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
 }
 
@@ -608,7 +608,10 @@ impl Schedule {
                 .collect()
         };
         match name.trim() {
-            "cosine" => Ok(Schedule::Cosine),
+            "cosine" if arg.trim().is_empty() => Ok(Schedule::Cosine),
+            "cosine" => Err(format!(
+                "cosine takes no argument (`{s}`): it decays from the peak to 0 over the run"
+            )),
             "onecycle" | "one-cycle" => {
                 let w = nums(arg)?.first().copied().unwrap_or(0.15);
                 if !(0.0..1.0).contains(&w) {
@@ -618,9 +621,12 @@ impl Schedule {
             }
             "multistep" => {
                 let m = nums(arg)?;
-                if m.iter().any(|x| !(*x > 0.0 && *x < 1.0)) {
+                if m.iter().any(|x| !(*x > 0.0 && *x < 1.0)) || m.windows(2).any(|w| w[0] >= w[1])
+                {
                     return Err(
-                        "multistep milestones are fractions of the run, each in (0, 1)".into(),
+                        "multistep milestones are fractions of the run, each in (0, 1), in \
+                         increasing order (e.g. multistep:0.5,0.75)"
+                            .into(),
                     );
                 }
                 Ok(Schedule::Multistep {
@@ -809,6 +815,15 @@ mod tests {
         assert!((m.factor(0.8) - 0.01).abs() < 1e-12);
         assert!(Schedule::parse("linear").is_err());
         assert!(Schedule::parse("onecycle:1.5").is_err());
+        assert!(Schedule::parse("cosine:0.5").is_err());
+        for bad in [
+            "multistep:0.5,0.2",
+            "multistep:0.3,0.3",
+            "multistep:1.5",
+            "multistep:nan",
+        ] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
         for s in ["cosine", "onecycle:0.15", "multistep:0.5,0.75"] {
             assert_eq!(Schedule::parse(s).unwrap().to_string(), s);
         }

@@ -275,28 +275,29 @@ fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pa
         let it = epoch * batches + b.index;
         pass.lr = t.optim.lr * t.schedule.kind.factor(it as f64 / total);
         let logits = tch::autocast(amp, || run.net.try_forward_t(&b.images, true, None))?;
-        let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        // Fallible calls: a libtorch error is an error of the run, never a panic.
+        let loss = logits.to_kind(Kind::Float).f_cross_entropy_loss::<Tensor>(
             &b.labels,
             None,
             Reduction::Mean,
             -100,
             t.optim.label_smoothing,
-        );
-        let lv = loss.double_value(&[]);
+        )?;
+        let lv = loss.f_double_value(&[])?;
         if !lv.is_finite() {
             pass.diverged = true;
             break;
         }
         run.opt.zero_grad();
         if amp {
-            (&loss * run.state.loss_scale).backward();
+            (&loss * run.state.loss_scale).f_backward()?;
             if !run.opt.grads_finite() {
                 run.state.loss_scale = (run.state.loss_scale / 2.0).max(1.0);
                 continue;
             }
             run.opt.scale_grads(1.0 / run.state.loss_scale);
         } else {
-            loss.backward();
+            loss.f_backward()?;
         }
         if let Some(c) = t.optim.grad_clip {
             let n = run.opt.grad_norm();

@@ -33,7 +33,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
 
 /// The line that says what was exported.
 pub fn print(e: &Exported) {
-    println!(
+    out!(
         "exported {} ({} parameters) from {} to {}: spec.yaml, weights.safetensors, model.rs, \
          model.pt (TorchScript, input {:?} on the [0, 1] scale)",
         e.spec_name,

@@ -6,6 +6,15 @@
 //! invalid spec (or a failed check, or a diverged training run), 2 bad usage, 3 any other
 //! failure (files, data, devices), 130 an interrupted search.
 
+/// `println!` that ignores a closed standard output (`optarch search ... | head -1`): what the
+/// search, report and export commands print never stops them before their files are written.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod check;
 mod codegen;
 mod env;
@@ -195,7 +204,30 @@ fn given(m: &clap::ArgMatches) -> Vec<String> {
     out
 }
 
+/// Restores SIGPIPE's default disposition (Rust's runtime ignores it).
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default at start-up, before any other
+    // thread exists; no handler is involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn run(cli: Cli, given: &[String]) -> Result<(), Failure> {
+    // A closed pipe ends the printing commands quietly, as it does `ls` or `grep`. Not the
+    // search (it writes to its trial servers' pipes and handles their end) nor the commands it
+    // prints through `out!`.
+    if !matches!(
+        cli.command,
+        Command::Search(_)
+            | Command::Trial(_)
+            | Command::TrialServer(_)
+            | Command::Report(_)
+            | Command::Export(_)
+    ) {
+        default_sigpipe();
+    }
     if let Command::TrialServer(a) = &cli.command {
         return trial::server(a, &cli.global);
     }

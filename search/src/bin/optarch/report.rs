@@ -23,8 +23,8 @@ pub fn write(dir: &Path, top_k: usize) -> Result<(), Failure> {
     use optarch_search::report;
     let opts = report::ReportOptions { top_k };
     let (text, paths) = report::write_report(dir, &opts).map_err(anyhow::Error::from)?;
-    println!("{text}");
-    println!(
+    out!("{text}");
+    out!(
         "report: {}\nleaderboard: {}, {}",
         paths.html.display(),
         paths.csv.display(),

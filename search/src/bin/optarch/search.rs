@@ -26,8 +26,8 @@ pub struct SearchArgs {
     #[arg(long, requires = "resume")]
     pub retry_failed: bool,
     /// Parallel trial processes on CPU (overrides execution.workers).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: Option<u16>,
     /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
@@ -40,7 +40,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             .config
             .ok_or_else(|| anyhow::anyhow!("--check needs a CONFIG"))?;
         let p = driver::preview(&config).map_err(anyhow::Error::from)?;
-        println!(
+        out!(
             "{}: valid; search `{}`: {} candidates ({} generated recurrences pruned, {} \
              duplicate topologies merged), rungs {:?} epochs, about {} epochs in all",
             config.display(),
@@ -52,7 +52,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             p.epochs
         );
         for c in &p.candidates {
-            println!("  {c}");
+            out!("  {c}");
         }
         return Ok(());
     }
@@ -60,7 +60,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         config: a.config,
         resume: a.resume,
         out: a.out,
-        workers: a.workers,
+        workers: a.workers.map(usize::from),
         device: (device != DeviceChoice::Auto).then_some(device),
         data: a.data,
         exe: None,
@@ -68,7 +68,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         stop_after_launches: None,
     };
     let o = driver::run(&opts).map_err(anyhow::Error::from)?;
-    println!(
+    out!(
         "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
         o.status,
         o.dir.display(),

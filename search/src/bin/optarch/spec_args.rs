@@ -47,7 +47,17 @@ pub fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError
             ReadingArg::Objective => Reading::Objective,
         };
     }
-    let overrides: Overrides = args.set.iter().cloned().collect();
+    let mut overrides = Overrides::new();
+    for (name, v) in &args.set {
+        if let Some(first) = overrides.insert(name.clone(), *v) {
+            return Err(SpecError::new(
+                optarch_core::error::ErrorKind::InvalidValue,
+                format!("--set {name} is given twice ({first} and {v})"),
+            )
+            .with_hint("give each parameter once")
+            .at(&s.file, "", None));
+        }
+    }
     s.check_overrides(&overrides)?;
     Ok((s, overrides))
 }

@@ -228,7 +228,7 @@ impl Planner<'_> {
         }
         for c in chosen {
             for s in 1..=self.cfg.finalists.seeds as u64 {
-                let seed = self.seed() + s;
+                let seed = self.seed().wrapping_add(s);
                 if !finals.iter().any(|t| t.candidate == c && t.seed == seed) {
                     return self
                         .new_trial(c, Phase::Final, seed, self.max_budget())
