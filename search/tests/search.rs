@@ -255,11 +255,7 @@ fn crashes_are_retried_out_of_memory_halves_the_batch_and_nan_is_diverged() {
         &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
         Some("crash@1,oom@2,crashall@4"),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let s = Store::open_existing(&dir.join("search.db")).unwrap();
     let t1 = s.trial(TrialId(1)).unwrap();
     assert_eq!((t1.status, t1.crashes), (TrialStatus::Done, 1), "{t1:?}");
@@ -419,6 +415,36 @@ fn epochs_recorded(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// Requires a command to have succeeded, showing its standard error if not.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `optarch search ARGS` without faults, its standard error piped.
+fn start_search(args: &[&str]) -> std::process::Child {
+    Command::new(exe())
+        .arg("search")
+        .args(args)
+        .env_remove("OPTARCH_FAULT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the search in `dir` has recorded `n` epochs (at most two minutes).
+fn wait_for_epochs(dir: &Path, n: usize) {
+    let t0 = Instant::now();
+    while epochs_recorded(dir) < n {
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
+    }
+}
+
 #[test]
 fn a_killed_driver_resumes_without_rerunning_or_losing_anything() {
     let tmp = tempfile::tempdir().unwrap();
@@ -536,23 +562,8 @@ fn ctrl_c_stops_cleanly_and_the_search_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "", 3, true);
     let dir = tmp.path().join("run");
-    let child = Command::new(exe())
-        .args([
-            "search",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .env_remove("OPTARCH_FAULT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while epochs_recorded(&dir) < 2 {
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
-    }
+    let child = start_search(&[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    wait_for_epochs(&dir, 2);
     // What a terminal's Ctrl-C sends (the trials are in their own process groups).
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -575,11 +586,7 @@ fn ctrl_c_stops_cleanly_and_the_search_resumes() {
             .all(|t| t.status != TrialStatus::Running));
     }
     let out = search(&["--resume", dir.to_str().unwrap()], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     check_complete(&dir, &[]);
 }
 
@@ -609,18 +616,8 @@ fn every_trial_failing_is_an_error_and_failed_trials_are_retried_under_one_drive
     );
     // The cause fixed, the failed trials run again under a driver that holds the directory:
     // a second driver is refused at once, naming the first.
-    let first = Command::new(exe())
-        .args(["search", "--resume", dir_s, "--retry-failed"])
-        .env_remove("OPTARCH_FAULT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while epochs_recorded(&dir) < 1 {
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(t0.elapsed() < Duration::from_secs(120), "no progress");
-    }
+    let first = start_search(&["--resume", dir_s, "--retry-failed"]);
+    wait_for_epochs(&dir, 1);
     let second = search(&["--resume", dir_s], None);
     let err = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(3), "{err}");
@@ -634,11 +631,7 @@ fn every_trial_failing_is_an_error_and_failed_trials_are_retried_under_one_drive
     let again = search(&[cfg_s, "--out", dir_s], None);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a search"));
     let out = first.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     check_complete(&dir, &[]);
 }
 
