@@ -113,6 +113,7 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
             hint: Some("write a linear combination such as `z[k] - h * grad(z[k])`".into()),
         });
     }
+    check_size(text)?;
     let parsed: syn::Expr = syn::parse_str(text).map_err(|e| {
         let hint = if text.contains('^') {
             Some("`^` is not a power here: write pow(x, 2)")
@@ -122,6 +123,54 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
         err(e.span(), format!("cannot parse expression: {e}"), hint)
     })?;
     convert(&parsed)
+}
+
+/// The deepest bracket nesting an expression may have.
+pub const MAX_NESTING: usize = 64;
+/// The most operators an expression may have.
+pub const MAX_OPERATORS: usize = 512;
+
+/// Refuses, before parsing, an expression whose tree would be deep enough to exhaust the
+/// stack of the recursive passes over it (the parser's among them).
+fn check_size(text: &str) -> Result<(), ExprError> {
+    let (mut depth, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut too_deep = None;
+    for (line, l) in text.lines().enumerate() {
+        for (column, ch) in l.chars().enumerate() {
+            match ch {
+                '(' | '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING && too_deep.is_none() {
+                        too_deep = Some(ExprPos {
+                            line: line + 1,
+                            column,
+                        });
+                    }
+                    deepest = deepest.max(depth);
+                }
+                ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                '+' | '-' | '*' | '/' | '<' | '>' | '=' | '&' | '|' | '!' => operators += 1,
+                _ => {}
+            }
+        }
+    }
+    if let Some(pos) = too_deep {
+        return Err(ExprError {
+            pos,
+            message: format!("brackets nest {deepest} deep; at most {MAX_NESTING} are read"),
+            hint: Some("name the inner parts as parameters or states".into()),
+        });
+    }
+    if operators > MAX_OPERATORS {
+        return Err(ExprError {
+            pos: ExprPos { line: 1, column: 0 },
+            message: format!("{operators} operators in one expression; at most {MAX_OPERATORS}"),
+            hint: Some(
+                "a long combination of past iterates is a history sum: sum(z[0..=k], w)".into(),
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn convert(e: &syn::Expr) -> Result<Expr, ExprError> {
@@ -507,6 +556,27 @@ mod tests {
                 }]
             )
         );
+    }
+
+    #[test]
+    fn expressions_too_deep_or_too_long_are_refused_before_parsing() {
+        // Deep nesting would exhaust the stack of the recursive passes; it is refused with a
+        // position at the first bracket past the limit.
+        let deep = format!("{}z[k]{}", "(".repeat(10_000), ")".repeat(10_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nest"), "{}", e.message);
+        assert_eq!(e.pos.column, MAX_NESTING);
+        // At the limit it still parses.
+        let ok = format!(
+            "{}z[k]{}",
+            "(".repeat(MAX_NESTING - 1),
+            ")".repeat(MAX_NESTING - 1)
+        );
+        assert!(parse(&ok).is_ok());
+        let long = vec!["z[k]"; MAX_OPERATORS + 2].join(" + ");
+        let e = parse(&long).unwrap_err();
+        assert!(e.message.contains("operators"), "{}", e.message);
+        assert!(e.hint.is_some_and(|h| h.contains("sum(")));
     }
 
     #[test]

@@ -209,9 +209,9 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
     Ok(e)
 }
 
-/// Exports the winner of the search in `dir` into `DIR/export`: the leaderboard's first
-/// candidate, from the trial [`rank::winner`] picks.
-pub fn export_winner(dir: &Path) -> R<Exported> {
+/// Exports the winner of the search in `dir` into `out` (a search writes `DIR/export`): the
+/// leaderboard's first candidate, from the trial [`rank::winner`] picks.
+pub fn export_winner(dir: &Path, out: &Path) -> R<Exported> {
     let (store, _, cfg) = Store::open_search(dir)?;
     let candidates: Vec<_> = store.candidates()?.iter().map(|c| c.id).collect();
     let trials = store.trials()?;
@@ -227,7 +227,7 @@ pub fn export_winner(dir: &Path) -> R<Exported> {
         .find(|t| t.id == best)
         .map(|t| dir.join(&t.dir))
         .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
-    export_run(&run, &dir.join("export"))
+    export_run(&run, out)
 }
 
 #[cfg(test)]

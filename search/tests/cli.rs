@@ -360,6 +360,57 @@ fn train_runs_resumes_and_reports_divergence() {
     let out = optarch(&["train", "--resume", none.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("without --resume"));
+    // A missing directory, a search directory and a damaged state are each named.
+    let out = optarch(&[
+        "train",
+        "--resume",
+        dir.path().join("gone").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("no such run directory"));
+    let out = optarch(&["search", "--resume", run_s]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains(&format!("optarch train --resume {run_s}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for f in ["config.json", "state.json"] {
+        std::fs::copy(run.join(f), damaged.join(f)).unwrap();
+    }
+    let state = std::fs::read_to_string(damaged.join("state.json")).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    state["epochs_done"] = 99.into();
+    std::fs::write(damaged.join("state.json"), state.to_string()).unwrap();
+    let out = optarch(&["train", "--resume", damaged.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("99 epochs done of a run of 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Absurd sizes are refused before anything is built.
+    let out = optarch(&[
+        "train",
+        "--spec",
+        "specs/heavy_ball.yaml",
+        "--epochs",
+        "1000000",
+        "--depth",
+        "200000",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--epochs is 1000000; it must be from 1 to 100000"),
+        "{err}"
+    );
+    assert!(err.contains("more than 1000 blocks in a stage"), "{err}");
+    let out = optarch(&["search", "specs/search/quick.yaml", "--retry-failed"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--resume DIR"));
     // A huge learning rate diverges: status `diverged`, exit status 1.
     let bad = dir.path().join("bad");
     let out = optarch(

@@ -237,6 +237,16 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    // The winner is exported where --out says.
+    let elsewhere = tmp.path().join("winner");
+    let out = std::process::Command::new(exe())
+        .args(["export", dir.to_str().unwrap(), "--out"])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(elsewhere.join("weights.safetensors").is_file());
+    assert!(std::fs::read_dir(&elsewhere).unwrap().count() >= 3);
 }
 
 #[test]

@@ -443,9 +443,13 @@ impl SearchConfig {
     pub(crate) fn check(&self, c: &mut Checks) {
         let b = &self.budget;
         c.require(
-            b.max_epochs >= 1,
+            (1..=crate::train::MAX_EPOCHS).contains(&b.max_epochs),
             &["budget", "max_epochs"],
-            "budget.max_epochs must be at least 1".into(),
+            format!(
+                "budget.max_epochs is {}; it must be from 1 to {}",
+                b.max_epochs,
+                crate::train::MAX_EPOCHS
+            ),
             "for example `budget: {min_epochs: 1, max_epochs: 9, eta: 3, trials: 27}`",
         );
         c.require(
@@ -480,6 +484,16 @@ impl SearchConfig {
             &["train", "data", "val"],
             "train.data.val is 0: a search ranks its candidates on validation images only".into(),
             "carve some out of the training set, e.g. `train: {data: {val: 500}}`",
+        );
+        c.require(
+            self.finalists.top_k <= 1_000 && self.finalists.seeds <= 100,
+            &["finalists"],
+            format!(
+                "finalists.top_k is {} and finalists.seeds {}; at most 1000 finalists and 100 \
+                 seeds",
+                self.finalists.top_k, self.finalists.seeds
+            ),
+            "3 finalists with 3 seeds each is the default",
         );
         c.require(
             self.finalists.seeds >= 3 || self.finalists.top_k == 0,
@@ -654,8 +668,15 @@ impl SearchConfig {
                 "generate: limit is 0, which keeps no survivor".into(),
                 "leave it out to keep every survivor, or give at least 1",
             );
-            for x in g.a.iter().chain(&g.b).flatten().chain(&g.h) {
-                c.number(*x, &path, true, "", "coefficients are numbers");
+            for (key, values) in [
+                ("a", g.a.iter().flatten().collect::<Vec<_>>()),
+                ("b", g.b.iter().flatten().collect()),
+                ("h", g.h.iter().collect()),
+            ] {
+                let at_key = ["candidates", at.as_str(), "generate", key];
+                for x in values {
+                    c.number(*x, &at_key, true, "", "coefficients are numbers");
+                }
             }
             c.require(
                 g.history >= 1 && g.a.len() == g.history && g.b.len() == g.history,
@@ -892,7 +913,7 @@ mod tests {
             ),
             (
                 "  - {generate: {history: 1, a: [[.inf]], b: [[1]]}}\n",
-                "candidates.0.generate is inf",
+                "candidates.0.generate.a is inf",
             ),
         ];
         for (entry, want) in cases {

@@ -30,6 +30,12 @@ pub enum SetupError {
     Invalid(String),
 }
 
+/// The most epochs a run may have (and a search's `budget.max_epochs`).
+pub const MAX_EPOCHS: usize = 100_000;
+
+/// The most blocks (steps of the spec) in one stage.
+pub const MAX_STAGE_STEPS: usize = 1_000;
+
 impl TrainConfig {
     /// Checks every value's range, and the values that must fit together, before anything is
     /// loaded or trained: each problem named by its key (in a file) or flag (on the command
@@ -82,9 +88,13 @@ impl TrainConfig {
         }
         if !search {
             c.require(
-                self.schedule.epochs >= 1,
+                (1..=MAX_EPOCHS).contains(&self.schedule.epochs),
                 &["schedule", "epochs"],
-                format!("{} must be at least 1", c.name(&["schedule", "epochs"])),
+                format!(
+                    "{} is {}; it must be from 1 to {MAX_EPOCHS}",
+                    c.name(&["schedule", "epochs"]),
+                    self.schedule.epochs
+                ),
                 "a few epochs for a smoke test, 30 or more to compare structures",
             );
         }
@@ -246,6 +256,19 @@ impl ArchConfig {
             None => self.preset.arch(self.depth, 10),
         };
         let stages = match base {
+            Ok(a) if a.stages.iter().any(|s| s.steps > MAX_STAGE_STEPS) => {
+                c.require(
+                    false,
+                    &["arch", "depth"],
+                    format!(
+                        "{} {} gives more than {MAX_STAGE_STEPS} blocks in a stage",
+                        c.name(&["arch", "depth"]),
+                        self.depth
+                    ),
+                    "CIFAR ResNets go to depth 1202 (200 blocks a stage)",
+                );
+                return;
+            }
             Ok(a) => a.stages.len(),
             Err(e) => {
                 c.require(
@@ -272,11 +295,11 @@ impl ArchConfig {
         }
         if let Some(k) = &self.stage_steps {
             c.require(
-                k.len() == stages && k.iter().all(|x| (1..=1_000).contains(x)),
+                k.len() == stages && k.iter().all(|x| (1..=MAX_STAGE_STEPS).contains(x)),
                 &["arch", "stage_steps"],
                 format!(
                     "{} is {k:?}; {} needs {stages} step counts (one per stage), each from 1 to \
-                     1000",
+                     {MAX_STAGE_STEPS}",
                     c.name(&["arch", "stage_steps"]),
                     self.preset
                 ),

@@ -29,6 +29,7 @@ pub use checkpoint::{CheckpointError, CheckpointSet};
 pub use config::{
     ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset,
     RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
+    MAX_EPOCHS, MAX_STAGE_STEPS,
 };
 pub use network::{build, Built};
 pub use progress::{epoch_line, Lines, Progress};

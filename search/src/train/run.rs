@@ -182,10 +182,31 @@ pub fn train(mut cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) ->
 
 /// The configuration of the run in `dir`, which must have started (its state committed).
 pub fn read_run_config(dir: &Path) -> R<RunConfigFile> {
+    if !dir.is_dir() {
+        return Err(TrainError::Invalid(format!(
+            "{}: no such run directory (optarch train --out names one)",
+            dir.display()
+        )));
+    }
+    if dir.join("search.db").exists() {
+        return Err(TrainError::Invalid(format!(
+            "{} is a search directory: continue it with `optarch search --resume {}`",
+            dir.display(),
+            dir.display()
+        )));
+    }
     if !dir.join(checkpoint::STATE).exists() {
         return Err(TrainError::NotStarted(dir.to_path_buf()));
     }
-    Ok(checkpoint::read_json(&dir.join(checkpoint::CONFIG))?)
+    let path = dir.join(checkpoint::CONFIG);
+    let cfg: RunConfigFile = checkpoint::read_json(&path)?;
+    // A configuration edited by hand gets the checks a new run gets.
+    let mut checks = crate::checks::Checks::flags();
+    cfg.train.check(&mut checks, false);
+    checks
+        .finish()
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(cfg)
 }
 
 /// Continues the run in `dir` from its last finished epoch (the checkpoint set its state
@@ -193,6 +214,14 @@ pub fn read_run_config(dir: &Path) -> R<RunConfigFile> {
 pub fn resume(dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
     let cfg = read_run_config(dir)?;
     let state: RunState = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
+    if state.epochs_done > cfg.train.schedule.epochs {
+        return Err(TrainError::Invalid(format!(
+            "{}: {} epochs done of a run of {}: the state is damaged; start the run again",
+            dir.join(checkpoint::STATE).display(),
+            state.epochs_done,
+            cfg.train.schedule.epochs
+        )));
+    }
     let mut run = prepare(cfg, dir)?;
     if state.epochs_done > 0 {
         let set = state

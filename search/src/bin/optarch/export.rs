@@ -20,11 +20,11 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: ExportArgs) -> Result<(), Failure> {
+    let out = a.out.clone().unwrap_or_else(|| a.dir.join("export"));
     let e = if a.run {
-        let out = a.out.clone().unwrap_or_else(|| a.dir.join("export"));
         export::export_run(&a.dir, &out)
     } else {
-        export::export_winner(&a.dir)
+        export::export_winner(&a.dir, &out)
     }
     .map_err(anyhow::Error::from)?;
     print(&e);

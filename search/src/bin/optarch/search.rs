@@ -23,10 +23,10 @@ pub struct SearchArgs {
     pub check: bool,
     /// With --resume: queue the trials that failed (or ran out of memory) again, once their
     /// cause is fixed; each continues from its last finished epoch.
-    #[arg(long, requires = "resume")]
+    #[arg(long)]
     pub retry_failed: bool,
-    /// Parallel trial processes on CPU (overrides execution.workers).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// Parallel trial processes on CPU (overrides execution.workers; 1 to 512).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=512))]
     pub workers: Option<u16>,
     /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
     #[arg(long, value_name = "PATH")]
@@ -35,6 +35,10 @@ pub struct SearchArgs {
 
 pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     use optarch_search::search::driver;
+    if a.retry_failed && a.resume.is_none() {
+        eprintln!("error: --retry-failed continues a search: give it with --resume DIR");
+        return Err(Failure::Exit(crate::EXIT_USAGE));
+    }
     if a.check {
         let config = a
             .config
@@ -113,7 +117,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
         eprintln!("warning: the report failed: {}", crate::describe(&e));
     }
-    match optarch_search::export::export_winner(&o.dir) {
+    match optarch_search::export::export_winner(&o.dir, &o.dir.join("export")) {
         Ok(e) => crate::export::print(&e),
         Err(e) => eprintln!("warning: the export failed: {e}"),
     }

@@ -77,12 +77,15 @@ pub enum SearchError {
         holder: Option<Holder>,
     },
     #[error(
-        "{} holds no search (no search.db): start one there with `optarch search CONFIG --out \
-         {}`",
-        .0.display(),
-        .0.display()
+        "{} holds no search (no search.db): {}",
+        .dir.display(),
+        if *.training_run {
+            format!("it holds a training run; continue it with `optarch train --resume {}`", .dir.display())
+        } else {
+            format!("start one there with `optarch search CONFIG --out {}`", .dir.display())
+        }
     )]
-    NotASearch(PathBuf),
+    NotASearch { dir: PathBuf, training_run: bool },
     #[error(
         "{} exists and holds something other than a search: pick another --out, or remove it",
         .0.display()
@@ -432,7 +435,12 @@ pub fn run(opts: &Options) -> R<Outcome> {
         setup::recover(&store, &dir_abs)?;
         if opts.retry_failed {
             let n = setup::retry_failed(&store)?;
-            store.event(None, &format!("--retry-failed: {n} trial(s) queued again"))?;
+            let note = match n {
+                0 => "--retry-failed: no trial had failed; nothing to retry".to_string(),
+                n => format!("--retry-failed: {n} trial(s) queued again"),
+            };
+            eprintln!("{note}");
+            store.event(None, &note)?;
         }
     }
     let slots = executor::local_slots(&cfg)?;

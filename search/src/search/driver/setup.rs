@@ -209,8 +209,17 @@ fn build(tmp: &Path, text: &str, cfg: &SearchConfig, pool: &pool::Pool) -> R<Dir
 
 /// Takes the lock of the existing search in `dir`, to continue it.
 pub(super) fn lock_existing(dir: &Path) -> R<DirLock> {
+    if !dir.join(DB).is_file() && dir.join(checkpoint::STATE).is_file() {
+        return Err(SearchError::NotASearch {
+            dir: dir.to_path_buf(),
+            training_run: true,
+        });
+    }
     if !dir.join(DB).is_file() {
-        return Err(SearchError::NotASearch(dir.to_path_buf()));
+        return Err(SearchError::NotASearch {
+            dir: dir.to_path_buf(),
+            training_run: false,
+        });
     }
     lock::acquire(dir)
 }
