@@ -125,6 +125,11 @@ impl Coef {
         }
     }
 
+    /// True when every factor is a finite number.
+    pub fn is_finite(&self) -> bool {
+        self.terms.values().all(|v| v.is_finite())
+    }
+
     /// Number of monomials.
     pub fn term_count(&self) -> usize {
         self.terms.len()

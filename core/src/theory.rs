@@ -51,18 +51,30 @@ impl Default for RateOptions {
 pub struct Rate {
     /// The parameter values used (sampled ones only; empty without search ranges).
     pub params: BTreeMap<String, f64>,
-    /// `max_λ |p_N(λ)|`: worst-case error contraction after N steps.
-    pub contraction: f64,
+    /// `max_λ |p_N(λ)|`: worst-case error contraction after N steps, refined around the grid's
+    /// largest values; `None` when a response overflows (the method diverges).
+    pub contraction: Option<f64>,
     /// The λ where it is reached.
     pub worst_lambda: f64,
     /// `(max_λ |p_N(λ)|)^(1/N)`: the average contraction per step.
-    pub per_step: f64,
-    /// `max_λ ρ(M(λ))` when the coefficients are constant.
+    pub per_step: Option<f64>,
+    /// `max_λ ρ(M(λ))` when the coefficients depend neither on k nor on K.
     pub asymptotic: Option<f64>,
     /// Why there is no asymptotic rate, when there is none.
     pub asymptotic_note: Option<String>,
-    /// `max_λ |p_n(λ)|` for n = 1..=N: the contraction curve.
+    /// Why the method diverges on quadratics, when it does: an asymptotic rate above 1, or a
+    /// response that overflows.
+    pub diverges: Option<String>,
+    /// `max_λ |p_n(λ)|` for n = 1..=N over the grid: the contraction curve (up to the first
+    /// step whose responses are not all finite).
     pub curve: Vec<f64>,
+}
+
+impl Rate {
+    /// The contraction, infinite when it overflows: for ordering.
+    pub fn contraction_or_inf(&self) -> f64 {
+        self.contraction.unwrap_or(f64::INFINITY)
+    }
 }
 
 /// The report of `optarch rate`.
@@ -88,10 +100,11 @@ pub struct Sweep {
     pub worst: Rate,
 }
 
-/// Coefficient vectors with `grad(x) = λx`: over the input alone (dimension 1, the input is 1)
-/// or over a window of past states (the input is never read).
+/// Values with `grad(x) = λx` for many λ at once. A value holds the coefficients of `dims`
+/// unknowns (the input alone, or a window of past states) for each λ, laid out `d · G + g`
+/// for unknown `d` and the `g`-th of the `G` values of λ.
 struct Linear {
-    lambda: f64,
+    lambdas: Vec<f64>,
     input: Vec<f64>,
     learnables: Registry,
 }
@@ -120,8 +133,13 @@ impl Space for Linear {
         }
         acc
     }
-    fn grad(&mut self, _: i64, v: Vec<f64>, _: Option<Pos>) -> Result<Vec<f64>, SpecError> {
-        Ok(v.into_iter().map(|x| self.lambda * x).collect())
+    fn grad(&mut self, _: i64, mut v: Vec<f64>, _: Option<Pos>) -> Result<Vec<f64>, SpecError> {
+        for row in v.chunks_mut(self.lambdas.len().max(1)) {
+            for (x, l) in row.iter_mut().zip(&self.lambdas) {
+                *x *= l;
+            }
+        }
+        Ok(v)
     }
     fn cat(&mut self, _: Vec<Vec<f64>>, at: Option<Pos>) -> Result<Vec<f64>, SpecError> {
         Err(no_cat(at))
@@ -140,31 +158,127 @@ fn located(spec: &Spec, e: SpecError) -> SpecError {
     }
 }
 
-/// `p_n(λ)` for every n = 1..=steps, from one pass of the recurrence.
+/// The state values a later step or the output can still read.
+enum Keep {
+    /// Every value: a history range reads them all.
+    All,
+    /// Values at most `back` indices behind the current step, and the absolute indices read.
+    Recent {
+        back: i64,
+        absolute: Vec<(usize, i64)>,
+    },
+}
+
+impl Keep {
+    fn of(spec: &Spec) -> Keep {
+        fn walk(spec: &Spec, e: &Expr, back: &mut i64, abs: &mut Vec<(usize, i64)>) -> bool {
+            match &e.ex {
+                Ex::Index(n, idx) => {
+                    if let (Some(s), Some(i)) = (spec.state(n), idx.first()) {
+                        match i.var {
+                            None => abs.push((s, i.offset)),
+                            Some(_) => *back = (*back).max(-i.offset),
+                        }
+                    }
+                    true
+                }
+                Ex::Range { .. } => false,
+                Ex::Call(_, args) => args.iter().all(|a| walk(spec, a, back, abs)),
+                Ex::Neg(a) | Ex::Not(a) => walk(spec, a, back, abs),
+                Ex::Bin(_, a, b) => walk(spec, a, back, abs) && walk(spec, b, back, abs),
+                Ex::If(c, a, b) => {
+                    walk(spec, c, back, abs) && walk(spec, a, back, abs) && walk(spec, b, back, abs)
+                }
+                Ex::Num(_) | Ex::Var(_) => true,
+            }
+        }
+        let (mut back, mut absolute) = (0i64, Vec::new());
+        let exprs = spec.step.iter().map(|e| &e.rhs).chain([&spec.output]);
+        for e in exprs {
+            if !walk(spec, e, &mut back, &mut absolute) {
+                return Keep::All;
+            }
+        }
+        Keep::Recent { back, absolute }
+    }
+
+    /// Keeps, once step `n` is the next to run, what it and later steps may read.
+    fn prune<S: Space>(&self, ev: &mut Evaluator<'_, S>, n: i64) {
+        if let Keep::Recent { back, absolute } = self {
+            let from = n.saturating_sub(*back).saturating_sub(1);
+            ev.forget(|s, i| i >= from || absolute.contains(&(s, i)));
+        }
+    }
+}
+
+/// The responses of `spec` at every λ of `lambdas`, from one pass of the recurrence.
+struct Responses {
+    /// `max_λ |p_n(λ)|` for n = 1.., up to the first n with a response that is not finite.
+    curve: Vec<f64>,
+    /// `p_N(λ)` for each λ, when every response is finite.
+    last: Vec<f64>,
+    /// The first n whose responses are not all finite.
+    overflow_at: Option<usize>,
+}
+
+/// Runs the `steps`-step network (`K = steps` in every step) for all `lambdas` at once; the
+/// output after n steps is read with `K = n`, so `p_N` is exactly the unrolled network's.
+fn responses_at(
+    spec: &Spec,
+    steps: usize,
+    lambdas: &[f64],
+    overrides: &Overrides,
+    keep: &Keep,
+) -> Result<Responses, SpecError> {
+    let space = Linear {
+        lambdas: lambdas.to_vec(),
+        input: vec![1.0; lambdas.len()],
+        learnables: Registry::default(),
+    };
+    let mut ev = Evaluator::new(spec, space, steps, overrides);
+    let mut out = Responses {
+        curve: Vec::with_capacity(steps),
+        last: Vec::new(),
+        overflow_at: None,
+    };
+    let run = |ev: &mut Evaluator<'_, Linear>, out: &mut Responses| -> Result<(), SpecError> {
+        ev.run_init()?;
+        for n in 1..=steps {
+            ev.steps = steps;
+            ev.run_step(n as i64 - 1)?;
+            ev.steps = n;
+            let p = ev.output()?;
+            keep.prune(ev, n as i64);
+            if p.iter().any(|v| !v.is_finite()) {
+                out.overflow_at = Some(n);
+                return Ok(());
+            }
+            out.curve.push(p.iter().fold(0.0, |m, v| m.max(v.abs())));
+            if n == steps {
+                out.last = p;
+            }
+        }
+        Ok(())
+    };
+    run(&mut ev, &mut out).map_err(|e| located(spec, e))?;
+    Ok(out)
+}
+
+/// `p_n(λ)` for every n = 1..=steps: the output of the `steps`-step network after each step.
 pub fn responses(
     spec: &Spec,
     steps: usize,
     lambda: f64,
     overrides: &Overrides,
 ) -> Result<Vec<f64>, SpecError> {
-    let space = Linear {
-        lambda,
-        input: vec![1.0],
-        learnables: Registry::default(),
-    };
-    let mut ev = Evaluator::new(spec, space, steps, overrides);
-    let mut out = Vec::with_capacity(steps);
-    let run = |ev: &mut Evaluator<'_, Linear>, out: &mut Vec<f64>| -> Result<(), SpecError> {
-        ev.run_init()?;
-        for n in 1..=steps {
-            ev.run_step(n as i64 - 1)?;
-            ev.steps = n;
-            out.push(ev.output()?.first().copied().unwrap_or(0.0));
+    let r = responses_at(spec, steps, &[lambda], overrides, &Keep::of(spec))?;
+    let mut v = r.curve;
+    if let Some(last) = r.last.first() {
+        if let Some(l) = v.last_mut() {
+            *l = *last;
         }
-        Ok(())
-    };
-    run(&mut ev, &mut out).map_err(|e| located(spec, e))?;
-    Ok(out)
+    }
+    Ok(v)
 }
 
 /// The λ grid on `[1/κ, 1]`, endpoints included.
@@ -174,6 +288,78 @@ pub fn lambda_grid(kappa: f64, points: usize) -> Vec<f64> {
     (0..n)
         .map(|i| lo + (1.0 - lo) * i as f64 / (n - 1) as f64)
         .collect()
+}
+
+/// Brackets refined around the grid's largest local maxima.
+const REFINE_PEAKS: usize = 8;
+/// Points per bracket and round of refinement.
+const REFINE_POINTS: usize = 65;
+/// Rounds of refinement: each narrows a bracket 32-fold.
+const REFINE_ROUNDS: usize = 5;
+
+/// The maximum of `f` over `[grid[0], grid[last]]`, from its `values` on `grid`, refined around
+/// the grid's largest local maxima: each bracket (a grid point and its neighbours) is sampled
+/// on a finer grid and narrowed around its best point, round after round, so that a smooth
+/// interior maximum is found to far better than 1e-8 relative. `f` evaluates many λ at once.
+fn refine_max(
+    grid: &[f64],
+    values: &[f64],
+    mut f: impl FnMut(&[f64]) -> Result<Vec<f64>, SpecError>,
+) -> Result<(f64, f64), SpecError> {
+    let n = grid.len().min(values.len());
+    let mut best = (f64::NEG_INFINITY, grid.first().copied().unwrap_or(0.0));
+    for i in 0..n {
+        if values[i] > best.0 {
+            best = (values[i], grid[i]);
+        }
+    }
+    if n < 3 {
+        return Ok(best);
+    }
+    let mut peaks: Vec<usize> = (0..n)
+        .filter(|&i| {
+            (i == 0 || values[i] >= values[i - 1]) && (i + 1 == n || values[i] >= values[i + 1])
+        })
+        .collect();
+    peaks.sort_by(|a, b| values[*b].total_cmp(&values[*a]));
+    peaks.truncate(REFINE_PEAKS);
+    let mut brackets: Vec<(f64, f64)> = peaks
+        .iter()
+        .map(|&i| (grid[i.saturating_sub(1)], grid[(i + 1).min(n - 1)]))
+        .collect();
+    for _ in 0..REFINE_ROUNDS {
+        let mut points = Vec::with_capacity(brackets.len() * REFINE_POINTS);
+        for (lo, hi) in &brackets {
+            for j in 0..REFINE_POINTS {
+                points.push(lo + (hi - lo) * j as f64 / (REFINE_POINTS - 1) as f64);
+            }
+        }
+        let v = f(&points)?;
+        for (b, (lo, hi)) in brackets.iter_mut().enumerate() {
+            let part = &v[b * REFINE_POINTS..(b + 1) * REFINE_POINTS];
+            let Some(j) = (0..REFINE_POINTS).max_by(|x, y| part[*x].total_cmp(&part[*y])) else {
+                continue;
+            };
+            let at = points[b * REFINE_POINTS + j];
+            if part[j] > best.0 {
+                best = (part[j], at);
+            }
+            let step = (*hi - *lo) / (REFINE_POINTS - 1) as f64;
+            (*lo, *hi) = ((at - step).max(*lo), (at + step).min(*hi));
+        }
+    }
+    Ok(best)
+}
+
+fn mentions_range(e: &Expr) -> bool {
+    match &e.ex {
+        Ex::Range { .. } => true,
+        Ex::Call(_, args) => args.iter().any(mentions_range),
+        Ex::Neg(a) | Ex::Not(a) => mentions_range(a),
+        Ex::Bin(_, a, b) => mentions_range(a) || mentions_range(b),
+        Ex::If(c, a, b) => mentions_range(c) || mentions_range(a) || mentions_range(b),
+        Ex::Num(_) | Ex::Var(_) | Ex::Index(..) => false,
+    }
 }
 
 /// The window of past states the step equations read: `(state, offset)` pairs, or why none.
@@ -210,6 +396,13 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
             Ex::Num(_) | Ex::Var(_) => Ok(()),
         }
     }
+    if mentions_range(&spec.output) {
+        // The same rule as for a state: an average over the whole history has no fixed
+        // step matrix.
+        return Err(
+            "the output aggregates the history (sum/cat over z[..]), which grows with K".into(),
+        );
+    }
     for eq in &spec.step {
         walk(spec, &eq.rhs, &mut min_ref)?;
     }
@@ -233,85 +426,102 @@ fn window(spec: &Spec) -> Result<Vec<(usize, i64)>, String> {
     Ok(w)
 }
 
-/// The step matrix `M` with `window_{k+1} = M · window_k`, at step `k`.
-fn step_matrix(
+/// The step matrices `M(λ)` with `window_{k+1} = M · window_k`, at step `k` of a `steps`-step
+/// network, for every λ: `G` row-major `dim × dim` matrices.
+fn step_matrices(
     spec: &Spec,
     win: &[(usize, i64)],
     k: i64,
-    lambda: f64,
+    steps: usize,
+    lambdas: &[f64],
     overrides: &Overrides,
 ) -> Result<Vec<Vec<f64>>, SpecError> {
-    let dim = win.len();
+    let (dim, g) = (win.len(), lambdas.len());
     let space = Linear {
-        lambda,
-        input: vec![0.0; dim],
+        lambdas: lambdas.to_vec(),
+        input: vec![0.0; dim * g],
         learnables: Registry::default(),
     };
-    let mut ev = Evaluator::new(spec, space, usize::try_from(k + 1).unwrap_or(1), overrides);
+    let mut ev = Evaluator::new(spec, space, steps, overrides);
     for (i, (s, j)) in win.iter().enumerate() {
-        let mut e = vec![0.0; dim];
-        e[i] = 1.0;
+        let mut e = vec![0.0; dim * g];
+        e[i * g..(i + 1) * g].fill(1.0);
         ev.values.insert((*s, k + j), e);
     }
     ev.run_step(k).map_err(|e| located(spec, e))?;
-    let mut rows = Vec::with_capacity(dim);
+    let mut mats = vec![Vec::with_capacity(dim * dim); g];
     for (s, j) in win {
-        let v = ev
+        let row = ev
             .values
             .get(&(*s, k + 1 + j))
-            .cloned()
             .ok_or_else(|| SpecError::internal("step matrix: window value missing"))?;
-        rows.push(v);
+        for (l, m) in mats.iter_mut().enumerate() {
+            m.extend((0..dim).map(|c| row[c * g + l]));
+        }
     }
-    Ok(rows)
+    Ok(mats)
 }
 
-fn spectral_radius(m: &[Vec<f64>]) -> f64 {
-    let n = m.len();
-    if n == 0 {
+fn spectral_radius(dim: usize, m: &[f64]) -> f64 {
+    if dim == 0 {
         return 0.0;
     }
-    let flat: Vec<f64> = m.iter().flatten().copied().collect();
-    let mat = nalgebra::DMatrix::from_row_slice(n, n, &flat);
+    let mat = nalgebra::DMatrix::from_row_slice(dim, dim, m);
     mat.complex_eigenvalues()
         .iter()
         .map(|c| c.norm())
         .fold(0.0, f64::max)
 }
 
-/// The asymptotic rate, or why there is none.
+fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + x.abs()))
+}
+
+/// The asymptotic rate `max_λ ρ(M(λ))` (refined like the contraction), or why there is none.
 pub fn asymptotic(
     spec: &Spec,
-    kappa: f64,
-    grid: usize,
+    opts: &RateOptions,
     overrides: &Overrides,
 ) -> Result<Result<f64, String>, SpecError> {
     let win = match window(spec) {
         Ok(w) => w,
         Err(why) => return Ok(Err(why)),
     };
-    let mut worst: f64 = 0.0;
-    for lambda in lambda_grid(kappa, grid) {
-        let probes = [8i64, 9, 17, 64];
-        let m = step_matrix(spec, &win, probes[0], lambda, overrides)?;
-        for k in &probes[1..] {
-            let other = step_matrix(spec, &win, *k, lambda, overrides)?;
-            let same = m
-                .iter()
-                .flatten()
-                .zip(other.iter().flatten())
-                .all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + a.abs()));
-            if !same {
-                return Ok(Err(
-                    "the coefficients vary with k (a schedule), so there is no single step matrix"
-                        .into(),
-                ));
-            }
-        }
-        worst = worst.max(spectral_radius(&m));
+    let dim = win.len();
+    let grid = lambda_grid(opts.kappa, opts.grid);
+    let steps = opts.steps;
+    // The same step at two network lengths: coefficients that read K have no single matrix.
+    let m = step_matrices(spec, &win, 8, steps, &grid, overrides)?;
+    if !same(
+        &m,
+        &step_matrices(spec, &win, 8, steps + 17, &grid, overrides)?,
+    ) {
+        return Ok(Err(
+            "the coefficients depend on the number of steps K, so there is no single step matrix"
+                .into(),
+        ));
     }
+    for k in [9i64, 17, 64] {
+        if !same(&m, &step_matrices(spec, &win, k, steps, &grid, overrides)?) {
+            return Ok(Err(
+                "the coefficients vary with k (a schedule), so there is no single step matrix"
+                    .into(),
+            ));
+        }
+    }
+    let radii: Vec<f64> = m.iter().map(|x| spectral_radius(dim, x)).collect();
+    let (worst, _) = refine_max(&grid, &radii, |ls| {
+        let ms = step_matrices(spec, &win, 8, steps, ls, overrides)?;
+        Ok(ms.iter().map(|x| spectral_radius(dim, x)).collect())
+    })?;
     Ok(Ok(worst))
 }
+
+/// Asymptotic rates above 1 by more than this count as divergence.
+const DIVERGENCE_TOLERANCE: f64 = 1e-9;
 
 fn rate_at(
     spec: &Spec,
@@ -319,32 +529,71 @@ fn rate_at(
     overrides: &Overrides,
     params: BTreeMap<String, f64>,
 ) -> Result<Rate, SpecError> {
-    let mut curve = vec![0.0f64; opts.steps];
-    let mut worst_lambda = 0.0;
-    for lambda in lambda_grid(opts.kappa, opts.grid) {
-        let p = responses(spec, opts.steps, lambda, overrides)?;
-        for (c, v) in curve.iter_mut().zip(&p) {
-            *c = c.max(v.abs());
+    let grid = lambda_grid(opts.kappa, opts.grid);
+    let keep = Keep::of(spec);
+    let r = responses_at(spec, opts.steps, &grid, overrides, &keep)?;
+    let mut curve = r.curve;
+    let (contraction, worst_lambda) = match r.overflow_at {
+        Some(_) => (None, 0.0),
+        None => {
+            let abs: Vec<f64> = r.last.iter().map(|v| v.abs()).collect();
+            let (c, at) = refine_max(&grid, &abs, |ls| {
+                let r = responses_at(spec, opts.steps, ls, overrides, &keep)?;
+                Ok(match r.overflow_at {
+                    Some(_) => vec![f64::INFINITY; ls.len()],
+                    None => r.last.iter().map(|v| v.abs()).collect(),
+                })
+            })?;
+            if let Some(last) = curve.last_mut() {
+                *last = c;
+            }
+            (c.is_finite().then_some(c), at)
         }
-        if p.last().is_some_and(|v| v.abs() >= curve[opts.steps - 1]) {
-            worst_lambda = lambda;
-        }
-    }
-    let contraction = curve.last().copied().unwrap_or(0.0);
-    let (asymptotic, asymptotic_note) = match asymptotic(spec, opts.kappa, opts.grid, overrides)? {
+    };
+    let (asymptotic, asymptotic_note) = match asymptotic(spec, opts, overrides)? {
         Ok(r) => (Some(r), None),
         Err(why) => (None, Some(why)),
     };
+    let diverges = match (r.overflow_at, contraction, asymptotic) {
+        (Some(n), _, _) => Some(format!("its response overflows after {n} steps")),
+        (_, None, _) => Some("its contraction overflows".into()),
+        (_, _, Some(a)) if a > 1.0 + DIVERGENCE_TOLERANCE => {
+            Some(format!("its asymptotic rate {a:.6} exceeds 1"))
+        }
+        _ => None,
+    };
+    if contraction.is_none() && r.overflow_at.is_none() {
+        curve.pop();
+    }
     Ok(Rate {
         params,
         contraction,
         worst_lambda,
-        per_step: contraction.powf(1.0 / opts.steps as f64),
+        per_step: contraction.map(|c| c.powf(1.0 / opts.steps as f64)),
         asymptotic,
         asymptotic_note,
+        diverges,
         curve,
     })
 }
+
+/// Why `spec` (at its defaults) diverges on quadratics with κ = 100 over `steps` steps, when
+/// it does; `None` also where no rate is defined (concatenation) or the work is too large.
+pub fn diverges(spec: &Spec, steps: usize) -> Option<String> {
+    let opts = RateOptions {
+        steps,
+        grid: 201,
+        ..RateOptions::default()
+    };
+    check_options(spec, &opts).ok()?;
+    rate_at(spec, &opts, &Overrides::new(), BTreeMap::new())
+        .ok()?
+        .diverges
+}
+
+/// The most work a rate may take: steps × grid points for a recurrence with a fixed window,
+/// steps² × grid points / 2 for one that reads its whole history.
+pub const MAX_WORK: f64 = 2.0e10;
 
 fn check_options(spec: &Spec, opts: &RateOptions) -> Result<(), SpecError> {
     let bad = |msg: &str, hint: &str| {
@@ -368,6 +617,31 @@ fn check_options(spec: &Spec, opts: &RateOptions) -> Result<(), SpecError> {
         return bad(
             "the λ grid needs between 2 and 1000000 points",
             "pass e.g. --grid 2001",
+        );
+    }
+    let (steps, grid) = (opts.steps as f64, opts.grid as f64);
+    let (work, per) = match Keep::of(spec) {
+        Keep::All => (
+            steps * steps * grid / 2.0,
+            "steps² × grid points / 2 (it reads its whole history)",
+        ),
+        Keep::Recent { .. } => (steps * grid, "steps × grid points"),
+    };
+    if work > MAX_WORK {
+        let most = match Keep::of(spec) {
+            Keep::All => (2.0 * MAX_WORK / grid).sqrt(),
+            Keep::Recent { .. } => MAX_WORK / grid,
+        };
+        return bad(
+            &format!(
+                "{} steps on a grid of {} points is too much work for this spec: {per} is at \
+                 most {MAX_WORK:e}",
+                opts.steps, opts.grid
+            ),
+            &format!(
+                "at most {} steps at this grid (pass a smaller --steps or --grid)",
+                most.floor()
+            ),
         );
     }
     if spec
@@ -462,7 +736,7 @@ pub fn rate(
         samples
             .iter()
             .fold(None::<&Rate>, |acc, r| match acc {
-                Some(a) if !better(r.contraction, a.contraction) => Some(a),
+                Some(a) if !better(r.contraction_or_inf(), a.contraction_or_inf()) => Some(a),
                 _ => Some(r),
             })
             .cloned()
@@ -492,16 +766,25 @@ impl std::fmt::Display for RateReport {
             self.name, self.kappa, self.steps, self.grid
         )?;
         let line = |f: &mut std::fmt::Formatter<'_>, r: &Rate| -> std::fmt::Result {
-            writeln!(
-                f,
-                "  contraction after N steps  max|p_N(λ)| = {:.6e}  (at λ = {:.4})",
-                r.contraction, r.worst_lambda
-            )?;
-            writeln!(f, "  per step                   {:.6}", r.per_step)?;
+            match (r.contraction, r.per_step) {
+                (Some(c), Some(p)) => {
+                    writeln!(
+                        f,
+                        "  contraction after N steps  max|p_N(λ)| = {c:.6e}  (at λ = {:.6})",
+                        r.worst_lambda
+                    )?;
+                    writeln!(f, "  per step                   {p:.6}")?;
+                }
+                _ => writeln!(f, "  contraction after N steps  overflows (divergent)")?,
+            }
             match (&r.asymptotic, &r.asymptotic_note) {
-                (Some(a), _) => writeln!(f, "  asymptotic rate            max ρ(M(λ)) = {a:.6}"),
-                (None, Some(n)) => writeln!(f, "  asymptotic rate            n/a: {n}"),
-                _ => Ok(()),
+                (Some(a), _) => writeln!(f, "  asymptotic rate            max ρ(M(λ)) = {a:.6}")?,
+                (None, Some(n)) => writeln!(f, "  asymptotic rate            n/a: {n}")?,
+                _ => {}
+            }
+            match &r.diverges {
+                Some(why) => writeln!(f, "  DIVERGES on quadratics: {why}"),
+                None => Ok(()),
             }
         };
         line(f, &self.rate)?;
@@ -545,8 +828,8 @@ mod tests {
                 assert!((c - e).abs() < 1e-12, "step {}: {c} vs {e}", i + 1);
             }
             assert!(
-                (r.rate.contraction - expect).abs() < 1e-12,
-                "{} vs {expect}",
+                (r.rate.contraction.unwrap() - expect).abs() < 1e-12,
+                "{:?} vs {expect}",
                 r.rate.contraction
             );
             let asym = r.rate.asymptotic.unwrap();
@@ -579,11 +862,9 @@ mod tests {
         let r = rate(&s, &opts(100.0, 10, 101), &Overrides::new()).unwrap();
         let sweep = r.sweep.unwrap();
         assert_eq!(sweep.samples.len(), RANGE_POINTS);
-        assert!(sweep.best.contraction <= sweep.worst.contraction);
-        assert!(
-            sweep.best.contraction <= r.rate.contraction
-                && r.rate.contraction <= sweep.worst.contraction
-        );
+        let c = |r: &Rate| r.contraction.unwrap();
+        assert!(c(&sweep.best) <= c(&sweep.worst));
+        assert!(c(&sweep.best) <= c(&r.rate) && c(&r.rate) <= c(&sweep.worst));
         let nest = "name: n\nparams:\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta * (z[k] - z[k-1])\n  z[k+1]: y[k] - grad(y[k])\noutput: z\n";
         let s = load_str("n.yaml", nest).unwrap();
         let r = rate(&s, &opts(100.0, 30, 101), &Overrides::new()).unwrap();
@@ -598,9 +879,183 @@ mod tests {
         .unwrap();
         assert!(
             r.rate.contraction < gd.rate.contraction,
-            "{} vs {}",
+            "{:?} vs {:?}",
             r.rate.contraction,
             gd.rate.contraction
+        );
+    }
+
+    /// The largest |p(λ)| over a grid of a million points on [1/κ, 1]: an independent
+    /// reference (the caller's own recurrence, not the evaluator).
+    fn dense_max(kappa: f64, p: impl Fn(f64) -> f64) -> f64 {
+        let n = 1_000_000;
+        (0..=n)
+            .map(|i| p(1.0 / kappa + (1.0 - 1.0 / kappa) * i as f64 / n as f64).abs())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn coefficients_that_read_k_over_k_use_the_unrolled_count() {
+        // h_k = 1 - k/K as a schedule and inline: p_N(λ) = Π_{k<N} (1 - (1 - k/N) λ).
+        let sched = "name: s\nparams:\n  h: { schedule: \"1 - k/K\" }\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
+        let inline =
+            "name: i\nstate: [z]\nstep:\n  z[k+1]: z[k] - (1 - k/K) * grad(z[k])\noutput: z\n";
+        for text in [sched, inline] {
+            let s = load_str("k.yaml", text).unwrap();
+            for n in [1usize, 6, 13] {
+                let r = rate(&s, &opts(100.0, n, 2001), &Overrides::new()).unwrap();
+                let p = |l: f64| {
+                    (0..n)
+                        .map(|k| 1.0 - (1.0 - k as f64 / n as f64) * l)
+                        .product()
+                };
+                let want = dense_max(100.0, p);
+                let got = r.rate.contraction.unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-10 * want,
+                    "{n} steps: {got} vs {want}"
+                );
+                let note = r.rate.asymptotic_note.unwrap();
+                assert!(note.contains("number of steps K"), "{note}");
+                // The evaluator's own responses agree at the end.
+                let last = *responses(&s, n, 0.5, &Overrides::new())
+                    .unwrap()
+                    .last()
+                    .unwrap();
+                assert!((last - p(0.5)).abs() < 1e-14, "{last} vs {}", p(0.5));
+            }
+        }
+    }
+
+    #[test]
+    fn interior_maxima_are_refined_to_1e_8() {
+        // Heavy ball with β = 0.9 peaks inside [1/κ, 1] at 25 and 40 steps, between the points
+        // of a 201-point grid (whose own maximum is 8.5e-5 too low at 25 steps).
+        let s = load_str("hb.yaml", HB).unwrap();
+        let o: Overrides = [("beta".to_string(), 0.9)].into();
+        for n in [3usize, 25, 40] {
+            let r = rate(&s, &opts(100.0, n, 201), &o).unwrap();
+            let p = |l: f64| {
+                let (mut prev, mut z) = (1.0f64, 1.0f64);
+                for _ in 0..n {
+                    (prev, z) = (z, z - l * z + 0.9 * (z - prev));
+                }
+                z
+            };
+            let want = dense_max(100.0, p);
+            let got = r.rate.contraction.unwrap();
+            assert!(
+                (got - want).abs() <= 1e-8 * want,
+                "{n} steps: {got} vs {want}"
+            );
+            assert!((p(r.rate.worst_lambda).abs() - got).abs() <= 1e-12 * want);
+        }
+    }
+
+    #[test]
+    fn triple_momentum_and_strongly_convex_nesterov_have_rate_one_minus_one_over_sqrt_kappa() {
+        let tmm = "name: tmm\nparams:\n  a: 1.0\n  b: 0.5\n  g: 0.5\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: (1 + g) * z[k] - g * z[k-1]\n  z[k+1]: (1 + b) * z[k] - b * z[k-1] - a * grad(y[k])\noutput: z\n";
+        let nag = "name: nag\nparams:\n  beta: 0.5\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta * (z[k] - z[k-1])\n  z[k+1]: y[k] - grad(y[k])\noutput: z\n";
+        let (tmm, nag) = (
+            load_str("t.yaml", tmm).unwrap(),
+            load_str("n.yaml", nag).unwrap(),
+        );
+        for kappa in [4.0f64, 100.0, 10_000.0] {
+            let rho = 1.0 - 1.0 / kappa.sqrt();
+            // Van Scoy, Freeman, Lynch (2018) with L = 1, μ = 1/κ.
+            let o: Overrides = [
+                ("a".to_string(), 1.0 + rho),
+                ("b".to_string(), rho * rho / (2.0 - rho)),
+                ("g".to_string(), rho * rho / ((1.0 + rho) * (2.0 - rho))),
+            ]
+            .into();
+            let r = rate(&tmm, &opts(kappa, 10, 401), &o).unwrap();
+            let got = r.rate.asymptotic.unwrap();
+            // A repeated eigenvalue at λ = μ: computed eigenvalues are good to about √ε.
+            assert!((got - rho).abs() < 1e-7, "TMM κ {kappa}: {got} vs {rho}");
+            let beta = (kappa.sqrt() - 1.0) / (kappa.sqrt() + 1.0);
+            let o: Overrides = [("beta".to_string(), beta)].into();
+            let got = rate(&nag, &opts(kappa, 10, 401), &o)
+                .unwrap()
+                .rate
+                .asymptotic
+                .unwrap();
+            assert!((got - rho).abs() < 1e-7, "NAG κ {kappa}: {got} vs {rho}");
+        }
+    }
+
+    #[test]
+    fn divergence_is_reported_never_a_number() {
+        let hb = load_str("hb.yaml", HB).unwrap();
+        let o: Overrides = [("beta".to_string(), 1.5)].into();
+        let r = rate(&hb, &opts(100.0, 20, 201), &o).unwrap();
+        assert!(r.rate.asymptotic.unwrap() > 1.4);
+        assert!(r.rate.diverges.unwrap().contains("exceeds 1"));
+        let r = rate(&hb, &opts(100.0, 3000, 201), &o).unwrap();
+        assert_eq!(r.rate.contraction, None);
+        assert!(r
+            .rate
+            .diverges
+            .as_deref()
+            .unwrap()
+            .contains("overflows after"));
+        assert!(r.rate.curve.iter().all(|c| c.is_finite()));
+        assert!(r.to_string().contains("DIVERGES"), "{r}");
+        let stable = rate(&hb, &opts(100.0, 20, 201), &Overrides::new()).unwrap();
+        assert!(stable.rate.diverges.is_none());
+        // A coefficient that overflows is an error where it is written.
+        let e = load_str(
+            "inf.yaml",
+            "name: i\nstate: [z]\nstep:\n  z[k+1]: z[k] - 1e308 * 1e308 * grad(z[k])\noutput: z\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not finite"), "{e}");
+        assert_eq!(e.pos.map(|p| p.line), Some(4));
+    }
+
+    #[test]
+    fn a_history_average_has_no_asymptotic_rate_as_output_or_as_state() {
+        let out = "name: o\nstate: [z]\nstep:\n  z[k+1]: z[k] - grad(z[k])\noutput: sum(z[0..=K], 1/(K+1))\n";
+        let state = "name: s\nstate: [z, m]\ninit:\n  z[0]: m[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: sum(z[0..=k+1], 1/(k+2))\noutput: m\n";
+        let (a, b) = (
+            rate(
+                &load_str("o.yaml", out).unwrap(),
+                &opts(100.0, 12, 301),
+                &Overrides::new(),
+            )
+            .unwrap(),
+            rate(
+                &load_str("s.yaml", state).unwrap(),
+                &opts(100.0, 12, 301),
+                &Overrides::new(),
+            )
+            .unwrap(),
+        );
+        assert!(a.rate.asymptotic.is_none() && b.rate.asymptotic.is_none());
+        // The same method both ways: the same contraction.
+        let (ca, cb) = (a.rate.contraction.unwrap(), b.rate.contraction.unwrap());
+        assert!((ca - cb).abs() < 1e-14, "{ca} vs {cb}");
+        let want = dense_max(100.0, |l| {
+            (0..=12).map(|i| (1.0 - l).powi(i)).sum::<f64>() / 13.0
+        });
+        assert!((ca - want).abs() <= 1e-10 * want, "{ca} vs {want}");
+    }
+
+    #[test]
+    fn work_past_the_bound_is_refused_with_the_largest_allowed() {
+        let s = load_str(
+            "o.yaml",
+            "name: o\nstate: [z]\nstep:\n  z[k+1]: sum(z[0..=k], 1/(k+1)) - grad(z[k])\noutput: z\n",
+        )
+        .unwrap();
+        let e = rate(&s, &opts(100.0, 100_000, 2001), &Overrides::new()).unwrap_err();
+        assert!(e.message.contains("too much work"), "{e}");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("at most 4471 steps"),
+            "{e}"
         );
     }
 }

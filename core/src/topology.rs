@@ -184,8 +184,11 @@ struct Builder {
     reading: Reading,
     learnables: Vec<Learnable>,
     registry: Registry,
-    /// Blocks of the current step by input node (one block per gradient evaluation point).
-    blocks: std::collections::HashMap<NodeIndex, NodeIndex>,
+    /// `(input node, block)` by the value the gradient is evaluated at: one block per
+    /// evaluation point over the whole unroll, so `grad(z[k-1])` reuses step k-1's block.
+    blocks: std::collections::HashMap<String, (NodeIndex, NodeIndex)>,
+    /// Blocks made in the current step (their slots).
+    slots: usize,
     step: Option<i64>,
 }
 
@@ -220,6 +223,13 @@ impl Builder {
             }
         }
     }
+}
+
+/// A value as a key: its terms sorted by node, with their coefficients.
+fn form_key(v: &Form) -> String {
+    let mut terms: Vec<_> = v.iter().collect();
+    terms.sort_by_key(|(n, _)| n.index());
+    format!("{terms:?}")
 }
 
 fn zero_error(what: &str, at: Option<crate::error::Pos>) -> SpecError {
@@ -258,13 +268,15 @@ impl Space for Builder {
     }
 
     fn grad(&mut self, _k: i64, v: Form, at: Option<crate::error::Pos>) -> Result<Form, SpecError> {
-        let input = self
-            .materialize(&v)
-            .ok_or_else(|| zero_error("grad(...)", at))?;
-        let block = match self.blocks.get(&input) {
+        let key = form_key(&v);
+        let (input, block) = match self.blocks.get(&key) {
             Some(b) => *b,
             None => {
-                let slot = self.blocks.len();
+                let input = self
+                    .materialize(&v)
+                    .ok_or_else(|| zero_error("grad(...)", at))?;
+                let slot = self.slots;
+                self.slots += 1;
                 let step = self.step.and_then(|k| usize::try_from(k).ok()).unwrap_or(0);
                 let b = self.add(NodeKind::Block { step, slot });
                 self.graph.add_edge(
@@ -275,8 +287,8 @@ impl Space for Builder {
                         coef: Coef::constant(1.0),
                     },
                 );
-                self.blocks.insert(input, b);
-                b
+                self.blocks.insert(key, (input, b));
+                (input, b)
             }
         };
         Ok(match self.reading {
@@ -344,7 +356,7 @@ impl Space for Builder {
 
     fn begin_step(&mut self, k: Option<i64>) {
         self.step = k;
-        self.blocks.clear();
+        self.slots = 0;
     }
 }
 
@@ -375,6 +387,7 @@ pub fn unroll(
         learnables: Vec::new(),
         registry: Default::default(),
         blocks: Default::default(),
+        slots: 0,
         step: None,
     };
     let mut ev = Evaluator::new(spec, builder, steps, overrides);

@@ -33,3 +33,35 @@ fn every_shipped_spec_loads_and_unrolls() {
     }
     assert!(n >= 8, "only {n} specs found");
 }
+
+/// `grad(x)` of a value already differentiated is the block computed then (Adams–Bashforth
+/// reads earlier gradients: one block per step); a new evaluation point is a new block (the
+/// midpoint rule: two per step).
+#[test]
+fn a_gradient_of_the_same_value_is_one_block() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/methods");
+    for (name, per_step) in [("adams_bashforth3", 1), ("midpoint", 2)] {
+        let s = spec::load(dir.join(format!("{name}.yaml"))).unwrap();
+        for steps in [1, 2, 3, 8, 20] {
+            let t = unroll(&s, steps, &Overrides::new()).unwrap();
+            assert_eq!(t.block_count(), per_step * steps, "{name} at {steps} steps");
+        }
+    }
+    // Within one step too: the same point twice is one block, whatever the spelling.
+    let twice = "name: t\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: z[k] - 0.5 * grad(z[k]) - 0.5 * grad(z[k])\noutput: z\n";
+    let t = unroll(
+        &spec::load_str("t.yaml", twice).unwrap(),
+        4,
+        &Overrides::new(),
+    )
+    .unwrap();
+    assert_eq!(t.block_count(), 4);
+    let comb = "name: c\ngradient: residual\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k] + 0.5 * (z[k] - z[k-1])) - grad(z[k] + 0.5 * (z[k] - z[k-1]))\noutput: z\n";
+    let t = unroll(
+        &spec::load_str("c.yaml", comb).unwrap(),
+        4,
+        &Overrides::new(),
+    )
+    .unwrap();
+    assert_eq!(t.block_count(), 4);
+}

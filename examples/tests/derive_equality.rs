@@ -179,6 +179,24 @@ equal!(
     4,
     dense = false
 );
+// The average is updated as soon as each iterate exists (the plan's memory order), in the
+// derived module and in the executor alike.
+equal!(polyak_ema, "../specs/polyak_ema.yaml", 6, dense = false);
+
+// Multistep methods: Adams–Bashforth reuses earlier steps' blocks, the midpoint rule has two
+// blocks a step.
+equal!(
+    adams_bashforth3,
+    "../core/tests/fixtures/methods/adams_bashforth3.yaml",
+    4,
+    dense = false
+);
+equal!(
+    midpoint,
+    "../core/tests/fixtures/methods/midpoint.yaml",
+    3,
+    dense = false
+);
 
 /// The check can fail: a different block order gives different outputs.
 #[test]

@@ -57,7 +57,8 @@ pub struct Evaluator<'s, S: Space> {
     overrides: &'s Overrides,
     /// State values by (state, index).
     pub values: HashMap<(usize, i64), S::V>,
-    sched: HashMap<(usize, i64, Option<i64>), f64>,
+    /// Schedule values by (parameter, k, j, K): a schedule may read the step count.
+    sched: HashMap<(usize, i64, Option<i64>, usize), f64>,
     busy: HashSet<(usize, i64, Option<i64>)>,
 }
 
@@ -298,8 +299,27 @@ impl<'s, S: Space> Evaluator<'s, S> {
         )
     }
 
-    /// Evaluates a coefficient at step `k` (and history index `j` inside sums).
+    /// Forgets the state values `keep` does not keep (values no later step reads).
+    pub fn forget(&mut self, keep: impl Fn(usize, i64) -> bool) {
+        self.values.retain(|(s, i), _| keep(*s, *i));
+    }
+
+    /// Evaluates a coefficient at step `k` (and history index `j` inside sums): a finite
+    /// number, or an error at `e`.
     pub fn coef(&mut self, e: &Expr, k: i64, j: Option<i64>) -> R<Coef> {
+        let c = self.coef_of(e, k, j)?;
+        if !c.is_finite() {
+            return Err(self.err(
+                e,
+                ErrorKind::InvalidValue,
+                format!("the coefficient is not finite at k = {k}"),
+                "a product or sum of large numbers overflows: keep coefficients within ±1e308",
+            ));
+        }
+        Ok(c)
+    }
+
+    fn coef_of(&mut self, e: &Expr, k: i64, j: Option<i64>) -> R<Coef> {
         match &e.ex {
             Ex::Var(n) | Ex::Index(n, _) if self.spec.param(n).is_some() => {
                 let (p, at) = self.param_index(e, k, j)?;
@@ -349,6 +369,17 @@ impl<'s, S: Space> Evaluator<'s, S> {
         let over = self.overrides.get(&param.name).copied();
         match &param.kind {
             ParamKind::Learnable { init, per } => {
+                let init = over.unwrap_or(*init);
+                if !init.is_finite() {
+                    return Err(self
+                        .spec
+                        .error_at(
+                            param.pos,
+                            ErrorKind::InvalidValue,
+                            format!("parameter `{}` starts at {init}", param.name),
+                        )
+                        .with_hint("parameters are finite numbers"));
+                }
                 let instance = match per {
                     Per::Shared => Instance::Shared,
                     Per::Step => Instance::Step { k },
@@ -357,9 +388,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
                         j: j.unwrap_or(0),
                     },
                 };
-                let id = self
-                    .space
-                    .learnable(&param.name, instance, over.unwrap_or(*init));
+                let id = self.space.learnable(&param.name, instance, init);
                 Ok(Coef::learnable(id))
             }
             _ => Ok(Coef::constant(self.param_value(e, p, k, j)?)),
@@ -368,15 +397,26 @@ impl<'s, S: Space> Evaluator<'s, S> {
 
     fn param_value(&mut self, e: &Expr, p: usize, k: i64, j: Option<i64>) -> R<f64> {
         let param = &self.spec.params[p];
-        if let Some(v) = self.overrides.get(&param.name) {
-            return Ok(*v);
+        let v = match (self.overrides.get(&param.name), &param.kind) {
+            (Some(v), _) => *v,
+            (None, ParamKind::Const(v)) => *v,
+            (None, ParamKind::Range { default, .. } | ParamKind::Choices { default, .. }) => {
+                *default
+            }
+            (None, ParamKind::Learnable { init, .. }) => *init,
+            (None, ParamKind::Schedule { .. }) => return self.schedule(e, p, k, j),
+        };
+        if !v.is_finite() {
+            return Err(self
+                .spec
+                .error_at(
+                    param.pos,
+                    ErrorKind::InvalidValue,
+                    format!("parameter `{}` is {v}", param.name),
+                )
+                .with_hint("parameters are finite numbers"));
         }
-        match &param.kind {
-            ParamKind::Const(v) => Ok(*v),
-            ParamKind::Range { default, .. } | ParamKind::Choices { default, .. } => Ok(*default),
-            ParamKind::Learnable { init, .. } => Ok(*init),
-            ParamKind::Schedule { .. } => self.schedule(e, p, k, j),
-        }
+        Ok(v)
     }
 
     fn schedule(&mut self, at: &Expr, p: usize, k: i64, j: Option<i64>) -> R<f64> {
@@ -388,7 +428,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
         if let Some(v) = start.get(&k) {
             return Ok(*v);
         }
-        if let Some(v) = self.sched.get(&(p, k, j)) {
+        if let Some(v) = self.sched.get(&(p, k, j, self.steps)) {
             return Ok(*v);
         }
         if param.recursive {
@@ -420,7 +460,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
             }
             // Bottom-up, so the recursion depth stays small for any number of steps.
             for kk in lo + 1..k {
-                if !start.contains_key(&kk) && !self.sched.contains_key(&(p, kk, j)) {
+                if !start.contains_key(&kk) && !self.sched.contains_key(&(p, kk, j, self.steps)) {
                     self.schedule(at, p, kk, j)?;
                 }
             }
@@ -444,7 +484,7 @@ impl<'s, S: Space> Evaluator<'s, S> {
                 .error_at(Expr::file_pos(expr), ErrorKind::BadSchedule, format!("schedule `{}` is not finite at k = {k} (value {v})", param.name))
                 .with_hint("check square roots of negative numbers, logarithms of 0 and overflowing powers"));
         }
-        self.sched.insert((p, k, j), v);
+        self.sched.insert((p, k, j, self.steps), v);
         Ok(v)
     }
 

@@ -164,6 +164,9 @@ pub struct TheoryConfig {
     pub kappa: f64,
     /// Prune generated recurrences whose asymptotic rate is at least this (1 = unstable).
     pub max_rate: f64,
+    /// Leave out spec candidates that diverge on quadratics (asymptotic rate above 1, or a
+    /// response that overflows); by default they are kept and the store records a warning.
+    pub skip_divergent: bool,
 }
 
 impl Default for TheoryConfig {
@@ -171,6 +174,7 @@ impl Default for TheoryConfig {
         TheoryConfig {
             kappa: 100.0,
             max_rate: 1.0,
+            skip_divergent: false,
         }
     }
 }

@@ -35,6 +35,9 @@ pub(crate) struct Pool {
     pub pruned: Vec<Dropped>,
     /// Candidates whose topology equals an earlier one's (trained once, under the first name).
     pub duplicates: Vec<Merged>,
+    /// Spec candidates that diverge on quadratics, and why (kept unless
+    /// `theory.skip_divergent`, then also in `pruned`).
+    pub divergent: Vec<Dropped>,
 }
 
 /// Up to 12 names, and how many more.
@@ -217,14 +220,19 @@ impl Builder<'_> {
     }
 
     fn rate(&self, spec: &Spec, overrides: &Overrides) -> Rates {
+        self.rate_why(spec, overrides).0
+    }
+
+    /// The rates, and why the method diverges on quadratics when it does.
+    fn rate_why(&self, spec: &Spec, overrides: &Overrides) -> (Rates, Option<String>) {
         let opts = RateOptions {
             kappa: self.cfg.theory.kappa,
             steps: self.steps,
             ..RateOptions::default()
         };
         match theory::rate(spec, &opts, overrides) {
-            Ok(r) => (Some(r.rate.contraction), r.rate.asymptotic),
-            Err(_) => (None, None),
+            Ok(r) => ((r.rate.contraction, r.rate.asymptotic), r.rate.diverges),
+            Err(_) => ((None, None), None),
         }
     }
 
@@ -328,7 +336,22 @@ impl Builder<'_> {
                             .join(",")
                     )
                 };
-                let rates = self.rate(&spec, &ov);
+                let (rates, diverges) = self.rate_why(&spec, &ov);
+                if let Some(why) = diverges {
+                    let d = Dropped {
+                        name: format!("{}{label}", spec.name),
+                        reason: format!(
+                            "diverges on quadratics (κ = {}): {why}",
+                            self.cfg.theory.kappa
+                        ),
+                    };
+                    if self.cfg.theory.skip_divergent {
+                        self.pool.pruned.push(d.clone());
+                        self.pool.divergent.push(d);
+                        continue;
+                    }
+                    self.pool.divergent.push(d);
+                }
                 let features = ov.values().copied().collect();
                 let origin = format!("spec:{}", s.spec.display());
                 self.add(
@@ -580,6 +603,36 @@ mod tests {
             Path::new("/")
         )
         .is_ok());
+    }
+
+    #[test]
+    fn divergent_spec_candidates_are_recorded_and_skipped_when_asked() {
+        let text = |skip: bool| {
+            format!(
+                "name: t\nbudget: {{max_epochs: 2, trials: 4}}\nfinalists: {{references: []}}\n\
+                 theory: {{skip_divergent: {skip}}}\ncandidates:\n\
+                 \x20 - spec: {d}/heavy_ball.yaml\n    grid: {{beta: [0.5, 1.5]}}\n",
+                d = specs().display()
+            )
+        };
+        let pool = build(
+            &config::parse(Path::new("t.yaml"), &text(false)).unwrap(),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(pool.items.len(), 2);
+        assert_eq!(pool.divergent.len(), 1, "{:?}", pool.divergent);
+        let d = &pool.divergent[0];
+        assert_eq!(d.name, "heavy_ball[beta=1.5]");
+        assert!(d.reason.contains("asymptotic rate 1.4"), "{}", d.reason);
+        let pool = build(
+            &config::parse(Path::new("t.yaml"), &text(true)).unwrap(),
+            Path::new("/"),
+        )
+        .unwrap();
+        let names: Vec<&str> = pool.items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["heavy_ball[beta=0.5]"]);
+        assert!(pool.pruned.iter().any(|p| p.name == "heavy_ball[beta=1.5]"));
     }
 
     #[test]

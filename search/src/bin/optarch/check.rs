@@ -6,7 +6,7 @@ use clap::Args;
 use optarch_core::analysis;
 use optarch_core::error::SpecError;
 use optarch_core::spec::{self, Overrides};
-use optarch_core::topology;
+use optarch_core::{theory, topology};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -61,6 +61,9 @@ struct CheckResult {
     blocks: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_live_maps: Option<usize>,
+    /// Why the method diverges on quadratics (at its defaults), when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diverges: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<SpecError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +79,7 @@ fn check_one(path: &Path, steps: usize) -> CheckResult {
     });
     match result {
         Ok((s, blocks, peak)) => CheckResult {
+            diverges: theory::diverges(&s, steps),
             file,
             ok: true,
             recurrence: Some(
@@ -99,6 +103,7 @@ fn check_one(path: &Path, steps: usize) -> CheckResult {
             recurrence: None,
             blocks: None,
             peak_live_maps: None,
+            diverges: None,
             rendered: Some(e.to_string()),
             error: Some(e),
         },
@@ -129,6 +134,9 @@ pub fn run(a: CheckArgs) -> Result<(), Failure> {
                     );
                     for eq in r.recurrence.iter().flatten() {
                         println!("      {eq}");
+                    }
+                    if let Some(why) = &r.diverges {
+                        println!("    warning: {name} diverges on quadratics: {why}");
                     }
                 }
                 _ => {}

@@ -45,8 +45,8 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             .ok_or_else(|| anyhow::anyhow!("--check needs a CONFIG"))?;
         let p = driver::preview(&config).map_err(anyhow::Error::from)?;
         out!(
-            "{}: valid; search `{}`: {} candidates ({} generated recurrences pruned, {} \
-             duplicate topologies merged), rungs {:?} epochs, about {} epochs in all",
+            "{}: valid; search `{}`: {} candidates ({} pruned, {} duplicate topologies \
+             merged), rungs {:?} epochs, about {} epochs in all",
             config.display(),
             p.name,
             p.candidates.len(),
@@ -57,6 +57,9 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         );
         for c in &p.candidates {
             out!("  {c}");
+        }
+        for d in &p.divergent {
+            out!("warning: {d}");
         }
         return Ok(());
     }

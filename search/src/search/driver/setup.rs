@@ -116,6 +116,8 @@ pub struct Preview {
     pub pruned: usize,
     /// Candidates merged into an earlier one with the same topology.
     pub merged: usize,
+    /// Spec candidates that diverge on quadratics, with why.
+    pub divergent: Vec<String>,
     pub rungs: Vec<usize>,
     /// Epochs the whole search is expected to train (search, baseline, finals).
     pub epochs: u64,
@@ -132,6 +134,11 @@ pub(super) fn preview(path: &Path) -> R<Preview> {
         candidates: pool.items.iter().map(|c| c.name.clone()).collect(),
         pruned: pool.pruned.len(),
         merged: pool.duplicates.len(),
+        divergent: pool
+            .divergent
+            .iter()
+            .map(|d| format!("{} {}", d.name, d.reason))
+            .collect(),
         epochs: super::display::estimate(&cfg, &rungs, pool.items.len()),
         rungs,
     })
@@ -185,6 +192,11 @@ fn build(tmp: &Path, text: &str, cfg: &SearchConfig, pool: &pool::Pool) -> R<Dir
     }
     for d in &pool.pruned {
         store.event(None, &format!("pruned {}: {}", d.name, d.reason))?;
+    }
+    if !cfg.theory.skip_divergent {
+        for d in &pool.divergent {
+            store.event(None, &format!("warning: {} {}", d.name, d.reason))?;
+        }
     }
     for d in &pool.duplicates {
         store.event(
