@@ -77,7 +77,8 @@ impl Source {
     /// `rel` in messages, tracked by its absolute path.
     pub fn file(manifest_dir: &std::path::Path, rel: &str) -> std::io::Result<Source> {
         let path = manifest_dir.join(rel);
-        let text = std::fs::read_to_string(&path)?;
+        // At most `spec::MAX_SPEC_BYTES`, like every other reader of spec files.
+        let text = crate::spec::read_file(&path)?;
         let abs = path.canonicalize().unwrap_or(path);
         Ok(Source {
             file: rel.into(),

@@ -9,6 +9,10 @@ use std::fmt;
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     Io,
+    /// The file or text is larger than a spec may be (`spec::MAX_SPEC_BYTES`).
+    TooLarge,
+    /// Not UTF-8 text, or a character no spec may hold (NUL and other control characters).
+    Encoding,
     Empty,
     YamlSyntax,
     UnknownKey,
@@ -33,6 +37,8 @@ impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::Io => "io",
+            ErrorKind::TooLarge => "too-large",
+            ErrorKind::Encoding => "encoding",
             ErrorKind::Empty => "empty",
             ErrorKind::YamlSyntax => "yaml-syntax",
             ErrorKind::UnknownKey => "unknown-key",

@@ -86,6 +86,9 @@ pub struct ExprError {
     pub pos: ExprPos,
     pub message: String,
     pub hint: Option<String>,
+    /// The character the error is about, when it is one character (a look-alike of an ASCII
+    /// operator, a control character): `pos` is exactly where it stands.
+    pub character: Option<char>,
 }
 
 fn err(span: proc_macro2::Span, message: impl Into<String>, hint: Option<&str>) -> ExprError {
@@ -93,6 +96,7 @@ fn err(span: proc_macro2::Span, message: impl Into<String>, hint: Option<&str>) 
         pos: pos_of(span),
         message: message.into(),
         hint: hint.map(str::to_string),
+        character: None,
     }
 }
 
@@ -111,8 +115,10 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
             pos: ExprPos { line: 1, column: 0 },
             message: "empty expression".into(),
             hint: Some("write a linear combination such as `z[k] - h * grad(z[k])`".into()),
+            character: None,
         });
     }
+    check_characters(text)?;
     check_size(text)?;
     let parsed: syn::Expr = syn::parse_str(text).map_err(|e| {
         let hint = if text.contains('^') {
@@ -125,9 +131,160 @@ pub fn parse(text: &str) -> Result<Expr, ExprError> {
     convert(&parsed)
 }
 
+/// Characters that look like an ASCII operator, bracket or space (text pasted from a paper, a
+/// word processor or a web page), with their Unicode name and what to type instead.
+pub const LOOK_ALIKES: &[(char, &str, &str)] = &[
+    ('\u{2212}', "MINUS SIGN", "-"),
+    ('\u{2010}', "HYPHEN", "-"),
+    ('\u{2011}', "NON-BREAKING HYPHEN", "-"),
+    ('\u{2012}', "FIGURE DASH", "-"),
+    ('\u{2013}', "EN DASH", "-"),
+    ('\u{2014}', "EM DASH", "-"),
+    ('\u{FE63}', "SMALL HYPHEN-MINUS", "-"),
+    ('\u{FF0D}', "FULLWIDTH HYPHEN-MINUS", "-"),
+    ('\u{FF0B}', "FULLWIDTH PLUS SIGN", "+"),
+    ('\u{00D7}', "MULTIPLICATION SIGN", "*"),
+    ('\u{2217}', "ASTERISK OPERATOR", "*"),
+    ('\u{00B7}', "MIDDLE DOT", "*"),
+    ('\u{22C5}', "DOT OPERATOR", "*"),
+    ('\u{2219}', "BULLET OPERATOR", "*"),
+    ('\u{FF0A}', "FULLWIDTH ASTERISK", "*"),
+    ('\u{00F7}', "DIVISION SIGN", "/"),
+    ('\u{2215}', "DIVISION SLASH", "/"),
+    ('\u{2044}', "FRACTION SLASH", "/"),
+    ('\u{FF0F}', "FULLWIDTH SOLIDUS", "/"),
+    ('\u{2264}', "LESS-THAN OR EQUAL TO", "<="),
+    ('\u{2265}', "GREATER-THAN OR EQUAL TO", ">="),
+    ('\u{2260}', "NOT EQUAL TO", "!="),
+    ('\u{FF1D}', "FULLWIDTH EQUALS SIGN", "="),
+    ('\u{FF08}', "FULLWIDTH LEFT PARENTHESIS", "("),
+    ('\u{FF09}', "FULLWIDTH RIGHT PARENTHESIS", ")"),
+    ('\u{FF3B}', "FULLWIDTH LEFT SQUARE BRACKET", "["),
+    ('\u{FF3D}', "FULLWIDTH RIGHT SQUARE BRACKET", "]"),
+    ('\u{FF0C}', "FULLWIDTH COMMA", ","),
+    ('\u{2026}', "HORIZONTAL ELLIPSIS", ".."),
+    ('\u{2018}', "LEFT SINGLE QUOTATION MARK", "'"),
+    ('\u{2019}', "RIGHT SINGLE QUOTATION MARK", "'"),
+    ('\u{201C}', "LEFT DOUBLE QUOTATION MARK", "\""),
+    ('\u{201D}', "RIGHT DOUBLE QUOTATION MARK", "\""),
+    ('\u{00A0}', "NO-BREAK SPACE", " "),
+    ('\u{2002}', "EN SPACE", " "),
+    ('\u{2003}', "EM SPACE", " "),
+    ('\u{2007}', "FIGURE SPACE", " "),
+    ('\u{2009}', "THIN SPACE", " "),
+    ('\u{200A}', "HAIR SPACE", " "),
+    ('\u{202F}', "NARROW NO-BREAK SPACE", " "),
+    ('\u{3000}', "IDEOGRAPHIC SPACE", " "),
+    ('\u{200B}', "ZERO WIDTH SPACE", ""),
+    ('\u{200C}', "ZERO WIDTH NON-JOINER", ""),
+    ('\u{200D}', "ZERO WIDTH JOINER", ""),
+    ('\u{2060}', "WORD JOINER", ""),
+    (
+        '\u{FEFF}',
+        "ZERO WIDTH NO-BREAK SPACE (byte order mark)",
+        "",
+    ),
+];
+
+/// Greek letters, spelled out as a spec names them.
+const GREEK: &[(char, &str)] = &[
+    ('α', "alpha"),
+    ('β', "beta"),
+    ('γ', "gamma"),
+    ('δ', "delta"),
+    ('ε', "epsilon"),
+    ('η', "eta"),
+    ('θ', "theta"),
+    ('κ', "kappa"),
+    ('λ', "lambda"),
+    ('μ', "mu"),
+    ('ρ', "rho"),
+    ('σ', "sigma"),
+    ('τ', "tau"),
+    ('φ', "phi"),
+    ('ω', "omega"),
+];
+
+/// What to write instead of a mathematical symbol.
+fn symbol_hint(ch: char) -> Option<&'static str> {
+    Some(match ch {
+        '√' => "write sqrt(x)",
+        '²' | '³' => "write pow(x, 2) or pow(x, 3)",
+        '∑' | 'Σ' => "write sum(z[0..=k], w) for a history sum",
+        '∇' => "write grad(x)",
+        _ => return None,
+    })
+}
+
+/// Refuses the first character no expression may hold: a look-alike of an ASCII operator
+/// (with the character to type instead), any other non-ASCII character (names and operators
+/// are ASCII) and control characters. The position is the character's own.
+fn check_characters(text: &str) -> Result<(), ExprError> {
+    for (line, l) in text.split('\n').enumerate() {
+        for (column, ch) in l.chars().enumerate() {
+            if ch.is_ascii() && (!ch.is_ascii_control() || matches!(ch, '\t' | '\r')) {
+                continue;
+            }
+            let code = format!("U+{:04X}", u32::from(ch));
+            let (message, hint) =
+                if let Some((_, name, ascii)) = LOOK_ALIKES.iter().find(|(c, ..)| *c == ch) {
+                    match *ascii {
+                        "" => (
+                            format!("an invisible {name} ({code}) in the expression"),
+                            "delete it: it is invisible and means nothing here".to_string(),
+                        ),
+                        " " => (
+                            format!("a {name} ({code}) looks like a space but is not ASCII"),
+                            "type an ordinary space (U+0020) instead".to_string(),
+                        ),
+                        a => (
+                            format!("`{ch}` ({code} {name}) looks like `{a}` but is not ASCII"),
+                            format!("type the ASCII `{a}` instead"),
+                        ),
+                    }
+                } else if ch.is_control() {
+                    (
+                        format!("a control character ({code}) in the expression"),
+                        "delete it".to_string(),
+                    )
+                } else if let Some(hint) = symbol_hint(ch) {
+                    (
+                        format!("`{ch}` ({code}) cannot appear in an expression"),
+                        hint.to_string(),
+                    )
+                } else if let Some((_, word)) = GREEK
+                    .iter()
+                    .find(|(c, _)| ch.to_lowercase().eq(std::iter::once(*c)))
+                {
+                    (
+                        format!("`{ch}` ({code}) is not ASCII; names in a spec are ASCII"),
+                        format!("spell it out, e.g. `{word}`, and declare it under `params:`"),
+                    )
+                } else {
+                    (
+                        format!("`{ch}` ({code}) cannot appear in an expression"),
+                        "expressions are ASCII: names, numbers, + - * / ( ) [ ] and the functions \
+                     in docs/SPEC.md"
+                            .to_string(),
+                    )
+                };
+            return Err(ExprError {
+                pos: ExprPos {
+                    line: line + 1,
+                    column,
+                },
+                message,
+                hint: Some(hint),
+                character: Some(ch),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The deepest bracket nesting an expression may have.
 pub const MAX_NESTING: usize = 64;
-/// The most operators an expression may have.
+/// The most operators an expression may have (commas between arguments count as one each).
 pub const MAX_OPERATORS: usize = 512;
 
 /// Refuses, before parsing, an expression whose tree would be deep enough to exhaust the
@@ -149,7 +306,8 @@ fn check_size(text: &str) -> Result<(), ExprError> {
                     deepest = deepest.max(depth);
                 }
                 ')' | ']' | '}' => depth = depth.saturating_sub(1),
-                '+' | '-' | '*' | '/' | '<' | '>' | '=' | '&' | '|' | '!' => operators += 1,
+                // A comma separates terms as an operator does (`cat(a, b, ...)`).
+                '+' | '-' | '*' | '/' | '<' | '>' | '=' | '&' | '|' | '!' | ',' => operators += 1,
                 _ => {}
             }
         }
@@ -159,15 +317,19 @@ fn check_size(text: &str) -> Result<(), ExprError> {
             pos,
             message: format!("brackets nest {deepest} deep; at most {MAX_NESTING} are read"),
             hint: Some("name the inner parts as parameters or states".into()),
+            character: None,
         });
     }
     if operators > MAX_OPERATORS {
         return Err(ExprError {
             pos: ExprPos { line: 1, column: 0 },
-            message: format!("{operators} operators in one expression; at most {MAX_OPERATORS}"),
+            message: format!(
+                "{operators} operators and commas in one expression; at most {MAX_OPERATORS}"
+            ),
             hint: Some(
                 "a long combination of past iterates is a history sum: sum(z[0..=k], w)".into(),
             ),
+            character: None,
         });
     }
     Ok(())
@@ -577,6 +739,11 @@ mod tests {
         let e = parse(&long).unwrap_err();
         assert!(e.message.contains("operators"), "{}", e.message);
         assert!(e.hint.is_some_and(|h| h.contains("sum(")));
+        // Arguments count too: a concatenation of thousands of maps is refused.
+        let wide = format!("cat({})", vec!["z[k]"; MAX_OPERATORS + 2].join(", "));
+        assert!(parse(&wide).unwrap_err().message.contains("commas"));
+        let ok = format!("cat({})", vec!["z[k]"; MAX_OPERATORS + 1].join(", "));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

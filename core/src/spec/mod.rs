@@ -212,20 +212,145 @@ impl Spec {
     }
 }
 
-/// Loads and validates the spec in `path`.
-pub fn load(path: impl AsRef<Path>) -> Result<Spec, SpecError> {
+/// The most bytes a spec may have (1 MiB): a file is read no further, and longer text is
+/// refused before it is parsed. Shipped specs are under 2 KiB.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// Reads at most [`MAX_SPEC_BYTES`] + 1 bytes of `path` (one more tells a file that is too
+/// long), so that `/dev/zero` or a huge file ends at once.
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SPEC_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn too_large(file: &str) -> SpecError {
+    SpecError::new(
+        ErrorKind::TooLarge,
+        format!("the spec is larger than 1 MiB ({MAX_SPEC_BYTES} bytes), the most optarch reads"),
+    )
+    .with_hint(
+        "a spec is a short text file (the shipped ones are under 2 KiB): is this the right file?",
+    )
+    .at(file, "", None)
+}
+
+/// The text of the spec file `path`: at most [`MAX_SPEC_BYTES`] are read, and bytes that are
+/// not UTF-8 are reported at their line and column.
+pub fn read_text(path: impl AsRef<Path>) -> Result<String, SpecError> {
     let path = path.as_ref();
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = read_capped(path).map_err(|e| {
         SpecError::new(ErrorKind::Io, format!("cannot read the spec: {e}"))
             .with_hint("check the path; the shipped specs are in specs/")
             .at(&file, "", None)
     })?;
-    load_str(&file, &text)
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(too_large(&file));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let good = e.utf8_error().valid_up_to();
+        let prefix = String::from_utf8_lossy(bytes.get(..good).unwrap_or_default());
+        let line = prefix.matches('\n').count() + 1;
+        let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
+        let (message, hint) = if utf16 {
+            (
+                "the spec is UTF-16 text; optarch reads UTF-8".to_string(),
+                "save the file as UTF-8",
+            )
+        } else {
+            (
+                format!(
+                    "the byte 0x{:02X} is not UTF-8 text",
+                    bytes.get(good).copied().unwrap_or(0)
+                ),
+                "a spec is UTF-8 text: save the file as UTF-8, or check that it is a spec",
+            )
+        };
+        SpecError::new(ErrorKind::Encoding, message)
+            .with_hint(hint)
+            .at(
+                &file,
+                &String::from_utf8_lossy(bytes),
+                Some(Pos { line, column }),
+            )
+    })
 }
 
-/// Validates the spec `text`; `file` names it in error messages.
+/// The text of the spec file `path` as [`std::io::Result`] (for readers that report I/O
+/// errors their own way, such as the derive macro): at most [`MAX_SPEC_BYTES`] are read; a
+/// longer file is `FileTooLarge`, one that is not UTF-8 `InvalidData`.
+pub fn read_file(path: impl AsRef<Path>) -> std::io::Result<String> {
+    let bytes = read_capped(path.as_ref())?;
+    if bytes.len() > MAX_SPEC_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than 1 MiB ({MAX_SPEC_BYTES} bytes), the most a spec may have"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()))
+}
+
+/// Loads and validates the spec in `path` (read with [`read_text`]).
+pub fn load(path: impl AsRef<Path>) -> Result<Spec, SpecError> {
+    let path = path.as_ref();
+    let text = read_text(path)?;
+    load_str(&path.display().to_string(), &text)
+}
+
+/// The first character no spec may hold (YAML's printable set, less NEL): NUL and the other
+/// control characters but tab, line feed and carriage return, and U+FFFE/U+FFFF.
+fn check_characters(file: &str, text: &str) -> Result<(), SpecError> {
+    for (line, l) in text.split('\n').enumerate() {
+        for (column, ch) in l.chars().enumerate() {
+            let bad = (ch.is_control() && !matches!(ch, '\t' | '\r'))
+                || matches!(ch, '\u{FFFE}' | '\u{FFFF}');
+            if !bad {
+                continue;
+            }
+            let code = format!("U+{:04X}", u32::from(ch));
+            let (what, hint) = if ch == '\0' {
+                (
+                    format!("a NUL byte ({code})"),
+                    "delete it; a spec is plain text (a binary file, or one saved as UTF-16, \
+                     holds NUL bytes)",
+                )
+            } else {
+                (format!("a control character ({code})"), "delete it")
+            };
+            return Err(SpecError::new(
+                ErrorKind::Encoding,
+                format!("the spec holds {what}, which no YAML text may hold"),
+            )
+            .with_hint(hint)
+            .at(
+                file,
+                text,
+                Some(Pos {
+                    line: line + 1,
+                    column: column + 1,
+                }),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates the spec `text`; `file` names it in error messages. Text over
+/// [`MAX_SPEC_BYTES`] is refused before it is parsed; a UTF-8 byte order mark at the start is
+/// dropped (positions count from the character after it).
 pub fn load_str(file: &str, text: &str) -> Result<Spec, SpecError> {
+    if text.len() > MAX_SPEC_BYTES {
+        return Err(too_large(file));
+    }
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    check_characters(file, text)?;
     let pos = yaml_pos::scan(file, text)?;
     if !pos.has_root {
         return Err(SpecError::new(ErrorKind::Empty, "the spec is empty")

@@ -12,6 +12,16 @@ use std::collections::BTreeMap;
 /// Steps the dry run evaluates at load time (division by zero, missing initial values).
 pub const DRY_RUN_STEPS: usize = 32;
 
+/// The most states a spec may list (the shipped specs have one or two).
+pub const MAX_STATES: usize = 64;
+/// The most parameters a spec may define.
+pub const MAX_PARAMS: usize = 256;
+/// The most initial values a spec may give.
+pub const MAX_INIT: usize = 256;
+/// The longest chain of schedules using schedules (`a` uses `b`, which uses `c`: 3): the
+/// evaluator recurses once per link.
+pub const MAX_SCHEDULE_CHAIN: usize = 16;
+
 /// Functions usable in coefficients and schedules, with their arity.
 pub const MATH_FUNCTIONS: &[(&str, usize)] = &[
     ("sqrt", 1),
@@ -58,23 +68,22 @@ impl Ctx<'_> {
 
     /// Parses the scalar at `path` and moves every position in it to file coordinates.
     fn parse_expr(&self, path: &[&str], text: &str, kind: ErrorKind) -> Result<Expr, SpecError> {
+        let map = self.pos.value_map(path, self.text, text);
+        let start = self.value_pos(path).unwrap_or_default();
+        let file_pos = |p: ExprPos| match &map {
+            Some(m) => m.get(p.line, p.column),
+            None => start,
+        };
         match expr::parse(text) {
             Ok(mut e) => {
-                relocate(&mut e, &|p| self.file_pos(path, p));
+                relocate(&mut e, &file_pos);
                 Ok(e)
             }
             Err(e) => {
-                let pos = Some(self.file_pos(path, e.pos));
+                let pos = Some(file_pos(e.pos));
                 Err(self.err(kind, pos, e.message, e.hint.unwrap_or_default()))
             }
         }
-    }
-
-    fn file_pos(&self, path: &[&str], p: ExprPos) -> Pos {
-        self.pos
-            .inside(path, self.text, p.line, p.column)
-            .or_else(|| self.value_pos(path))
-            .unwrap_or_default()
     }
 }
 
@@ -121,6 +130,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
             "give it a short name such as `heavy_ball`",
         ));
     }
+    check_counts(&cx, &raw)?;
     let mut states = declare_states(&cx, &raw)?;
     let params = declare_params(&cx, &raw, &states)?;
     let step = step_equations(&cx, &raw, &mut states)?;
@@ -140,6 +150,7 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
         output,
     };
     check_schedules(&mut spec)?;
+    check_schedule_chains(&spec)?;
     check_linear(&spec)?;
     spec.step = order_step(&spec)?;
     spec.init = order_init(&spec)?;
@@ -147,6 +158,137 @@ pub fn build(file: &str, text: &str, pos: &PosMap, raw: RawSpec) -> Result<Spec,
     // Dry run: evaluates every coefficient and reference for the first steps.
     super::eval::dry_run(&spec, DRY_RUN_STEPS)?;
     Ok(spec)
+}
+
+/// At most [`MAX_STATES`] states, [`MAX_PARAMS`] parameters and [`MAX_INIT`] initial values
+/// (the checks that follow compare names pairwise); the error points at the first one too many.
+fn check_counts(cx: &Ctx, raw: &RawSpec) -> Result<(), SpecError> {
+    if raw.state.len() > MAX_STATES {
+        return Err(cx.err(
+            ErrorKind::TooLarge,
+            cx.value_pos(&["state", &MAX_STATES.to_string()]),
+            format!(
+                "{} states; a spec may list at most {MAX_STATES}",
+                raw.state.len()
+            ),
+            "a long history is written with ranges, e.g. sum(z[0..=k], w), not one state per step",
+        ));
+    }
+    if let Some((name, _)) = raw.params.get_index(MAX_PARAMS) {
+        return Err(cx.err(
+            ErrorKind::TooLarge,
+            cx.key_pos(&["params", name]),
+            format!(
+                "{} parameters; a spec may define at most {MAX_PARAMS}",
+                raw.params.len()
+            ),
+            "a per-step or per-edge coefficient is one parameter with `per: step` or `per: edge`",
+        ));
+    }
+    if let Some((lhs, _)) = raw.init.get_index(MAX_INIT) {
+        return Err(cx.err(
+            ErrorKind::TooLarge,
+            cx.key_pos(&["init", lhs]),
+            format!(
+                "{} initial values; a spec may give at most {MAX_INIT}",
+                raw.init.len()
+            ),
+            "give the values the step equations reach below their first index",
+        ));
+    }
+    Ok(())
+}
+
+/// No chain of schedules using other schedules is longer than [`MAX_SCHEDULE_CHAIN`]: the
+/// evaluator recurses once per link. A schedule's use of its own earlier values is no link
+/// (it is evaluated bottom-up); a cycle between schedules is left to the dry run to report,
+/// unless the walk passes the limit first.
+fn check_schedule_chains(spec: &Spec) -> Result<(), SpecError> {
+    let uses: Vec<Vec<usize>> = spec
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match &p.kind {
+            ParamKind::Schedule { expr, .. } => {
+                let mut names = Vec::new();
+                expr::mentions(expr, &mut names);
+                let mut v: Vec<usize> = names
+                    .iter()
+                    .filter_map(|(n, _)| spec.param(n))
+                    .filter(|&q| {
+                        q != i && matches!(spec.params[q].kind, ParamKind::Schedule { .. })
+                    })
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    // Longest chain from each schedule, by an explicit-stack walk (no recursion here either).
+    const OPEN: usize = usize::MAX;
+    let mut longest: Vec<Option<usize>> = vec![None; uses.len()];
+    for root in 0..uses.len() {
+        if longest[root].is_some() {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        longest[root] = Some(OPEN);
+        while let Some(&mut (p, ref mut next)) = stack.last_mut() {
+            if let Some(&q) = uses[p].get(*next) {
+                *next += 1;
+                match longest[q] {
+                    None => {
+                        if stack.len() >= MAX_SCHEDULE_CHAIN {
+                            let chain: Vec<&str> = stack
+                                .iter()
+                                .map(|&(s, _)| spec.params[s].name.as_str())
+                                .chain(std::iter::once(spec.params[q].name.as_str()))
+                                .collect();
+                            return Err(spec
+                                .error_at(
+                                    spec.params[root].pos,
+                                    ErrorKind::TooLarge,
+                                    format!(
+                                        "a chain of more than {MAX_SCHEDULE_CHAIN} schedules \
+                                         using schedules: {}",
+                                        chain.join(" -> ")
+                                    ),
+                                )
+                                .with_hint("write the inner schedules into the outer one"));
+                        }
+                        longest[q] = Some(OPEN);
+                        stack.push((q, 0));
+                    }
+                    Some(OPEN) => {} // a cycle: the dry run names it
+                    Some(_) => {}
+                }
+            } else {
+                stack.pop();
+                let own = uses[p]
+                    .iter()
+                    .filter_map(|&q| longest[q].filter(|&d| d != OPEN))
+                    .max()
+                    .map_or(1, |d| d + 1);
+                if own > MAX_SCHEDULE_CHAIN {
+                    let name = &spec.params[p].name;
+                    return Err(spec
+                        .error_at(
+                            spec.params[p].pos,
+                            ErrorKind::TooLarge,
+                            format!(
+                                "schedule `{name}` starts a chain of {own} schedules using \
+                                 schedules; at most {MAX_SCHEDULE_CHAIN}"
+                            ),
+                        )
+                        .with_hint("write the inner schedules into the outer one"));
+                }
+                longest[p] = Some(own);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The states, each a valid, distinct name.
@@ -562,9 +704,21 @@ fn parse_lhs(
         "write the left-hand side as `z[k+1]` or `y[k]`"
     };
     let e = expr::parse(lhs).map_err(|e| {
+        // A wrong character is pointed at, with its own hint; other errors at the key.
+        let (pos, hint) = match (e.character, e.hint) {
+            (Some(_), Some(h)) => {
+                let path = [if init { "init" } else { "step" }, lhs];
+                let at = cx
+                    .pos
+                    .key_map(&path, cx.text)
+                    .map(|m| m.get(e.pos.line, e.pos.column));
+                (at.or(kp), h)
+            }
+            _ => (kp, hint.to_string()),
+        };
         cx.err(
             ErrorKind::BadExpression,
-            kp,
+            pos,
             format!("bad left-hand side `{lhs}`: {}", e.message),
             hint,
         )
