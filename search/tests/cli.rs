@@ -455,3 +455,42 @@ fn search_check_builds_the_pool_and_makes_nothing() {
     );
     assert!(stdout.contains("  heavy_ball[beta=0.6]"), "{stdout}");
 }
+
+/// A spec is read no further than 1 MiB: `/dev/zero` (endless) and a large file end at once
+/// with a located `too-large` error and the status of an invalid spec, in every command that
+/// reads a spec.
+#[test]
+fn endless_and_huge_spec_files_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "# padding\n".repeat(200_000)).unwrap();
+    let big = big.to_str().unwrap();
+    let svg = dir.path().join("g.svg");
+    let svg = svg.to_str().unwrap();
+    for (file, args) in [
+        ("/dev/zero", vec!["check", "/dev/zero"]),
+        ("/dev/zero", vec!["check", "/dev/zero", "--json"]),
+        ("/dev/zero", vec!["graph", "/dev/zero", "-o", svg]),
+        ("/dev/zero", vec!["rate", "/dev/zero"]),
+        (big, vec!["check", big]),
+    ] {
+        if !std::path::Path::new(file).exists() {
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let out = optarch(&args);
+        let took = t.elapsed();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(took.as_secs() < 20, "{args:?} took {took:?}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        if args.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v[0]["error"]["kind"], "too-large", "{stdout}");
+        } else {
+            let expect = format!("{file}: error[too-large]: the spec is larger than 1 MiB");
+            assert!(stderr.contains(&expect), "{args:?}: {stderr}");
+        }
+    }
+    assert!(!std::path::Path::new(svg).exists());
+}
