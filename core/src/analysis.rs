@@ -4,6 +4,7 @@
 
 use crate::coef::Coef;
 use crate::error::SpecError;
+use crate::plan::Plan;
 use crate::topology::{NodeKind, Topology};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
@@ -26,7 +27,8 @@ pub struct Analysis {
     pub coefficients: CoefficientTable,
 }
 
-/// Live feature maps while the plan executes, freeing each value after its last consumer.
+/// Live feature maps while the plan executes (in the plan's order), freeing each value after
+/// its last consumer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Memory {
     /// The largest number of live feature maps (a concatenation of n maps counts n).
@@ -72,59 +74,22 @@ pub fn levels(t: &Topology) -> Result<Vec<usize>, SpecError> {
     Ok(level)
 }
 
-/// Feature-map units of each node (concatenations count their parts; the output is an alias).
-fn units(t: &Topology, order: &[NodeIndex]) -> Vec<usize> {
-    let mut u = vec![1usize; t.graph.node_count()];
-    for &n in order {
-        u[n.index()] = match t.graph[n].kind {
-            NodeKind::Concat => t.operands(n).iter().map(|(o, _)| u[o.index()]).sum(),
-            NodeKind::Combine => t
-                .operands(n)
-                .first()
-                .map(|(o, _)| u[o.index()])
-                .unwrap_or(1),
-            _ => 1,
-        };
-    }
-    u
-}
-
-/// Simulates the execution plan: live feature maps over time.
+/// Live feature maps while the plan executes: the units [`Plan::live`] counts over the plan's
+/// order ([`crate::plan::schedule`], the order the executor and the generated code follow), each
+/// value freed right after its last reader.
 pub fn memory(t: &Topology) -> Result<Memory, SpecError> {
-    let order = t.order()?;
-    let u = units(t, &order);
-    let mut remaining: Vec<usize> = t
-        .graph
-        .node_indices()
-        .map(|n| {
-            t.graph
-                .neighbors_directed(n, petgraph::Direction::Outgoing)
-                .count()
-        })
-        .collect();
-    let mut live = 0usize;
-    let mut peak = 0usize;
+    let plan = Plan::compile(t)?;
+    let live = plan.live();
     let mut per_step = vec![0usize; t.steps];
-    for n in order {
-        let alias = t.graph[n].kind == NodeKind::Output;
-        if !alias {
-            live += u[n.index()];
-        }
-        peak = peak.max(live);
-        if let Some(k) = t.graph[n].step {
-            if let Some(slot) = per_step.get_mut(k) {
-                *slot = (*slot).max(live);
-            }
-        }
-        for (o, _) in t.operands(n) {
-            let r = &mut remaining[o.index()];
-            *r = r.saturating_sub(1);
-            if *r == 0 {
-                live = live.saturating_sub(u[o.index()]);
-            }
+    for (op, &l) in plan.ops.iter().zip(&live) {
+        if let Some(slot) = op.step.and_then(|k| per_step.get_mut(k)) {
+            *slot = (*slot).max(l);
         }
     }
-    Ok(Memory { peak, per_step })
+    Ok(Memory {
+        peak: live.iter().copied().max().unwrap_or(0),
+        per_step,
+    })
 }
 
 /// The closed-form coefficients of every block input and of the output.

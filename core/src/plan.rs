@@ -5,10 +5,12 @@
 //! ([`crate::codegen`], used by the derive macro and `optarch codegen`) emits straight-line
 //! Rust from the same [`Plan`]. Everything both of them need to agree on is decided here, once:
 //!
-//! * the order of operations and each operation's ordered operands with their [`Scale`]s;
+//! * the order of operations ([`schedule`]: a topological order chosen to hold as few feature
+//!   maps at once as it can) and each operation's ordered operands with their [`Scale`]s;
 //! * the values freed after each operation ([`Op::frees`]): a value is freed right after its
 //!   last reader, so the values held at any moment are exactly the live history the spec needs
-//!   ([`crate::analysis::memory`] predicts the same count, and the tests check it);
+//!   ([`Plan::live`] counts them, [`crate::analysis::memory`] reports that count, and the tests
+//!   check that the executor holds the same);
 //! * each block's weight name ([`block_name`], the VarStore path component of its variables);
 //! * the order in which a polynomial coefficient is computed ([`crate::coef::fold`], shared with
 //!   the theory and the analyses).
@@ -143,10 +145,164 @@ fn link(ops: &mut [Op], output: usize) {
     }
 }
 
+/// The dependency structure [`schedule`] works on: nodes by index, operands with multiplicity.
+struct Deps {
+    /// Operands of each node (node indices, in slot order, a value read twice listed twice).
+    operands: Vec<Vec<usize>>,
+    /// The distinct operands of each node, each with the number of times the node reads it.
+    distinct: Vec<Vec<(usize, usize)>>,
+    /// Readers of each node, one entry per operand edge.
+    readers: Vec<Vec<usize>>,
+    /// Feature-map units of each node's value (0 for the output, an alias of its operand).
+    units: Vec<usize>,
+    /// Units each value holds when it is freed (the output, never freed, those of its operand).
+    held: Vec<usize>,
+}
+
+impl Deps {
+    fn of(t: &Topology, base: &[NodeIndex]) -> Deps {
+        let n = t.graph.node_count();
+        let mut operands = vec![Vec::new(); n];
+        let mut distinct: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        let mut readers = vec![Vec::new(); n];
+        let mut held = vec![1usize; n];
+        let mut units = vec![1usize; n];
+        for &v in base {
+            let i = v.index();
+            operands[i] = t.operands(v).iter().map(|(o, _)| o.index()).collect();
+            let mut seen = std::collections::BTreeMap::new();
+            for &o in &operands[i] {
+                readers[o].push(i);
+                *seen.entry(o).or_insert(0usize) += 1;
+            }
+            distinct[i] = seen.into_iter().collect();
+            held[i] = match t.graph[v].kind {
+                NodeKind::Concat => operands[i].iter().map(|&o| held[o]).sum(),
+                NodeKind::Combine | NodeKind::Output => {
+                    operands[i].first().map(|&o| held[o]).unwrap_or(1)
+                }
+                _ => 1,
+            };
+            units[i] = if t.graph[v].kind == NodeKind::Output {
+                0
+            } else {
+                held[i]
+            };
+        }
+        Deps {
+            operands,
+            distinct,
+            readers,
+            units,
+            held,
+        }
+    }
+
+    /// The live units after each node of `order` has run (before its operands are freed), as
+    /// [`Plan::live`] counts them; `None` when `order` is not a topological order of every node.
+    fn live(&self, order: &[usize]) -> Option<Vec<usize>> {
+        let mut left: Vec<usize> = self.readers.iter().map(Vec::len).collect();
+        let mut done = vec![false; self.units.len()];
+        let mut live = 0usize;
+        let mut out = Vec::with_capacity(order.len());
+        for &i in order {
+            if std::mem::replace(done.get_mut(i)?, true)
+                || self.operands[i].iter().any(|&o| !done[o])
+            {
+                return None;
+            }
+            live += self.units[i];
+            out.push(live);
+            for &o in &self.operands[i] {
+                left[o] -= 1;
+                if left[o] == 0 {
+                    live -= self.held[o];
+                }
+            }
+        }
+        (order.len() == self.units.len()).then_some(out)
+    }
+
+    /// A greedy list schedule: among the nodes whose operands have all been computed, run the
+    /// one that adds the fewest units once what it frees is subtracted, then the one that adds
+    /// the fewest units, then the one the unroller made first.
+    fn greedy(&self) -> Vec<usize> {
+        let n = self.units.len();
+        let mut missing: Vec<usize> = self.operands.iter().map(Vec::len).collect();
+        let mut left: Vec<usize> = self.readers.iter().map(Vec::len).collect();
+        let mut ready: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        let key = |i: usize, left: &[usize]| {
+            let freed: usize = self.distinct[i]
+                .iter()
+                .filter(|&&(o, times)| left[o] == times)
+                .map(|&(o, _)| self.held[o])
+                .sum();
+            let add = self.units[i];
+            // (net growth, growth, creation order), compared as a tuple
+            (add as i64 - freed as i64, add, i)
+        };
+        while let Some((pos, _)) = ready
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &i)| key(i, &left))
+        {
+            let i = ready.swap_remove(pos);
+            order.push(i);
+            for &o in &self.operands[i] {
+                left[o] -= 1;
+            }
+            for &r in &self.readers[i] {
+                missing[r] -= 1;
+                if missing[r] == 0 {
+                    ready.push(r);
+                }
+            }
+        }
+        order
+    }
+}
+
+/// The order in which a plan computes the nodes of `t`: the analysis
+/// ([`crate::analysis::memory`]), the executor ([`Plan::run`]) and the generated code all follow
+/// it.
+///
+/// Any topological order computes the same values; they differ in how many feature maps are
+/// held at once (a value is freed right after its last reader). Three candidates are measured
+/// and the first with the smallest peak of live units is kept:
+///
+/// 1. [`Topology::order`] (petgraph's depth-first toposort, the order plans had before);
+/// 2. the order in which the unroller created the nodes (step by step, equation by equation);
+/// 3. a greedy list schedule that always runs, among the nodes whose operands are ready, the
+///    one that grows the live units least once the values it reads for the last time are
+///    freed (ties: the one that adds fewest units, then the one created first).
+///
+/// So the peak is never above the toposort's, and an average such as `m[k+1] = a·m[k] +
+/// (1−a)·z[k+1]` is folded in as soon as `z[k+1]` exists (4 live maps at any number of steps,
+/// where the toposort ran the whole `z` chain first and held every `z[k]`).
+pub fn schedule(t: &Topology) -> Result<Vec<NodeIndex>, SpecError> {
+    let base = t.order()?;
+    let deps = Deps::of(t, &base);
+    let base: Vec<usize> = base.iter().map(|n| n.index()).collect();
+    let created: Vec<usize> = (0..deps.units.len()).collect();
+    let mut best: Option<(usize, Vec<usize>)> = None;
+    for order in [base, created, deps.greedy()] {
+        let Some(peak) = deps.live(&order).map(|l| l.into_iter().max().unwrap_or(0)) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(p, _)| peak < *p) {
+            best = Some((peak, order));
+        }
+    }
+    let (_, order) = best.ok_or_else(|| internal("no execution order"))?;
+    Ok(order.into_iter().map(NodeIndex::new).collect())
+}
+
 impl Plan {
-    /// Compiles `t`: execution order, ordered operands with scales, consumer counts.
+    /// Compiles `t`: execution order ([`schedule`]), ordered operands with scales, consumer
+    /// counts.
     pub fn compile(t: &Topology) -> Result<Plan, SpecError> {
-        let order = t.order()?;
+        let order = schedule(t)?;
         let mut pos = vec![usize::MAX; t.graph.node_count()];
         for (i, n) in order.iter().enumerate() {
             pos[n.index()] = i;
@@ -272,6 +428,24 @@ impl Plan {
         }
     }
 
+    /// The live feature-map units after each operation has run, before the values it frees
+    /// are dropped: the count [`Plan::run`] traces (the output aliases its operand and adds
+    /// nothing). Its maximum is the peak that [`crate::analysis::memory`] reports.
+    pub fn live(&self) -> Vec<usize> {
+        let mut live = 0usize;
+        let mut out = Vec::with_capacity(self.ops.len());
+        for op in &self.ops {
+            if op.kind != OpKind::Output {
+                live += op.units;
+            }
+            out.push(live);
+            for &o in &op.frees {
+                live = live.saturating_sub(self.ops.get(o).map_or(0, |x| x.units));
+            }
+        }
+        out
+    }
+
     /// The input operation (index).
     pub fn input(&self) -> Option<usize> {
         self.ops.iter().position(|o| o.kind == OpKind::Input)
@@ -345,5 +519,191 @@ mod tests {
             Scale::of(&c),
             Scale::Poly(vec![(1.0, vec![]), (-1.0, vec![0])])
         );
+    }
+
+    /// An exponential average of the iterates, output m.
+    const EMA: &str = "name: ema\nparams:\n  a: 0.9\nstate: [z, m]\ninput: z\ninit:\n  m[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: a * m[k] + (1 - a) * z[k+1]\noutput: m\n";
+    /// The Polyak–Ruppert running mean of the iterates, output m.
+    const MEAN: &str = "name: mean\nstate: [z, m]\ninput: z\ninit:\n  m[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: (k + 1) / (k + 2) * m[k] + 1 / (k + 2) * z[k+1]\noutput: m\n";
+    /// A running mean of the points the gradient is taken at (it reads `z[k]`, not `z[k+1]`).
+    const MEAN_BEFORE: &str = "name: mean_before\nstate: [z, m]\ninput: z\ninit:\n  m[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: (k + 1) / (k + 2) * m[k] + 1 / (k + 2) * z[k]\noutput: m\n";
+
+    /// More averages and chains: an average of an average, two averages as one output, heavy
+    /// ball averaged, an average of Nesterov's iterates, two independent chains.
+    const OTHERS: &[&str] = &[
+        "name: ema2\nstate: [z, m, n]\ninput: z\ninit:\n  m[0]: z[0]\n  n[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: 0.9 * m[k] + 0.1 * z[k+1]\n  n[k+1]: 0.9 * n[k] + 0.1 * m[k+1]\noutput: n\n",
+        "name: cat2\nstate: [z, m, n]\ninput: z\ninit:\n  m[0]: z[0]\n  n[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: 0.9 * m[k] + 0.1 * z[k+1]\n  n[k+1]: 0.9 * n[k] + 0.1 * z[k]\noutput: cat(m[K], n[K])\n",
+        "name: hb_ema\nstate: [z, m]\ninput: z\ninit:\n  z[-1]: z[0]\n  m[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k]) + 0.5 * (z[k] - z[k-1])\n  m[k+1]: 0.9 * m[k] + 0.1 * z[k+1]\noutput: m\n",
+        "name: nesterov_ema\nstate: [z, y, m]\ninput: z\ninit:\n  z[-1]: z[0]\n  m[0]: z[0]\nstep:\n  m[k+1]: 0.9 * m[k] + 0.1 * z[k]\n  y[k]: z[k] + 0.5 * (z[k] - z[k-1])\n  z[k+1]: y[k] - grad(y[k])\noutput: m\n",
+        "name: two\nstate: [z, y]\ninput: z\ninit:\n  y[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  y[k+1]: y[k] - grad(y[k])\noutput: z[K] + y[K]\n",
+    ];
+
+    fn topo_of(text: &str, steps: usize) -> Topology {
+        let spec = crate::spec::load_str("t.yaml", text).unwrap();
+        crate::topology::unroll(&spec, steps, &Default::default()).unwrap()
+    }
+
+    /// The peak of live units of `order` (node indices), counted as the plan counts them.
+    fn peak_of(t: &Topology, order: &[NodeIndex]) -> usize {
+        let deps = Deps::of(t, &t.order().unwrap());
+        let order: Vec<usize> = order.iter().map(|n| n.index()).collect();
+        deps.live(&order).unwrap().into_iter().max().unwrap()
+    }
+
+    /// The smallest peak over every topological order (exhaustive, for small graphs).
+    fn optimum(t: &Topology) -> usize {
+        let deps = Deps::of(t, &t.order().unwrap());
+        let n = deps.units.len();
+        assert!(n <= 64, "{n} nodes");
+        fn go(
+            d: &Deps,
+            done: u64,
+            live: usize,
+            memo: &mut std::collections::HashMap<u64, usize>,
+        ) -> usize {
+            let n = d.units.len();
+            if done.count_ones() as usize == n {
+                return 0;
+            }
+            if let Some(&v) = memo.get(&done) {
+                return v;
+            }
+            let is_done = |i: usize| done >> i & 1 == 1;
+            let mut best = usize::MAX;
+            for i in (0..n).filter(|&i| !is_done(i)) {
+                if !d.operands[i].iter().all(|&o| is_done(o)) {
+                    continue;
+                }
+                let now = live + d.units[i];
+                let next = done | 1 << i;
+                let freed: usize = (0..n)
+                    .filter(|&o| {
+                        d.operands[i].contains(&o)
+                            && d.readers[o].iter().all(|&r| next >> r & 1 == 1)
+                    })
+                    .map(|o| d.held[o])
+                    .sum();
+                best = best.min(now.max(go(d, next, now - freed, memo)));
+            }
+            memo.insert(done, best);
+            best
+        }
+        go(&deps, 0, 0, &mut Default::default())
+    }
+
+    fn shipped() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs");
+        let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .map(|p| {
+                let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The toposort ran the whole `z` chain before the averages and held every `z[k]`
+    /// (66 maps at 64 steps); the plan folds each `z[k+1]` into the average as soon as it exists.
+    /// The other chains of [`OTHERS`] hold at most 5 (two averages or a second history).
+    #[test]
+    fn averages_hold_four_maps_at_any_length() {
+        for (text, toposort) in [(EMA, 66), (MEAN, 66), (MEAN_BEFORE, 4)] {
+            let t = topo_of(text, 64);
+            assert_eq!(peak_of(&t, &t.order().unwrap()), toposort, "{text}");
+            let plan = Plan::compile(&t).unwrap();
+            assert_eq!(plan.live().into_iter().max(), Some(4), "{text}");
+            assert_eq!(crate::analysis::memory(&t).unwrap().peak, 4, "{text}");
+            for steps in 1..=12 {
+                let t = topo_of(text, steps);
+                let peak = crate::analysis::memory(&t).unwrap().peak;
+                assert!(peak <= 4, "{text} at {steps} steps: {peak}");
+            }
+        }
+        for text in OTHERS {
+            let peak = crate::analysis::memory(&topo_of(text, 64)).unwrap().peak;
+            assert!(peak <= 5, "{text}: {peak}");
+        }
+    }
+
+    /// On small unrolls of the shipped specs and of the averages, the plan's peak is the
+    /// smallest any topological order reaches.
+    #[test]
+    fn the_schedule_is_optimal_on_small_unrolls() {
+        let mut texts: Vec<(String, String)> = shipped();
+        for (name, text) in [("ema", EMA), ("mean", MEAN), ("mean_before", MEAN_BEFORE)] {
+            texts.push((name.into(), text.into()));
+        }
+        for text in OTHERS {
+            texts.push((
+                text.lines().next().unwrap_or_default().into(),
+                text.to_string(),
+            ));
+        }
+        for (name, text) in &texts {
+            for steps in 1..=5 {
+                let t = topo_of(text, steps);
+                let got = peak_of(&t, &schedule(&t).unwrap());
+                assert_eq!(got, optimum(&t), "{name} at {steps} steps");
+            }
+        }
+    }
+
+    /// The plan's peak is never above the toposort's (the order plans had before). The specs
+    /// shipped before `polyak_ema` keep their peaks and their very order: the toposort, first
+    /// of the candidates, wins the ties.
+    #[test]
+    fn the_schedule_is_never_worse_than_the_toposort() {
+        const BEFORE: [&str; 8] = [
+            "densenet",
+            "gradient_descent",
+            "gradient_descent_objective",
+            "heavy_ball",
+            "lm_resnet",
+            "momentum_resnet",
+            "nesterov",
+            "nesterov_theta",
+        ];
+        let specs = shipped();
+        for name in BEFORE {
+            assert!(specs.iter().any(|(n, _)| n == name), "{name} is gone");
+        }
+        for (name, text) in specs {
+            for steps in [1, 2, 3, 8, 20, 64] {
+                let t = topo_of(&text, steps);
+                let toposort = t.order().unwrap();
+                let before = peak_of(&t, &toposort);
+                let after = crate::analysis::memory(&t).unwrap().peak;
+                assert!(
+                    after <= before,
+                    "{name} at {steps} steps: {after} > {before}"
+                );
+                if BEFORE.contains(&name.as_str()) {
+                    assert_eq!(schedule(&t).unwrap(), toposort, "{name} at {steps} steps");
+                }
+            }
+        }
+    }
+
+    /// The schedule is a topological order of every node, ending with the output.
+    #[test]
+    fn the_schedule_is_a_topological_order() {
+        for text in [EMA, MEAN, MEAN_BEFORE] {
+            let t = topo_of(text, 9);
+            let order = schedule(&t).unwrap();
+            assert_eq!(order.len(), t.graph.node_count());
+            assert_eq!(order.last(), Some(&t.output));
+            let mut pos = vec![usize::MAX; order.len()];
+            for (i, n) in order.iter().enumerate() {
+                pos[n.index()] = i;
+            }
+            for e in t.graph.edge_indices() {
+                let (a, b) = t.graph.edge_endpoints(e).unwrap();
+                assert!(pos[a.index()] < pos[b.index()]);
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ const CORE: &[(&str, &[&str])] = &[
     (
         "",
         &[
-            "error", "coef", "expr", "spec", "linear", "topology", "analysis", "plan", "theory",
+            "error", "coef", "expr", "spec", "linear", "topology", "plan", "analysis", "theory",
             "render", "codegen", "unrolled", "device", "exec",
         ],
     ),

@@ -77,7 +77,9 @@ impl Plan {
     /// Runs the plan on `entry` (`z[0]`); blocks for which [`Kernels::reads_raw`] holds get
     /// `raw` instead (falling back to `entry`). `params` are the learnable scalars, indexed like
     /// [`Topology::learnables`]. When `trace` is given, the live feature-map units after each
-    /// operation are pushed to it (the output aliases its operand and is not counted).
+    /// operation are pushed to it: the units of the values the executor holds at that moment
+    /// (the output aliases its operand and is not counted). The tests check that this
+    /// measurement is [`Plan::live`], the count the analysis reports.
     pub fn run(
         &self,
         entry: Tensor,
