@@ -17,6 +17,7 @@ const SPECS: &[&str] = &[
     "momentum_resnet",
     "nesterov",
     "nesterov_theta",
+    "polyak_ema",
 ];
 
 fn generate(name: &str, steps: usize, shared: bool) -> String {
@@ -45,6 +46,17 @@ fn every_shipped_spec_matches_its_golden_file() {
         stale.is_empty(),
         "golden files differ: {stale:?} (UPDATE_GOLDEN=1 rewrites them)"
     );
+}
+
+/// The generated code runs in the plan's order: each average takes in its new iterate as soon
+/// as it exists and the old average is dropped before the next block runs.
+#[test]
+fn generated_code_follows_the_plans_memory_order() {
+    let code = generate("polyak_ema", 3, false);
+    let at = |s: &str| code.find(s).unwrap();
+    assert!(at("let m1 =") < at("let b1 ="), "{code}");
+    assert!(at("::core::mem::drop(m1);") < at("let b2 ="), "{code}");
+    assert!(at("let m2 =") < at("let b2 ="), "{code}");
 }
 
 #[test]

@@ -366,7 +366,7 @@ fn intermediates_are_freed_as_the_analysis_predicts() {
             continue;
         }
         let s = load(&path).unwrap();
-        for steps in [1, 4, 7] {
+        for steps in [1, 4, 7, 64] {
             let topo = optarch_core::topology::unroll(&s, steps, &Overrides::new()).unwrap();
             let plan = Plan::compile(&topo).unwrap();
             let params: Vec<Tensor> = topo
@@ -382,6 +382,8 @@ fn intermediates_are_freed_as_the_analysis_predicts() {
             assert_eq!(y.size()[1], plan_out_channels(&topo));
             let mem = optarch_core::analysis::memory(&topo).unwrap();
             assert_eq!(trace.len(), plan.ops.len());
+            // the executor holds, after every operation, what the plan counts
+            assert_eq!(trace, plan.live(), "{} at {steps} steps", path.display());
             assert_eq!(
                 trace.iter().max().copied(),
                 Some(mem.peak),
@@ -399,18 +401,66 @@ fn intermediates_are_freed_as_the_analysis_predicts() {
     assert!(seen >= 8);
 }
 
+/// The Polyak–Ruppert running mean of the iterates: `m[k+1]` is the mean of `z[0..=k+1]`.
+const RUNNING_MEAN: &str = "name: running_mean\nstate: [z, m]\ninput: z\ninit:\n  m[0]: z[0]\nstep:\n  z[k+1]: z[k] - grad(z[k])\n  m[k+1]: (k + 1) / (k + 2) * m[k] + 1 / (k + 2) * z[k+1]\noutput: m\n";
+
+/// Averages of the iterates (`specs/polyak_ema.yaml`, and the running mean) at 64 steps: the
+/// executor holds at most 4 maps, the peak the analysis reports, step by step, and computes
+/// the average the recurrence defines.
+#[test]
+fn averages_run_in_the_memory_the_analysis_reports() {
+    let mean = optarch_core::spec::load_str("running_mean.yaml", RUNNING_MEAN).unwrap();
+    let ema = spec("polyak_ema");
+    // the weight of m[k] in m[k+1] (the EMA's default a = 0.5)
+    let weights: [fn(usize) -> f64; 2] = [|_| 0.5, |k| (k + 1) as f64 / (k + 2) as f64];
+    for (s, weight) in [(&ema, weights[0]), (&mean, weights[1])] {
+        let steps = 64;
+        let topo = optarch_core::topology::unroll(s, steps, &Overrides::new()).unwrap();
+        let plan = Plan::compile(&topo).unwrap();
+        let mem = optarch_core::analysis::memory(&topo).unwrap();
+        let mut trace = Vec::new();
+        let x = Tensor::ones([1, 2, 3, 3], (Kind::Double, Device::Cpu));
+        let y = plan
+            .run(x, None, &[], &Toy(2), false, Some(&mut trace))
+            .unwrap();
+        let measured = trace.iter().max().copied();
+        assert_eq!(measured, Some(mem.peak), "{}", s.name);
+        assert_eq!(mem.peak, 4, "{}", s.name);
+        for (k, want) in mem.per_step.iter().enumerate() {
+            let got = plan
+                .ops
+                .iter()
+                .zip(&trace)
+                .filter(|(op, _)| op.step == Some(k))
+                .map(|(_, l)| *l)
+                .max();
+            assert_eq!(got, Some(*want), "{} step {k}", s.name);
+        }
+        // The toy block halves its input: z[k+1] = 1.5 z[k].
+        let (mut z, mut m) = (1.0f64, 1.0f64);
+        for k in 0..steps {
+            z *= 1.5;
+            m = weight(k) * m + (1.0 - weight(k)) * z;
+        }
+        let got = y.mean(Kind::Double).double_value(&[]);
+        assert!((got - m).abs() <= 1e-12 * m, "{}: {got} vs {m}", s.name);
+    }
+}
+
 #[test]
 fn networks_hold_only_the_live_history() {
-    let (_vs, net) = build("heavy_ball", &resnet20());
-    let topo = optarch_core::topology::unroll(&spec("heavy_ball"), 3, &Overrides::new()).unwrap();
-    let peak = optarch_core::analysis::memory(&topo).unwrap().peak;
-    let mut trace = Vec::new();
-    let x = randn([2, 3, 32, 32]);
-    let y = tch::no_grad(|| net.try_forward_t(&x, false, Some(&mut trace))).unwrap();
-    assert_eq!(y.size(), [2, 10]);
-    assert_eq!(trace.len(), 3);
-    for stage in &trace {
-        assert_eq!(stage.iter().max().copied(), Some(peak));
+    for name in ["heavy_ball", "polyak_ema"] {
+        let (_vs, net) = build(name, &resnet20());
+        let topo = optarch_core::topology::unroll(&spec(name), 3, &Overrides::new()).unwrap();
+        let peak = optarch_core::analysis::memory(&topo).unwrap().peak;
+        let mut trace = Vec::new();
+        let x = randn([2, 3, 32, 32]);
+        let y = tch::no_grad(|| net.try_forward_t(&x, false, Some(&mut trace))).unwrap();
+        assert_eq!(y.size(), [2, 10]);
+        assert_eq!(trace.len(), 3);
+        for stage in &trace {
+            assert_eq!(stage.iter().max().copied(), Some(peak), "{name}");
+        }
     }
 }
 

@@ -32,6 +32,9 @@ mod golden {
     pub mod nesterov_theta {
         include!("../../core/tests/golden/nesterov_theta.rs");
     }
+    pub mod polyak_ema {
+        include!("../../core/tests/golden/polyak_ema.rs");
+    }
 }
 
 fn linear(p: &nn::Path, cin: i64, cout: i64) -> nn::Linear {
@@ -90,6 +93,13 @@ fn golden_modules_run() {
     assert_eq!(
         run(
             &momentum_resnet::MomentumResnet::new(&(&p / "m"), |p, _| linear(p, w, w)),
+            w
+        ),
+        [2, w]
+    );
+    assert_eq!(
+        run(
+            &polyak_ema::PolyakEma::new(&(&p / "pe"), |p, _| linear(p, w, w)),
             w
         ),
         [2, w]
