@@ -43,7 +43,14 @@ pub struct CoefficientTable {
     /// Column labels: `x`, `B0`, `B1`, ... (and `cat` nodes when present).
     pub basis: Vec<String>,
     pub rows: Vec<CoefficientRow>,
+    /// Why the table is empty, when it is too large to compute ([`MAX_TABLE_CELLS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<String>,
 }
+
+/// The most cells (rows × basis elements) a coefficient table may have: its size grows with
+/// the square of the steps (512 steps of gradient descent).
+pub const MAX_TABLE_CELLS: usize = 512 * 513;
 
 /// One row of the coefficient table.
 #[derive(Clone, Debug, Serialize)]
@@ -94,6 +101,18 @@ pub fn memory(t: &Topology) -> Result<Memory, SpecError> {
 
 /// The closed-form coefficients of every block input and of the output.
 pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
+    let count = |f: fn(&NodeKind) -> bool| t.graph.node_weights().filter(|n| f(&n.kind)).count();
+    let blocks = count(|k| matches!(k, NodeKind::Block { .. }));
+    let cells = (blocks + 1).saturating_mul(1 + blocks + count(|k| *k == NodeKind::Concat));
+    if cells > MAX_TABLE_CELLS {
+        return Ok(CoefficientTable {
+            basis: Vec::new(),
+            rows: Vec::new(),
+            omitted: Some(format!(
+                "{cells} cells, more than {MAX_TABLE_CELLS}: unroll fewer steps to see it"
+            )),
+        });
+    }
     let order = t.order()?;
     let inits: Vec<f64> = t.learnables.iter().map(|l| l.init).collect();
     let mut basis: Vec<NodeIndex> = Vec::new();
@@ -157,6 +176,7 @@ pub fn coefficient_table(t: &Topology) -> Result<CoefficientTable, SpecError> {
     Ok(CoefficientTable {
         basis: basis.iter().map(|n| t.graph[*n].label()).collect(),
         rows,
+        omitted: None,
     })
 }
 
@@ -218,6 +238,9 @@ impl std::fmt::Display for Analysis {
         for (d, c) in &self.skip_histogram {
             let bar = "█".repeat((c * 40).div_ceil(max));
             writeln!(f, "    {d:>3}: {c:>5} {bar}")?;
+        }
+        if let Some(why) = &self.coefficients.omitted {
+            return writeln!(f, "  closed form       omitted: {why}");
         }
         writeln!(
             f,

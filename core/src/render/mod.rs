@@ -42,7 +42,16 @@ pub enum RenderError {
     /// A format name that is not one of `dot`, `svg`, `png`.
     #[error("unknown picture format `{0}` (expected dot, svg or png)")]
     UnknownFormat(String),
+    /// Too many edges to lay out and draw legibly (and quickly).
+    #[error(
+        "the topology has {edges} edges, more than the {max} a picture draws: unroll fewer \
+         steps, or write DOT (`--format dot`), which has no limit"
+    )]
+    TooLarge { edges: usize, max: usize },
 }
+
+/// The most edges an SVG or PNG picture draws (a DenseNet of 200 steps has 20,300).
+pub const MAX_DRAWN_EDGES: usize = 25_000;
 
 /// A picture format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +100,13 @@ impl FromStr for Format {
 
 /// Renders `topo` in `format`; DOT and SVG come back as UTF-8 bytes.
 pub fn render(topo: &Topology, format: Format) -> Result<Vec<u8>, RenderError> {
+    let edges = topo.graph.edge_count();
+    if format != Format::Dot && edges > MAX_DRAWN_EDGES {
+        return Err(RenderError::TooLarge {
+            edges,
+            max: MAX_DRAWN_EDGES,
+        });
+    }
     match format {
         Format::Dot => Ok(to_dot(topo).into_bytes()),
         Format::Svg => Ok(to_svg(topo).into_bytes()),

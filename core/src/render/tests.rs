@@ -465,3 +465,35 @@ fn shipped_specs_render_in_every_format() {
         );
     }
 }
+
+#[test]
+fn pictures_past_the_edge_limit_are_refused_and_dot_is_not() {
+    let spec = crate::spec::load_str(
+        "d.yaml",
+        "name: d\nstate: [z]\nstep:\n  z[k+1]: -grad(cat(z[0..=k]))\noutput: cat(z[0..=K])\n",
+    )
+    .unwrap();
+    let t = crate::topology::unroll(&spec, 230, &Default::default()).unwrap();
+    assert!(t.graph.edge_count() > MAX_DRAWN_EDGES);
+    for f in [Format::Svg, Format::Png] {
+        let e = render(&t, f).unwrap_err();
+        assert!(matches!(e, RenderError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("--format dot"), "{e}");
+    }
+    assert!(render(&t, Format::Dot).is_ok());
+    // The closed-form table has a size bound too, said in its place.
+    let gd = crate::spec::load_str(
+        "g.yaml",
+        "name: g\nstate: [z]\nstep:\n  z[k+1]: z[k] - grad(z[k])\noutput: z\n",
+    )
+    .unwrap();
+    let big =
+        crate::analysis::analyse(&crate::topology::unroll(&gd, 600, &Default::default()).unwrap())
+            .unwrap();
+    assert!(big.coefficients.rows.is_empty());
+    assert!(big.to_string().contains("closed form       omitted"));
+    let small =
+        crate::analysis::analyse(&crate::topology::unroll(&gd, 500, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(small.coefficients.rows.len(), 501);
+}
