@@ -585,17 +585,21 @@ pub fn diverges(spec: &Spec, steps: usize) -> Option<String> {
         grid: 201,
         ..RateOptions::default()
     };
-    check_options(spec, &opts).ok()?;
+    check_options(spec, &opts, 1).ok()?;
     rate_at(spec, &opts, &Overrides::new(), BTreeMap::new())
         .ok()?
         .diverges
 }
 
-/// The most work a rate may take: steps × grid points for a recurrence with a fixed window,
-/// steps² × grid points / 2 for one that reads its whole history.
-pub const MAX_WORK: f64 = 2.0e10;
+/// The most work a rate may take, in λ-steps (steps × λ values × samples of a sweep, the λ
+/// values being the grid and the refinement's points) for a recurrence with a fixed window:
+/// about 8 s at 2 cores.
+pub const MAX_WINDOW_WORK: f64 = 5.0e8;
+/// The same for a recurrence that reads its whole history, in λ-reads (steps² / 2 × λ values ×
+/// samples): about 8 s.
+pub const MAX_HISTORY_WORK: f64 = 1.0e10;
 
-fn check_options(spec: &Spec, opts: &RateOptions) -> Result<(), SpecError> {
+fn check_options(spec: &Spec, opts: &RateOptions, samples: usize) -> Result<(), SpecError> {
     let bad = |msg: &str, hint: &str| {
         Err(SpecError::new(ErrorKind::InvalidValue, msg)
             .with_hint(hint)
@@ -619,28 +623,43 @@ fn check_options(spec: &Spec, opts: &RateOptions) -> Result<(), SpecError> {
             "pass e.g. --grid 2001",
         );
     }
-    let (steps, grid) = (opts.steps as f64, opts.grid as f64);
-    let (work, per) = match Keep::of(spec) {
+    let lambdas = (opts.grid + REFINE_PEAKS * REFINE_POINTS * REFINE_ROUNDS) as f64;
+    let per = lambdas * samples.max(1) as f64;
+    let steps = opts.steps as f64;
+    let (work, max, most, what) = match Keep::of(spec) {
         Keep::All => (
-            steps * steps * grid / 2.0,
-            "steps² × grid points / 2 (it reads its whole history)",
+            steps * steps / 2.0 * per,
+            MAX_HISTORY_WORK,
+            (2.0 * MAX_HISTORY_WORK / per).sqrt(),
+            "steps² / 2 × λ values (it reads its whole history)",
         ),
-        Keep::Recent { .. } => (steps * grid, "steps × grid points"),
+        Keep::Recent { .. } => (
+            steps * per,
+            MAX_WINDOW_WORK,
+            MAX_WINDOW_WORK / per,
+            "steps × λ values",
+        ),
     };
-    if work > MAX_WORK {
-        let most = match Keep::of(spec) {
-            Keep::All => (2.0 * MAX_WORK / grid).sqrt(),
-            Keep::Recent { .. } => MAX_WORK / grid,
+    if work > max {
+        let sweep = if samples > 1 {
+            format!(" × {samples} settings of its ranges")
+        } else {
+            String::new()
         };
         return bad(
             &format!(
-                "{} steps on a grid of {} points is too much work for this spec: {per} is at \
-                 most {MAX_WORK:e}",
+                "{} steps with a grid of {} points is too much work for this spec: {what}{sweep} \
+                 is {work:.2e}, at most {max:e}",
                 opts.steps, opts.grid
             ),
             &format!(
-                "at most {} steps at this grid (pass a smaller --steps or --grid)",
-                most.floor()
+                "at most {} steps at this grid (pass a smaller --steps or --grid{})",
+                most.floor(),
+                if samples > 1 {
+                    ", or fix the ranges with --set"
+                } else {
+                    ""
+                }
             ),
         );
     }
@@ -662,8 +681,6 @@ pub fn rate(
     overrides: &Overrides,
 ) -> Result<RateReport, SpecError> {
     spec.check_overrides(overrides)?;
-    check_options(spec, opts)?;
-    let rate = rate_at(spec, opts, overrides, BTreeMap::new())?;
     // Parameters to sweep: search ranges and choices not fixed by an override.
     let mut axes: Vec<(String, Vec<f64>)> = Vec::new();
     for p in &spec.params {
@@ -676,16 +693,6 @@ pub fn rate(
             _ => {}
         }
     }
-    if axes.is_empty() {
-        return Ok(RateReport {
-            name: spec.name.clone(),
-            kappa: opts.kappa,
-            steps: opts.steps,
-            grid: opts.grid,
-            rate,
-            sweep: None,
-        });
-    }
     // Range points: as many as the combination budget allows (at most RANGE_POINTS).
     let fixed: usize = axes
         .iter()
@@ -697,6 +704,24 @@ pub fn rate(
     let mut points = RANGE_POINTS;
     while points > 2 && fixed.saturating_mul(points.saturating_pow(ranges)) > MAX_COMBINATIONS {
         points -= 1;
+    }
+    let sweep = match axes.is_empty() {
+        true => 0,
+        false => fixed
+            .saturating_mul(points.saturating_pow(ranges))
+            .min(MAX_COMBINATIONS),
+    };
+    check_options(spec, opts, 1 + sweep)?;
+    let rate = rate_at(spec, opts, overrides, BTreeMap::new())?;
+    if axes.is_empty() {
+        return Ok(RateReport {
+            name: spec.name.clone(),
+            kappa: opts.kappa,
+            steps: opts.steps,
+            grid: opts.grid,
+            rate,
+            sweep: None,
+        });
     }
     for (name, values) in axes.iter_mut() {
         if values.is_empty() {
@@ -1050,12 +1075,16 @@ mod tests {
         .unwrap();
         let e = rate(&s, &opts(100.0, 100_000, 2001), &Overrides::new()).unwrap_err();
         assert!(e.message.contains("too much work"), "{e}");
-        assert!(
-            e.hint
-                .as_deref()
-                .unwrap_or_default()
-                .contains("at most 4471 steps"),
-            "{e}"
-        );
+        // √(2·10¹⁰ / (2001 + 2600)) = 2084.9.
+        let hint = e.hint.clone().unwrap_or_default();
+        assert!(hint.contains("at most 2084 steps"), "{e}");
+        // A sweep multiplies the work: heavy ball's β range is 9 settings besides the defaults.
+        let hb = load_str("hb.yaml", HB).unwrap();
+        let e = rate(&hb, &opts(100.0, 100_000, 2001), &Overrides::new()).unwrap_err();
+        assert!(e.message.contains("10 settings of its ranges"), "{e}");
+        assert!(e.hint.clone().unwrap_or_default().contains("--set"), "{e}");
+        // Fixed, the same spec is within the bound.
+        let o: Overrides = [("beta".to_string(), 0.5)].into();
+        assert!(rate(&hb, &opts(100.0, 2_000, 201), &o).is_ok());
     }
 }
