@@ -209,6 +209,28 @@ fn rate_matches_closed_forms_end_to_end() {
     assert_eq!(gd["curve"].as_array().unwrap().len(), 30);
     assert!(nag["contraction"].as_f64().unwrap() < gd["contraction"].as_f64().unwrap());
     assert_eq!(&std::fs::read(&plot).unwrap()[..4], b"\x89PNG");
+    // A divergent method is said to diverge, by rate (text and JSON) and by check.
+    let div = "core/tests/fixtures/methods/divergent_heavy_ball.yaml";
+    let out = optarch(&["rate", div, "--grid", "51"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("DIVERGES on quadratics: its asymptotic rate 1.46"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = optarch(&["rate", div, "--steps", "3000", "--grid", "51", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["rate"]["contraction"].is_null(), "{}", v["rate"]);
+    assert!(v["rate"]["diverges"]
+        .as_str()
+        .unwrap()
+        .contains("overflows"));
+    let out = optarch(&["check", div]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("warning: divergent_heavy_ball diverges on quadratics"));
+    let out = optarch(&["check", "specs/heavy_ball.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0].get("diverges").is_none(), "{v}");
     // DenseNet has no scalar recurrence: a clear error, status 1.
     let out = optarch(&["rate", "specs/densenet.yaml"]);
     assert_eq!(out.status.code(), Some(1));
