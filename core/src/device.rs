@@ -286,6 +286,37 @@ pub struct EnvInfo {
     pub mkldnn: bool,
     /// libtorch was built with OpenMP.
     pub openmp: bool,
+    /// The CPU's bfloat16 arithmetic (`AMX-BF16`, `AVX-512-BF16`), when it has some: the
+    /// default precision on the CPU is then bf16 with channels_last.
+    pub cpu_bf16: Option<String>,
+}
+
+/// The CPU's bfloat16 instructions, from `/proc/cpuinfo` (`amx_bf16`, `avx512_bf16`): those
+/// make bf16 convolutions faster than fp32 ones. `None` elsewhere.
+pub fn cpu_bf16() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = info.lines().find(|l| l.starts_with("flags"))?;
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let found: Vec<&str> = [("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512-BF16")]
+        .iter()
+        .filter(|(flag, _)| has(flag))
+        .map(|(_, name)| *name)
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// Whether `device` computes in bfloat16: the CPU where [`cpu_bf16`] finds the instructions
+/// that make it fast, a CUDA device where a bf16 product runs.
+pub fn supports_bf16(device: Device) -> bool {
+    match device {
+        Device::Cpu => cpu_bf16().is_some(),
+        Device::Cuda(_) => {
+            let probe = tch::Tensor::f_ones([2, 2], (tch::Kind::BFloat16, device))
+                .and_then(|a| a.f_matmul(&a));
+            probe.is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// Collects [`EnvInfo`] for this process. Runs `nvidia-smi` once if it is on `PATH`.
@@ -338,6 +369,7 @@ pub fn env_info() -> EnvInfo {
         mkl: tch::utils::has_mkl(),
         mkldnn: tch::utils::has_mkldnn(),
         openmp: tch::utils::has_openmp(),
+        cpu_bf16: cpu_bf16(),
     }
 }
 
@@ -547,14 +579,26 @@ impl fmt::Display for EnvInfo {
             "{:W$}{} intra-op, {} inter-op",
             "CPU threads", self.num_threads, self.num_interop_threads
         )?;
-        write!(
+        writeln!(
             f,
             "{:W$}MKL {}, oneDNN {}, OpenMP {}",
             "CPU libraries",
             yes_no(self.mkl),
             yes_no(self.mkldnn),
             yes_no(self.openmp)
-        )
+        )?;
+        match &self.cpu_bf16 {
+            Some(isa) => write!(
+                f,
+                "{:W$}{isa}: default precision bf16 with channels_last",
+                "CPU bfloat16"
+            ),
+            None => write!(
+                f,
+                "{:W$}none (no AMX or AVX-512-BF16): default precision fp32",
+                "CPU bfloat16"
+            ),
+        }
     }
 }
 

@@ -16,7 +16,8 @@
 //! the whole update. Pre-activation blocks (preact, dense) get no ReLU after additions and a
 //! final BN-ReLU in the head.
 
-use super::blocks::{conv_counted, Block, BlockKind};
+use super::blocks::{conv_counted, Block, BlockKind, Conv};
+use super::compute::Compute;
 use super::plan::{Kernels, Op, OpKind, Plan};
 use super::{sanitize, ExecError};
 use crate::plan::block_name;
@@ -241,18 +242,24 @@ enum Transition {
         hi: i64,
     },
     Projection {
-        conv: nn::Conv2D,
+        conv: Conv,
         bn: nn::BatchNorm,
     },
     Dense {
         bn: nn::BatchNorm,
-        conv: nn::Conv2D,
+        conv: Conv,
         stride: i64,
     },
 }
 
 impl Transition {
-    fn forward_t(&self, x: &Tensor, train: bool, macs: Option<&AtomicI64>) -> Tensor {
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        train: bool,
+        compute: Compute,
+        macs: Option<&AtomicI64>,
+    ) -> Tensor {
         match self {
             Transition::ZeroPad { stride, lo, hi } => {
                 let s = if *stride > 1 {
@@ -266,9 +273,11 @@ impl Transition {
                     s.constant_pad_nd([0, 0, 0, 0, *lo, *hi])
                 }
             }
-            Transition::Projection { conv, bn } => conv_counted(x, conv, macs).apply_t(bn, train),
+            Transition::Projection { conv, bn } => {
+                conv_counted(x, conv, compute, macs).apply_t(bn, train)
+            }
             Transition::Dense { bn, conv, stride } => {
-                let y = conv_counted(&x.apply_t(bn, train).relu(), conv, macs);
+                let y = conv_counted(&x.apply_t(bn, train).relu(), conv, compute, macs);
                 if *stride > 1 {
                     y.avg_pool2d(
                         [*stride, *stride],
@@ -309,6 +318,7 @@ pub struct StageNet {
     /// Multiply-adds counted while `counting` (see [`Network::multiply_adds`]).
     macs: AtomicI64,
     counting: AtomicBool,
+    compute: Compute,
 }
 
 impl StageNet {
@@ -320,7 +330,7 @@ impl StageNet {
 impl Kernels for StageNet {
     fn block(&self, index: usize, _op: usize, x: &Tensor, train: bool) -> Tensor {
         match self.blocks.get(index) {
-            Some(b) => b.forward_counted(x, train, self.counter()),
+            Some(b) => b.forward_counted(x, train, self.compute, self.counter()),
             None => x.shallow_clone(), // unreachable: one block per block operation
         }
     }
@@ -337,7 +347,7 @@ impl Kernels for StageNet {
     fn map(&self, _key: usize, op: usize, x: &Tensor, train: bool) -> Tensor {
         match self.maps.get(op) {
             Some(chain) => chain.iter().fold(x.shallow_clone(), |h, t| {
-                t.forward_t(&h, train, self.counter())
+                t.forward_t(&h, train, self.compute, self.counter())
             }),
             None => x.shallow_clone(),
         }
@@ -347,12 +357,13 @@ impl Kernels for StageNet {
 /// A network: stem, stages running their plans, head (global average pool + linear).
 #[derive(Debug)]
 pub struct Network {
-    stem_conv: nn::Conv2D,
+    stem_conv: Conv,
     stem_bn: Option<nn::BatchNorm>,
     max_pool: bool,
     pub stages: Vec<StageNet>,
     head_bn: Option<nn::BatchNorm>,
     fc: nn::Linear,
+    compute: Compute,
 }
 
 /// The state a spec outputs (`z` for `output: z`), read off the node feeding the output.
@@ -380,17 +391,13 @@ impl Network {
         }
         let st = &arch.stem;
         let sp = p / "stem";
-        let stem_conv = nn::conv2d(
-            &sp / "conv",
+        let stem_conv = Conv::new(
+            &(&sp / "conv"),
             arch.in_channels,
             st.width,
             st.kernel,
-            nn::ConvConfig {
-                stride: st.stride,
-                padding: st.kernel / 2,
-                bias: false,
-                ..Default::default()
-            },
+            st.stride,
+            nn::ConvConfig::default().ws_init,
         );
         let stem_bn = st
             .bn_relu
@@ -435,7 +442,21 @@ impl Network {
             stages,
             head_bn,
             fc,
+            compute: Compute::FP32,
         })
+    }
+
+    /// Sets the precision and layout of the arithmetic (fp32 and contiguous when built).
+    pub fn set_compute(&mut self, compute: Compute) {
+        self.compute = compute;
+        for s in &mut self.stages {
+            s.compute = compute;
+        }
+    }
+
+    /// The precision and layout of the arithmetic.
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     fn stage(
@@ -496,6 +517,7 @@ impl Network {
             learnable_names,
             macs: AtomicI64::new(0),
             counting: AtomicBool::new(false),
+            compute: Compute::FP32,
         })
     }
 
@@ -507,7 +529,8 @@ impl Network {
         train: bool,
         mut trace: Option<&mut Vec<Vec<usize>>>,
     ) -> Result<Tensor, ExecError> {
-        let mut h = x.apply(&self.stem_conv);
+        let c = self.compute;
+        let mut h = self.stem_conv.forward(&c.input(x), c);
         if let Some(bn) = &self.stem_bn {
             h = h.apply_t(bn, train).relu();
         }
@@ -517,7 +540,7 @@ impl Network {
         for stage in &self.stages {
             let (entry, raw) = match &stage.transition {
                 None => (h, None),
-                Some(t) => (t.forward_t(&h, train, stage.counter()), Some(h)),
+                Some(t) => (t.forward_t(&h, train, c, stage.counter()), Some(h)),
             };
             let mut steps = Vec::new();
             h = stage.plan.run(
@@ -535,7 +558,8 @@ impl Network {
         if let Some(bn) = &self.head_bn {
             h = h.apply_t(bn, train).relu();
         }
-        Ok(h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc))
+        let pooled = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        Ok(c.head(&pooled).apply(&self.fc))
     }
 
     /// Multiply-adds per image of the convolutions and the linear layer (BN, ReLU, pooling and
@@ -550,7 +574,7 @@ impl Network {
         let device = self.fc.ws.device();
         let x = Tensor::zeros([1, channels, height, width], (tch::Kind::Float, device));
         let result = tch::no_grad(|| {
-            let _ = conv_counted(&x, &self.stem_conv, Some(&stem));
+            let _ = conv_counted(&x, &self.stem_conv, Compute::FP32, Some(&stem));
             self.try_forward_t(&x, false, None)
         });
         for s in &self.stages {
@@ -669,11 +693,14 @@ fn transition(
         Shortcut::Dense { compression } => {
             let c_out = (((c as f64) * compression).floor() as i64).max(1);
             let bn = nn::batch_norm2d(p / "bn", c, Default::default());
-            let cfg = nn::ConvConfig {
-                bias: false,
-                ..Default::default()
-            };
-            let conv = nn::conv2d(p / "conv", c, c_out, 1, cfg);
+            let conv = Conv::new(
+                &(p / "conv"),
+                c,
+                c_out,
+                1,
+                1,
+                nn::ConvConfig::default().ws_init,
+            );
             let t = Transition::Dense {
                 bn,
                 conv,
@@ -697,12 +724,8 @@ fn transition(
             (Some(t), out)
         }
         Shortcut::Projection => {
-            let cfg = nn::ConvConfig {
-                stride: stage.stride,
-                bias: false,
-                ..Default::default()
-            };
-            let conv = nn::conv2d(p / "conv", c, out, 1, cfg);
+            let init = nn::ConvConfig::default().ws_init;
+            let conv = Conv::new(&(p / "conv"), c, out, 1, stage.stride, init);
             let bn = nn::batch_norm2d(p / "bn", out, Default::default());
             (Some(Transition::Projection { conv, bn }), out)
         }
@@ -818,6 +841,7 @@ impl Network {
             learnable_names,
             macs: AtomicI64::new(0),
             counting: AtomicBool::new(false),
+            compute: Compute::FP32,
         })
     }
 }

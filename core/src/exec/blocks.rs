@@ -11,6 +11,7 @@
 //! after a residual addition is not part of the block: post-activation architectures apply it
 //! to the combined state (see [`crate::exec::arch`]).
 
+use super::compute::Compute;
 use super::ExecError;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
@@ -69,29 +70,67 @@ impl BlockKind {
     }
 }
 
+/// A convolution without bias, run in a [`Compute`]'s precision and layout.
+#[derive(Debug)]
+pub struct Conv {
+    /// The fp32 master weight.
+    pub conv: nn::Conv2D,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv {
+    /// A `k×k` convolution from `i` to `o` channels, padded to keep the size at stride 1.
+    pub fn new(p: &nn::Path, i: i64, o: i64, k: i64, stride: i64, ws_init: nn::Init) -> Conv {
+        let cfg = nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            bias: false,
+            ws_init,
+            ..Default::default()
+        };
+        Conv {
+            conv: nn::conv2d(p, i, o, k, cfg),
+            stride,
+            padding: k / 2,
+        }
+    }
+
+    /// `conv(x)` with the weight cast and laid out as `compute` says.
+    pub fn forward(&self, x: &Tensor, compute: Compute) -> Tensor {
+        x.conv2d(
+            &compute.weight(&self.conv.ws),
+            None::<&Tensor>,
+            [self.stride, self.stride],
+            [self.padding, self.padding],
+            [1, 1],
+            1,
+        )
+    }
+
+    /// Its weight's number of scalars.
+    pub fn numel(&self) -> usize {
+        self.conv.ws.numel()
+    }
+}
+
 /// A built block.
 #[derive(Debug)]
 pub struct Block {
     kind: BlockKind,
-    convs: Vec<nn::Conv2D>,
+    convs: Vec<Conv>,
     bns: Vec<nn::BatchNorm>,
     /// Output channels.
     pub out_channels: i64,
 }
 
-fn conv(p: &nn::Path, name: &str, i: i64, o: i64, k: i64, stride: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding: k / 2,
-        bias: false,
-        ws_init: nn::Init::Kaiming {
-            dist: nn::init::NormalOrUniform::Normal,
-            fan: nn::init::FanInOut::FanOut,
-            non_linearity: nn::init::NonLinearity::ReLU,
-        },
-        ..Default::default()
+fn conv(p: &nn::Path, name: &str, i: i64, o: i64, k: i64, stride: i64) -> Conv {
+    let init = nn::Init::Kaiming {
+        dist: nn::init::NormalOrUniform::Normal,
+        fan: nn::init::FanInOut::FanOut,
+        non_linearity: nn::init::NonLinearity::ReLU,
     };
-    nn::conv2d(p / name, i, o, k, cfg)
+    Conv::new(&(p / name), i, o, k, stride, init)
 }
 
 fn bn(p: &nn::Path, name: &str, c: i64) -> nn::BatchNorm {
@@ -165,21 +204,33 @@ impl Block {
 }
 
 /// `conv(x)`, adding its multiply-adds per image to `macs` when counting.
-pub(crate) fn conv_counted(x: &Tensor, conv: &nn::Conv2D, macs: Option<&AtomicI64>) -> Tensor {
-    let y = x.apply(conv);
+pub(crate) fn conv_counted(
+    x: &Tensor,
+    conv: &Conv,
+    compute: Compute,
+    macs: Option<&AtomicI64>,
+) -> Tensor {
+    let y = conv.forward(x, compute);
     if let Some(m) = macs {
         let size = y.size();
         let pixels: i64 = size.iter().skip(2).product();
-        m.fetch_add(conv.ws.numel() as i64 * pixels, Ordering::Relaxed);
+        m.fetch_add(conv.numel() as i64 * pixels, Ordering::Relaxed);
     }
     y
 }
 
 impl Block {
-    /// The forward pass, adding the multiply-adds per image of its convolutions to `macs`.
-    pub fn forward_counted(&self, x: &Tensor, train: bool, macs: Option<&AtomicI64>) -> Tensor {
+    /// The forward pass in `compute`'s precision and layout, adding the multiply-adds per
+    /// image of its convolutions to `macs`.
+    pub fn forward_counted(
+        &self,
+        x: &Tensor,
+        train: bool,
+        compute: Compute,
+        macs: Option<&AtomicI64>,
+    ) -> Tensor {
         let (c, b) = (&self.convs, &self.bns);
-        let cv = |x: &Tensor, i: usize| conv_counted(x, &c[i], macs);
+        let cv = |x: &Tensor, i: usize| conv_counted(x, &c[i], compute, macs);
         match self.kind {
             BlockKind::Basic => {
                 let h = cv(x, 0).apply_t(&b[0], train).relu();
@@ -201,6 +252,6 @@ impl Block {
 
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.forward_counted(x, train, None)
+        self.forward_counted(x, train, Compute::FP32, None)
     }
 }

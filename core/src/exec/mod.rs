@@ -5,6 +5,8 @@
 //!   node's ordered operands with their coefficients, consumer counts); running it frees every
 //!   intermediate tensor as soon as its last consumer has run.
 //! * [`blocks`]: the learned blocks `B` (basic, bottleneck, pre-activation, dense).
+//! * [`compute`]: the precision (fp32, bf16) and memory layout (channels_last) of the
+//!   arithmetic.
 //! * [`arch`]: stems, stages, stage transitions, heads and the presets (`cifar-resnet`,
 //!   `cifar-densenet`, `imagenet`), and [`Network`], the module itself.
 //!
@@ -24,11 +26,13 @@
 
 pub mod arch;
 pub mod blocks;
+pub mod compute;
 pub mod plan;
 pub mod reference;
 
 pub use arch::{Arch, History, Network, Shortcut, Stage, Stem};
-pub use blocks::{Block, BlockKind};
+pub use blocks::{Block, BlockKind, Conv};
+pub use compute::Compute;
 pub use plan::{Kernels, Op, OpKind, Plan, Scale};
 
 use crate::error::SpecError;

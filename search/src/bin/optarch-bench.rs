@@ -17,7 +17,7 @@
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use optarch_core::exec::reference::HandResNet;
-use optarch_core::exec::{Arch, Network};
+use optarch_core::exec::{Arch, Compute, Network};
 use optarch_core::spec::{self, Overrides};
 use optarch_search::train::{OptimConfig, Sgd};
 use serde::Serialize;
@@ -63,14 +63,40 @@ struct Args {
         default_value = "gradient_descent,heavy_ball,nesterov,densenet"
     )]
     networks: Vec<String>,
+    /// The precisions and layouts each network is measured in: fp32, fp32+cl, bf16, bf16+cl
+    /// (`+cl`: channels_last); each network's ratios are to the first.
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    computes: Vec<String>,
     /// Internal: measure one network in this process (spec name) and print JSON.
     #[arg(long, hide = true)]
     one: Option<String>,
 }
 
+/// `fp32`, `fp32+cl`, `bf16` or `bf16+cl`.
+fn compute_of(s: &str) -> Result<Compute> {
+    let (p, cl) = match s.strip_suffix("+cl") {
+        Some(p) => (p, true),
+        None => (s, false),
+    };
+    let bf16 = match p {
+        "fp32" => false,
+        "bf16" => true,
+        _ => {
+            return Err(anyhow!(
+                "unknown compute `{s}`: expected fp32, fp32+cl, bf16 or bf16+cl"
+            ))
+        }
+    };
+    Ok(Compute {
+        bf16,
+        channels_last: cl,
+    })
+}
+
 #[derive(Debug, Serialize, serde::Deserialize)]
 struct One {
     name: String,
+    compute: String,
     preset: String,
     depth: usize,
     parameters: i64,
@@ -193,7 +219,9 @@ fn one(args: &Args, name: &str, device: Device) -> Result<One> {
     let (spec_name, preset, depth, side, classes) = entry(name)?;
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let net = build(spec_name, preset, depth, classes, &vs)?;
+    let mut net = build(spec_name, preset, depth, classes, &vs)?;
+    let compute = args.computes.first().map(String::as_str).unwrap_or("fp32");
+    net.set_compute(compute_of(compute)?);
     let mut opt = Sgd::new(&vs, &OptimConfig::default());
     let (x, y) = batch(args.batch, side, classes, device);
     sync(device);
@@ -208,6 +236,7 @@ fn one(args: &Args, name: &str, device: Device) -> Result<One> {
         (!device.is_cuda()).then(|| (rss_kb("VmHWM:").unwrap_or(0.0) - base).max(0.0) / 1024.0);
     Ok(One {
         name: name.into(),
+        compute: compute.into(),
         preset: preset.into(),
         depth,
         parameters: optarch_core::exec::parameter_count(&vs),
@@ -225,10 +254,11 @@ const MMAP_THRESHOLD: &str = "131072";
 
 /// Runs `--one name` in a fresh process. With `memory`, under [`MMAP_THRESHOLD`] and with one
 /// warm-up and one timed step (its step time is then not representative and is discarded).
-fn child(args: &Args, name: &str, memory: bool) -> Result<One> {
+fn child(args: &Args, name: &str, compute: &str, memory: bool) -> Result<One> {
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["--one", name])
+        .args(["--computes", compute])
         .args(["--threads", &args.threads.to_string()])
         .args(["--batch", &args.batch.to_string()])
         .args(["--device", &args.device]);
@@ -259,6 +289,9 @@ fn main() -> Result<()> {
     }
     for n in &args.networks {
         entry(n)?;
+    }
+    for c in &args.computes {
+        compute_of(c)?;
     }
     AMP.set(args.amp);
     if let Some(name) = &args.one {
@@ -293,11 +326,13 @@ fn main() -> Result<()> {
     // One process per network for step time, and another for peak memory.
     let mut networks = Vec::new();
     for name in &args.networks {
-        let mut timed = child(&args, name, false)?;
-        if !device.is_cuda() {
-            timed.peak_mb = child(&args, name, true)?.peak_mb;
+        for compute in &args.computes {
+            let mut timed = child(&args, name, compute, false)?;
+            if !device.is_cuda() {
+                timed.peak_mb = child(&args, name, compute, true)?.peak_mb;
+            }
+            networks.push(timed);
         }
-        networks.push(timed);
     }
     let report = Report {
         device: format!("{device:?}"),
@@ -321,26 +356,53 @@ fn main() -> Result<()> {
         "ResNet-20 training step: executor {:.1} ms, hand-written {:.1} ms, ratio {:.3}",
         report.executor_step_ms, report.hand_written_step_ms, report.ratio
     );
-    let gd = report
-        .networks
-        .first()
-        .map(|n| (n.step_ms, n.peak_mb.unwrap_or(f64::NAN)))
-        .unwrap_or((1.0, 1.0));
+    // Ratios: to the first network in the same compute, and to the same network in the first
+    // compute.
+    let find = |name: &str, compute: &str| {
+        report
+            .networks
+            .iter()
+            .find(|n| n.name == name && n.compute == compute)
+            .map(|n| (n.step_ms, n.peak_mb.unwrap_or(f64::NAN)))
+            .unwrap_or((f64::NAN, f64::NAN))
+    };
+    let (first_net, first_compute) = (
+        args.networks.first().cloned().unwrap_or_default(),
+        args.computes.first().cloned().unwrap_or_default(),
+    );
     println!(
-        "{:<18} {:<15} {:>10} {:>10} {:>9} {:>10} {:>9}",
-        "spec", "preset", "params", "step ms", "× GD", "peak MB", "× GD"
+        "{:<18} {:<9} {:<15} {:>10} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7}",
+        "spec",
+        "compute",
+        "preset",
+        "params",
+        "step ms",
+        "× first",
+        "× same",
+        "peak MB",
+        "× first",
+        "× same"
     );
     for n in &report.networks {
+        let (net0, comp0) = (find(&first_net, &n.compute), find(&n.name, &first_compute));
+        let peak = n.peak_mb.unwrap_or(f64::NAN);
         println!(
-            "{:<18} {:<15} {:>10} {:>10.1} {:>9.3} {:>10.1} {:>9.3}",
+            "{:<18} {:<9} {:<15} {:>10} {:>9.1} {:>7.3} {:>7.3} {:>9.1} {:>7.3} {:>7.3}",
             n.name,
+            n.compute,
             format!("{}-{}", n.preset, n.depth),
             n.parameters,
             n.step_ms,
-            n.step_ms / gd.0,
-            n.peak_mb.unwrap_or(f64::NAN),
-            n.peak_mb.unwrap_or(f64::NAN) / gd.1
+            n.step_ms / net0.0,
+            n.step_ms / comp0.0,
+            peak,
+            peak / net0.1,
+            peak / comp0.1
         );
     }
+    println!(
+        "× first: against {first_net} in the same compute; × same: against the same network in \
+         {first_compute}"
+    );
     Ok(())
 }

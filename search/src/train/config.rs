@@ -552,20 +552,74 @@ impl Default for ScheduleConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// Single precision throughout (exact, reproducible).
+    /// The fastest the device supports: bf16 on a CPU with AMX or AVX-512-BF16 and on a CUDA
+    /// device that computes in bf16, fp32 elsewhere (a run records what it chose).
     #[default]
+    Auto,
+    /// Single precision throughout (exact, reproducible).
     Fp32,
+    /// Mixed precision: convolutions and activations in bfloat16; batch-norm parameters, the
+    /// classifier, the loss, the optimiser and the master weights in fp32.
+    Bf16,
     /// Mixed precision with fp16 autocast and dynamic loss scaling (CUDA only).
     Fp16,
 }
 
-/// Precision settings.
+/// On, off, or chosen for the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Precision and memory layout (see `optarch_core::exec::compute`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrecisionConfig {
-    /// fp32, or fp16 mixed precision with dynamic loss scaling (CUDA only).
+    /// auto (bf16 where the device computes in bfloat16, else fp32), fp32 (exact), bf16
+    /// (mixed), or fp16 (mixed with loss scaling, CUDA only).
     #[arg(long, value_enum, alias = "amp", default_value_t = Precision::default())]
     pub precision: Precision,
+    /// Feature maps and weights with NHWC strides: auto (on with bf16 or fp16), on or off;
+    /// `--channels-last` alone is on.
+    #[arg(
+        long = "channels-last",
+        value_enum,
+        num_args = 0..=1,
+        default_value_t = Switch::Auto,
+        default_missing_value = "on"
+    )]
+    pub channels_last: Switch,
+}
+
+impl PrecisionConfig {
+    /// Replaces `auto` by what `device` supports, so that a run records (and a resume
+    /// repeats) a definite choice.
+    pub fn resolve(&mut self, device: tch::Device) {
+        if self.precision == Precision::Auto {
+            self.precision = match optarch_core::device::supports_bf16(device) {
+                true => Precision::Bf16,
+                false => Precision::Fp32,
+            };
+        }
+        if self.channels_last == Switch::Auto {
+            self.channels_last = match self.precision {
+                Precision::Bf16 | Precision::Fp16 => Switch::On,
+                Precision::Fp32 | Precision::Auto => Switch::Off,
+            };
+        }
+    }
+
+    /// The executor's setting (after [`PrecisionConfig::resolve`]; fp16 is autocast's).
+    pub fn compute(&self) -> optarch_core::exec::Compute {
+        optarch_core::exec::Compute {
+            bf16: self.precision == Precision::Bf16,
+            channels_last: self.channels_last == Switch::On,
+        }
+    }
 }
 
 /// Where and how reproducibly a run goes.

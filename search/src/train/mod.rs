@@ -27,7 +27,7 @@ mod sgd;
 
 pub use checkpoint::{CheckpointError, CheckpointSet};
 pub use config::{
-    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset,
+    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset, Switch,
     RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
     MAX_EPOCHS, MAX_STAGE_STEPS,
 };

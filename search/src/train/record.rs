@@ -97,6 +97,9 @@ pub struct Summary {
     pub final_test_acc: Option<f64>,
     pub wall_seconds: f64,
     pub device: String,
+    /// The precision and layout the run computed in (`bf16, channels_last`, `fp32`, ...).
+    #[serde(default)]
+    pub compute: String,
 }
 
 impl std::fmt::Display for Summary {
@@ -117,8 +120,8 @@ impl std::fmt::Display for Summary {
         }
         write!(
             f,
-            "wall time         {:.1} s on {}",
-            self.wall_seconds, self.device
+            "wall time         {:.1} s on {} ({})",
+            self.wall_seconds, self.device, self.compute
         )
     }
 }

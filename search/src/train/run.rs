@@ -89,9 +89,10 @@ struct Run {
     state: RunState,
 }
 
-fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
+fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
+    let device = cfg.train.run.device.resolve()?;
+    cfg.train.precision.resolve(device);
     let t = &cfg.train;
-    let device = t.run.device.resolve()?;
     // The thread count the run was started with: a resumed run computes bit for bit the same.
     if let Some(n) = t.run.threads {
         tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
@@ -108,7 +109,10 @@ fn prepare(cfg: RunConfigFile, dir: &Path) -> R<Run> {
     }
     let (train, val, test) = t.data.load(t.run.seed)?;
     let norm: Normalization = train.channel_stats();
-    let Built { spec, vs, net, .. } = build(&cfg.spec, t, &train, device)?;
+    let Built {
+        spec, vs, mut net, ..
+    } = build(&cfg.spec, t, &train, device)?;
+    net.set_compute(t.precision.compute());
     let opt = Sgd::new(&vs, &t.optim);
     let mut train_loader = Loader::new(&train, t.optim.batch_size, device)?
         .shuffled(t.run.seed)
@@ -264,6 +268,10 @@ fn summary(run: &Run) -> R<Summary> {
         final_test_acc: last.and_then(|m| m.test_acc),
         wall_seconds: run.state.wall_seconds,
         device: format!("{:?}", run.device),
+        compute: match t.precision.precision {
+            Precision::Fp16 => "fp16 autocast".to_string(),
+            _ => run.net.compute().to_string(),
+        },
     };
     checkpoint::write_json(&run.dir.join(checkpoint::SUMMARY), &s)?;
     Ok(s)
