@@ -669,7 +669,14 @@ impl std::fmt::Display for Expr {
             }
             Ex::Bin(op, a, b) => {
                 let p = op.precedence();
-                wrap(f, a, p)?;
+                // Comparisons do not chain (`a < b < c` does not parse): a comparison on the
+                // left of another keeps its parentheses.
+                let left = if p == BinOp::Lt.precedence() {
+                    p + 1
+                } else {
+                    p
+                };
+                wrap(f, a, left)?;
                 write!(f, " {} ", op.symbol())?;
                 // Left-associative: the right operand needs parentheses at equal precedence.
                 wrap(f, b, p + 1)
@@ -772,6 +779,12 @@ mod tests {
             "-grad(cat(z[0..=k]))",
             "a - (b - c)",
             "if k == 0 { 0 } else { 1 / k }",
+            // Found by the `structured` fuzz target: printed as `0 >= 0 >= 0`, which does not
+            // parse (core/fuzz/regressions/structured-chained-comparison.bin).
+            "(0 >= 0) >= 0",
+            "(a == b) != (c < d)",
+            "a < (b < c)",
+            "(a && b) || c && d",
         ] {
             let e = parse(text).unwrap();
             let printed = e.to_string();
