@@ -2,6 +2,10 @@
 `optarch-bench` (median seconds per step, batch 128, SGD with Nesterov momentum).
 
     source scripts/env.sh && python bench/pytorch_resnet20.py --threads 1
+    source scripts/env.sh && python bench/pytorch_resnet20.py --threads 1 --bf16 --channels-last
+
+`--bf16` runs the forward pass under CPU autocast (bfloat16); `--channels-last` puts the model
+and the input in channels_last memory format.
 
 Uses the project's own torch==2.11.0 environment, so libtorch is the same as optarch's.
 """
@@ -57,6 +61,8 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--iters", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -65,11 +71,16 @@ def main():
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.randn(a.batch, 3, 32, 32)
     y = torch.randint(0, 10, (a.batch,))
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     net.train()
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            logits = net(x)
+        F.cross_entropy(logits.float(), y).backward()
         opt.step()
 
     for _ in range(a.warmup):
@@ -82,6 +93,7 @@ def main():
     times.sort()
     med = times[len(times) // 2]
     print(json.dumps({"threads": a.threads, "batch": a.batch, "parameters": params,
+                      "bf16": a.bf16, "channels_last": a.channels_last,
                       "step_ms": med * 1e3, "images_per_sec": a.batch / med,
                       "torch": torch.__version__}))
 

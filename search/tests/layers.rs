@@ -21,7 +21,7 @@ const CORE: &[(&str, &[&str])] = &[
         "render",
         &["fixtures", "layout", "svg", "png", "dot", "chart", "tests"],
     ),
-    ("exec", &["blocks", "plan", "arch", "reference"]),
+    ("exec", &["compute", "blocks", "plan", "arch", "reference"]),
 ];
 
 const SEARCH: &[(&str, &[&str])] = &[
