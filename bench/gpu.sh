@@ -5,11 +5,12 @@
 #   bash bench/gpu.sh [OUTDIR]
 #
 #   OPTARCH_BIN   folder with optarch and optarch-bench (default target/release)
-#   OPTARCH_DATA  CIFAR-10 location; when set, two short training runs (AMP off and on) as well
+#   OPTARCH_DATA  CIFAR-10 location; when set, short training runs (fp32, bf16, fp16) as well
 #
 # Writes into OUTDIR (default $OUT, else runs/gpu): card.csv (nvidia-smi), env.txt (what
-# libtorch sees), bench.json and bench-amp.json (images per second for every preset and spec,
-# fp32 and fp16 autocast), train-*/ (run directories with metrics.jsonl). Copy the figures into
+# libtorch sees), bench.json (images per second for every preset and spec in fp32, fp32 with
+# channels_last, bf16 and bf16 with channels_last) and bench-amp.json (fp16 autocast, contiguous
+# and channels_last), train-*/ (run directories with metrics.jsonl). Copy the figures into
 # docs/BENCHMARKS.md with the card's name.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,19 +29,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 nets=gradient_descent,heavy_ball,nesterov,densenet,densenet100,imagenet,imagenet_heavy_ball
 for amp in "" "--amp"; do
   name=bench${amp:+-amp}
-  echo "==> optarch-bench --device cuda $amp" >&2
+  computes=fp32,fp32+cl,bf16,bf16+cl
+  [ -n "$amp" ] && computes=fp32,fp32+cl
+  echo "==> optarch-bench --device cuda $amp --computes $computes" >&2
   "$bin/optarch-bench" --device cuda --threads 1 --batch 128 --iters 10 --rounds 3 \
-    --networks "$nets" $amp --json | tee "$out/$name.json"
+    --networks "$nets" --computes "$computes" $amp --json | tee "$out/$name.json"
 done
 
 if [ -n "${OPTARCH_DATA:-}" ]; then
-  for amp in "" "fp16"; do
-    name=train${amp:+-$amp}
-    echo "==> optarch train heavy_ball ResNet-20, 2 epochs, 10k images, AMP ${amp:-off}" >&2
+  for precision in fp32 bf16 fp16; do
+    name=train-$precision
+    echo "==> optarch train heavy_ball ResNet-20, 2 epochs, 10k images, $precision" >&2
     rm -rf "${out:?}/$name"
     "$bin/optarch" --device cuda train --spec specs/heavy_ball.yaml --preset cifar-resnet \
       --depth 20 --epochs 2 --train-subset 10000 --batch-size 128 \
-      --data "$OPTARCH_DATA" --out "$out/$name" ${amp:+--amp $amp}
+      --data "$OPTARCH_DATA" --out "$out/$name" --precision "$precision"
   done
 else
   echo "OPTARCH_DATA is not set: skipping the training runs" >&2
