@@ -398,3 +398,39 @@ fn a_megabyte_of_hostile_spec_loads_or_fails_quickly() {
         );
     }
 }
+
+/// The longest chains an expression may hold (512 operators: a sum of 500 terms, 500 minus
+/// signs) load on a 2 MiB thread, the default for spawned threads, in a debug build.
+#[test]
+fn the_longest_chains_load_on_a_small_stack() {
+    let n = crate::expr::MAX_OPERATORS - 12;
+    let sum = vec!["z[k]"; n].join(" + ");
+    let minus = format!("z[k] - {}grad(z[k])", "-".repeat(n));
+    let sched = vec!["1e-3"; n].join(" + ");
+    let nots = format!("if {}(k > 2) {{ 1 }} else {{ 0 }}", "!".repeat(n));
+    let texts = [
+        format!("name: a\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: \"{sum}\"\noutput: z\n"),
+        format!("name: b\nstate: [z]\nstep:\n  z[k+1]: \"{minus}\"\noutput: z\n"),
+        format!(
+            "name: c\nparams:\n  s: \"{sched}\"\n  t: \"{nots}\"\nstate: [z]\nstep:\n  z[k+1]: z[k] - s * t * grad(z[k])\noutput: z\n"
+        ),
+    ];
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            texts
+                .iter()
+                .map(|t| {
+                    load_str("t.yaml", t)
+                        .map(|s| s.name)
+                        .map_err(|e| e.message.clone())
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    let names = handle.join().unwrap();
+    assert_eq!(
+        names,
+        vec![Ok("a".to_string()), Ok("b".into()), Ok("c".into())]
+    );
+}
