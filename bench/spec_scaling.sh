@@ -24,7 +24,7 @@ echo "|---|---:|---:|"
 measure "optarch --version (the floor)" "$B" --version
 for spec in specs/gradient_descent.yaml specs/nesterov.yaml specs/densenet.yaml bench/specs/history_sum.yaml; do
   name="$(basename "$spec" .yaml)"
-  for n in 100 500 2000; do
+  for n in 100 500 1000 2000; do
     measure "check $name --steps $n" "$B" check "$spec" --steps "$n"
     measure "graph $name --steps $n -f dot" "$B" graph "$spec" --steps "$n" -f dot -o "$tmp/g.dot"
     measure "graph $name --steps $n (svg)" "$B" graph "$spec" --steps "$n" -o "$tmp/g.svg"

@@ -345,6 +345,19 @@ impl Space for Builder {
     }
 
     fn bind(&mut self, name: &str, v: Form) -> Result<Form, SpecError> {
+        let edges = self.graph.edge_count();
+        if edges > MAX_EDGES {
+            return Err(SpecError::new(
+                crate::error::ErrorKind::InvalidValue,
+                format!(
+                    "the unrolled topology has {edges} edges by `{name}`, more than {MAX_EDGES}"
+                ),
+            )
+            .with_hint(
+                "a spec that reads its whole history grows with the square of the steps: \
+                 unroll fewer (a DenseNet of 1000 steps has 500,500 edges)",
+            ));
+        }
         Ok(match self.materialize(&v) {
             Some(n) => {
                 self.graph[n].names.push(name.to_string());
@@ -359,6 +372,10 @@ impl Space for Builder {
         self.slots = 0;
     }
 }
+
+/// The most edges an unrolled topology may have (memory and time grow with them; a DenseNet of
+/// 1000 steps has 500,500).
+pub const MAX_EDGES: usize = 502_000;
 
 /// The most steps [`unroll`] accepts (a DenseNet of this depth already has millions of edges).
 pub const MAX_STEPS: usize = 2000;

@@ -65,3 +65,14 @@ fn a_gradient_of_the_same_value_is_one_block() {
     .unwrap();
     assert_eq!(t.block_count(), 4);
 }
+
+/// Unrolling stops with a clear error once the topology passes its edge bound, long before its
+/// memory grows past a gigabyte.
+#[test]
+fn topologies_past_the_edge_bound_are_refused() {
+    let dense = spec::load(specs_dir().join("densenet.yaml")).unwrap();
+    assert!(unroll(&dense, 1000, &Overrides::new()).is_ok());
+    let e = unroll(&dense, 1100, &Overrides::new()).unwrap_err();
+    assert!(e.message.contains("edges"), "{e}");
+    assert!(e.hint.clone().unwrap_or_default().contains("fewer"));
+}

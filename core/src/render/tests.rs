@@ -488,12 +488,12 @@ fn pictures_past_the_edge_limit_are_refused_and_dot_is_not() {
     )
     .unwrap();
     let big =
-        crate::analysis::analyse(&crate::topology::unroll(&gd, 600, &Default::default()).unwrap())
+        crate::analysis::analyse(&crate::topology::unroll(&gd, 300, &Default::default()).unwrap())
             .unwrap();
     assert!(big.coefficients.rows.is_empty());
     assert!(big.to_string().contains("closed form       omitted"));
     let small =
-        crate::analysis::analyse(&crate::topology::unroll(&gd, 500, &Default::default()).unwrap())
+        crate::analysis::analyse(&crate::topology::unroll(&gd, 250, &Default::default()).unwrap())
             .unwrap();
-    assert_eq!(small.coefficients.rows.len(), 501);
+    assert_eq!(small.coefficients.rows.len(), 251);
 }
