@@ -462,15 +462,40 @@ fn step_matrices(
     Ok(mats)
 }
 
+/// Iterations of the Schur decomposition before [`spectral_radius`] falls back to Gelfand's
+/// formula (unshifted QR never converges on some matrices, a cyclic permutation among them).
+const SCHUR_ITERATIONS: usize = 10_000;
+
 fn spectral_radius(dim: usize, m: &[f64]) -> f64 {
     if dim == 0 {
         return 0.0;
     }
     let mat = nalgebra::DMatrix::from_row_slice(dim, dim, m);
-    mat.complex_eigenvalues()
-        .iter()
-        .map(|c| c.norm())
-        .fold(0.0, f64::max)
+    match nalgebra::linalg::Schur::try_new(mat.clone(), f64::EPSILON, SCHUR_ITERATIONS) {
+        Some(schur) => schur
+            .complex_eigenvalues()
+            .iter()
+            .map(|c| c.norm())
+            .fold(0.0, f64::max),
+        None => gelfand(mat),
+    }
+}
+
+/// `ρ(M) = lim ‖M^n‖^(1/n)`, from `M^(2^48)` by repeated squaring, normalised at each step.
+fn gelfand(mut a: nalgebra::DMatrix<f64>) -> f64 {
+    const SQUARINGS: i32 = 48;
+    let mut log = 0.0;
+    for _ in 0..=SQUARINGS {
+        let n = a.norm();
+        if n == 0.0 || !n.is_finite() {
+            return if n == 0.0 { 0.0 } else { f64::INFINITY };
+        }
+        a /= n;
+        log += n.ln();
+        a = &a * &a;
+        log *= 2.0;
+    }
+    (log / 2f64.powi(SQUARINGS + 1)).exp()
 }
 
 fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
@@ -1086,5 +1111,25 @@ mod tests {
         // Fixed, the same spec is within the bound.
         let o: Overrides = [("beta".to_string(), 0.5)].into();
         assert!(rate(&hb, &opts(100.0, 2_000, 201), &o).is_ok());
+    }
+
+    #[test]
+    fn a_matrix_unshifted_qr_cannot_decompose_still_has_its_radius() {
+        // z[k+1] = z[k-3]: the step matrix is a 4-cycle, whose eigenvalues all lie on the unit
+        // circle; nalgebra's unbounded Schur iteration never ended on it (found by fuzzing).
+        let s = load_str(
+            "lag.yaml",
+            "name: lag\nstate: [z]\ninit:\n  z[-1]: z[0]\n  z[-2]: z[0]\n  z[-3]: z[0]\nstep:\n  z[k+1]: z[k-3] - 0.001 * grad(z[k])\noutput: z\n",
+        )
+        .unwrap();
+        let r = rate(&s, &opts(100.0, 8, 21), &Overrides::new()).unwrap();
+        let a = r.rate.asymptotic.unwrap();
+        assert!(a > 0.99 && a < 1.01, "{a}");
+        let cycle = [
+            0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0,
+        ];
+        assert!((spectral_radius(4, &cycle) - 1.0).abs() < 1e-9);
+        let m = nalgebra::DMatrix::from_row_slice(2, 2, &[0.5, 1.0, 0.0, 0.25]);
+        assert!((gelfand(m) - 0.5).abs() < 1e-6);
     }
 }
