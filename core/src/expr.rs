@@ -860,8 +860,9 @@ mod tests {
         let ok = format!("cat({})", vec!["z[k]"; MAX_OPERATORS + 1].join(", "));
         assert!(parse(&ok).is_ok());
         // The sign of a number's exponent is no operator (found by the `structured` fuzz
-        // target: 300 terms `1e-7` printed from a loaded spec counted as 600 operators,
-        // core/fuzz/regressions/structured-exponent-sign.bin); a name ending in e is no number.
+        // target: about 500 terms `1.00e-7` printed from a loaded spec counted as 1,012
+        // operators, core/fuzz/regressions/structured-exponent-sign.bin); a name ending in e
+        // is no number.
         let small = vec!["1.00e-7"; MAX_OPERATORS + 1].join(" + ");
         assert!(parse(&small).is_ok());
         assert!(parse(&vec!["1E+3"; MAX_OPERATORS + 1].join(" + ")).is_ok());
