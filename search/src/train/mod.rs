@@ -27,8 +27,8 @@ mod sgd;
 
 pub use checkpoint::{CheckpointError, CheckpointSet};
 pub use config::{
-    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset, Switch,
-    RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, TrainConfig,
+    ArchConfig, BlockChoice, DataConfig, OptimConfig, Precision, PrecisionConfig, Preset,
+    RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, Switch, TrainConfig,
     MAX_EPOCHS, MAX_STAGE_STEPS,
 };
 pub use network::{build, Built};
