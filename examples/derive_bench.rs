@@ -6,9 +6,11 @@
 //!
 //! ```text
 //! cargo run --release -p optarch-examples --example derive_bench -- --batch 64 --rounds 7
+//! cargo run --release -p optarch-examples --example derive_bench -- --compute bf16+cl
 //! ```
 
 use anyhow::{bail, Result};
+use optarch_core::exec::Compute;
 use optarch_examples::{derived_resnet20, hand_resnet20};
 use std::time::Instant;
 use tch::nn::{self, ModuleT, OptimizerConfig};
@@ -19,6 +21,7 @@ struct Opts {
     iters: usize,
     rounds: usize,
     threads: Vec<i32>,
+    compute: Compute,
 }
 
 fn parse() -> Result<Opts> {
@@ -27,6 +30,7 @@ fn parse() -> Result<Opts> {
         iters: 3,
         rounds: 7,
         threads: vec![1, 2],
+        compute: Compute::FP32,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -39,7 +43,11 @@ fn parse() -> Result<Opts> {
             "--threads" => {
                 o.threads = v.split(',').map(str::parse).collect::<Result<_, _>>()?;
             }
-            _ => bail!("usage: derive_bench [--batch N] [--iters N] [--rounds N] [--threads 1,2]"),
+            "--compute" => o.compute = v.parse().map_err(anyhow::Error::msg)?,
+            _ => bail!(
+                "usage: derive_bench [--batch N] [--iters N] [--rounds N] [--threads 1,2] \
+                 [--compute fp32|fp32+cl|bf16|bf16+cl]"
+            ),
         }
     }
     Ok(o)
@@ -67,9 +75,9 @@ fn main() -> Result<()> {
     let o = parse()?;
     tch::manual_seed(0);
     let vs_d = nn::VarStore::new(Device::Cpu);
-    let derived = derived_resnet20(&vs_d.root(), 10);
+    let derived = derived_resnet20(&vs_d.root(), 10, o.compute);
     let mut vs_h = nn::VarStore::new(Device::Cpu);
-    let hand = hand_resnet20(&vs_h.root(), 10);
+    let hand = hand_resnet20(&vs_h.root(), 10, o.compute);
     vs_h.copy(&vs_d)?;
     let mut nets = [
         Net {

@@ -13,6 +13,7 @@ use crate::search::rank;
 use crate::search::store::{Store, StoreError};
 use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, RunState, TrainError};
 use optarch_core::device::DeviceChoice;
+use optarch_core::exec::Compute;
 use optarch_core::spec::Overrides;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,9 @@ pub struct Exported {
     pub parameters: i64,
     /// Steps per stage the generated `model.rs` unrolls.
     pub codegen_steps: usize,
+    /// The precision and layout traced into `model.pt` (fp32 unless asked otherwise; the
+    /// weights file is fp32 either way).
+    pub compute: Compute,
 }
 
 /// The spec's YAML with every overridden parameter written in as its value.
@@ -109,8 +113,9 @@ pub(crate) fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
 }
 
 /// Exports the run in `run_dir` (a trainer run directory: `config.json`, `best.safetensors`)
-/// into `out`.
-pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
+/// into `out`, tracing `model.pt` in `compute` ([`Compute::FP32`] is exact; bf16 traces the
+/// casts of the mixed-precision forward pass into the module).
+pub fn export_run(run_dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
     let cpath = run_dir.join(checkpoint::CONFIG);
     let mut cfg: RunConfigFile =
         checkpoint::read_json(&cpath).map_err(|source| ExportError::NotARun {
@@ -144,9 +149,10 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
     let train::Built {
         spec: s,
         mut vs,
-        net,
+        mut net,
         arch,
     } = train::build(&cfg.spec, t, &train_set, Device::Cpu)?;
+    net.set_compute(compute);
     vs.load(&weights)?;
     // Constants in the trace: no variable may require a gradient.
     vs.freeze();
@@ -204,6 +210,7 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
         std: norm.std,
         parameters: optarch_core::exec::parameter_count(&vs),
         codegen_steps: steps,
+        compute,
     };
     write("export.json", serde_json::to_string_pretty(&e)?.as_bytes())?;
     Ok(e)
@@ -211,7 +218,7 @@ pub fn export_run(run_dir: &Path, out: &Path) -> R<Exported> {
 
 /// Exports the winner of the search in `dir` into `out` (a search writes `DIR/export`): the
 /// leaderboard's first candidate, from the trial [`rank::winner`] picks.
-pub fn export_winner(dir: &Path, out: &Path) -> R<Exported> {
+pub fn export_winner(dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
     let (store, _, cfg) = Store::open_search(dir)?;
     let candidates: Vec<_> = store.candidates()?.iter().map(|c| c.id).collect();
     let trials = store.trials()?;
@@ -227,7 +234,7 @@ pub fn export_winner(dir: &Path, out: &Path) -> R<Exported> {
         .find(|t| t.id == best)
         .map(|t| dir.join(&t.dir))
         .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
-    export_run(&run, out)
+    export_run(&run, out, compute)
 }
 
 #[cfg(test)]

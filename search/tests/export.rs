@@ -153,4 +153,57 @@ fn the_torchscript_module_matches_optarch_in_python() {
     );
     // Not a constant network: the logits differ between images.
     assert!((want[0] - want[10]).abs() > 1e-6);
+
+    // The same run traced in bf16 with channels_last: the casts are in the module, the logits
+    // within bf16's tolerance of fp32's, and export.json says which compute it holds.
+    let exp16 = tmp.path().join("export-bf16");
+    let out = Command::new(bin)
+        .args(["export", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&exp16)
+        .args(["--precision", "bf16", "--channels-last"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bf16, channels_last"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp16.join("export.json")).unwrap()).unwrap();
+    assert_eq!(meta["compute"]["bf16"], true, "{meta}");
+    assert_eq!(meta["compute"]["channels_last"], true, "{meta}");
+    let m = tch::CModule::load(exp16.join("model.pt")).unwrap();
+    let y16 = tch::no_grad(|| m.forward_ts(&[&x]).unwrap());
+    assert_eq!(y16.kind(), Kind::Float, "the head is fp32");
+    let got16: Vec<f32> = Vec::try_from(y16.flatten(0, -1)).unwrap();
+    let (num, den) = got16
+        .iter()
+        .zip(&want)
+        .fold((0.0f64, 0.0f64), |(n, d), (a, b)| {
+            (n + f64::from(a - b).powi(2), d + f64::from(*b).powi(2))
+        });
+    let rel = (num / den).sqrt();
+    assert!(
+        rel <= 2e-2,
+        "bf16 export differs from fp32 by {rel} (relative L2)"
+    );
+    assert!(rel > 0.0, "the bf16 export computed exactly fp32's logits");
+    // fp16 is CUDA autocast, not something a trace can hold: a usage error.
+    let out = Command::new(bin)
+        .args(["export", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp.path().join("export-fp16"))
+        .args(["--precision", "fp16"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fp16"));
 }

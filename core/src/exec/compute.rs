@@ -14,6 +14,12 @@
 //!   weight (`permute(0,2,3,1).contiguous().permute(0,3,1,2)`); oneDNN's convolutions then
 //!   keep that layout through the network.
 //!
+//! Networks of your own (`#[derive(Unroll)]` stages with your blocks) compute the same way
+//! when their convolutions are [`crate::exec::Conv`]s called with a `Compute`, their input goes
+//! through [`Compute::input`] and their classifier's input through [`Compute::head`]; the
+//! generated recurrence itself (additions and scalar coefficients) keeps whatever precision
+//! the blocks return. `examples/src/lib.rs` shows a complete one.
+//!
 //! tch 0.24 has neither CPU autocast nor memory formats; the explicit casts above measure the
 //! same as PyTorch's autocast with channels_last (docs/BENCHMARKS.md).
 
@@ -34,6 +40,18 @@ impl Compute {
         bf16: false,
         channels_last: false,
     };
+
+    /// The fastest setting `device` supports: bf16 with channels_last where it computes in
+    /// bfloat16 ([`crate::device::supports_bf16`]), else fp32.
+    pub fn fastest(device: tch::Device) -> Compute {
+        match crate::device::supports_bf16(device) {
+            true => Compute {
+                bf16: true,
+                channels_last: true,
+            },
+            false => Compute::FP32,
+        }
+    }
 
     /// `t` with NHWC strides (4-d tensors only) when channels_last is on.
     pub fn layout(&self, t: Tensor) -> Tensor {
@@ -70,6 +88,32 @@ impl Compute {
         } else {
             x.shallow_clone()
         }
+    }
+}
+
+impl std::str::FromStr for Compute {
+    type Err = String;
+
+    /// `fp32`, `fp32+cl`, `bf16` or `bf16+cl` (`+cl`: channels_last), as the benchmarks
+    /// name them.
+    fn from_str(s: &str) -> Result<Compute, String> {
+        let (p, channels_last) = match s.strip_suffix("+cl") {
+            Some(p) => (p, true),
+            None => (s, false),
+        };
+        let bf16 = match p {
+            "fp32" => false,
+            "bf16" => true,
+            _ => {
+                return Err(format!(
+                    "unknown compute `{s}`: expected fp32, fp32+cl, bf16 or bf16+cl"
+                ))
+            }
+        };
+        Ok(Compute {
+            bf16,
+            channels_last,
+        })
     }
 }
 

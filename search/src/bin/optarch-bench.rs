@@ -74,23 +74,7 @@ struct Args {
 
 /// `fp32`, `fp32+cl`, `bf16` or `bf16+cl`.
 fn compute_of(s: &str) -> Result<Compute> {
-    let (p, cl) = match s.strip_suffix("+cl") {
-        Some(p) => (p, true),
-        None => (s, false),
-    };
-    let bf16 = match p {
-        "fp32" => false,
-        "bf16" => true,
-        _ => {
-            return Err(anyhow!(
-                "unknown compute `{s}`: expected fp32, fp32+cl, bf16 or bf16+cl"
-            ))
-        }
-    };
-    Ok(Compute {
-        bf16,
-        channels_last: cl,
-    })
+    s.parse::<Compute>().map_err(|e| anyhow!(e))
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]

@@ -3,6 +3,7 @@
 use crate::Failure;
 use clap::Args;
 use optarch_search::export::{self, Exported};
+use optarch_search::train::{Precision, PrecisionConfig, Switch};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -17,14 +18,40 @@ pub struct ExportArgs {
     /// Where to write (default DIR/export).
     #[arg(long, value_name = "OUT")]
     pub out: Option<PathBuf>,
+    /// The precision traced into model.pt: fp32 (exact, the default), bf16 (the mixed
+    /// precision optarch trains in), or auto (bf16 where this CPU computes in bfloat16). The
+    /// weights file stays fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Trace with NHWC strides: auto (on with bf16), on or off; `--channels-last` alone is on.
+    #[arg(
+        long = "channels-last",
+        value_enum,
+        num_args = 0..=1,
+        default_value_t = Switch::Auto,
+        default_missing_value = "on"
+    )]
+    pub channels_last: Switch,
 }
 
 pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let out = a.out.clone().unwrap_or_else(|| a.dir.join("export"));
+    if a.precision == Precision::Fp16 {
+        eprintln!(
+            "error: --precision fp16 cannot be exported: it is CUDA autocast, not a traced \
+             cast; use fp32 or bf16"
+        );
+        return Err(Failure::Exit(crate::EXIT_USAGE));
+    }
+    let mut p = PrecisionConfig {
+        precision: a.precision,
+        channels_last: a.channels_last,
+    };
+    p.resolve(tch::Device::Cpu);
     let e = if a.run {
-        export::export_run(&a.dir, &out)
+        export::export_run(&a.dir, &out, p.compute())
     } else {
-        export::export_winner(&a.dir, &out)
+        export::export_winner(&a.dir, &out, p.compute())
     }
     .map_err(anyhow::Error::from)?;
     print(&e);
@@ -35,11 +62,12 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
 pub fn print(e: &Exported) {
     out!(
         "exported {} ({} parameters) from {} to {}: spec.yaml, weights.safetensors, model.rs, \
-         model.pt (TorchScript, input {:?} on the [0, 1] scale)",
+         model.pt (TorchScript in {}, input {:?} on the [0, 1] scale)",
         e.spec_name,
         e.parameters,
         e.run.display(),
         e.out.display(),
+        e.compute,
         e.input_shape
     );
 }

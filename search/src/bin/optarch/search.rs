@@ -120,7 +120,11 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
         eprintln!("warning: the report failed: {}", crate::describe(&e));
     }
-    match optarch_search::export::export_winner(&o.dir, &o.dir.join("export")) {
+    match optarch_search::export::export_winner(
+        &o.dir,
+        &o.dir.join("export"),
+        optarch_core::exec::Compute::FP32,
+    ) {
         Ok(e) => crate::export::print(&e),
         Err(e) => eprintln!("warning: the export failed: {e}"),
     }
