@@ -25,6 +25,21 @@ step() {
   "$@"
 }
 
+# The Slurm executor's tests run against a single-node Slurm cluster on this machine
+# (scripts/slurm-cluster.sh: Debian's slurmctld/slurmd/munge, installed with apt on first use;
+# needs root). It is stopped when this script ends, leaving nothing running. OPTARCH_SLURM=0
+# skips it (the Slurm tests then say they are skipped, and fail under CI=true).
+if [ "${OPTARCH_SLURM:-}" != 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    bash scripts/slurm-cluster.sh start
+    trap 'bash scripts/slurm-cluster.sh stop' EXIT
+    eval "$(bash scripts/slurm-cluster.sh env)"
+    export OPTARCH_SLURM=1
+  else
+    echo "*** not root: no Slurm cluster for the Slurm executor's tests (they are skipped) ***" >&2
+  fi
+fi
+
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo nextest run --workspace "${nextest_profile[@]}"

@@ -72,7 +72,10 @@ const SEARCH: &[(&str, &[&str])] = &[
             "driver",
         ],
     ),
-    ("search/executor", &["process", "forkserver", "local"]),
+    (
+        "search/executor",
+        &["process", "forkserver", "local", "slurm"],
+    ),
     ("search/driver", &["lock", "plan", "display", "setup"]),
     (
         "report",

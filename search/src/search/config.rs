@@ -37,6 +37,9 @@ pub struct SearchConfig {
     pub baseline: bool,
     #[serde(default)]
     pub execution: ExecutionConfig,
+    /// Where trials run: this machine (`local`, the default) or a Slurm cluster.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
     #[serde(default)]
     pub theory: TheoryConfig,
     pub candidates: Vec<CandidateSource>,
@@ -152,6 +155,80 @@ impl Default for ExecutionConfig {
             trials_per_gpu: 1,
             max_attempts: 2,
             fork_server: true,
+        }
+    }
+}
+
+/// Where trials run.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Processes on this machine (`execution.workers` of them, or one per GPU slot).
+    #[default]
+    Local,
+    /// One Slurm job per trial, submitted with `sbatch` and tracked with `squeue`.
+    Slurm,
+}
+
+/// The executor: `executor: {kind: slurm, partition: gpu, gres: "gpu:1", ...}`. Every key
+/// but `kind` is Slurm's (docs/SLURM.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    pub kind: ExecutorKind,
+    /// `--partition`.
+    pub partition: Option<String>,
+    /// `--gres` per trial, e.g. `gpu:1` (the trial trains on the GPUs Slurm assigns).
+    pub gres: Option<String>,
+    /// `--cpus-per-task`: cores per trial (and libtorch's threads).
+    pub cpus_per_trial: usize,
+    /// `--mem`, e.g. `8G`.
+    pub mem: Option<String>,
+    /// `--time` per job, e.g. `2:00:00` or `90` (minutes); a trial that reaches it resumes in
+    /// a requeued job.
+    pub time_limit: Option<String>,
+    /// `--account`.
+    pub account: Option<String>,
+    /// `--qos`.
+    pub qos: Option<String>,
+    /// More `#SBATCH` lines, written as given (e.g. `--constraint=a100`).
+    pub extra: Vec<String>,
+    /// Jobs queued or running at once.
+    pub max_in_flight: usize,
+    /// `--signal`: the warning before a time limit or preemption, on which the trial stops at
+    /// its last epoch and requeues itself. USR1 is NCCL's: TERM is the default.
+    pub signal: String,
+    /// The folder, on a filesystem the compute nodes share, for the trials' run directories
+    /// and the prepared data (default: the search directory, which must then be shared; the
+    /// store always stays in the search directory, which should be on local disk).
+    pub shared_dir: Option<PathBuf>,
+    /// The `optarch` the jobs run (default: this one; it must be at the same path on the
+    /// nodes).
+    pub optarch: Option<PathBuf>,
+    /// Longest wait between two `squeue` calls, in seconds (polls back off from 1 s to this).
+    pub poll_seconds: f64,
+    /// Seconds to wait for the probe job that checks the shared filesystem (0: no probe).
+    pub probe_timeout: f64,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            kind: ExecutorKind::Local,
+            partition: None,
+            gres: None,
+            cpus_per_trial: 1,
+            mem: None,
+            time_limit: None,
+            account: None,
+            qos: None,
+            extra: Vec::new(),
+            max_in_flight: 16,
+            signal: "B:TERM@60".into(),
+            shared_dir: None,
+            optarch: None,
+            poll_seconds: 10.0,
+            probe_timeout: 600.0,
         }
     }
 }
@@ -547,6 +624,7 @@ impl SearchConfig {
             "execution.max_attempts must be at least 1".into(),
             "2 retries a trial whose process crashed once",
         );
+        self.executor.check(c);
         let t = &self.theory;
         c.number(
             t.kappa,
@@ -708,9 +786,221 @@ impl SearchConfig {
     }
 }
 
+/// Command-line overrides of `executor:` (`optarch search --executor slurm --partition gpu
+/// ...`). A new search stores them with its configuration, so a resumed one keeps them.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorOverrides {
+    pub kind: Option<ExecutorKind>,
+    pub partition: Option<String>,
+    pub gres: Option<String>,
+    pub time_limit: Option<String>,
+    pub cpus_per_trial: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub shared_dir: Option<PathBuf>,
+}
+
+impl ExecutorOverrides {
+    /// Writes the overrides into `cfg` and checks the executor again.
+    pub fn apply(&self, cfg: &mut SearchConfig) -> Result<(), ConfigError> {
+        let e = &mut cfg.executor;
+        match self.kind {
+            // Local for once (a quick try of a cluster's configuration): its Slurm keys rest.
+            Some(ExecutorKind::Local) => *e = ExecutorConfig::default(),
+            Some(k) => e.kind = k,
+            None => {}
+        }
+        let set = |slot: &mut Option<String>, v: &Option<String>| {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        };
+        set(&mut e.partition, &self.partition);
+        set(&mut e.gres, &self.gres);
+        set(&mut e.time_limit, &self.time_limit);
+        if let Some(n) = self.cpus_per_trial {
+            e.cpus_per_trial = n;
+        }
+        if let Some(n) = self.max_in_flight {
+            e.max_in_flight = n;
+        }
+        if self.shared_dir.is_some() {
+            e.shared_dir.clone_from(&self.shared_dir);
+        }
+        let mut c = Checks::flags();
+        e.check(&mut c);
+        c.finish()
+    }
+}
+
+impl ExecutorConfig {
+    fn check(&self, c: &mut Checks) {
+        let slurm_only = [
+            ("partition", self.partition.is_some()),
+            ("gres", self.gres.is_some()),
+            ("mem", self.mem.is_some()),
+            ("time_limit", self.time_limit.is_some()),
+            ("account", self.account.is_some()),
+            ("qos", self.qos.is_some()),
+            ("extra", !self.extra.is_empty()),
+            ("shared_dir", self.shared_dir.is_some()),
+            ("optarch", self.optarch.is_some()),
+        ];
+        if self.kind == ExecutorKind::Local {
+            for (key, set) in slurm_only {
+                c.require(
+                    !set,
+                    &["executor", key],
+                    format!("executor.{key} is a Slurm setting, but executor.kind is local"),
+                    "add `kind: slurm` to the executor, or remove the key",
+                );
+            }
+            return;
+        }
+        c.require(
+            (1..=1024).contains(&self.cpus_per_trial),
+            &["executor", "cpus_per_trial"],
+            format!(
+                "executor.cpus_per_trial is {}; it must be from 1 to 1024",
+                self.cpus_per_trial
+            ),
+            "1 to 8 cores suit one trial",
+        );
+        c.require(
+            (1..=100_000).contains(&self.max_in_flight),
+            &["executor", "max_in_flight"],
+            format!(
+                "executor.max_in_flight is {}; it must be from 1 to 100000",
+                self.max_in_flight
+            ),
+            "the jobs queued or running at once, e.g. 16",
+        );
+        c.number(
+            self.poll_seconds,
+            &["executor", "poll_seconds"],
+            (1.0..=600.0).contains(&self.poll_seconds),
+            "from 1 to 600",
+            "10 s between squeue calls at most is gentle on the controller",
+        );
+        c.number(
+            self.probe_timeout,
+            &["executor", "probe_timeout"],
+            (0.0..=86_400.0).contains(&self.probe_timeout),
+            "from 0 (no probe) to 86400",
+            "the probe job has to start and end within it",
+        );
+        if let Some(t) = &self.time_limit {
+            c.require(
+                slurm_time(t).is_some(),
+                &["executor", "time_limit"],
+                format!("executor.time_limit `{t}` is not a Slurm time"),
+                "minutes (`90`), `H:MM:SS`, `MM:SS` or `D-HH:MM:SS`",
+            );
+        }
+        c.require(
+            self.signal
+                .trim_start_matches("B:")
+                .split('@')
+                .next()
+                .is_some_and(|sig| !sig.is_empty() && !sig.contains("USR1")),
+            &["executor", "signal"],
+            format!("executor.signal `{}` is not usable", self.signal),
+            "`B:TERM@60` (TERM to the job's script 60 s before the limit); not USR1, which NCCL \
+             uses",
+        );
+        for (key, v) in [
+            ("partition", &self.partition),
+            ("gres", &self.gres),
+            ("mem", &self.mem),
+            ("account", &self.account),
+            ("qos", &self.qos),
+        ] {
+            if let Some(v) = v {
+                c.require(
+                    !v.is_empty()
+                        && !v
+                            .chars()
+                            .any(|ch| ch.is_whitespace() || ch == '\'' || ch == '"'),
+                    &["executor", key],
+                    format!("executor.{key} `{v}` is empty or has spaces or quotes"),
+                    "a Slurm value such as `gpu`, `gpu:1` or `8G`",
+                );
+            }
+        }
+        for line in &self.extra {
+            c.require(
+                line.trim_start().starts_with('-') && !line.contains('\n'),
+                &["executor", "extra"],
+                format!("executor.extra line `{line}` is not an sbatch option"),
+                "each line is one option as on sbatch's command line, e.g. `--constraint=a100`",
+            );
+        }
+    }
+}
+
+/// Minutes in a Slurm time (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`).
+pub(crate) fn slurm_time(t: &str) -> Option<f64> {
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (d.parse::<f64>().ok()?, r),
+        None => (0.0, t),
+    };
+    let parts: Vec<f64> = rest
+        .split(':')
+        .map(|p| p.parse::<f64>().ok().filter(|v| *v >= 0.0))
+        .collect::<Option<_>>()?;
+    let has_days = t.contains('-');
+    let minutes = match (has_days, parts.as_slice()) {
+        (false, [m]) => *m,
+        (false, [m, s]) => m + s / 60.0,
+        (false, [h, m, s]) => h * 60.0 + m + s / 60.0,
+        (true, [h]) => h * 60.0,
+        (true, [h, m]) => h * 60.0 + m,
+        (true, [h, m, s]) => h * 60.0 + m + s / 60.0,
+        _ => return None,
+    };
+    let total = days * 1440.0 + minutes;
+    (total > 0.0).then_some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_str(y: &str) -> Result<SearchConfig, ConfigError> {
+        parse(Path::new("s.yaml"), y)
+    }
+
+    #[test]
+    fn slurm_times_parse() {
+        assert_eq!(slurm_time("90"), Some(90.0));
+        assert_eq!(slurm_time("2:00:00"), Some(120.0));
+        assert_eq!(slurm_time("1-00:30"), Some(1470.0));
+        assert_eq!(slurm_time("10:30"), Some(10.5));
+        assert_eq!(slurm_time("soon"), None);
+        assert_eq!(slurm_time("0"), None);
+        assert_eq!(slurm_time("1:2:3:4"), None);
+    }
+
+    #[test]
+    fn slurm_keys_need_the_slurm_executor() {
+        let y = format!("{MIN}executor: {{partition: gpu}}\n");
+        let e = parse_str(&y).unwrap_err().to_string();
+        assert!(e.contains("executor.partition is a Slurm setting"), "{e}");
+        let y = format!(
+            "{MIN}executor: {{kind: slurm, partition: gpu, gres: 'gpu:1', time_limit: '1:00:00', \
+             extra: ['--constraint=a100']}}\n"
+        );
+        let c = parse_str(&y).unwrap();
+        assert_eq!(c.executor.kind, ExecutorKind::Slurm);
+        assert_eq!(c.executor.signal, "B:TERM@60");
+        let y = format!("{MIN}executor: {{kind: slurm, signal: 'B:USR1@60'}}\n");
+        let e = parse_str(&y).unwrap_err().to_string();
+        assert!(e.contains("executor.signal"), "{e}");
+        let y = format!("{MIN}executor: {{kind: slurm, time_limit: soon}}\n");
+        let e = parse_str(&y).unwrap_err().to_string();
+        assert!(e.contains("time_limit"), "{e}");
+        let y = format!("{MIN}executor: {{kind: slurm, extra: ['constraint=a100']}}\n");
+        assert!(parse_str(&y).is_err());
+    }
 
     const MIN: &str =
         "name: t\nbudget: {max_epochs: 9, trials: 4}\ncandidates:\n  - spec: a.yaml\n";

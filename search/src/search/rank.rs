@@ -272,6 +272,7 @@ mod tests {
             parameters: None,
             multiply_adds: None,
             pid: None,
+            job: None,
         }
     }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE experiments (
@@ -125,6 +125,10 @@ DROP TABLE epochs;
 ALTER TABLE epochs_v2 RENAME TO epochs;
 ALTER TABLE pool ADD COLUMN reference INTEGER NOT NULL DEFAULT 0;
 ";
+
+/// Version 3: a trial run as a cluster job records the job's id (Slurm's), so that a driver
+/// started again re-attaches to it instead of submitting it twice.
+const SCHEMA_V3: &str = "ALTER TABLE trials ADD COLUMN job TEXT;";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +313,8 @@ pub struct Trial {
     pub multiply_adds: Option<i64>,
     /// The process running (or last running) it.
     pub pid: Option<i64>,
+    /// The cluster job running (or last running) it: Slurm's job id.
+    pub job: Option<String>,
 }
 
 /// A new trial.
@@ -358,7 +364,7 @@ pub struct Store {
 
 const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, rung, epochs_done, \
      status, device, batch_size, attempts, error, dir, created, started, finished, \
-     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid, crashes";
+     train_seconds, wall_seconds, val_acc, test_acc, parameters, multiply_adds, pid, crashes, job";
 
 /// A candidate's columns: its row of `candidates` joined with its row of `pool`.
 const CANDIDATE_COLUMNS: &str = "c.id, c.name, c.origin, c.spec_yaml, c.spec_hash, c.topo_hash, \
@@ -401,6 +407,7 @@ fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
         multiply_adds: r.get(22)?,
         pid: r.get(23)?,
         crashes: r.get::<_, i64>(24)? as u32,
+        job: r.get(25)?,
     })
 }
 
@@ -523,6 +530,13 @@ impl Store {
             self.write(|c| {
                 c.execute_batch(SCHEMA_V2)?;
                 c.pragma_update(None, "user_version", 2)?;
+                Ok(())
+            })?;
+        }
+        if version < 3 {
+            self.write(|c| {
+                c.execute_batch(SCHEMA_V3)?;
+                c.pragma_update(None, "user_version", 3)?;
                 Ok(())
             })?;
         }
@@ -810,6 +824,14 @@ impl Store {
         })
     }
 
+    /// The cluster job that runs the trial now.
+    pub(crate) fn set_job(&self, id: TrialId, job: &str) -> R<()> {
+        self.write(|c| {
+            c.execute("UPDATE trials SET job = ?2 WHERE id = ?1", params![id, job])?;
+            Ok(())
+        })
+    }
+
     /// Forgets a trial's progress (its epochs and scores) so that it starts again from
     /// nothing, with `batch_size`, as `pending`: an out-of-memory retry, or a run directory
     /// that cannot be resumed. Seconds already spent stay counted.
@@ -1069,7 +1091,11 @@ mod tests {
             .unwrap();
         }
         let s = Store::open(&p).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        // Version 3: a trial row has a cluster job id, none for old rows.
+        assert_eq!(s.trial(TrialId(1)).unwrap().job, None);
+        s.set_job(TrialId(1), "4242").unwrap();
+        assert_eq!(s.trial(TrialId(1)).unwrap().job.as_deref(), Some("4242"));
         let e = s.epochs(TrialId(1)).unwrap();
         assert_eq!(
             (e.len(), e[0].val_acc, e[0].test_acc),

@@ -3,6 +3,7 @@
 use crate::Failure;
 use clap::Args;
 use optarch_core::device::DeviceChoice;
+use optarch_search::search::config::{ExecutorKind, ExecutorOverrides};
 use std::path::PathBuf;
 
 #[derive(Debug, Args)]
@@ -31,6 +32,32 @@ pub struct SearchArgs {
     /// Where the data is (overrides data.path; default $OPTARCH_DATA, else a download).
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// Print the batch scripts a Slurm search would submit (the first trials'), then stop:
+    /// nothing is made, submitted or trained.
+    #[arg(long, conflicts_with_all = ["resume", "check"])]
+    pub dry_run: bool,
+    /// Where trials run: local processes, or Slurm jobs (overrides executor.kind).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub executor: Option<ExecutorKind>,
+    /// Slurm partition (overrides executor.partition).
+    #[arg(long, value_name = "NAME")]
+    pub partition: Option<String>,
+    /// Slurm generic resources per trial, e.g. gpu:1 (overrides executor.gres).
+    #[arg(long, value_name = "GRES")]
+    pub gres: Option<String>,
+    /// Slurm time limit per job, e.g. 2:00:00 (overrides executor.time_limit).
+    #[arg(long, value_name = "TIME")]
+    pub time_limit: Option<String>,
+    /// Cores per Slurm job (overrides executor.cpus_per_trial).
+    #[arg(long, value_name = "N")]
+    pub cpus_per_trial: Option<usize>,
+    /// Slurm jobs queued or running at once (overrides executor.max_in_flight).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// A folder the compute nodes share, for the trials' directories (overrides
+    /// executor.shared_dir).
+    #[arg(long, value_name = "DIR")]
+    pub shared_dir: Option<PathBuf>,
 }
 
 pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
@@ -38,6 +65,24 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     if a.retry_failed && a.resume.is_none() {
         eprintln!("error: --retry-failed continues a search: give it with --resume DIR");
         return Err(Failure::Exit(crate::EXIT_USAGE));
+    }
+    let executor = ExecutorOverrides {
+        kind: a.executor,
+        partition: a.partition.clone(),
+        gres: a.gres.clone(),
+        time_limit: a.time_limit.clone(),
+        cpus_per_trial: a.cpus_per_trial,
+        max_in_flight: a.max_in_flight,
+        shared_dir: a.shared_dir.clone(),
+    };
+    if a.dry_run {
+        let config = a
+            .config
+            .ok_or_else(|| anyhow::anyhow!("--dry-run needs a CONFIG"))?;
+        let text =
+            driver::dry_run(&config, a.out.as_deref(), &executor).map_err(anyhow::Error::from)?;
+        out!("{}", text.trim_end());
+        return Ok(());
     }
     if a.check {
         let config = a
@@ -73,6 +118,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         exe: None,
         retry_failed: a.retry_failed,
         stop_after_launches: None,
+        executor,
     };
     let o = driver::run(&opts).map_err(anyhow::Error::from)?;
     out!(

@@ -20,18 +20,28 @@ mod setup;
 pub use lock::Holder;
 pub use setup::Preview;
 
+/// The batch scripts a search would submit (`optarch search --dry-run`), making nothing.
+pub fn dry_run(
+    config: &Path,
+    out: Option<&Path>,
+    executor: &super::config::ExecutorOverrides,
+) -> Result<String, SearchError> {
+    setup::dry_run(config, out, executor)
+}
+
 /// Checks a search configuration and builds its pool, making nothing (`optarch search
 /// --check`).
 pub fn preview(config: &Path) -> Result<Preview, SearchError> {
     setup::preview(config)
 }
 
-use super::config::ConfigError;
-use super::executor::{self, Executor, Local};
+use super::config::{ConfigError, ExecutorKind};
+use super::executor::{self, Executor, Local, Slurm, Started};
 use super::ids::{ExperimentId, TrialId};
 use super::rank;
 use super::store::TrialStatus;
 use super::store::{Store, StoreError};
+use super::trial;
 use display::{estimate, Display, Names};
 use optarch_core::device::DeviceChoice;
 use plan::{Next, Planner, State};
@@ -99,6 +109,8 @@ pub enum SearchError {
     NothingToRun,
     #[error(transparent)]
     Slots(#[from] executor::SlotError),
+    #[error(transparent)]
+    Slurm(#[from] executor::slurm::SlurmError),
 }
 
 type R<T> = Result<T, SearchError>;
@@ -129,6 +141,8 @@ pub struct Options {
     pub exe: Option<PathBuf>,
     /// With `resume`: queue the failed and out-of-memory trials again.
     pub retry_failed: bool,
+    /// Overrides of `executor:` (stored with a new search; a resumed one applies them again).
+    pub executor: super::config::ExecutorOverrides,
     /// Stop (resumable) once this many trial attempts have been started: for tests.
     pub stop_after_launches: Option<usize>,
 }
@@ -216,13 +230,15 @@ impl Waiting {
 /// The event loop of one driver run.
 struct Loop<'a> {
     planner: Planner<'a>,
-    ex: Local,
+    ex: Box<dyn Executor>,
     names: Names,
     display: Display,
     dir_abs: PathBuf,
     stop_after: Option<usize>,
     launches: usize,
     waiting: Waiting,
+    /// When the cluster jobs' progress was last read back.
+    ingested: Instant,
 }
 
 impl Loop<'_> {
@@ -234,11 +250,36 @@ impl Loop<'_> {
     fn reap(&mut self) -> R<bool> {
         let ended = self.ex.poll();
         for e in &ended {
+            self.collect(e)?;
             self.planner.ended(e, false)?;
             let t = self.store().trial(e.trial)?;
             self.display.line(&self.names.ended(&t));
         }
         Ok(!ended.is_empty())
+    }
+
+    /// A cluster job's files, read into the store (the driver is its only writer): the
+    /// epochs it finished and, once it ended, its result.
+    fn collect(&self, e: &executor::Ended) -> R<()> {
+        if let Some((attempt, run_dir)) = &e.files {
+            trial::ingest(self.store(), e.trial, run_dir, *attempt, true)?;
+        }
+        Ok(())
+    }
+
+    /// The running cluster jobs' finished epochs, read into the store every few seconds (for
+    /// the progress display, and so that a killed driver loses nothing).
+    fn ingest_running(&mut self) -> R<()> {
+        if self.ingested.elapsed() < Duration::from_secs(2) {
+            return Ok(());
+        }
+        self.ingested = Instant::now();
+        for t in self.ex.busy().into_values() {
+            if let Some((_, attempt, run_dir)) = self.ex.job_of(t) {
+                trial::ingest(self.store(), t, &run_dir, attempt, false)?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts trials in the free slots; `true` when the search is over.
@@ -276,11 +317,32 @@ impl Loop<'_> {
     }
 
     fn launch(&mut self, slot: usize, id: TrialId) -> R<()> {
-        let t = self.store().trial(id)?;
         self.store().start_trial(id, &self.ex.device(slot))?;
+        let t = self.store().trial(id)?;
+        let cand = self.store().candidate(t.candidate)?;
+        let cfg = self.planner.cfg;
+        let job = trial::JobFile {
+            attempt: t.attempts,
+            work: trial::Attempt {
+                trial: id,
+                budget: t.budget,
+                batch_size: t.batch_size,
+                configured_batch: cfg.train.optim.batch_size,
+                crashes: t.crashes,
+                run: trial::run_config(cfg, &cand, &t, &self.dir_abs, cfg.train.run.device),
+            },
+        };
         let run_dir = self.dir_abs.join(&t.dir);
-        let pid = self.ex.launch(slot, id, &run_dir).map_err(io(&run_dir))?;
-        self.store().set_pid(id, pid)?;
+        match self.ex.launch(slot, &job, &run_dir).map_err(io(&run_dir))? {
+            Started::Process(pid) => self.store().set_pid(id, pid)?,
+            Started::Job(j) => {
+                self.store().set_job(id, &j)?;
+                self.store().event(
+                    Some(id),
+                    &format!("submitted as Slurm job {j} (attempt {})", t.attempts),
+                )?;
+            }
+        }
         self.launches += 1;
         Ok(())
     }
@@ -305,8 +367,10 @@ impl Loop<'_> {
             let stop =
                 flag.load(Ordering::SeqCst) || self.stop_after.is_some_and(|n| self.launches >= n);
             changed |= self.reap()?;
+            self.ingest_running()?;
             if stop {
                 for e in self.ex.stop_all() {
+                    self.collect(&e)?;
                     self.planner.ended(&e, true)?;
                 }
                 self.display.line(&format!(
@@ -397,6 +461,34 @@ fn outcome(
     })
 }
 
+/// Before a new Slurm search is made: checks through a job that the folder its trials will
+/// live in is shared with the nodes, and that the nodes run the `optarch` the jobs will.
+fn probe(config: &Path, opts: &Options) -> R<()> {
+    let cfg = setup::configured(config, opts.data.as_deref(), &opts.executor)?;
+    if cfg.executor.kind != ExecutorKind::Slurm {
+        return Ok(());
+    }
+    let folder = match &cfg.executor.shared_dir {
+        Some(s) => s.clone(),
+        None => {
+            let dir = setup::search_dir(&cfg, opts.out.as_deref());
+            match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        }
+    };
+    std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    let folder = std::fs::canonicalize(&folder).map_err(io(&folder))?;
+    let exe = match &opts.exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().map_err(io(Path::new("optarch")))?,
+    };
+    let optarch = cfg.executor.optarch.clone().unwrap_or(exe);
+    Slurm::new(&cfg, optarch).probe(&folder)?;
+    Ok(())
+}
+
 /// Runs (or resumes) a search to its end, or until interrupted.
 pub fn run(opts: &Options) -> R<Outcome> {
     let started = Instant::now();
@@ -418,7 +510,10 @@ pub fn run(opts: &Options) -> R<Outcome> {
             let lock = setup::lock_existing(d)?;
             (setup::reopen(d)?, lock)
         }
-        (Some(c), None) => setup::create(c, opts.out.as_deref(), opts.data.as_deref())?,
+        (Some(c), None) => {
+            probe(c, opts)?;
+            setup::create(c, opts.out.as_deref(), opts.data.as_deref(), &opts.executor)?
+        }
         (None, None) => return Err(SearchError::NothingToRun),
     };
     if let Some(w) = opts.workers {
@@ -427,12 +522,39 @@ pub fn run(opts: &Options) -> R<Outcome> {
     if let Some(d) = opts.device {
         cfg.train.run.device = d;
     }
+    if opts.resume.is_some() {
+        opts.executor.apply(&mut cfg)?;
+    }
     let dir_abs = std::fs::canonicalize(&dir).map_err(io(&dir))?;
+    let exe = match &opts.exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().map_err(io(Path::new("optarch")))?,
+    };
+    // The executor first: a resumed search re-attaches to the cluster jobs it left running.
+    let mut ex: Box<dyn Executor> = match cfg.executor.kind {
+        ExecutorKind::Local => {
+            let slots = executor::local_slots(&cfg)?;
+            let threads = executor::threads_per_trial(&cfg, slots.len());
+            // The trial servers load libtorch while the data is prepared.
+            Box::new(Local::new(
+                exe,
+                dir_abs.clone(),
+                slots,
+                threads,
+                cfg.execution.fork_server,
+            ))
+        }
+        ExecutorKind::Slurm => {
+            executor::slurm::link_shared(&cfg, &dir_abs).map_err(io(&dir_abs))?;
+            let optarch = cfg.executor.optarch.clone().unwrap_or(exe);
+            Box::new(Slurm::new(&cfg, optarch))
+        }
+    };
     if opts.resume.is_some() {
         if let Some(d) = &opts.data {
             cfg.train.data.path = Some(d.clone());
         }
-        setup::recover(&store, &dir_abs)?;
+        setup::recover(&store, &dir_abs, ex.as_mut())?;
         if opts.retry_failed {
             let n = setup::retry_failed(&store)?;
             let note = match n {
@@ -443,20 +565,6 @@ pub fn run(opts: &Options) -> R<Outcome> {
             store.event(None, &note)?;
         }
     }
-    let slots = executor::local_slots(&cfg)?;
-    let exe = match &opts.exe {
-        Some(e) => e.clone(),
-        None => std::env::current_exe().map_err(io(Path::new("optarch")))?,
-    };
-    let threads = executor::threads_per_trial(&cfg, slots.len());
-    // The trial servers load libtorch while the data is prepared.
-    let ex = Local::new(
-        exe,
-        dir_abs.clone(),
-        slots,
-        threads,
-        cfg.execution.fork_server,
-    );
     setup::prepare_data(&cfg, &dir)?;
     let pool = store.candidates()?;
     let names = Names(pool.iter().map(|c| (c.id, c.name.clone())).collect());
@@ -486,6 +594,7 @@ pub fn run(opts: &Options) -> R<Outcome> {
         stop_after: opts.stop_after_launches,
         launches: 0,
         waiting: Waiting::default(),
+        ingested: Instant::now(),
     };
     let status = event_loop.run(&flag, &dir)?;
     event_loop.display.finish();

@@ -6,7 +6,7 @@ use crate::data::rng::derive_seed;
 use crate::search::asha::{self, Decision, View};
 use crate::search::candidate::Candidate;
 use crate::search::config::{Scheduler, SearchConfig, StrategyKind};
-use crate::search::executor::Ended;
+use crate::search::executor::{Ended, Lost};
 use crate::search::ids::{CandidateId, ExperimentId, TrialId};
 use crate::search::rank::{self, Epochs, Point};
 use crate::search::store::{NewTrial, Phase, Store, Stored, Trial, TrialStatus};
@@ -284,7 +284,10 @@ impl Planner<'_> {
                 self.store
                     .requeue(t.id, Some("stopped by an interrupt"), true)?;
             }
-            TrialStatus::Running => self.crashed(&t, e.code)?,
+            TrialStatus::Running => match &e.lost {
+                Some(lost) => self.lost(&t, lost)?,
+                None => self.crashed(&t, e.code)?,
+            },
             TrialStatus::Oom => {
                 if t.batch_size == self.cfg.train.optim.batch_size && t.batch_size > 1 {
                     let half = t.batch_size / 2;
@@ -312,6 +315,45 @@ impl Planner<'_> {
                 )?;
             }
             TrialStatus::Done | TrialStatus::Pending => {}
+        }
+        Ok(())
+    }
+
+    /// A cluster job that ended without a result, each cause its own: a cancelled job fails
+    /// (someone meant it); a time limit, a node failure, Slurm's memory limit or another end
+    /// is retried from the trial's last epoch, up to `max_attempts`, like a crash.
+    fn lost(&self, t: &Trial, lost: &Lost) -> R<()> {
+        if *lost == Lost::Cancelled {
+            let msg = format!("{lost}: the trial is failed; `optarch search --resume DIR --retry-failed` runs it again");
+            self.store
+                .finish_trial(t.id, TrialStatus::Failed, Some(&msg), 0.0)?;
+            self.store.event(Some(t.id), &format!("failed: {msg}"))?;
+            return Ok(());
+        }
+        if t.crashes + 1 < self.cfg.execution.max_attempts {
+            self.store.requeue(t.id, Some(&lost.to_string()), false)?;
+            self.store.event(
+                Some(t.id),
+                &format!(
+                    "{lost} at epoch {}, attempt {} of {}: resubmitting; it resumes from its \
+                     last epoch",
+                    t.epochs_done, t.attempts, self.cfg.execution.max_attempts
+                ),
+            )?;
+        } else {
+            let hint = match lost {
+                Lost::TimeLimit => ": raise executor.time_limit",
+                Lost::OutOfMemory => ": raise executor.mem",
+                _ => "",
+            };
+            let msg = format!(
+                "{lost} on each of {} attempts (see {}/log.txt){hint}",
+                t.crashes + 1,
+                t.dir
+            );
+            self.store
+                .finish_trial(t.id, TrialStatus::Failed, Some(&msg), 0.0)?;
+            self.store.event(Some(t.id), &format!("failed: {msg}"))?;
         }
         Ok(())
     }

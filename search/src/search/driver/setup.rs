@@ -4,7 +4,7 @@
 use super::lock::{self, DirLock};
 use super::{io, SearchError, R};
 use crate::search::config::{self, SearchConfig};
-use crate::search::executor::process;
+use crate::search::executor::{process, Executor};
 use crate::search::ids::ExperimentId;
 use crate::search::pool;
 use crate::search::store::{Store, TrialStatus};
@@ -27,11 +27,15 @@ pub(super) struct Opened {
 /// Atomic: the directory is made under a temporary name beside its own (its lock taken, the
 /// configuration and the store with the whole pool written), then renamed into place. A kill
 /// at any moment leaves either no search or a whole one, never a half-made directory.
-pub(super) fn create(path: &Path, out: Option<&Path>, data: Option<&Path>) -> R<(Opened, DirLock)> {
-    let (text, cfg) = read(path, data)?;
-    let dir = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("runs/search").join(&cfg.name));
+pub(super) fn create(
+    path: &Path,
+    out: Option<&Path>,
+    data: Option<&Path>,
+    executor: &config::ExecutorOverrides,
+) -> R<(Opened, DirLock)> {
+    let (text, mut cfg) = read(path, data)?;
+    executor.apply(&mut cfg)?;
+    let dir = search_dir(&cfg, out);
     check_free(&dir)?;
     let pool = pool::build(&cfg, &base_of(path))?;
     let (parent, name) = match (dir.parent(), dir.file_name()) {
@@ -95,6 +99,23 @@ fn base_of(path: &Path) -> PathBuf {
 
 /// Reads and checks the configuration at `path`, with `data` replacing its data path (else
 /// its own, relative to the file): its text and its value.
+/// The configuration at `path` with the command line's overrides, checked.
+pub(super) fn configured(
+    path: &Path,
+    data: Option<&Path>,
+    executor: &config::ExecutorOverrides,
+) -> R<SearchConfig> {
+    let (_, mut cfg) = read(path, data)?;
+    executor.apply(&mut cfg)?;
+    Ok(cfg)
+}
+
+/// Where a new search in `out` (default `runs/search/<name>`) lives.
+pub(super) fn search_dir(cfg: &SearchConfig, out: Option<&Path>) -> PathBuf {
+    out.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("runs/search").join(&cfg.name))
+}
+
 fn read(path: &Path, data: Option<&Path>) -> R<(String, SearchConfig)> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let mut cfg = config::parse(path, &text)?;
@@ -142,6 +163,77 @@ pub(super) fn preview(path: &Path) -> R<Preview> {
         epochs: super::display::estimate(&cfg, &rungs, pool.items.len()),
         rungs,
     })
+}
+
+/// What `optarch search CONFIG --dry-run` prints: for a Slurm search, the batch scripts of
+/// the first trials (up to `executor.max_in_flight`, at most 3 written out: the others differ
+/// only in the trial's number); for a local one, a line saying where trials would run.
+pub(super) fn dry_run(
+    path: &Path,
+    out: Option<&Path>,
+    executor: &config::ExecutorOverrides,
+) -> R<String> {
+    let cfg = configured(path, None, executor)?;
+    let pool = pool::build(&cfg, &base_of(path))?;
+    let dir = search_dir(&cfg, out);
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let first = pool
+        .items
+        .len()
+        .min(cfg.budget.trials)
+        .min(cfg.executor.max_in_flight);
+    let mut text = String::new();
+    match cfg.executor.kind {
+        config::ExecutorKind::Local => {
+            text.push_str(&format!(
+                "# executor: local: {} candidates, trials as processes on this machine                  (execution.workers = {}); nothing would be submitted\n",
+                pool.items.len(),
+                cfg.execution.workers
+            ));
+        }
+        config::ExecutorKind::Slurm => {
+            let optarch = cfg
+                .executor
+                .optarch
+                .clone()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| PathBuf::from("optarch"));
+            let scripts = crate::search::executor::slurm::Scripts {
+                cfg: cfg.executor.clone(),
+                search: cfg.name.clone(),
+                optarch,
+            };
+            let root = match &cfg.executor.shared_dir {
+                Some(s) => s.join(dir.file_name().unwrap_or_default()),
+                None => dir.clone(),
+            };
+            text.push_str(&format!(
+                "# executor: slurm: {} candidates; the first {first} trial(s) would be submitted \
+                 at once (executor.max_in_flight = {}), one job each; run directories under \
+                 {}, the store in {}\n",
+                pool.items.len(),
+                cfg.executor.max_in_flight,
+                root.join("trials").display(),
+                dir.join(DB).display()
+            ));
+            for i in 1..=first.min(3) {
+                let id = crate::search::ids::TrialId(i as i64);
+                let run = root.join(format!("trials/{i:04}"));
+                text.push_str(&format!(
+                    "\n# ---- {}/job.sh (trial {i}) ----\n",
+                    run.display()
+                ));
+                text.push_str(&scripts.script(id, &run));
+            }
+            if first > 3 {
+                text.push_str(&format!(
+                    "\n# ... and {} more like these (trials 4 to {first})\n",
+                    first - 3
+                ));
+            }
+        }
+    }
+    Ok(text)
 }
 
 /// The store file of a search directory.
@@ -309,12 +401,22 @@ fn trial_alive(pid: i64, dir: &Path) -> bool {
     })
 }
 
-/// Trials a killed driver left `running`: wait for their processes (which notice that the
-/// driver is gone within one batch), then queue them again.
-pub(super) fn recover(store: &Store, dir: &Path) -> R<()> {
+/// Trials a killed driver left `running`: cluster jobs are re-attached to (`ex` tracks them
+/// again, collecting those that ended meanwhile); local processes are waited for (they notice
+/// that the driver is gone within one batch), and their trials queued again.
+pub(super) fn recover(store: &Store, dir: &Path, ex: &mut dyn Executor) -> R<()> {
     for t in store.trials()? {
         if t.status != TrialStatus::Running {
             continue;
+        }
+        if let Some(job) = &t.job {
+            if ex.adopt(t.id, job, t.attempts, &dir.join(&t.dir)) {
+                store.event(
+                    Some(t.id),
+                    &format!("re-attached to Slurm job {job} after the driver stopped"),
+                )?;
+                continue;
+            }
         }
         if let Some(pid) = t.pid {
             let t0 = Instant::now();

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::forkserver::{LaunchError, Server};
 use super::process::{self, optarch_command};
-use super::{Ended, Executor, Slot};
+use super::{Ended, Executor, Slot, Started};
 use crate::search::ids::TrialId;
 use crate::search::trial;
+use crate::search::trial::JobFile;
 use optarch_core::device::DeviceChoice;
 
 /// A running trial process: spawned by this process, or forked by a trial server.
@@ -87,11 +88,6 @@ impl Local {
         }
     }
 
-    /// What happened to the trial servers since the last call, for the log.
-    pub(crate) fn notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
-    }
-
     fn server_of(&self, s: &Slot) -> Option<usize> {
         self.servers
             .iter()
@@ -149,6 +145,8 @@ impl Local {
             slot,
             code,
             wall: t0.elapsed().as_secs_f64(),
+            lost: None,
+            files: None,
         })
     }
 }
@@ -164,7 +162,8 @@ impl Executor for Local {
             .map_or_else(|| "cpu".into(), |s| s.device.to_string())
     }
 
-    fn launch(&mut self, slot: usize, trial: TrialId, run_dir: &Path) -> std::io::Result<u32> {
+    fn launch(&mut self, slot: usize, job: &JobFile, run_dir: &Path) -> std::io::Result<Started> {
+        let trial = job.work.trial;
         let s = self
             .slots
             .get(slot)
@@ -182,7 +181,7 @@ impl Executor for Local {
                         slot,
                         (trial, Proc::Forked { server: i, pid }, Instant::now()),
                     );
-                    return Ok(pid);
+                    return Ok(Started::Process(pid));
                 }
                 Err(why) => {
                     self.notes.push(format!(
@@ -201,7 +200,7 @@ impl Executor for Local {
         let pid = child.id();
         self.running
             .insert(slot, (trial, Proc::Spawned(child), Instant::now()));
-        Ok(pid)
+        Ok(Started::Process(pid))
     }
 
     fn poll(&mut self) -> Vec<Ended> {
@@ -243,5 +242,10 @@ impl Executor for Local {
             std::thread::sleep(Duration::from_millis(5));
         }
         done
+    }
+
+    /// What happened to the trial servers since the last call, for the log.
+    fn notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 }

@@ -1,19 +1,23 @@
-//! Where trials run. [`Executor`] is the interface a cluster executor would implement;
-//! [`Local`] runs each trial as a subprocess on this machine (forked from a warm trial server,
-//! see [`forkserver`], or spawned as `optarch trial ...`), with GPUs assigned through
-//! `CUDA_VISIBLE_DEVICES`.
+//! Where trials run, behind [`Executor`]: [`Local`] runs each trial as a subprocess on this
+//! machine (forked from a warm trial server, see [`forkserver`], or spawned as `optarch trial
+//! ...`), with GPUs assigned through `CUDA_VISIBLE_DEVICES`; [`Slurm`] submits one Slurm job
+//! per trial attempt (see [`slurm`]).
 //!
 //! Inside: [`process`] (starting and signalling `optarch` processes) → [`forkserver`] (the
-//! trial server and the driver's side of its protocol) → [`local`] (the executor).
+//! trial server and the driver's side of its protocol) → [`local`] (the local executor);
+//! [`slurm`] beside them.
 
 pub mod forkserver;
 mod local;
 pub(crate) mod process;
+pub mod slurm;
 
 pub(crate) use local::Local;
+pub(crate) use slurm::Slurm;
 
 use super::config::SearchConfig;
 use super::ids::TrialId;
+use super::trial::JobFile;
 use optarch_core::device::DeviceChoice;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +31,54 @@ pub(crate) struct Ended {
     pub code: Option<i32>,
     /// Seconds it ran.
     pub wall: f64,
+    /// Why a cluster job ended without a result (`None`: it wrote one, or a local process
+    /// ended and its exit status says how).
+    pub lost: Option<Lost>,
+    /// A cluster job reports through files: its attempt and its run directory (as the nodes
+    /// see it), which the driver reads into the store.
+    pub files: Option<(u32, std::path::PathBuf)>,
+}
+
+/// Why a cluster job ended without a result, each its own cause in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Lost {
+    /// Killed at its time limit (no warning signal, or it came too late): resumable.
+    TimeLimit,
+    /// Its node failed: resumable.
+    NodeFailure,
+    /// Cancelled (scancel, an administrator, or this driver stopping).
+    Cancelled,
+    /// Killed by Slurm's memory limit.
+    OutOfMemory,
+    /// It ended otherwise (a non-zero exit before it could report).
+    Failed(String),
+    /// squeue no longer knows it and it left no result.
+    Vanished,
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::TimeLimit => write!(f, "the Slurm job hit its time limit (TIMEOUT)"),
+            Lost::NodeFailure => write!(f, "the Slurm job's node failed (NODE_FAIL)"),
+            Lost::Cancelled => write!(f, "the Slurm job was cancelled (CANCELLED)"),
+            Lost::OutOfMemory => write!(f, "the Slurm job ran out of memory (OUT_OF_MEMORY)"),
+            Lost::Failed(how) => write!(f, "the Slurm job ended without a result ({how})"),
+            Lost::Vanished => write!(
+                f,
+                "the Slurm job left the queue without a result (purged before it was seen)"
+            ),
+        }
+    }
+}
+
+/// What a launch started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// A process on this machine.
+    Process(u32),
+    /// A cluster job.
+    Job(String),
 }
 
 /// Runs trials.
@@ -35,14 +87,28 @@ pub(crate) trait Executor {
     fn slots(&self) -> usize;
     /// The device a trial in `slot` trains on (`cpu`, `cuda`), for the store.
     fn device(&self, slot: usize) -> String;
-    /// Starts `trial` in the free `slot`; returns the process id.
-    fn launch(&mut self, slot: usize, trial: TrialId, run_dir: &Path) -> std::io::Result<u32>;
+    /// Starts `job` (an attempt of a trial) in the free `slot`, in `run_dir`.
+    fn launch(&mut self, slot: usize, job: &JobFile, run_dir: &Path) -> std::io::Result<Started>;
     /// The trials that ended since the last call.
     fn poll(&mut self) -> Vec<Ended>;
     /// The busy slots: slot → trial.
     fn busy(&self) -> BTreeMap<usize, TrialId>;
     /// Stops every running trial (they stay resumable) and waits for them.
     fn stop_all(&mut self) -> Vec<Ended>;
+    /// What happened since the last call, for the event log.
+    fn notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// A cluster job's id, attempt and run directory as the nodes see it, for a trial it
+    /// runs (`None` for local processes: they report to the store themselves).
+    fn job_of(&self, _trial: TrialId) -> Option<(String, u32, std::path::PathBuf)> {
+        None
+    }
+    /// Tracks cluster job `job` (attempt `attempt` of `trial`, in `run_dir`) that a driver
+    /// before this one submitted; `false` when this executor has no jobs, or no free slot.
+    fn adopt(&mut self, _trial: TrialId, _job: &str, _attempt: u32, _run_dir: &Path) -> bool {
+        false
+    }
 }
 
 /// One slot of the local machine.
