@@ -411,23 +411,22 @@ fn the_warning_before_a_time_limit_requeues_the_job() {
     });
 }
 
-/// A job killed at its time limit (its warning signal ignored) is told apart from a failure
-/// and resubmitted from its checkpoint. Slow (Slurm enforces limits in whole minutes, checked
-/// every 30 s): run with `OPTARCH_SLURM_SLOW=1`.
+/// A real time limit (one minute, Slurm's smallest): the warning (`--signal=B:TERM@60`, sent
+/// at once since a minute is all there is) stops the trial at its last epoch, the job requeues
+/// itself, and the trial finishes over as many runs of the same job as it needs (about a
+/// minute and a half: Slurm checks limits every 30 s).
 #[test]
-fn a_job_killed_at_its_time_limit_is_resubmitted() {
-    if !cluster() || std::env::var("OPTARCH_SLURM_SLOW").is_err() {
-        eprintln!("SKIPPED: set OPTARCH_SLURM_SLOW=1 for the time-limit test (about 3 minutes)");
+fn a_time_limited_trial_is_signalled_and_finishes_after_requeue() {
+    if !cluster() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let s = specs().display().to_string();
-    // URG is ignored by default: no warning reaches the trial, the limit kills it.
     let cfg = config(
         tmp.path(),
-        "{kind: slurm, max_in_flight: 1, poll_seconds: 1, time_limit: '1', signal: 'B:URG@10'}",
+        "{kind: slurm, max_in_flight: 1, poll_seconds: 1, time_limit: '1'}",
         &format!(
-            "budget: {{min_epochs: 700, max_epochs: 700, eta: 2, trials: 1}}\nbaseline: \
+            "budget: {{min_epochs: 150, max_epochs: 150, eta: 2, trials: 1}}\nbaseline: \
              false\nfinalists: {{top_k: 0}}\ncandidates:\n  - spec: \
              {s}/gradient_descent.yaml\n"
         ),
@@ -439,11 +438,67 @@ fn a_job_killed_at_its_time_limit_is_resubmitted() {
         dir.to_str().unwrap(),
     ]));
     check_complete(&dir);
+    let t = store(&dir).trial(TrialId(1)).unwrap();
+    assert_eq!(t.attempts, 1, "requeued runs of one job are one attempt");
+    let log = std::fs::read_to_string(dir.join("trials/0001/log.txt")).unwrap();
+    assert!(
+        log.contains("requeued: the job resumes from its checkpoint"),
+        "the trial was never signalled:\n{log}"
+    );
+}
+
+/// A job that dies without a result (its process killed) is its own cause, and the trial is
+/// resubmitted as a new attempt that resumes from the checkpoint.
+#[test]
+fn a_job_that_dies_is_resubmitted_from_its_checkpoint() {
+    if !cluster() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = specs().display().to_string();
+    let cfg = config(
+        tmp.path(),
+        "{kind: slurm, max_in_flight: 1, poll_seconds: 1}",
+        &format!(
+            "budget: {{min_epochs: 6, max_epochs: 6, eta: 2, trials: 1}}\nbaseline: false\n\
+             finalists: {{top_k: 0}}\ncandidates:\n  - spec: {s}/gradient_descent.yaml\n"
+        ),
+    );
+    let dir = tmp.path().join("s");
+    let driver = Command::new(exe())
+        .args([
+            "search",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.join("trials/0001/state.json");
+    wait_for("the first epoch", 120, || {
+        std::fs::read_to_string(&state).is_ok_and(|s| !s.contains("\"epochs_done\": 0"))
+    });
+    let job_file = std::fs::canonicalize(dir.join("trials/0001/job.json")).unwrap();
+    let o = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("trial --job {}", job_file.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "no trial process to kill");
+    ok(&driver.wait_with_output().unwrap());
+    check_complete(&dir);
+    let t = store(&dir).trial(TrialId(1)).unwrap();
+    assert_eq!(t.attempts, 2);
     let events = store(&dir).events().unwrap();
     assert!(
         events
             .iter()
-            .any(|(_, _, m)| m.contains("hit its time limit (TIMEOUT)")),
+            .any(|(_, _, m)| m.contains("ended without a result (Slurm state FAILED)")),
         "{events:?}"
     );
 }

@@ -171,7 +171,7 @@ pub enum ExecutorKind {
 }
 
 /// The executor: `executor: {kind: slurm, partition: gpu, gres: "gpu:1", ...}`. Every key
-/// but `kind` is Slurm's (docs/SLURM.md).
+/// but `kind` is Slurm's (docs/CLUSTER.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutorConfig {

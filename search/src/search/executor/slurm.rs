@@ -1,6 +1,6 @@
 //! [`Slurm`]: one Slurm job per trial attempt.
 //!
-//! The protocol (docs/SLURM.md): the driver writes `job.json` (what to train, which attempt)
+//! The protocol (docs/CLUSTER.md): the driver writes `job.json` (what to train, which attempt)
 //! and `job.sh` (the batch script) into the trial's run directory, on a filesystem the nodes
 //! share, and submits the script with `sbatch --parsable`. The job runs `optarch trial --job`,
 //! which trains with the same checkpoint and state files as a local trial and writes
@@ -271,6 +271,9 @@ fn squeue(jobs: &[&str]) -> Result<BTreeMap<String, JobState>, SlurmError> {
     }
 }
 
+/// How often the running jobs' result files are looked for.
+const RESULT_CHECK: Duration = Duration::from_millis(500);
+
 /// How long a requeued job stays held before the driver releases it.
 const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
@@ -294,6 +297,7 @@ pub(crate) struct Slurm {
     device: String,
     running: BTreeMap<usize, Tracked>,
     next_poll: Instant,
+    next_result_check: Instant,
     interval: Duration,
     notes: Vec<String>,
     /// squeue failed at the last poll (said once, until it works again).
@@ -312,6 +316,7 @@ impl Slurm {
             device: format!("slurm:{}", cfg.train.run.device),
             running: BTreeMap::new(),
             next_poll: Instant::now(),
+            next_result_check: Instant::now(),
             interval: Duration::from_secs(1),
             notes: Vec::new(),
             squeue_failing: false,
@@ -498,7 +503,27 @@ impl Executor for Slurm {
     }
 
     fn poll(&mut self) -> Vec<Ended> {
-        if self.running.is_empty() || Instant::now() < self.next_poll {
+        if self.running.is_empty() {
+            return Vec::new();
+        }
+        // A job that wrote its result has ended: seen every half second from the files alone
+        // (squeue's backed-off polls are for jobs that end without one).
+        if Instant::now() >= self.next_result_check {
+            self.next_result_check = Instant::now() + RESULT_CHECK;
+            let finished: Vec<usize> = self
+                .running
+                .iter()
+                .filter(|(_, t)| Self::has_result(t))
+                .map(|(s, _)| *s)
+                .collect();
+            if !finished.is_empty() {
+                return finished
+                    .into_iter()
+                    .filter_map(|s| self.end(s, None))
+                    .collect();
+            }
+        }
+        if Instant::now() < self.next_poll {
             return Vec::new();
         }
         let ids: Vec<String> = self.running.values().map(|t| t.job.clone()).collect();
