@@ -37,6 +37,11 @@ pub mod device;
 #[cfg(feature = "torch")]
 pub mod exec;
 
+/// libtorch's Rust bindings, the version optarch is built with: `use optarch_core::tch;` in a
+/// crate of your own, so its tensors and optarch's are one type.
+#[cfg(feature = "torch")]
+pub use tch;
+
 /// Re-exports for generated code (the derive macro, `optarch codegen`): generated code names
 /// tch as `::optarch_core::__private::tch`, so a user crate needs no `tch` dependency under a
 /// fixed name. Not a public API.

@@ -1,10 +1,11 @@
 //! `optarch`: design neural-network structures from optimization algorithms.
 //!
 //! The command line: `optarch check | graph | rate | train | env | search | report | export |
-//! codegen`, one module per command (and `trial`, `trial-server`, the search's own). This file
+//! codegen | new`, one module per command (and `trial`, `trial-server`, the search's own). This file
 //! holds the options every command shares, the dispatch and the exit codes: 0 success, 1 an
-//! invalid spec (or a failed check, or a diverged training run), 2 bad usage, 3 any other
-//! failure (files, data, devices), 130 an interrupted search.
+//! invalid spec or search configuration (or a failed check, or a diverged training run), 2 bad
+//! usage, 3 any other failure (files that cannot be read, data, devices), 130 an interrupted
+//! search.
 
 /// `println!` that ignores a closed standard output (`optarch search ... | head -1`): what the
 /// search, report and export commands print never stops them before their files are written.
@@ -20,6 +21,7 @@ mod codegen;
 mod env;
 mod export;
 mod graph;
+mod new;
 mod rate;
 mod report;
 mod search;
@@ -102,11 +104,16 @@ pub enum Command {
     TrialServer(trial::TrialServerArgs),
     /// Print the Rust module `#[derive(Unroll)]` generates for a spec (pretty-printed).
     Codegen(codegen::CodegenArgs),
+    /// Make a crate of your own that derives a network from a spec: `optarch new NAME`, then
+    /// `cd NAME && cargo run` (no environment variables needed).
+    New(new::NewArgs),
 }
 
 /// Why a command failed, which decides the exit status.
 pub enum Failure {
     Spec(SpecError),
+    /// Bad usage found after parsing (an unknown `--set` parameter): said, exit 2.
+    Usage(String),
     Invalid(String),
     Other(anyhow::Error),
     /// Exit with this status (a message already printed).
@@ -141,7 +148,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Spec(e)) => {
             eprintln!("{e}");
-            ExitCode::from(EXIT_INVALID)
+            // A spec that cannot be read at all is a file problem, not an invalid spec.
+            match e.kind {
+                optarch_core::error::ErrorKind::Io => ExitCode::from(EXIT_FAILURE),
+                _ => ExitCode::from(EXIT_INVALID),
+            }
+        }
+        Err(Failure::Usage(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Invalid(msg)) => {
             if !msg.is_empty() {
@@ -248,6 +263,7 @@ fn run(cli: Cli, given: &[String]) -> Result<(), Failure> {
         Command::Trial(a) => trial::run(&a, cli.global.device),
         Command::TrialServer(a) => trial::server(&a, &cli.global),
         Command::Codegen(a) => codegen::run(a),
+        Command::New(a) => new::run(a),
     }
 }
 
