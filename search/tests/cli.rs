@@ -241,15 +241,17 @@ fn rate_matches_closed_forms_end_to_end() {
 fn usage_errors_and_unknown_overrides_are_reported() {
     let out = optarch(&["graph"]);
     assert_eq!(out.status.code(), Some(2));
+    // `--set` naming no parameter is bad usage (2), with a suggestion.
     let out = optarch(&["rate", "specs/heavy_ball.yaml", "--set", "bta=0.3"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("did you mean `beta`"),
         "{}",
         text(&out.stderr)
     );
+    // A file that is not there is a file problem (3), not an invalid spec.
     let out = optarch(&["check", "does/not/exist.yaml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("error[io]"));
     let out = optarch(&["--help"]);
     assert!(out.status.success());

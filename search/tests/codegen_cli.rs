@@ -34,7 +34,8 @@ fn codegen_reports_spec_errors() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // `--set` naming no parameter: bad usage.
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean `beta`"), "{err}");
 }

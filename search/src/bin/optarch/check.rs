@@ -151,6 +151,16 @@ pub fn run(a: CheckArgs) -> Result<(), Failure> {
             );
         }
     }
+    // A spec that is there but wrong is invalid (1); when every failure is a file that cannot
+    // be read at all, it is a file problem (3), as for any other command.
+    let unreadable = |r: &CheckResult| {
+        r.error
+            .as_ref()
+            .is_some_and(|e| e.kind == optarch_core::error::ErrorKind::Io)
+    };
+    if bad > 0 && results.iter().filter(|r| !r.ok).all(unreadable) {
+        return Err(Failure::Exit(crate::EXIT_FAILURE));
+    }
     if bad > 0 {
         return Err(Failure::Invalid(String::new()));
     }

@@ -60,6 +60,16 @@ pub struct SearchArgs {
     pub shared_dir: Option<PathBuf>,
 }
 
+/// A configuration that is there but wrong is invalid input (exit 1), like a spec; the rest
+/// (files, data, the store, Slurm) are other failures (exit 3).
+fn failure(e: optarch_search::search::driver::SearchError) -> Failure {
+    use optarch_search::search::driver::SearchError;
+    match e {
+        SearchError::Config(c) => Failure::Invalid(format!("{c}")),
+        e => Failure::Other(anyhow::Error::from(e)),
+    }
+}
+
 pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
     use optarch_search::search::driver;
     if a.retry_failed && a.resume.is_none() {
@@ -79,8 +89,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         let config = a
             .config
             .ok_or_else(|| anyhow::anyhow!("--dry-run needs a CONFIG"))?;
-        let text =
-            driver::dry_run(&config, a.out.as_deref(), &executor).map_err(anyhow::Error::from)?;
+        let text = driver::dry_run(&config, a.out.as_deref(), &executor).map_err(failure)?;
         out!("{}", text.trim_end());
         return Ok(());
     }
@@ -88,7 +97,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         let config = a
             .config
             .ok_or_else(|| anyhow::anyhow!("--check needs a CONFIG"))?;
-        let p = driver::preview(&config).map_err(anyhow::Error::from)?;
+        let p = driver::preview(&config).map_err(failure)?;
         out!(
             "{}: valid; search `{}`: {} candidates ({} pruned, {} duplicate topologies \
              merged), rungs {:?} epochs, about {} epochs in all",
@@ -120,7 +129,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         stop_after_launches: None,
         executor,
     };
-    let o = driver::run(&opts).map_err(anyhow::Error::from)?;
+    let o = driver::run(&opts).map_err(failure)?;
     out!(
         "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
         o.status,

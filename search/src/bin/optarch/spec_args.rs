@@ -1,5 +1,6 @@
 //! Options shared by the commands that read a spec, and writing their outputs.
 
+use crate::Failure;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use optarch_core::error::SpecError;
@@ -39,7 +40,8 @@ fn parse_override(s: &str) -> Result<(String, f64), String> {
 }
 
 /// Loads a spec with the `--reading` and `--set` options applied (overrides checked).
-pub fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError> {
+/// Errors of the spec file are [`Failure::Spec`]; errors of `--set` are bad usage.
+pub fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), Failure> {
     let mut s = spec::load(path)?;
     if let Some(r) = args.reading {
         s.reading = match r {
@@ -50,15 +52,19 @@ pub fn load(path: &Path, args: &SpecArgs) -> Result<(Spec, Overrides), SpecError
     let mut overrides = Overrides::new();
     for (name, v) in &args.set {
         if let Some(first) = overrides.insert(name.clone(), *v) {
-            return Err(SpecError::new(
-                optarch_core::error::ErrorKind::InvalidValue,
-                format!("--set {name} is given twice ({first} and {v})"),
-            )
-            .with_hint("give each parameter once")
-            .at(&s.file, "", None));
+            return Err(Failure::Usage(
+                SpecError::new(
+                    optarch_core::error::ErrorKind::InvalidValue,
+                    format!("--set {name} is given twice ({first} and {v})"),
+                )
+                .with_hint("give each parameter once")
+                .at(&s.file, "", None)
+                .to_string(),
+            ));
         }
     }
-    s.check_overrides(&overrides)?;
+    s.check_overrides(&overrides)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     Ok((s, overrides))
 }
 
