@@ -329,20 +329,19 @@ fn a_killed_driver_reattaches_to_its_jobs() {
     }
 }
 
-/// One trial of six epochs; after its first epoch `disrupt(job)` is done to its job. The trial
-/// must end done, as one attempt of one job that ran twice and resumed from its checkpoint.
-fn disrupted(disrupt: impl FnOnce(&str)) {
-    let tmp = tempfile::tempdir().unwrap();
+/// A search of one trial of six epochs on the cluster, its driver started, once the first
+/// epoch is on disk: the search directory and the driver.
+fn one_trial_running(tmp: &Path) -> (PathBuf, std::process::Child) {
     let s = specs().display().to_string();
     let cfg = config(
-        tmp.path(),
+        tmp,
         "{kind: slurm, max_in_flight: 1, poll_seconds: 1}",
         &format!(
             "budget: {{min_epochs: 6, max_epochs: 6, eta: 2, trials: 1}}\nbaseline: false\n\
              finalists: {{top_k: 0}}\ncandidates:\n  - spec: {s}/gradient_descent.yaml\n"
         ),
     );
-    let dir = tmp.path().join("s");
+    let dir = tmp.join("s");
     let driver = Command::new(exe())
         .args([
             "search",
@@ -358,6 +357,14 @@ fn disrupted(disrupt: impl FnOnce(&str)) {
     wait_for("the first epoch", 120, || {
         std::fs::read_to_string(&state).is_ok_and(|s| !s.contains("\"epochs_done\": 0"))
     });
+    (dir, driver)
+}
+
+/// One trial of six epochs; after its first epoch `disrupt(job)` is done to its job. The trial
+/// must end done, as one attempt of one job that ran twice and resumed from its checkpoint.
+fn disrupted(disrupt: impl FnOnce(&str)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, driver) = one_trial_running(tmp.path());
     let job = store(&dir).trial(TrialId(1)).unwrap().job.unwrap();
     disrupt(&job);
     let out = driver.wait_with_output().unwrap();
@@ -414,7 +421,8 @@ fn the_warning_before_a_time_limit_requeues_the_job() {
 /// A real time limit (one minute, Slurm's smallest): the warning (`--signal=B:TERM@60`, sent
 /// at once since a minute is all there is) stops the trial at its last epoch, the job requeues
 /// itself, and the trial finishes over as many runs of the same job as it needs (about a
-/// minute and a half: Slurm checks limits every 30 s).
+/// minute and a half: Slurm checks limits every 30 s; the trial is long enough, about a
+/// minute of training, to be signalled at least once).
 #[test]
 fn a_time_limited_trial_is_signalled_and_finishes_after_requeue() {
     if !cluster() {
@@ -426,7 +434,7 @@ fn a_time_limited_trial_is_signalled_and_finishes_after_requeue() {
         tmp.path(),
         "{kind: slurm, max_in_flight: 1, poll_seconds: 1, time_limit: '1'}",
         &format!(
-            "budget: {{min_epochs: 150, max_epochs: 150, eta: 2, trials: 1}}\nbaseline: \
+            "budget: {{min_epochs: 400, max_epochs: 400, eta: 2, trials: 1}}\nbaseline: \
              false\nfinalists: {{top_k: 0}}\ncandidates:\n  - spec: \
              {s}/gradient_descent.yaml\n"
         ),
@@ -455,31 +463,7 @@ fn a_job_that_dies_is_resubmitted_from_its_checkpoint() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let s = specs().display().to_string();
-    let cfg = config(
-        tmp.path(),
-        "{kind: slurm, max_in_flight: 1, poll_seconds: 1}",
-        &format!(
-            "budget: {{min_epochs: 6, max_epochs: 6, eta: 2, trials: 1}}\nbaseline: false\n\
-             finalists: {{top_k: 0}}\ncandidates:\n  - spec: {s}/gradient_descent.yaml\n"
-        ),
-    );
-    let dir = tmp.path().join("s");
-    let driver = Command::new(exe())
-        .args([
-            "search",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let state = dir.join("trials/0001/state.json");
-    wait_for("the first epoch", 120, || {
-        std::fs::read_to_string(&state).is_ok_and(|s| !s.contains("\"epochs_done\": 0"))
-    });
+    let (dir, driver) = one_trial_running(tmp.path());
     let job_file = std::fs::canonicalize(dir.join("trials/0001/job.json")).unwrap();
     let o = Command::new("pkill")
         .args([

@@ -330,24 +330,32 @@ impl Planner<'_> {
             self.store.event(Some(t.id), &format!("failed: {msg}"))?;
             return Ok(());
         }
+        let hint = match lost {
+            Lost::TimeLimit => ": raise executor.time_limit",
+            Lost::OutOfMemory => ": raise executor.mem",
+            _ => "",
+        };
+        self.retry_or_fail(
+            t,
+            &lost.to_string(),
+            &format!(
+                "{lost} at epoch {}, attempt {} of {}: resubmitting; it resumes from its last \
+                 epoch",
+                t.epochs_done, t.attempts, self.cfg.execution.max_attempts
+            ),
+            hint,
+        )
+    }
+
+    /// Retries `t` after a fault `cause` while attempts remain (`retrying` for the log), else
+    /// fails it with `hint` after the count.
+    fn retry_or_fail(&self, t: &Trial, cause: &str, retrying: &str, hint: &str) -> R<()> {
         if t.crashes + 1 < self.cfg.execution.max_attempts {
-            self.store.requeue(t.id, Some(&lost.to_string()), false)?;
-            self.store.event(
-                Some(t.id),
-                &format!(
-                    "{lost} at epoch {}, attempt {} of {}: resubmitting; it resumes from its \
-                     last epoch",
-                    t.epochs_done, t.attempts, self.cfg.execution.max_attempts
-                ),
-            )?;
+            self.store.requeue(t.id, Some(cause), false)?;
+            self.store.event(Some(t.id), retrying)?;
         } else {
-            let hint = match lost {
-                Lost::TimeLimit => ": raise executor.time_limit",
-                Lost::OutOfMemory => ": raise executor.mem",
-                _ => "",
-            };
             let msg = format!(
-                "{lost} on each of {} attempts (see {}/log.txt){hint}",
+                "{cause} on each of {} attempts (see {}/log.txt){hint}",
                 t.crashes + 1,
                 t.dir
             );
@@ -367,29 +375,16 @@ impl Planner<'_> {
         };
         if code == Some(trial::EXIT_ORPHANED) {
             self.store.requeue(t.id, None, true)?;
-        } else if t.crashes + 1 < self.cfg.execution.max_attempts {
-            self.store.requeue(
-                t.id,
-                Some(&format!("the trial process ended with {how}")),
-                false,
-            )?;
-            self.store.event(
-                Some(t.id),
-                &format!(
-                    "crashed ({how}), attempt {} of {}: retrying",
-                    t.attempts, self.cfg.execution.max_attempts
-                ),
-            )?;
-        } else {
-            let msg = format!(
-                "the trial process ended with {how} on each of {} attempts (see {}/log.txt)",
-                t.crashes + 1,
-                t.dir
-            );
-            self.store
-                .finish_trial(t.id, TrialStatus::Failed, Some(&msg), 0.0)?;
-            self.store.event(Some(t.id), &format!("failed: {msg}"))?;
+            return Ok(());
         }
-        Ok(())
+        self.retry_or_fail(
+            t,
+            &format!("the trial process ended with {how}"),
+            &format!(
+                "crashed ({how}), attempt {} of {}: retrying",
+                t.attempts, self.cfg.execution.max_attempts
+            ),
+            "",
+        )
     }
 }
