@@ -209,6 +209,18 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
     assert!(s.events().unwrap().iter().any(
         |(_, _, m)| m.contains("merged heavy_ball[beta=0]: same topology as gradient_descent")
     ));
+    // ... and said on the terminal, by the search and by --check, not dropped silently.
+    assert!(
+        stderr.contains("merged heavy_ball[beta=0]: same topology as gradient_descent"),
+        "{stderr}"
+    );
+    let check = search(&[cfg.to_str().unwrap(), "--check"], None);
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("merged heavy_ball[beta=0]: same topology as gradient_descent"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     // ASHA with η = 2 over 3 results at rung 0 promotes exactly the best one.
     let trials = s.trials().unwrap();
     let searched: Vec<_> = trials.iter().filter(|t| t.phase == Phase::Search).collect();

@@ -112,6 +112,9 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         for c in &p.candidates {
             out!("  {c}");
         }
+        for m in &p.merges {
+            out!("  merged {m}");
+        }
         for d in &p.divergent {
             out!("warning: {d}");
         }

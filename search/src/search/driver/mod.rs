@@ -585,6 +585,14 @@ pub fn run(opts: &Options) -> R<Outcome> {
         ex.slots(),
         ex.device(0)
     ));
+    // A candidate merged into another with the same topology is said, not dropped silently.
+    if opts.config.is_some() {
+        for (_, _, m) in store.events()? {
+            if m.starts_with("merged ") {
+                display.line(&m);
+            }
+        }
+    }
     let mut event_loop = Loop {
         planner,
         ex,

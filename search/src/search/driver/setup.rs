@@ -137,6 +137,8 @@ pub struct Preview {
     pub pruned: usize,
     /// Candidates merged into an earlier one with the same topology.
     pub merged: usize,
+    /// Each merge: `NAME: same topology as OTHER`.
+    pub merges: Vec<String>,
     /// Spec candidates that diverge on quadratics, with why.
     pub divergent: Vec<String>,
     pub rungs: Vec<usize>,
@@ -155,6 +157,11 @@ pub(super) fn preview(path: &Path) -> R<Preview> {
         candidates: pool.items.iter().map(|c| c.name.clone()).collect(),
         pruned: pool.pruned.len(),
         merged: pool.duplicates.len(),
+        merges: pool
+            .duplicates
+            .iter()
+            .map(|d| format!("{}: same topology as {}", d.name, d.into))
+            .collect(),
         divergent: pool
             .divergent
             .iter()
