@@ -153,9 +153,16 @@ fn internal(msg: impl Into<String>) -> SpecError {
     SpecError::internal(msg)
 }
 
-/// A float literal (finite, non-negative: callers take the sign apart).
+/// A float literal (finite, non-negative: callers take the sign apart), to 15 significant
+/// digits: `1 - 0.9` reads `0.1`, not `0.09999999999999998`. (The tensors are at most f64 and
+/// usually f32: the last bits of a coefficient never reach them.)
 fn float(v: f64) -> Literal {
-    Literal::f64_unsuffixed(v)
+    Literal::f64_unsuffixed(short(v))
+}
+
+/// `v` rounded to 15 significant digits (the shortest decimal that reads back as it).
+fn short(v: f64) -> f64 {
+    format!("{v:.14e}").parse().unwrap_or(v)
 }
 
 /// A Rust identifier for a state value name: `z[3]` → `z3`, `z[-1]` → `z_m1`.
@@ -639,6 +646,14 @@ pub fn pretty(tokens: &TokenStream) -> Result<String, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coefficients_print_short() {
+        assert_eq!(float(1.0 - 0.9).to_string(), "0.1");
+        assert_eq!(float(1.2817535251253207).to_string(), "1.28175352512532");
+        assert_eq!(float(0.5).to_string(), "0.5");
+        assert_eq!(float(2.0).to_string(), "2.0");
+    }
 
     fn generate(text: &str, steps: usize, kind: BlocksKind) -> String {
         let spec = crate::spec::load_str("t.yaml", text).unwrap();

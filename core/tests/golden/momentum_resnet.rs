@@ -23,7 +23,7 @@ const _: () = {
                 xs,
                 train,
             );
-            let v1 = &b0 * 0.09999999999999998;
+            let v1 = &b0 * 0.1;
             ::core::mem::drop(b0);
             let z1 = xs + &v1;
             let b1 = ::optarch_core::__private::tch::nn::ModuleT::forward_t(
@@ -31,7 +31,7 @@ const _: () = {
                 &z1,
                 train,
             );
-            let v2 = &v1 * 0.9 + &b1 * 0.09999999999999998;
+            let v2 = &v1 * 0.9 + &b1 * 0.1;
             ::core::mem::drop(v1);
             ::core::mem::drop(b1);
             let z2 = &z1 + &v2;
@@ -41,7 +41,7 @@ const _: () = {
                 &z2,
                 train,
             );
-            let v3 = &v2 * 0.9 + &b2 * 0.09999999999999998;
+            let v3 = &v2 * 0.9 + &b2 * 0.1;
             ::core::mem::drop(v2);
             ::core::mem::drop(b2);
             let z3 = &z2 + &v3;

@@ -32,7 +32,7 @@ const _: () = {
             );
             let z2 = &z1 + &b1;
             ::core::mem::drop(b1);
-            let y2 = &z2 * 1.2817535251253207 - &z1 * 0.28175352512532076;
+            let y2 = &z2 * 1.28175352512532 - &z1 * 0.281753525125321;
             ::core::mem::drop(z2);
             ::core::mem::drop(z1);
             let b2 = ::optarch_core::__private::tch::nn::ModuleT::forward_t(
