@@ -472,8 +472,7 @@ impl Executor for Slurm {
             }
         }
         job.work.run.train.run.threads = Some(self.scripts.cfg.cpus_per_trial);
-        let text = serde_json::to_string_pretty(&job).map_err(std::io::Error::other)?;
-        checkpoint::write_atomic(&run_dir.join(trial::JOB_FILE), text.as_bytes())
+        checkpoint::write_json(&run_dir.join(trial::JOB_FILE), &job)
             .map_err(std::io::Error::other)?;
         let script = run_dir.join(trial::JOB_SCRIPT);
         checkpoint::write_atomic(
