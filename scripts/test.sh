@@ -18,6 +18,8 @@ fi
 nextest_profile=()
 if [ "${CI:-}" = "true" ]; then
   nextest_profile=(--profile ci)
+  # A clean clone builds once: incremental state would only take disk (2 GB).
+  export CARGO_INCREMENTAL=0
 fi
 
 step() {
