@@ -161,11 +161,11 @@ fn float(v: f64) -> Literal {
 }
 
 /// `v` rounded to 15 significant digits (the shortest decimal that reads back as it).
-fn short(v: f64) -> f64 {
+pub(crate) fn short(v: f64) -> f64 {
     format!("{v:.14e}").parse().unwrap_or(v)
 }
 
-/// A Rust identifier for a state value name: `z[3]` → `z3`, `z[-1]` → `z_m1`.
+/// An identifier for a state value name: `z[3]` → `z3`, `z[-1]` → `z_m1`.
 fn value_ident(name: &str) -> String {
     let mut s = String::new();
     for c in name.chars() {
@@ -179,12 +179,12 @@ fn value_ident(name: &str) -> String {
     s
 }
 
-/// The names of the values of a plan (`None` for the output, which is returned).
-fn names(plan: &Plan) -> Vec<Option<Ident>> {
-    let mut used: HashSet<String> = ["xs", "train", "self", "coef"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+/// The names of the values of a plan in generated code (`None` for the output, which is
+/// returned): a block's value by its weight name (`b0`), any other by the first state value it
+/// holds (`z3`), unique, never one of `reserved`, never starting with a digit. The Rust of the
+/// derive and the Python of the PyTorch export name them alike.
+pub(crate) fn value_names(plan: &Plan, reserved: &[&str]) -> Vec<Option<String>> {
+    let mut used: HashSet<String> = reserved.iter().map(|s| s.to_string()).collect();
     plan.ops
         .iter()
         .enumerate()
@@ -206,8 +206,16 @@ fn names(plan: &Plan) -> Vec<Option<Ident>> {
             while !used.insert(name.clone()) {
                 name.push('_');
             }
-            Some(format_ident!("{}", name))
+            Some(name)
         })
+        .collect()
+}
+
+/// The names of the values of a plan as Rust identifiers.
+fn names(plan: &Plan) -> Vec<Option<Ident>> {
+    value_names(plan, &["xs", "train", "self", "coef"])
+        .into_iter()
+        .map(|n| n.map(|n| format_ident!("{}", n)))
         .collect()
 }
 
@@ -360,35 +368,109 @@ pub fn forward_body(model: &Model, topo: &Topology, plan: &Plan) -> Result<Token
 fn poly(terms: &[(f64, Vec<usize>)], topo: &Topology) -> Result<TokenStream, SpecError> {
     let acc = Scale::fold(terms, &mut Tokens(topo))?
         .ok_or_else(|| internal("a polynomial without learnable terms"))?;
-    Ok(quote!((#acc)))
+    let t = acc.tokens;
+    Ok(if acc.neg {
+        quote!((-(#t)))
+    } else {
+        quote!((#t))
+    })
+}
+
+/// A polynomial's tokens with its sign kept apart, so that `1 - c` reads `1.0 - coef.get(0)`
+/// rather than `coef.get(0) * -1.0 + 1.0`: the value is `-tokens` when `neg`. Every rewrite
+/// is exact in floating point (a negation, or the two orders of one addition), so the code
+/// computes the bits the executor computes.
+struct Signed {
+    tokens: TokenStream,
+    neg: bool,
+    /// A sum or difference at the top level (needs parentheses after a minus).
+    sum: bool,
+}
+
+impl Signed {
+    fn grouped(&self) -> TokenStream {
+        let t = &self.tokens;
+        if self.sum {
+            quote!((#t))
+        } else {
+            t.clone()
+        }
+    }
 }
 
 /// Polynomials over the learnable scalars as tokens reading the coefficient tensor `coef`.
 struct Tokens<'a>(&'a Topology);
 
 impl PolyAlgebra for Tokens<'_> {
-    type Value = TokenStream;
+    type Value = Signed;
     type Error = SpecError;
-    fn param(&mut self, id: usize) -> Result<TokenStream, SpecError> {
+    fn param(&mut self, id: usize) -> Result<Signed, SpecError> {
         if id >= self.0.learnables.len() {
             return Err(internal(format!("learnable scalar {id} does not exist")));
         }
         let id = Literal::usize_unsuffixed(id);
-        Ok(quote!(coef.get(#id)))
+        Ok(Signed {
+            tokens: quote!(coef.get(#id)),
+            neg: false,
+            sum: false,
+        })
     }
-    fn mul(&mut self, a: TokenStream, b: TokenStream) -> TokenStream {
-        quote!(#a * #b)
+    fn mul(&mut self, a: Signed, b: Signed) -> Signed {
+        let (x, y) = (a.grouped(), b.grouped());
+        Signed {
+            tokens: quote!(#x * #y),
+            neg: a.neg != b.neg,
+            sum: false,
+        }
     }
-    fn scale(&mut self, a: TokenStream, f: f64) -> TokenStream {
-        let f = float_signed(f);
-        quote!(#a * #f)
+    fn scale(&mut self, a: Signed, f: f64) -> Signed {
+        let x = a.grouped();
+        let tokens = if f.abs() == 1.0 {
+            a.tokens
+        } else {
+            let f = float(f.abs());
+            quote!(#x * #f)
+        };
+        Signed {
+            sum: a.sum && f.abs() == 1.0,
+            tokens,
+            neg: a.neg != (f < 0.0),
+        }
     }
-    fn add(&mut self, a: TokenStream, b: TokenStream) -> TokenStream {
-        quote!(#a + #b)
+    fn add(&mut self, a: Signed, b: Signed) -> Signed {
+        let (x, y) = (&a.tokens, b.grouped());
+        let (tokens, neg) = match (a.neg, b.neg) {
+            (false, false) => (quote!(#x + #y), false),
+            (false, true) => (quote!(#x - #y), false),
+            (true, false) => {
+                let (x, y) = (a.grouped(), &b.tokens);
+                (quote!(#y - #x), false)
+            }
+            (true, true) => (quote!(#x + #y), true),
+        };
+        Signed {
+            tokens,
+            neg,
+            sum: true,
+        }
     }
-    fn add_const(&mut self, a: TokenStream, c: f64) -> TokenStream {
-        let c = float_signed(c);
-        quote!(#a + #c)
+    fn add_const(&mut self, a: Signed, c: f64) -> Signed {
+        let l = float(c.abs());
+        let x = &a.tokens;
+        let (tokens, neg) = match (a.neg, c < 0.0) {
+            (false, false) => (quote!(#x + #l), false),
+            (false, true) => (quote!(#x - #l), false),
+            (true, false) => {
+                let x = a.grouped();
+                (quote!(#l - #x), false)
+            }
+            (true, true) => (quote!(#x + #l), true),
+        };
+        Signed {
+            tokens,
+            neg,
+            sum: true,
+        }
     }
 }
 

@@ -32,14 +32,14 @@ const _: () = {
                 &z1,
                 train,
             );
-            let z2 = &z1 * (coef.get(0) * -1.0 + 1.0) + xs * (coef.get(0)) + &b1;
+            let z2 = &z1 * (1.0 - coef.get(0)) + xs * (coef.get(0)) + &b1;
             ::core::mem::drop(b1);
             let b2 = ::optarch_core::__private::tch::nn::ModuleT::forward_t(
                 &self.blocks[2],
                 &z2,
                 train,
             );
-            let z3 = &z2 * (coef.get(1) * -1.0 + 1.0) + &z1 * (coef.get(1)) + &b2;
+            let z3 = &z2 * (1.0 - coef.get(1)) + &z1 * (coef.get(1)) + &b2;
             ::core::mem::drop(z2);
             ::core::mem::drop(z1);
             ::core::mem::drop(b2);
