@@ -21,7 +21,10 @@ const CORE: &[(&str, &[&str])] = &[
         "render",
         &["fixtures", "layout", "svg", "png", "dot", "chart", "tests"],
     ),
-    ("exec", &["compute", "blocks", "plan", "arch", "reference"]),
+    (
+        "exec",
+        &["compute", "blocks", "plan", "arch", "python", "reference"],
+    ),
 ];
 
 const SEARCH: &[(&str, &[&str])] = &[

@@ -16,7 +16,7 @@
 //! the whole update. Pre-activation blocks (preact, dense) get no ReLU after additions and a
 //! final BN-ReLU in the head.
 
-use super::blocks::{conv_counted, Block, BlockKind, Conv};
+use super::blocks::{conv_counted, module_path, Block, BlockKind, Conv};
 use super::compute::Compute;
 use super::plan::{Kernels, Op, OpKind, Plan};
 use super::{sanitize, ExecError};
@@ -234,21 +234,26 @@ impl Arch {
     }
 }
 
+/// A built stage transition; `path` is its VarStore path (`s1.shortcut`), the module path of
+/// the PyTorch export.
 #[derive(Debug)]
-enum Transition {
+pub(crate) enum Transition {
     ZeroPad {
         stride: i64,
         lo: i64,
         hi: i64,
+        path: String,
     },
     Projection {
         conv: Conv,
         bn: nn::BatchNorm,
+        path: String,
     },
     Dense {
         bn: nn::BatchNorm,
         conv: Conv,
         stride: i64,
+        path: String,
     },
 }
 
@@ -261,7 +266,7 @@ impl Transition {
         macs: Option<&AtomicI64>,
     ) -> Tensor {
         match self {
-            Transition::ZeroPad { stride, lo, hi } => {
+            Transition::ZeroPad { stride, lo, hi, .. } => {
                 let s = if *stride > 1 {
                     x.slice(2, 0, None, *stride).slice(3, 0, None, *stride)
                 } else {
@@ -273,10 +278,12 @@ impl Transition {
                     s.constant_pad_nd([0, 0, 0, 0, *lo, *hi])
                 }
             }
-            Transition::Projection { conv, bn } => {
+            Transition::Projection { conv, bn, .. } => {
                 conv_counted(x, conv, compute, macs).apply_t(bn, train)
             }
-            Transition::Dense { bn, conv, stride } => {
+            Transition::Dense {
+                bn, conv, stride, ..
+            } => {
                 let y = conv_counted(&x.apply_t(bn, train).relu(), conv, compute, macs);
                 if *stride > 1 {
                     y.avg_pool2d(
@@ -302,15 +309,15 @@ pub struct StageNet {
     pub topology: Topology,
     /// The compiled plan of the stage's unrolled spec.
     pub plan: Plan,
-    blocks: Vec<Block>,
-    transition: Option<Transition>,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) transition: Option<Transition>,
     /// Per operation: the block reads the raw stage input (and downsamples).
-    raw: Vec<bool>,
+    pub(crate) raw: Vec<bool>,
     /// Per operation: apply the post-addition ReLU.
-    post: Vec<bool>,
+    pub(crate) post: Vec<bool>,
     params: Vec<Tensor>,
     /// Per operation: the transitions a [`OpKind::Map`] applies (history projection).
-    maps: Vec<Vec<Transition>>,
+    pub(crate) maps: Vec<Vec<Transition>>,
     /// VarStore names of the learnable scalars, indexed like the topology's learnables.
     pub learnable_names: Vec<String>,
     /// Output channels.
@@ -357,13 +364,15 @@ impl Kernels for StageNet {
 /// A network: stem, stages running their plans, head (global average pool + linear).
 #[derive(Debug)]
 pub struct Network {
-    stem_conv: Conv,
-    stem_bn: Option<nn::BatchNorm>,
-    max_pool: bool,
+    pub(crate) stem_conv: Conv,
+    pub(crate) stem_bn: Option<nn::BatchNorm>,
+    pub(crate) max_pool: bool,
     pub stages: Vec<StageNet>,
-    head_bn: Option<nn::BatchNorm>,
-    fc: nn::Linear,
+    pub(crate) head_bn: Option<nn::BatchNorm>,
+    pub(crate) fc: nn::Linear,
     compute: Compute,
+    /// The VarStore path it was built under (empty for the root).
+    pub(crate) root: String,
 }
 
 /// The state a spec outputs (`z` for `output: z`), read off the node feeding the output.
@@ -443,6 +452,7 @@ impl Network {
             head_bn,
             fc,
             compute: Compute::FP32,
+            root: module_path(p),
         })
     }
 
@@ -680,6 +690,32 @@ fn post_flags(plan: &Plan, arch: &Arch) -> Vec<bool> {
         .collect()
 }
 
+/// The stage of each operation of a projected plan, shifted by one (0 is the stem): the input
+/// is the stem's, the output the last stage's, an operation of step `k` the stage that step
+/// falls in, a map (see [`OpKind::Map`]) its target stage, and an operation computed outside
+/// any step (a concatenation of the history, a value of `init`) the latest stage among its
+/// operands (at least the first), so that it never reads a value of a later stage unmapped.
+fn stages_of(plan: &Plan, starts: &[usize], last: usize) -> Vec<usize> {
+    let mut st: Vec<usize> = Vec::with_capacity(plan.ops.len());
+    for op in &plan.ops {
+        let s = match (&op.kind, op.step) {
+            (OpKind::Input, _) => 0,
+            (OpKind::Output, _) => last + 1,
+            (OpKind::Map(key), _) => key % (last + 2),
+            (_, Some(k)) => starts.iter().rposition(|&s0| s0 <= k).unwrap_or(0) + 1,
+            (_, None) => op
+                .operands
+                .iter()
+                .filter_map(|&o| st.get(o).copied())
+                .max()
+                .unwrap_or(1)
+                .max(1),
+        };
+        st.push(s);
+    }
+    st
+}
+
 /// The transition of `arch.shortcut` into a stage of `stage`, for a value of `c` channels, or
 /// `None` where the shapes already agree; with its output channels.
 fn transition(
@@ -705,6 +741,7 @@ fn transition(
                 bn,
                 conv,
                 stride: stage.stride,
+                path: module_path(p),
             };
             (Some(t), c_out)
         }
@@ -720,6 +757,7 @@ fn transition(
                 stride: stage.stride,
                 lo,
                 hi: out - c - lo,
+                path: module_path(p),
             };
             (Some(t), out)
         }
@@ -727,7 +765,8 @@ fn transition(
             let init = nn::ConvConfig::default().ws_init;
             let conv = Conv::new(&(p / "conv"), c, out, 1, stage.stride, init);
             let bn = nn::batch_norm2d(p / "bn", out, Default::default());
-            (Some(Transition::Projection { conv, bn }), out)
+            let path = module_path(p);
+            (Some(Transition::Projection { conv, bn, path }), out)
         }
     })
 }
@@ -754,23 +793,9 @@ impl Network {
         let topo = crate::topology::unroll(spec, total, overrides)?;
         let base = Plan::compile(&topo)?;
         let last = arch.stages.len() - 1;
-        let stage_of = |op: &Op| -> usize {
-            match (&op.kind, op.step) {
-                (OpKind::Output, _) => last,
-                (_, Some(k)) => starts.iter().rposition(|&s0| s0 <= k).unwrap_or(0),
-                (_, None) => 0,
-            }
-        };
         // Stage numbers shifted by one: 0 is the stem, so the first stage's transition (when
         // the stem's shape differs) is handled like any other.
-        let st: Vec<usize> = base
-            .ops
-            .iter()
-            .map(|op| match op.kind {
-                OpKind::Input => 0,
-                _ => stage_of(op) + 1,
-            })
-            .collect();
+        let st = stages_of(&base, &starts, last);
         let residual = !matches!(arch.shortcut, Shortcut::Dense { .. });
         let reads_raw = |i: usize, o: usize| {
             residual && matches!(base.ops[i].kind, OpKind::Block { .. }) && st[o] + 1 == st[i]
@@ -778,19 +803,12 @@ impl Network {
         let plan = base.insert_maps(|i, _k, o| {
             (st[o] < st[i] && !reads_raw(i, o)).then_some(st[o] * (last + 2) + st[i])
         });
-        let new_st: Vec<usize> = plan
-            .ops
-            .iter()
-            .map(|op| match op.kind {
-                OpKind::Input => 0,
-                OpKind::Map(key) => key % (last + 2),
-                _ => stage_of(op) + 1,
-            })
-            .collect();
+        let new_st = stages_of(&plan, &starts, last);
         let n = plan.ops.len();
         let mut raw = vec![false; n];
         let mut maps: Vec<Vec<Transition>> = (0..n).map(|_| Vec::new()).collect();
         let mut blocks = Vec::with_capacity(plan.blocks);
+        let mut proj_names = std::collections::HashSet::new();
         let ch = infer_channels(&plan, |i, op, operand_c| {
             let s = new_st[i];
             Ok(match &op.kind {
@@ -805,7 +823,15 @@ impl Network {
                         .unwrap_or_else(|| format!("v{i}"));
                     let mut c = operand_c(0);
                     for t in from + 1..=s {
-                        let tp = p / format!("s{}", t - 1) / format!("proj_{label}");
+                        // A value mapped into several stages has a chain per target stage:
+                        // the second one through a stage is named after its target (tch would
+                        // otherwise rename its variables `…__N`, out of reach of the export).
+                        let mut name = format!("proj_{label}");
+                        if !proj_names.insert(format!("s{}.{name}", t - 1)) {
+                            name = format!("proj_{label}_to_s{}", s - 1);
+                            proj_names.insert(format!("s{}.{name}", t - 1));
+                        }
+                        let tp = p / format!("s{}", t - 1) / name;
                         let (tr, c_out) = transition(&tp, arch, &arch.stages[t - 1], c)?;
                         maps[i].extend(tr);
                         c = c_out;

@@ -75,8 +75,10 @@ impl BlockKind {
 pub struct Conv {
     /// The fp32 master weight.
     pub conv: nn::Conv2D,
-    stride: i64,
+    pub(crate) stride: i64,
     padding: i64,
+    /// Its VarStore path (`s0.b1.conv1`): the module path of the PyTorch export.
+    pub(crate) path: String,
 }
 
 impl Conv {
@@ -93,6 +95,7 @@ impl Conv {
             conv: nn::conv2d(p, i, o, k, cfg),
             stride,
             padding: k / 2,
+            path: module_path(p),
         }
     }
 
@@ -108,6 +111,14 @@ impl Conv {
         )
     }
 
+    /// `(out, in, kernel)` of its weight.
+    pub(crate) fn shape(&self) -> (i64, i64, i64) {
+        match self.conv.ws.size().as_slice() {
+            [o, i, k, ..] => (*o, *i, *k),
+            _ => (0, 0, 0),
+        }
+    }
+
     /// Its weight's number of scalars.
     pub fn numel(&self) -> usize {
         self.conv.ws.numel()
@@ -117,11 +128,22 @@ impl Conv {
 /// A built block.
 #[derive(Debug)]
 pub struct Block {
-    kind: BlockKind,
+    pub(crate) kind: BlockKind,
     convs: Vec<Conv>,
     bns: Vec<nn::BatchNorm>,
     /// Output channels.
     pub out_channels: i64,
+    /// Input channels, width and stride, as built.
+    pub(crate) c_in: i64,
+    pub(crate) width: i64,
+    pub(crate) stride: i64,
+    /// Its VarStore path (`s0.b1`).
+    pub(crate) path: String,
+}
+
+/// The VarStore path of `p`'s variables' parent, dot-separated (as tch names variables).
+pub(crate) fn module_path(p: &nn::Path) -> String {
+    p.components().collect::<Vec<_>>().join(".")
 }
 
 fn conv(p: &nn::Path, name: &str, i: i64, o: i64, k: i64, stride: i64) -> Conv {
@@ -199,6 +221,10 @@ impl Block {
             convs,
             bns,
             out_channels: kind.out_channels(width),
+            c_in,
+            width,
+            stride,
+            path: module_path(p),
         })
     }
 }

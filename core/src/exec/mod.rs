@@ -7,6 +7,7 @@
 //! * [`blocks`]: the learned blocks `B` (basic, bottleneck, pre-activation, dense).
 //! * [`compute`]: the precision (fp32, bf16) and memory layout (channels_last) of the
 //!   arithmetic.
+//! * `python`: [`Network::python`], the network written out as a PyTorch `nn.Module`.
 //! * [`arch`]: stems, stages, stage transitions, heads and the presets (`cifar-resnet`,
 //!   `cifar-densenet`, `imagenet`), and [`Network`], the module itself.
 //!
@@ -28,6 +29,7 @@ pub mod arch;
 pub mod blocks;
 pub mod compute;
 pub mod plan;
+mod python;
 pub mod reference;
 
 pub use arch::{Arch, History, Network, Shortcut, Stage, Stem};
