@@ -27,6 +27,27 @@ fn codegen_prints_the_golden_module() {
     }
 }
 
+/// `--json`: the same code, with the spec, steps and type named.
+#[test]
+fn codegen_json_carries_the_golden_module() {
+    let out = Command::new(env!("CARGO_BIN_EXE_optarch"))
+        .args(["codegen", "specs/heavy_ball.yaml", "--steps", "3", "--json"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let golden = std::fs::read_to_string(root().join("core/tests/golden/heavy_ball.rs")).unwrap();
+    assert_eq!(v["code"].as_str(), Some(golden.as_str()));
+    assert_eq!(v["spec"], "heavy_ball");
+    assert_eq!(v["steps"], 3);
+    assert_eq!(v["type"], "HeavyBall");
+}
+
 #[test]
 fn codegen_reports_spec_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_optarch"))

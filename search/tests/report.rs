@@ -548,6 +548,31 @@ fn rank_correlations_on_known_vectors() {
     assert_eq!(spearman_rho(&x, &[3.0; 5]), None);
 }
 
+/// `optarch report DIR --json` prints leaderboard.json's content, and writes the files.
+#[test]
+fn report_json_prints_the_leaderboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic(tmp.path(), FINAL_C);
+    let out = Command::new(env!("CARGO_BIN_EXE_optarch"))
+        .arg("report")
+        .arg(tmp.path())
+        .args(["--json", "--top-k", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("report/leaderboard.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, file);
+    assert!(tmp.path().join("report/report.html").is_file());
+}
+
 #[test]
 fn a_directory_without_a_search_is_explained() {
     let tmp = tempfile::tempdir().unwrap();

@@ -18,6 +18,9 @@ pub struct CodegenArgs {
     /// One block shared by every step (tied weights) instead of `Vec<B>`.
     #[arg(long)]
     pub shared: bool,
+    /// Print JSON (`spec`, `steps`, `type`, `code`) instead of the code alone.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub spec_args: SpecArgs,
 }
@@ -25,6 +28,24 @@ pub struct CodegenArgs {
 pub fn run(a: CodegenArgs) -> Result<(), Failure> {
     let (s, o) = load(&a.spec, &a.spec_args)?;
     let code = optarch_core::codegen::source(&s, a.steps, &o, a.name.as_deref(), a.shared)?;
-    print!("{code}");
+    if a.json {
+        let ty = a
+            .name
+            .clone()
+            .unwrap_or_else(|| optarch_core::codegen::type_name(&s.name));
+        let v = serde_json::json!({
+            "spec": s.name,
+            "steps": a.steps,
+            "type": ty,
+            "shared": a.shared,
+            "code": code,
+        });
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
+        );
+    } else {
+        print!("{code}");
+    }
     Ok(())
 }

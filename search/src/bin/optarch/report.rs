@@ -12,10 +12,23 @@ pub struct ReportArgs {
     /// Topology pictures for the best K candidates.
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub top_k: usize,
+    /// Print the leaderboard as JSON (leaderboard.json's content) instead of text; the files
+    /// are written either way.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(a: ReportArgs) -> Result<(), Failure> {
-    write(&a.dir, a.top_k)
+    if !a.json {
+        return write(&a.dir, a.top_k);
+    }
+    let opts = optarch_search::report::ReportOptions { top_k: a.top_k };
+    let (_, paths) =
+        optarch_search::report::write_report(&a.dir, &opts).map_err(anyhow::Error::from)?;
+    let json = std::fs::read_to_string(&paths.json)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", paths.json.display()))?;
+    out!("{}", json.trim_end());
+    Ok(())
 }
 
 /// Writes the report of the search in `dir` and prints its leaderboard.
