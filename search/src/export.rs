@@ -3,17 +3,27 @@
 //!
 //! `OUT/` holds:
 //! * `spec.yaml`: the candidate's spec with its parameters filled in;
-//! * `weights.safetensors`: the trained weights (the run's best epoch);
+//! * `weights.safetensors`: the trained weights (the run's best epoch), named as the VarStore
+//!   names them, with BatchNorm's `num_batches_tracked` added for PyTorch;
+//! * `model.py`: the whole network as a PyTorch `nn.Module` ([`Network::python`]) whose state
+//!   dict's keys are the weights file's: trainable, movable, scriptable;
 //! * `model.rs`: the generated Rust module of one stage (`optarch codegen`), for the derive;
-//! * `model.pt`: a TorchScript module of the whole network, input images on the `[0, 1]` scale
-//!   (N×C×H×W, float32), with the per-channel normalisation built in, output logits;
-//! * `export.json`: what was exported, the normalisation, the input shape, the classes.
+//! * `model.pt`: a TorchScript module of the whole network, traced (its weights are constants:
+//!   for inference), input images on the `[0, 1]` scale (N×C×H×W, float32), with the
+//!   per-channel normalisation built in, output logits;
+//! * `export.json`: what was exported, the normalisation, the input shape, the classes, the
+//!   data, the epoch and its validation and test accuracies.
+//!
+//! The data set is not read: the run's `data.json` holds its shape, classes and statistics.
 
 use crate::search::rank;
 use crate::search::store::{Store, StoreError};
-use crate::train::{self, checkpoint, CheckpointError, RunConfigFile, RunState, TrainError};
+use crate::train::{
+    self, checkpoint, CheckpointError, DataRecord, RunConfigFile, RunState, TrainError,
+};
 use optarch_core::device::DeviceChoice;
 use optarch_core::exec::Compute;
+use optarch_core::exec::Network;
 use optarch_core::spec::Overrides;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -66,6 +76,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     }
 }
 
+/// Which artifacts to write (`optarch export --format`); the spec, the weights and
+/// `export.json` are always written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Formats {
+    /// `model.py`: the PyTorch module.
+    pub pytorch: bool,
+    /// `model.pt`: the traced TorchScript module.
+    pub torchscript: bool,
+    /// `model.rs`: the generated Rust of one stage, for the derive.
+    pub rust: bool,
+}
+
+impl Formats {
+    /// Everything.
+    pub const ALL: Formats = Formats {
+        pytorch: true,
+        torchscript: true,
+        rust: true,
+    };
+}
+
 /// What was exported.
 #[derive(Clone, Debug, Serialize)]
 pub struct Exported {
@@ -83,6 +114,19 @@ pub struct Exported {
     /// The precision and layout traced into `model.pt` (fp32 unless asked otherwise; the
     /// weights file is fp32 either way).
     pub compute: Compute,
+    /// The class `model.py` defines.
+    pub python_class: String,
+    /// The files written, in `out`.
+    pub files: Vec<String>,
+    /// The data set the run trained on, and where it was read from.
+    pub dataset: String,
+    pub data_path: PathBuf,
+    /// The epoch whose weights these are (the best on validation, counted from 1 as the
+    /// trainer prints it), with its accuracies; the test accuracy is there when the run
+    /// evaluated the test set.
+    pub best_epoch: Option<usize>,
+    pub val_accuracy: Option<f64>,
+    pub test_accuracy: Option<f64>,
 }
 
 /// The spec's YAML with every overridden parameter written in as its value.
@@ -112,10 +156,67 @@ pub(crate) fn filled_spec(yaml: &str, overrides: &Overrides) -> R<String> {
     ))
 }
 
+/// The run's data record (`data.json`); for a run made before optarch wrote one, read off the
+/// data set itself.
+fn data_record(run_dir: &Path, cfg: &RunConfigFile) -> R<DataRecord> {
+    let path = run_dir.join(checkpoint::DATA);
+    if path.exists() {
+        return checkpoint::read_json(&path)
+            .map_err(|source| ExportError::NotARun { path, source });
+    }
+    let d = &cfg.train.data;
+    let (train, val, test) = d.load(cfg.train.run.seed).map_err(TrainError::from)?;
+    Ok(d.record(&train, val.as_ref(), &test)
+        .map_err(TrainError::from)?)
+}
+
+/// The weights file of the export: the run's variables, plus the `num_batches_tracked` counter
+/// PyTorch's BatchNorm keeps (0: optarch does not count batches, and with a momentum set
+/// PyTorch never reads it), so that `load_state_dict` finds every key it expects.
+pub fn write_weights(vs: &tch::nn::VarStore, path: &Path) -> R<()> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    let counters: Vec<(String, Tensor)> = named
+        .iter()
+        .filter_map(|(n, _)| n.strip_suffix(".running_mean"))
+        .map(|bn| (format!("{bn}.num_batches_tracked"), Tensor::from(0i64)))
+        .collect();
+    named.extend(counters);
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&named, path)?;
+    Ok(())
+}
+
+/// The docstring of `model.py`.
+fn python_doc(class: &str, spec: &str, run: &Path, data: &DataRecord) -> String {
+    let [c, h, w] = data.shape;
+    format!(
+        "{class}: the `{spec}` network optarch trained, as a PyTorch module.
+
+Generated by `optarch export` from {run}. It takes N×{c}×{h}×{w} float images on the [0, 1]
+scale (the {dataset} training data's per-channel normalisation is built in) and returns logits
+over {classes} classes. Its state dict's keys are those of weights.safetensors:
+
+    import safetensors.torch
+    from model import {class}
+
+    model = {class}()
+    model.load_state_dict(safetensors.torch.load_file(\"weights.safetensors\"))
+    model.eval()
+
+It trains, moves (`.to(\"cuda\")`) and compiles with `torch.jit.script`; the stage methods
+are the recurrence of the spec written out, one line per operation, as `optarch codegen` writes
+it in Rust.",
+        run = run.display(),
+        dataset = data.dataset,
+        classes = data.classes,
+    )
+}
+
 /// Exports the run in `run_dir` (a trainer run directory: `config.json`, `best.safetensors`)
-/// into `out`, tracing `model.pt` in `compute` ([`Compute::FP32`] is exact; bf16 traces the
-/// casts of the mixed-precision forward pass into the module).
-pub fn export_run(run_dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
+/// into `out`: the artifacts `formats` names, with `model.pt` traced in `compute`
+/// ([`Compute::FP32`] is exact; bf16 traces the casts of the mixed-precision forward pass into
+/// the module). The data set is not read again (the run's `data.json` has what is needed).
+pub fn export_run(run_dir: &Path, out: &Path, compute: Compute, formats: Formats) -> R<Exported> {
     let cpath = run_dir.join(checkpoint::CONFIG);
     let mut cfg: RunConfigFile =
         checkpoint::read_json(&cpath).map_err(|source| ExportError::NotARun {
@@ -142,39 +243,91 @@ pub fn export_run(run_dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
         })?;
     // The network is rebuilt on the CPU from the data's shape, classes and statistics.
     cfg.train.run.device = DeviceChoice::Cpu;
-    let t = &cfg.train;
-    let (train_set, _, _) = t.data.load(t.run.seed).map_err(TrainError::from)?;
-    let norm = train_set.channel_stats();
-    let [c, h, w] = train_set.shape.map(|d| d as i64);
+    let data = data_record(run_dir, &cfg)?;
+    let [c, h, w] = data.shape.map(|d| d as i64);
     let train::Built {
         spec: s,
         mut vs,
         mut net,
         arch,
-    } = train::build(&cfg.spec, t, &train_set, Device::Cpu)?;
-    net.set_compute(compute);
+    } = train::build_for(
+        &cfg.spec,
+        &cfg.train,
+        data.classes,
+        data.shape[0],
+        Device::Cpu,
+    )?;
     vs.load(&weights)?;
     // Constants in the trace: no variable may require a gradient.
     vs.freeze();
     std::fs::create_dir_all(out).map_err(io(out))?;
-    let write = |name: &str, bytes: &[u8]| {
+    let mut files = Vec::new();
+    let mut write = |name: &str, bytes: &[u8]| {
         let p = out.join(name);
+        files.push(name.to_string());
         std::fs::write(&p, bytes).map_err(io(&p))
     };
     write(
         "spec.yaml",
         filled_spec(&cfg.spec.text, &cfg.spec.overrides)?.as_bytes(),
     )?;
-    let wpath = out.join("weights.safetensors");
-    std::fs::copy(&weights, &wpath).map_err(io(&wpath))?;
     let steps = arch.stages.first().map(|st| st.steps).unwrap_or(1).max(1);
-    let code = optarch_core::codegen::source(&s, steps, &cfg.spec.overrides, None, false)?;
-    write("model.rs", code.as_bytes())?;
-    // TorchScript by tracing the evaluation-mode forward pass, normalisation included.
-    let mean = Tensor::from_slice(&norm.mean)
+    if formats.rust {
+        let code = optarch_core::codegen::source(&s, steps, &cfg.spec.overrides, None, false)?;
+        write("model.rs", code.as_bytes())?;
+    }
+    let class = optarch_core::codegen::type_name(&s.name);
+    if formats.pytorch {
+        let doc = python_doc(&class, &s.name, run_dir, &data);
+        let py = net
+            .python(&class, &data.mean, &data.std, &doc)
+            .map_err(|e| ExportError::Trace(e.to_string()))?;
+        write("model.py", py.as_bytes())?;
+    }
+    write_weights(&vs, &out.join("weights.safetensors"))?;
+    files.insert(1, "weights.safetensors".into());
+    if formats.torchscript {
+        trace(&mut net, compute, &data, out)?;
+        files.push("model.pt".into());
+    }
+    let best = checkpoint::read_metrics(run_dir)
+        .into_iter()
+        .find(|m| Some(m.epoch) == state.best_epoch);
+    files.push("export.json".into());
+    let e = Exported {
+        out: out.to_path_buf(),
+        run: run_dir.to_path_buf(),
+        spec_name: s.name.clone(),
+        overrides: cfg.spec.overrides.clone(),
+        input_shape: [1, c, h, w],
+        classes: arch.classes,
+        mean: data.mean.clone(),
+        std: data.std.clone(),
+        parameters: optarch_core::exec::parameter_count(&vs),
+        codegen_steps: steps,
+        compute,
+        python_class: class,
+        files,
+        dataset: data.dataset.clone(),
+        data_path: data.path.clone(),
+        best_epoch: best.as_ref().map(|m| m.epoch + 1),
+        val_accuracy: best.as_ref().and_then(|m| m.val_acc),
+        test_accuracy: best.as_ref().and_then(|m| m.test_acc),
+    };
+    let p = out.join("export.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&e)?).map_err(io(&p))?;
+    Ok(e)
+}
+
+/// `model.pt`: TorchScript by tracing the evaluation-mode forward pass in `compute`, the
+/// normalisation included.
+fn trace(net: &mut Network, compute: Compute, data: &DataRecord, out: &Path) -> R<()> {
+    net.set_compute(compute);
+    let [c, h, w] = data.shape.map(|d| d as i64);
+    let mean = Tensor::from_slice(&data.mean)
         .to_kind(Kind::Float)
         .view([1, c, 1, 1]);
-    let std = Tensor::from_slice(&norm.std)
+    let std = Tensor::from_slice(&data.std)
         .to_kind(Kind::Float)
         .view([1, c, 1, 1]);
     let example = Tensor::rand([1, c, h, w], (Kind::Float, Device::Cpu));
@@ -197,28 +350,13 @@ pub fn export_run(run_dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
     if let Some(f) = failure {
         return Err(ExportError::Trace(f));
     }
-    let module = traced?;
-    module.save(out.join("model.pt"))?;
-    let e = Exported {
-        out: out.to_path_buf(),
-        run: run_dir.to_path_buf(),
-        spec_name: s.name.clone(),
-        overrides: cfg.spec.overrides.clone(),
-        input_shape: [1, c, h, w],
-        classes: arch.classes,
-        mean: norm.mean,
-        std: norm.std,
-        parameters: optarch_core::exec::parameter_count(&vs),
-        codegen_steps: steps,
-        compute,
-    };
-    write("export.json", serde_json::to_string_pretty(&e)?.as_bytes())?;
-    Ok(e)
+    traced?.save(out.join("model.pt"))?;
+    Ok(())
 }
 
 /// Exports the winner of the search in `dir` into `out` (a search writes `DIR/export`): the
 /// leaderboard's first candidate, from the trial [`rank::winner`] picks.
-pub fn export_winner(dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
+pub fn export_winner(dir: &Path, out: &Path, compute: Compute, formats: Formats) -> R<Exported> {
     let (store, _, cfg) = Store::open_search(dir)?;
     let candidates: Vec<_> = store.candidates()?.iter().map(|c| c.id).collect();
     let trials = store.trials()?;
@@ -234,7 +372,7 @@ pub fn export_winner(dir: &Path, out: &Path, compute: Compute) -> R<Exported> {
         .find(|t| t.id == best)
         .map(|t| dir.join(&t.dir))
         .ok_or_else(|| ExportError::NoWinner(dir.to_path_buf()))?;
-    export_run(&run, out, compute)
+    export_run(&run, out, compute, formats)
 }
 
 #[cfg(test)]

@@ -67,14 +67,19 @@ fn the_torchscript_module_matches_optarch_in_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The export does not read the data set again: it is moved away meanwhile.
     let exp = tmp.path().join("export");
+    let gone = tmp.path().join("d-moved");
+    std::fs::rename(&data, &gone).unwrap();
     let out = Command::new(bin)
         .args(["export", "--run"])
         .arg(&run)
         .arg("--out")
         .arg(&exp)
+        .env_remove("OPTARCH_DATA")
         .output()
         .unwrap();
+    std::fs::rename(&gone, &data).unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -84,11 +89,55 @@ fn the_torchscript_module_matches_optarch_in_python() {
         "spec.yaml",
         "weights.safetensors",
         "model.rs",
+        "model.py",
         "model.pt",
         "export.json",
     ] {
         assert!(exp.join(f).is_file(), "{f} missing");
     }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(exp.join("export.json")).unwrap()).unwrap();
+    assert_eq!(meta["python_class"], "HeavyBall", "{meta}");
+    assert_eq!(meta["best_epoch"], 1, "{meta}");
+    assert!(meta["val_accuracy"].as_f64().is_some(), "{meta}");
+    assert_eq!(meta["files"].as_array().unwrap().len(), 6, "{meta}");
+    assert_eq!(meta["data_path"], data.display().to_string(), "{meta}");
+    // `--format` picks the artifacts.
+    let only = tmp.path().join("export-py");
+    let out = Command::new(bin)
+        .args(["export", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&only)
+        .args(["--format", "pytorch"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(only.join("model.py").is_file() && !only.join("model.pt").exists());
+    assert!(!only.join("model.rs").exists());
+    // `--json` prints export.json's content.
+    let out = Command::new(bin)
+        .args(["export", "--run"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&only)
+        .args(["--format", "rust", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(only.join("export.json")).unwrap()).unwrap();
+    assert_eq!(printed, written);
+    assert_eq!(printed["files"][2], "model.rs", "{printed}");
     // The filled-in spec loads, with beta = 0.7 written in.
     let filled = spec::load(exp.join("spec.yaml")).unwrap();
     let beta = filled.params.iter().find(|p| p.name == "beta").unwrap();
@@ -122,11 +171,21 @@ fn the_torchscript_module_matches_optarch_in_python() {
     std::fs::write(&xin, bytes).unwrap();
     let script = format!(
         "import json, torch\n\
+         import importlib.util, safetensors.torch\n\
          m = torch.jit.load({model:?})\n\
          x = torch.frombuffer(bytearray(open({xin:?}, 'rb').read()), dtype=torch.float32).reshape(3, 3, 32, 32)\n\
          with torch.no_grad():\n    y = m(x)\n\
-         print(json.dumps(y.flatten().tolist()))\n",
+         spec = importlib.util.spec_from_file_location('model', {py:?})\n\
+         mod = importlib.util.module_from_spec(spec)\n\
+         spec.loader.exec_module(mod)\n\
+         net = mod.HeavyBall()\n\
+         net.load_state_dict(safetensors.torch.load_file({weights:?}))\n\
+         net.eval()\n\
+         with torch.no_grad():\n    z = net(x)\n\
+         print(json.dumps([y.flatten().tolist(), z.flatten().tolist()]))\n",
         model = exp.join("model.pt").display().to_string(),
+        py = exp.join("model.py").display().to_string(),
+        weights = exp.join("weights.safetensors").display().to_string(),
         xin = xin.display().to_string(),
     );
     let out = Command::new(py)
@@ -139,18 +198,20 @@ fn the_torchscript_module_matches_optarch_in_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(got.len(), want.len());
-    assert_eq!(got.len(), 30);
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    assert!(
-        diff <= 1e-5,
-        "TorchScript in Python differs from optarch by {diff}"
-    );
+    let [got, got_py]: [Vec<f32>; 2] = serde_json::from_slice(&out.stdout).unwrap();
+    for (what, got) in [("TorchScript", &got), ("model.py", &got_py)] {
+        assert_eq!(got.len(), want.len());
+        assert_eq!(got.len(), 30);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff <= 1e-5,
+            "{what} in Python differs from optarch by {diff}"
+        );
+    }
     // Not a constant network: the logits differ between images.
     assert!((want[0] - want[10]).abs() > 1e-6);
 
@@ -206,4 +267,191 @@ fn the_torchscript_module_matches_optarch_in_python() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fp16"));
+}
+
+/// The PyTorch module of every shipped spec on every macro-architecture it builds on (basic,
+/// bottleneck with projections, pre-activation, DenseNet-BC, projected history), against the
+/// executor: the state dict loads strictly from the export's weights file, the logits agree to
+/// 1e-5 in evaluation mode and again after one SGD step taken on each side in training mode
+/// (so the gradients and the BatchNorm statistics agree as well), and the module compiles with
+/// `torch.jit.script`, moves to float64 and keeps its parameters.
+#[test]
+fn the_pytorch_module_matches_the_executor_on_every_spec() {
+    use optarch_core::exec::{Arch, BlockKind, History, Network, Shortcut};
+    use tch::nn::{self, OptimizerConfig};
+    tch::set_num_threads(1);
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let specs_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs");
+    let mut resnet = Arch::cifar_resnet(8, 10).unwrap();
+    for (s, w) in resnet.stages.iter_mut().zip([4, 8, 8]) {
+        s.width = w;
+        s.steps = 2;
+    }
+    resnet.stem.width = 4;
+    let mut bottleneck = resnet.clone();
+    bottleneck.block = BlockKind::Bottleneck { expansion: 2 };
+    bottleneck.shortcut = Shortcut::Projection;
+    let mut preact = resnet.clone();
+    preact.block = BlockKind::Preact;
+    preact.post_activation = false;
+    let mut projected = resnet.clone();
+    projected.history = History::Project;
+    let mut dense = Arch::cifar_densenet(16, 4, 0.5, 10).unwrap();
+    for s in &mut dense.stages {
+        s.steps = 2;
+    }
+    let mut dense_projected = dense.clone();
+    dense_projected.history = History::Project;
+    let archs = [
+        ("basic", resnet),
+        ("bottleneck", bottleneck),
+        ("preact", preact),
+        ("projected", projected),
+        ("densenet", dense),
+        ("densenet_projected", dense_projected),
+    ];
+    let (mean, std) = ([0.5, 0.45, 0.4], [0.25, 0.2, 0.3]);
+    let norm = |x: &Tensor| {
+        (x - Tensor::from_slice(&mean)
+            .to_kind(Kind::Float)
+            .view([1, 3, 1, 1]))
+            / Tensor::from_slice(&std)
+                .to_kind(Kind::Float)
+                .view([1, 3, 1, 1])
+    };
+    let mut cases = Vec::new();
+    let mut built_specs = std::collections::BTreeSet::new();
+    let mut names: Vec<_> = std::fs::read_dir(&specs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    for path in &names {
+        let spec = spec::load(path).unwrap();
+        for (arch_name, arch) in &archs {
+            tch::manual_seed(3);
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            let Ok(net) = Network::new(&vs.root(), &spec, &Default::default(), arch) else {
+                continue; // e.g. a concatenating spec on residual blocks
+            };
+            built_specs.insert(spec.name.clone());
+            // Learnable coefficients away from their initial values, and BatchNorm statistics
+            // that are not the identity.
+            tch::no_grad(|| {
+                for (name, mut v) in vs.variables() {
+                    if name.contains(".coef.") {
+                        let _ = v.f_add_(&(Tensor::randn([], (Kind::Float, Device::Cpu)) * 0.1));
+                    }
+                }
+                let _ = net.forward_t(
+                    &Tensor::randn([8, 3, 32, 32], (Kind::Float, Device::Cpu)),
+                    true,
+                );
+            });
+            let case = format!("{}_{arch_name}", spec.name);
+            let dir = tmp.path().join(&case);
+            std::fs::create_dir_all(&dir).unwrap();
+            let py_src = net.python("Net", &mean, &std, "A test network.").unwrap();
+            std::fs::write(dir.join("model.py"), py_src).unwrap();
+            optarch_search::export::write_weights(&vs, &dir.join("weights.safetensors")).unwrap();
+            let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let labels = Tensor::from_slice(&[1i64, 7, 3, 0]);
+            let eval = tch::no_grad(|| net.forward_t(&norm(&x), false));
+            // One plain SGD step (lr 0.1) on the mean cross-entropy, in training mode.
+            let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+            let loss = net
+                .forward_t(&norm(&x), true)
+                .cross_entropy_for_logits(&labels);
+            opt.backward_step(&loss);
+            let after = tch::no_grad(|| net.forward_t(&norm(&x), false));
+            let moved = f64::try_from((&after - &eval).abs().max()).unwrap();
+            assert!(moved > 1e-6, "{}: the SGD step changed nothing", spec.name);
+            vs.freeze();
+            Tensor::write_safetensors(
+                &[
+                    ("x", &x),
+                    ("labels", &labels),
+                    ("eval", &eval),
+                    ("after", &after),
+                ],
+                dir.join("io.safetensors"),
+            )
+            .unwrap();
+            cases.push(case);
+        }
+    }
+    for name in [
+        "gradient_descent",
+        "heavy_ball",
+        "nesterov",
+        "lm_resnet",
+        "densenet",
+    ] {
+        assert!(
+            built_specs.contains(name),
+            "{name} built on no architecture"
+        );
+    }
+    assert!(cases.len() >= 20, "only {} cases: {cases:?}", cases.len());
+    let script = r#"
+import importlib.util, json, sys
+import safetensors.torch, torch
+torch.set_num_threads(1)
+root, cases = sys.argv[1], sys.argv[2:]
+report = {}
+for case in cases:
+    d = f"{root}/{case}"
+    spec = importlib.util.spec_from_file_location(f"m_{case}", f"{d}/model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.Net()
+    weights = safetensors.torch.load_file(f"{d}/weights.safetensors")
+    io = safetensors.torch.load_file(f"{d}/io.safetensors")
+    assert sorted(model.state_dict()) == sorted(weights), (case, sorted(set(model.state_dict()) ^ set(weights)))
+    model.load_state_dict(weights)  # strict
+    model.eval()
+    with torch.no_grad():
+        eval_diff = (model(io["x"]) - io["eval"]).abs().max().item()
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = torch.nn.functional.cross_entropy(model(io["x"]), io["labels"])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        after_diff = (model(io["x"]) - io["after"]).abs().max().item()
+        scripted = torch.jit.script(model)
+        script_diff = (scripted(io["x"]) - model(io["x"])).abs().max().item()
+        double = model.double()(io["x"].double())
+    params = sum(p.numel() for p in scripted.parameters())
+    report[case] = {"eval": eval_diff, "after": after_diff, "script": script_diff,
+                    "params": params, "double": str(double.dtype)}
+print(json.dumps(report))
+"#;
+    let out = Command::new(py)
+        .args(["-c", script])
+        .arg(tmp.path())
+        .args(&cases)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for case in &cases {
+        let r = &report[case];
+        for key in ["eval", "after", "script"] {
+            let d = r[key].as_f64().unwrap();
+            assert!(d <= 1e-5, "{case}: {key} differs by {d}: {r}");
+        }
+        assert!(r["params"].as_i64().unwrap() > 0, "{case}: {r}");
+        assert_eq!(r["double"], "torch.float64", "{case}");
+    }
+    eprintln!("{report:#}");
 }

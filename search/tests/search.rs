@@ -186,13 +186,28 @@ fn a_search_runs_its_phases_merges_duplicates_and_promotes_the_best() {
     let cfg = config(tmp.path(), "", 3, false);
     let dir = tmp.path().join("run");
     let out = search(
-        &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
+        &[
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+            "--json",
+        ],
         None,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("search done"), "{stdout}");
+    // --json: one document on stdout (outcome, leaderboard, export), the summary on stderr.
+    assert!(stderr.contains("search done"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["outcome"]["status"], "done", "{json}");
+    assert_eq!(
+        json["outcome"]["winner"], json["leaderboard"]["leaderboard"][0]["name"],
+        "{json}"
+    );
+    assert!(
+        json["export"]["files"].as_array().unwrap().len() >= 5,
+        "{json}"
+    );
     check_complete(&dir, &[]);
     let s = Store::open_existing(&dir.join("search.db")).unwrap();
     // heavy_ball[beta=0] is gradient descent: merged, so 3 candidates, not 4.

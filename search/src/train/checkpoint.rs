@@ -29,6 +29,8 @@ use std::sync::OnceLock;
 pub(crate) const CONFIG: &str = "config.json";
 /// `state.json`: progress, status and the checkpoint sets ([`super::RunState`]).
 pub(crate) const STATE: &str = "state.json";
+/// The data the run trains on ([`super::DataRecord`]), written when it starts.
+pub(crate) const DATA: &str = "data.json";
 /// `metrics.jsonl`: one [`EpochMetrics`] per finished epoch.
 pub(crate) const METRICS: &str = "metrics.jsonl";
 /// The weights after the last finished epoch (a link to its set's).

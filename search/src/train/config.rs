@@ -397,6 +397,46 @@ pub struct DataConfig {
     pub test: bool,
 }
 
+impl DataConfig {
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            path: self.path.clone(),
+            download: self.download,
+            mirror: None,
+        }
+    }
+
+    /// Where the data is: `path`, else found through `$OPTARCH_DATA`, else downloaded (unless
+    /// `download` is off).
+    pub fn locate(&self) -> Result<PathBuf, SetupError> {
+        Ok(data::locate(self.dataset, &self.options())?)
+    }
+
+    /// What a run records of the parts [`DataConfig::load`] gave (`data.json`).
+    pub fn record(
+        &self,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        test: &Dataset,
+    ) -> Result<super::DataRecord, SetupError> {
+        let norm = train.channel_stats();
+        Ok(super::DataRecord {
+            dataset: self.dataset.to_string(),
+            path: match &self.path {
+                Some(p) => p.clone(),
+                None => self.locate()?,
+            },
+            shape: train.shape,
+            classes: train.classes,
+            train: train.len(),
+            val: val.map_or(0, |v| v.len()),
+            test: test.len(),
+            mean: norm.mean,
+            std: norm.std,
+        })
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
@@ -458,12 +498,7 @@ impl DataConfig {
     /// Loads the data: (train, validation, test). The training subset and the validation split
     /// are drawn with `seed`.
     pub fn load(&self, seed: u64) -> Result<(Dataset, Option<Dataset>, Dataset), SetupError> {
-        let opts = LoadOptions {
-            path: self.path.clone(),
-            download: self.download,
-            mirror: None,
-        };
-        let sets = data::load(self.dataset, &opts)?;
+        let sets = data::load(self.dataset, &self.options())?;
         let mut train = sets.train;
         if let Some(n) = self.train_subset {
             // A seeded subset: the validation part of a split of everything but n images.

@@ -31,8 +31,8 @@ pub use config::{
     RunConfig, RunConfigFile, RunSpec, Schedule, ScheduleConfig, SetupError, Switch, TrainConfig,
     MAX_EPOCHS, MAX_STAGE_STEPS,
 };
-pub use network::{build, Built};
+pub use network::{build, build_for, Built};
 pub use progress::{epoch_line, Lines, Progress};
-pub use record::{EpochMetrics, RunState, Status, Summary};
+pub use record::{DataRecord, EpochMetrics, RunState, Status, Summary};
 pub use run::{interrupt_flag, read_run_config, resume, train, TrainError};
 pub use sgd::Sgd;

@@ -24,11 +24,23 @@ pub fn build(
     train: &Dataset,
     device: Device,
 ) -> Result<Built, TrainError> {
+    build_for(spec, cfg, train.classes, train.shape[0], device)
+}
+
+/// [`build`] for `classes` classes and images of `channels` channels, without the data (export
+/// reads them from the run's [`DataRecord`](super::DataRecord)).
+pub fn build_for(
+    spec: &RunSpec,
+    cfg: &TrainConfig,
+    classes: usize,
+    channels: usize,
+    device: Device,
+) -> Result<Built, TrainError> {
     let loaded = spec.load()?;
-    let classes = i64::try_from(train.classes)
-        .map_err(|_| TrainError::Invalid(format!("{} classes are too many", train.classes)))?;
-    let in_channels = i64::try_from(train.shape[0])
-        .map_err(|_| TrainError::Invalid(format!("{} channels are too many", train.shape[0])))?;
+    let classes = i64::try_from(classes)
+        .map_err(|_| TrainError::Invalid(format!("{classes} classes are too many")))?;
+    let in_channels = i64::try_from(channels)
+        .map_err(|_| TrainError::Invalid(format!("{channels} channels are too many")))?;
     let arch = cfg.arch.build(classes, in_channels)?;
     tch::manual_seed(cfg.run.seed as i64);
     let vs = nn::VarStore::new(device);

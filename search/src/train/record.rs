@@ -31,6 +31,26 @@ impl EpochMetrics {
     }
 }
 
+/// `data.json`: the data a run trains on, recorded when it starts, so that what needs only its
+/// shape, classes and statistics (`optarch export`) does not read the data set again.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DataRecord {
+    /// The data set (`cifar10`, `cifar100`, `mnist`).
+    pub dataset: String,
+    /// Where it was read from (given, found through `$OPTARCH_DATA`, or downloaded).
+    pub path: std::path::PathBuf,
+    /// Channels, height, width.
+    pub shape: [usize; 3],
+    pub classes: usize,
+    /// Images in the training, validation and test parts.
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    /// The per-channel normalisation, from the training part.
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
 /// How a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +60,19 @@ pub enum Status {
     Interrupted,
     Done,
     Diverged,
+}
+
+impl std::fmt::Display for Status {
+    /// As `state.json` and `summary.json` spell it: `running`, `interrupted`, `done`,
+    /// `diverged`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Running => "running",
+            Status::Interrupted => "interrupted",
+            Status::Done => "done",
+            Status::Diverged => "diverged",
+        })
+    }
 }
 
 /// `state.json`: where a run is, so that `--resume` continues it.
@@ -97,6 +130,9 @@ pub struct Summary {
     pub final_test_acc: Option<f64>,
     pub wall_seconds: f64,
     pub device: String,
+    /// The data set and its parts.
+    #[serde(default)]
+    pub dataset: String,
     /// The precision and layout the run computed in (`bf16, channels_last`, `fp32`, ...).
     #[serde(default)]
     pub compute: String,
@@ -104,12 +140,15 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "status            {:?}", self.status)?;
+        writeln!(f, "status            {}", self.status)?;
         writeln!(
             f,
             "network           {} on {} depth {}",
             self.spec, self.preset, self.depth
         )?;
+        if !self.dataset.is_empty() {
+            writeln!(f, "data              {}", self.dataset)?;
+        }
         writeln!(f, "parameters        {}", self.parameters)?;
         writeln!(f, "multiply-adds     {} per image", self.multiply_adds)?;
         if let (Some(a), Some(e)) = (self.best_acc, self.best_epoch) {

@@ -5,7 +5,7 @@ use super::checkpoint::{self, CheckpointError};
 use super::config::{Precision, RunConfigFile, SetupError};
 use super::network::{build, Built};
 use super::progress::Progress;
-use super::record::{EpochMetrics, RunState, Status, Summary};
+use super::record::{DataRecord, EpochMetrics, RunState, Status, Summary};
 use super::sgd::Sgd;
 use crate::data::{self, Augment, Loader, Normalization};
 use optarch_core::exec::{parameter_count, Network};
@@ -87,6 +87,9 @@ struct Run {
     /// `None` where the run does not evaluate the test set (`data.test: false`).
     test: Option<Loader>,
     state: RunState,
+    data: DataRecord,
+    /// Whether the training images are cropped and flipped.
+    augmented: bool,
 }
 
 fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
@@ -108,7 +111,11 @@ fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
         ));
     }
     let (train, val, test) = t.data.load(t.run.seed)?;
-    let norm: Normalization = train.channel_stats();
+    let data = t.data.record(&train, val.as_ref(), &test)?;
+    let norm = Normalization {
+        mean: data.mean.clone(),
+        std: data.std.clone(),
+    };
     let Built {
         spec, vs, mut net, ..
     } = build(&cfg.spec, t, &train, device)?;
@@ -117,7 +124,9 @@ fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
     let mut train_loader = Loader::new(&train, t.optim.batch_size, device)?
         .shuffled(t.run.seed)
         .normalized(norm.clone());
-    if t.data.augment && train.shape[1] == 32 {
+    // Crops and flips are defined for 32×32 images: recorded as off where they do not apply.
+    let augmented = t.data.augment && train.shape[1] == 32;
+    if augmented {
         train_loader = train_loader.augmented(Augment::default());
     }
     let eval_bs = t.optim.batch_size.max(256);
@@ -144,6 +153,8 @@ fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
         val,
         test,
         state: RunState::new(),
+        data,
+        augmented,
     })
 }
 
@@ -174,6 +185,11 @@ pub fn train(mut cfg: RunConfigFile, dir: &Path, progress: &mut dyn Progress) ->
         .threads
         .get_or_insert_with(|| usize::try_from(tch::get_num_threads()).unwrap_or(1));
     let mut run = prepare(cfg, dir)?;
+    // The data as found (through $OPTARCH_DATA, say): a resumed run reads the same files. And
+    // augmentation as applied.
+    run.cfg.train.data.path = Some(run.data.path.clone());
+    run.cfg.train.data.augment = run.augmented;
+    checkpoint::write_json(&run.dir.join(checkpoint::DATA), &run.data)?;
     checkpoint::write_json(&run.dir.join(checkpoint::CONFIG), &run.cfg)?;
     if let Some(stage) = run.net.stages.first() {
         let svg = optarch_core::render::to_svg(&stage.topology);
@@ -267,7 +283,11 @@ fn summary(run: &Run) -> R<Summary> {
         best_epoch: run.state.best_epoch,
         final_test_acc: last.and_then(|m| m.test_acc),
         wall_seconds: run.state.wall_seconds,
-        device: format!("{:?}", run.device),
+        device: optarch_core::device::device_name(run.device),
+        dataset: format!(
+            "{} ({} training, {} validation, {} test images)",
+            run.data.dataset, run.data.train, run.data.val, run.data.test
+        ),
         compute: match t.precision.precision {
             Precision::Fp16 => "fp16 autocast".to_string(),
             _ => run.net.compute().to_string(),

@@ -2,7 +2,7 @@
 
 use crate::Failure;
 use clap::Args;
-use optarch_search::export::{self, Exported};
+use optarch_search::export::{self, Exported, Formats};
 use optarch_search::train::{Precision, PrecisionConfig, Switch};
 use std::path::PathBuf;
 
@@ -32,6 +32,22 @@ pub struct ExportArgs {
         default_missing_value = "on"
     )]
     pub channels_last: Switch,
+    /// What to write besides spec.yaml, weights.safetensors and export.json: pytorch
+    /// (model.py, an nn.Module to fine-tune), torchscript (model.pt, traced, for inference),
+    /// rust (model.rs, for the derive); comma-separated, default all three.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Format::Pytorch, Format::Torchscript, Format::Rust])]
+    pub format: Vec<Format>,
+    /// Print what was exported (export.json's content) as JSON instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An artifact of the export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Pytorch,
+    Torchscript,
+    Rust,
 }
 
 pub fn run(a: ExportArgs) -> Result<(), Failure> {
@@ -48,26 +64,44 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         channels_last: a.channels_last,
     };
     p.resolve(tch::Device::Cpu);
+    let formats = Formats {
+        pytorch: a.format.contains(&Format::Pytorch),
+        torchscript: a.format.contains(&Format::Torchscript),
+        rust: a.format.contains(&Format::Rust),
+    };
     let e = if a.run {
-        export::export_run(&a.dir, &out, p.compute())
+        export::export_run(&a.dir, &out, p.compute(), formats)
     } else {
-        export::export_winner(&a.dir, &out, p.compute())
+        export::export_winner(&a.dir, &out, p.compute(), formats)
     }
     .map_err(anyhow::Error::from)?;
-    print(&e);
+    if a.json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&e).map_err(anyhow::Error::from)?
+        );
+    } else {
+        print(&e);
+    }
     Ok(())
 }
 
 /// The line that says what was exported.
 pub fn print(e: &Exported) {
+    let pt = if e.files.iter().any(|f| f == "model.pt") {
+        format!(" (model.pt traced in {})", e.compute)
+    } else {
+        String::new()
+    };
     out!(
-        "exported {} ({} parameters) from {} to {}: spec.yaml, weights.safetensors, model.rs, \
-         model.pt (TorchScript in {}, input {:?} on the [0, 1] scale)",
+        "exported {} ({} parameters) from {} to {}: {}{pt}; input {:?} on the [0, 1] scale; \
+         in PyTorch: `{}` in model.py",
         e.spec_name,
         e.parameters,
         e.run.display(),
         e.out.display(),
-        e.compute,
-        e.input_shape
+        e.files.join(", "),
+        e.input_shape,
+        e.python_class
     );
 }

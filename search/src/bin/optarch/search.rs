@@ -58,6 +58,10 @@ pub struct SearchArgs {
     /// executor.shared_dir).
     #[arg(long, value_name = "DIR")]
     pub shared_dir: Option<PathBuf>,
+    /// Print one JSON object at the end (`outcome`, `leaderboard`, `export`) instead of text;
+    /// progress and the summary line go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A configuration that is there but wrong is invalid input (exit 1), like a spec; the rest
@@ -133,7 +137,7 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         executor,
     };
     let o = driver::run(&opts).map_err(failure)?;
-    out!(
+    let line = format!(
         "search {} in {}: {} trials, {} epochs, {:.1} s wall on {} slot(s), overhead {:.1} %{}",
         o.status,
         o.dir.display(),
@@ -151,6 +155,11 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             None => String::new(),
         }
     );
+    if a.json {
+        eprintln!("{line}");
+    } else {
+        out!("{line}");
+    }
     if !o.failed.is_empty() {
         let n: usize = o.failed.iter().map(|g| g.trials).sum();
         eprintln!("{n} of {} trials ended without a result:", o.trials);
@@ -164,6 +173,9 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
         );
     }
     if o.status != "done" {
+        if a.json {
+            print_json(&o, None, None)?;
+        }
         return Err(Failure::Exit(crate::EXIT_INTERRUPTED));
     }
     if o.winner.is_none() {
@@ -171,20 +183,64 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             "error: no winner: no trial of the search finished an epoch (see `optarch report {}`)",
             o.dir.display()
         );
+        if a.json {
+            print_json(&o, None, None)?;
+        }
         return Err(Failure::Exit(crate::EXIT_FAILURE));
     }
     // The results are in the store whatever happens next: a failed report or export is said,
     // and can be run again with `optarch report` / `optarch export`.
-    if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
-        eprintln!("warning: the report failed: {}", crate::describe(&e));
-    }
-    match optarch_search::export::export_winner(
+    let leaderboard = if a.json {
+        let opts = optarch_search::report::ReportOptions { top_k: 5 };
+        match optarch_search::report::write_report(&o.dir, &opts) {
+            Ok((_, paths)) => std::fs::read_to_string(&paths.json)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
+            Err(e) => {
+                eprintln!("warning: the report failed: {e}");
+                None
+            }
+        }
+    } else {
+        if let Err(Failure::Other(e)) = crate::report::write(&o.dir, 5) {
+            eprintln!("warning: the report failed: {}", crate::describe(&e));
+        }
+        None
+    };
+    let exported = match optarch_search::export::export_winner(
         &o.dir,
         &o.dir.join("export"),
         optarch_core::exec::Compute::FP32,
+        optarch_search::export::Formats::ALL,
     ) {
-        Ok(e) => crate::export::print(&e),
-        Err(e) => eprintln!("warning: the export failed: {e}"),
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("warning: the export failed: {e}");
+            None
+        }
+    };
+    if a.json {
+        print_json(&o, leaderboard, exported.as_ref())?;
+    } else if let Some(e) = &exported {
+        crate::export::print(e);
     }
+    Ok(())
+}
+
+/// `--json`: the outcome, the leaderboard and the export in one object on stdout.
+fn print_json(
+    o: &optarch_search::search::driver::Outcome,
+    leaderboard: Option<serde_json::Value>,
+    exported: Option<&optarch_search::export::Exported>,
+) -> Result<(), Failure> {
+    let v = serde_json::json!({
+        "outcome": o,
+        "leaderboard": leaderboard,
+        "export": exported,
+    });
+    out!(
+        "{}",
+        serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
+    );
     Ok(())
 }

@@ -30,20 +30,34 @@ pub struct TrainArgs {
     pub spec_args: SpecArgs,
 }
 
-/// Progress on a terminal: a bar per epoch with the running loss.
+/// Progress on a terminal: a bar per epoch with the running loss, the epoch's ETA and, from
+/// the second epoch this process trains, the whole run's.
 struct Bar {
     bar: Option<indicatif::ProgressBar>,
+    /// When this process began training, and at which epoch.
+    started: Option<(std::time::Instant, usize)>,
 }
 
 impl optarch_search::train::Progress for Bar {
     fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        let (t0, e0) = *self
+            .started
+            .get_or_insert_with(|| (std::time::Instant::now(), epoch));
+        let run_eta = match epoch.checked_sub(e0) {
+            Some(done) if done > 0 => {
+                let per_epoch = t0.elapsed() / u32::try_from(done).unwrap_or(u32::MAX);
+                let left = u32::try_from(epochs.saturating_sub(epoch)).unwrap_or(u32::MAX);
+                format!(", run ETA {}", indicatif::HumanDuration(per_epoch * left))
+            }
+            _ => String::new(),
+        };
         let bar = indicatif::ProgressBar::new(batches as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg}, epoch ETA {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
-        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_prefix(format!("epoch {}/{epochs}{run_eta}", epoch + 1));
         self.bar = Some(bar);
     }
     fn batch(&mut self, loss: f64) {
@@ -124,7 +138,10 @@ pub fn run(
 ) -> Result<(), Failure> {
     use optarch_search::train::{self as tr, Lines, Progress, RunConfigFile, RunSpec};
     use std::io::IsTerminal;
-    let mut bar = Bar { bar: None };
+    let mut bar = Bar {
+        bar: None,
+        started: None,
+    };
     let mut lines = Lines;
     let progress: &mut dyn Progress = if std::io::stderr().is_terminal() {
         &mut bar
