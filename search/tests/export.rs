@@ -79,7 +79,23 @@ fn the_torchscript_module_matches_optarch_in_python() {
         .env_remove("OPTARCH_DATA")
         .output()
         .unwrap();
+    // Nor does `train --resume` of the finished run: it reports the recorded summary.
+    let resumed = Command::new(bin)
+        .args(["train", "--resume"])
+        .arg(&run)
+        .env_remove("OPTARCH_DATA")
+        .output()
+        .unwrap();
     std::fs::rename(&gone, &data).unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let summary = String::from_utf8_lossy(&resumed.stdout);
+    assert!(summary.contains("status            done"), "{summary}");
+    assert!(summary.contains("data              cifar10 ("), "{summary}");
+    assert!(summary.contains(" on cpu "), "{summary}");
     assert!(
         out.status.success(),
         "{}",

@@ -242,6 +242,12 @@ pub fn resume(dir: &Path, progress: &mut dyn Progress) -> R<Summary> {
             cfg.train.schedule.epochs
         )));
     }
+    // A finished run has nothing left to do: its summary is read back, without the data.
+    if matches!(state.status, Status::Done | Status::Diverged) {
+        if let Ok(s) = checkpoint::read_json::<Summary>(&dir.join(checkpoint::SUMMARY)) {
+            return Ok(s);
+        }
+    }
     let mut run = prepare(cfg, dir)?;
     if state.epochs_done > 0 {
         let set = state
