@@ -160,8 +160,9 @@ fn float(v: f64) -> Literal {
     Literal::f64_unsuffixed(short(v))
 }
 
-/// `v` rounded to 15 significant digits (the shortest decimal that reads back as it).
-pub(crate) fn short(v: f64) -> f64 {
+/// `v` rounded to 15 significant digits (the shortest decimal that reads back as it): sums such
+/// as `0.1 + 0.3` print as `0.4`, not `0.39999999999999997`.
+pub fn short(v: f64) -> f64 {
     format!("{v:.14e}").parse().unwrap_or(v)
 }
 

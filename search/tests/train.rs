@@ -129,25 +129,47 @@ fn a_nan_loss_marks_the_run_diverged() {
 }
 
 /// ResNet-20 (gradient descent) on 10,000 CIFAR-10 images for 5 epochs on CPU reaches at
-/// least 40 % on the 10,000 test images in every run, in fp32 and in bf16 with channels_last.
-/// The precisions' means over seeds 0 and 1 must end within 2.5 points of each other: measured
-/// on 2026-12-02, fp32 60.68 % (61.28, 60.08) and bf16 59.21 % (60.18, 58.24), 1.47 points apart,
-/// which misses issue 13's 1-point target (activations stay bf16 through batch norm and the
-/// residual additions); the guard catches a broken bf16 path, not that gap.
+/// least 40 % on the 10,000 test images, in fp32 and, where the CPU computes in bfloat16 (AMX or
+/// AVX-512-BF16, as `optarch env` reports), in bf16 with channels_last.
+///
+/// With bfloat16 instructions both precisions train seeds 0 and 1, and their means must end
+/// within 2.5 points of each other: measured on 2026-12-02 (Intel, AMX), fp32 60.68 % (61.28,
+/// 60.08) and bf16 59.21 % (60.18, 58.24), 1.47 points apart, which misses issue 13's 1-point
+/// target; the guard catches a broken bf16 path, not that gap. Without them libtorch emulates
+/// bf16: a ResNet-20 step took 10.0 s against fp32's 1.23 s on an AVX2-only AMD EPYC
+/// (`optarch-bench --networks gradient_descent --computes fp32,bf16+cl`), so four runs would
+/// take hours; the check then trains fp32 seed 0 alone and says that bf16 was left out (the
+/// bf16 path's numbers are still checked against fp32 on every shipped spec by
+/// `core/tests/precision.rs`).
 #[test]
 fn resnet20_learns_cifar10() {
     let Some(root) = std::env::var_os("OPTARCH_DATA").filter(|v| !v.is_empty()) else {
         eprintln!("SKIPPED resnet20_learns_cifar10: set OPTARCH_DATA to the folder holding cifar-10-binary.tar.gz (.ci/run does)");
         return;
     };
+    let bf16 = optarch_core::device::cpu_bf16();
+    let (computes, seeds): (&[(Precision, Switch)], &[u64]) = match &bf16 {
+        Some(_) => (
+            &[
+                (Precision::Fp32, Switch::Off),
+                (Precision::Bf16, Switch::On),
+            ],
+            &[0, 1],
+        ),
+        None => {
+            eprintln!(
+                "bf16 LEFT OUT of resnet20_learns_cifar10: this CPU has no bfloat16 instructions \
+                 (AMX or AVX-512-BF16), so libtorch would emulate bf16 at ~8x fp32's time; \
+                 training fp32, seed 0 only"
+            );
+            (&[(Precision::Fp32, Switch::Off)], &[0])
+        }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut mean = Vec::new();
-    for (precision, channels_last) in [
-        (Precision::Fp32, Switch::Off),
-        (Precision::Bf16, Switch::On),
-    ] {
+    for &(precision, channels_last) in computes {
         let mut sum = 0.0;
-        for seed in [0, 1] {
+        for &seed in seeds {
             let mut cfg = run_config("gradient_descent.yaml", Path::new(&root), 5, seed);
             cfg.train.data.train_subset = Some(10_000);
             cfg.train.data.val = 0;
@@ -166,17 +188,19 @@ fn resnet20_learns_cifar10() {
             assert!(a >= 0.40, "{s}");
             sum += a;
         }
-        mean.push(sum / 2.0);
+        mean.push(sum / seeds.len() as f64);
     }
-    eprintln!(
-        "means over 2 seeds: fp32 {:.2} %, bf16 {:.2} %",
-        100.0 * mean[0],
-        100.0 * mean[1]
-    );
-    assert!(
-        (mean[0] - mean[1]).abs() <= 0.025,
-        "fp32 {:.2} % against bf16 {:.2} % (means over 2 seeds): more than 2.5 points apart",
-        100.0 * mean[0],
-        100.0 * mean[1]
-    );
+    if let [fp32, bf16] = mean[..] {
+        eprintln!(
+            "means over 2 seeds: fp32 {:.2} %, bf16 {:.2} %",
+            100.0 * fp32,
+            100.0 * bf16
+        );
+        assert!(
+            (fp32 - bf16).abs() <= 0.025,
+            "fp32 {:.2} % against bf16 {:.2} % (means over 2 seeds): more than 2.5 points apart",
+            100.0 * fp32,
+            100.0 * bf16
+        );
+    }
 }

@@ -399,8 +399,8 @@ impl Builder<'_> {
                     name,
                     reason: format!(
                         "inconsistent: Σa = {}, Σb = {} (a fixed point of the method needs both = 1)",
-                        num(sa),
-                        num(sb)
+                        num(optarch_core::codegen::short(sa)),
+                        num(optarch_core::codegen::short(sb))
                     ),
                 });
                 continue;
@@ -534,11 +534,20 @@ mod tests {
              candidates:\n\
              \x20 - spec: {d}/gradient_descent.yaml\n\
              \x20 - spec: {d}/heavy_ball.yaml\n    grid: {{beta: [0.0, 0.5, 0.9]}}\n\
-             \x20 - generate: {{history: 2, a: [[1.5, 2.5, 1.0], [-0.5, -1.5, 0.0]], b: [[1.0], [0.0]]}}\n",
+             \x20 - generate: {{history: 2, a: [[1.5, 2.5, 1.0], [-0.5, -1.5, 0.0]], b: [[1.0], [0.0]]}}\n\
+             \x20 - generate: {{history: 2, a: [[0.7], [-0.3]], b: [[1.0], [0.0]]}}\n",
             d = specs().display()
         );
         let cfg = config::parse(Path::new("t.yaml"), &text).unwrap();
         let pool = build(&cfg, Path::new("/")).unwrap();
+        // 0.7 - 0.3 is 0.39999999999999997 in binary floating point; people read 0.4.
+        assert!(
+            pool.pruned
+                .iter()
+                .any(|d| d.reason.starts_with("inconsistent: Σa = 0.4, Σb = 1 ")),
+            "{:?}",
+            pool.pruned
+        );
         let names: Vec<&str> = pool.items.iter().map(|i| i.name.as_str()).collect();
         // beta = 0 is gradient descent; a = (1, 0) is gradient descent; a = (1.5, -0.5) is heavy
         // ball with beta = 0.5: all three are duplicates.

@@ -139,12 +139,12 @@ impl Names {
             .ranking(rungs)
             .first()
             .map(|(c, p)| {
-                format!(
-                    "best {} {:.2} % (rung {})",
-                    self.of(*c),
-                    100.0 * p.score,
-                    p.rung.unwrap_or(0)
-                )
+                // Rungs are counted from 1 wherever people read them (report, events).
+                let at = p
+                    .rung
+                    .map(|r| format!("rung {}", r + 1))
+                    .unwrap_or_else(|| format!("{} epochs", p.epochs));
+                format!("best {} {:.2} % ({at})", self.of(*c), 100.0 * p.score)
             })
             .unwrap_or_default()
     }

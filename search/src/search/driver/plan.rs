@@ -193,7 +193,7 @@ impl Planner<'_> {
                     self.store.promote(id, rung, budget)?;
                     self.store.event(
                         Some(id),
-                        &format!("promoted to rung {rung} ({budget} epochs)"),
+                        &format!("promoted to rung {} ({budget} epochs)", rung + 1),
                     )?;
                     Next::Start(id)
                 }
