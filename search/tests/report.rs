@@ -498,14 +498,19 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
     assert!(html.contains("supports the hypothesis"));
     assert!(html.contains("<strong>negative</strong>"));
     assert!(html.contains("diverged: the loss is NaN at step 12"));
-    assert_eq!(html.matches("<svg xmlns").count(), 4, "four charts");
+    assert_eq!(
+        html.matches("<svg xmlns").count(),
+        9,
+        "history ×2, rate, parallel coordinates, Pareto ×2, curves ×2, timeline"
+    );
+    assert!(!html.contains("999999"), "float noise on the page");
 
     // OPTARCH_REPORT_KEEP=DIR keeps the page to look at.
     if let Some(keep) = std::env::var_os("OPTARCH_REPORT_KEEP") {
         std::fs::create_dir_all(&keep).unwrap();
         std::fs::copy(&paths.html, Path::new(&keep).join("report.html")).unwrap();
     }
-    render_in_chromium(&paths.html, "ok 3 images, 4 charts");
+    render_in_chromium(&paths.html, "ok 3 images, 9 charts");
 }
 
 /// When a reference wins on validation, the best finalist that is no reference is the one
@@ -605,8 +610,9 @@ fn chromium() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Runs Chromium headless with `args` on `page`, stdout into a file; kills it after 90 s.
-fn run_chromium(bin: &Path, args: &[String], page: &Path, stdout: &Path) {
+/// Runs Chromium headless with `args` on `page` (a fragment such as `#selftest` may follow),
+/// stdout into a file; kills it after 90 s.
+fn run_chromium(bin: &Path, args: &[String], page: &Path, fragment: &str, stdout: &Path) {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin)
         .args([
@@ -622,7 +628,7 @@ fn run_chromium(bin: &Path, args: &[String], page: &Path, stdout: &Path) {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
-        .arg(format!("file://{}", page.display()))
+        .arg(format!("file://{}{fragment}", page.display()))
         .stdout(Stdio::from(std::fs::File::create(stdout).unwrap()))
         .stderr(Stdio::null())
         .spawn()
@@ -642,10 +648,10 @@ fn run_chromium(bin: &Path, args: &[String], page: &Path, stdout: &Path) {
     }
 }
 
-/// Loads the page in headless Chromium: the page's own check must report `expect`, and a
-/// screenshot must come out.
-fn render_in_chromium(page: &Path, expect: &str) {
-    let Some(bin) = chromium() else {
+/// Chromium, or `None` after saying why the browser check is skipped (an error under CI).
+fn browser() -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
         let msg = "Chromium is not installed, so the HTML report was not rendered: install it \
                    with `apt-get install -y chromium` (Debian), or point OPTARCH_CHROMIUM at a \
                    Chromium or Chrome binary";
@@ -653,18 +659,205 @@ fn render_in_chromium(page: &Path, expect: &str) {
             panic!("{msg}");
         }
         eprintln!("SKIPPED the browser check: {msg}");
+    }
+    bin
+}
+
+/// The text of the element `id` in a DOM Chromium dumped.
+fn element_text<'a>(dom: &'a str, id: &str) -> &'a str {
+    dom.split(&format!("id=\"{id}\">"))
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("no #{id} in the DOM Chromium dumped:\n{dom:.2000}"))
+}
+
+/// Loads `page#run-selftest` in a window `width` pixels wide: the page sorts, filters, hovers and
+/// opens a candidate itself and reports what it saw in `#selftest`. Returns that report.
+fn selftest_in_chromium(bin: &Path, page: &Path, width: u32) -> String {
+    let out = tempfile::tempdir().unwrap();
+    let dom = out.path().join("dom.html");
+    run_chromium(
+        bin,
+        &["--dump-dom".into(), format!("--window-size={width},1000")],
+        page,
+        "#run-selftest",
+        &dom,
+    );
+    let dom = std::fs::read_to_string(&dom).unwrap();
+    element_text(&dom, "selftest").to_string()
+}
+
+/// A screenshot's luminance averaged over blocks of `BLOCK` × `BLOCK` pixels: what a layout
+/// comparison needs, blind to anti-aliasing and to text that changes from run to run (times).
+const BLOCK: usize = 20;
+
+struct Blocks {
+    w: usize,
+    h: usize,
+    v: Vec<u8>,
+}
+
+impl Blocks {
+    fn of_png(path: &Path) -> Blocks {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        let (pw, ph) = (info.width as usize, info.height as usize);
+        let (w, h) = (pw / BLOCK, ph / BLOCK);
+        let mut v = vec![0u8; w * h];
+        for by in 0..h {
+            for bx in 0..w {
+                let mut sum = 0u64;
+                for y in by * BLOCK..(by + 1) * BLOCK {
+                    for x in bx * BLOCK..(bx + 1) * BLOCK {
+                        let p = &buf[(y * pw + x) * channels..];
+                        let lum = if channels >= 3 {
+                            (299 * u64::from(p[0]) + 587 * u64::from(p[1]) + 114 * u64::from(p[2]))
+                                / 1000
+                        } else {
+                            u64::from(p[0])
+                        };
+                        sum += lum;
+                    }
+                }
+                v[by * w + bx] = (sum / (BLOCK * BLOCK) as u64) as u8;
+            }
+        }
+        Blocks { w, h, v }
+    }
+
+    fn text(&self) -> String {
+        let mut s = format!("{} {}\n", self.w, self.h);
+        for row in self.v.chunks(self.w) {
+            s.extend(row.iter().map(|b| format!("{b:02x}")));
+            s.push('\n');
+        }
+        s
+    }
+
+    fn parse(text: &str) -> Blocks {
+        let mut lines = text.lines();
+        let dims: Vec<usize> = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let v = lines
+            .flat_map(|l| {
+                (0..l.len() / 2).map(move |i| u8::from_str_radix(&l[2 * i..2 * i + 2], 16).unwrap())
+            })
+            .collect();
+        Blocks {
+            w: dims[0],
+            h: dims[1],
+            v,
+        }
+    }
+
+    /// The share of blocks that differ by more than 40 levels from `other`'s, at the best
+    /// vertical offset within ±4 blocks (a line more or less above shifts the rest).
+    fn differ(&self, other: &Blocks) -> f64 {
+        assert_eq!(self.w, other.w, "widths differ");
+        (-4i64..=4)
+            .map(|dy| {
+                let (mut n, mut bad) = (0usize, 0usize);
+                for y in 0..self.h as i64 {
+                    let oy = y + dy;
+                    if oy < 0 || oy >= other.h as i64 {
+                        continue;
+                    }
+                    for x in 0..self.w {
+                        n += 1;
+                        let (a, b) = (
+                            self.v[y as usize * self.w + x],
+                            other.v[oy as usize * other.w + x],
+                        );
+                        if a.abs_diff(b) > 40 {
+                            bad += 1;
+                        }
+                    }
+                }
+                bad as f64 / n.max(1) as f64
+            })
+            .fold(1.0, f64::min)
+    }
+}
+
+/// Screenshots `page` `width` pixels wide and compares its blocks with
+/// `tests/golden/report-{width}.blocks` (written anew with `OPTARCH_BLESS=1`).
+fn compare_screenshot(bin: &Path, page: &Path, width: u32) {
+    let out = tempfile::tempdir().unwrap();
+    let png = out.path().join("shot.png");
+    run_chromium(
+        bin,
+        &[
+            format!("--screenshot={}", png.display()),
+            format!("--window-size={width},2400"),
+            "--hide-scrollbars".into(),
+        ],
+        page,
+        "",
+        &out.path().join("stdout.txt"),
+    );
+    let got = Blocks::of_png(&png);
+    let white = got.v.iter().filter(|b| **b > 245).count() as f64 / got.v.len() as f64;
+    assert!(
+        white < 0.95,
+        "the screenshot is {:.0} % white",
+        100.0 * white
+    );
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/golden/report-{width}.blocks"));
+    if std::env::var("OPTARCH_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, got.text()).unwrap();
+        eprintln!("wrote {}", golden.display());
+        return;
+    }
+    let want = Blocks::parse(&std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (OPTARCH_BLESS=1 cargo test -p optarch-search --test report writes it)",
+            golden.display()
+        )
+    }));
+    let d = got.differ(&want);
+    eprintln!(
+        "screenshot at {width} px: {:.1} % of blocks differ from the golden one",
+        100.0 * d
+    );
+    if d > 0.10 {
+        let keep = std::env::temp_dir().join(format!("optarch-report-{width}.png"));
+        let _ = std::fs::copy(&png, &keep);
+        panic!(
+            "the page at {width} px differs from its golden layout in {:.1} % of its blocks \
+             (the limit is 10 %); the screenshot is at {}; if the change is meant, \
+             OPTARCH_BLESS=1 cargo test -p optarch-search --test report writes it anew",
+            100.0 * d,
+            keep.display()
+        );
+    }
+}
+
+/// Loads the page in headless Chromium: the page's own check must report `expect`, and a
+/// screenshot must come out.
+fn render_in_chromium(page: &Path, expect: &str) {
+    let Some(bin) = browser() else {
         return;
     };
     let out = tempfile::tempdir().unwrap();
     let dom = out.path().join("dom.html");
-    run_chromium(&bin, &["--dump-dom".into()], page, &dom);
+    run_chromium(&bin, &["--dump-dom".into()], page, "", &dom);
     let dom = std::fs::read_to_string(&dom).unwrap();
-    let check = dom
-        .split("id=\"render-check\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .unwrap_or_else(|| panic!("no #render-check in the DOM Chromium dumped:\n{dom:.2000}"));
-    assert_eq!(check, expect, "the page's render check");
+    assert_eq!(
+        element_text(&dom, "render-check"),
+        expect,
+        "the page's render check"
+    );
 
     let png = out.path().join("shot.png");
     run_chromium(
@@ -675,6 +868,7 @@ fn render_in_chromium(page: &Path, expect: &str) {
             "--hide-scrollbars".into(),
         ],
         page,
+        "",
         &out.path().join("stdout.txt"),
     );
     let bytes = std::fs::read(&png).unwrap();
@@ -683,4 +877,99 @@ fn render_in_chromium(page: &Path, expect: &str) {
         "{} bytes",
         bytes.len()
     );
+}
+
+/// The page as people use it, in a real browser at 1400 and 800 pixels: a click on a heading
+/// sorts the leaderboard both ways, the filter keeps matching rows, a hover over a chart mark
+/// shows its tooltip, a click on a row shows the candidate's curves and topology, nothing is
+/// wider than the window; and the layout matches its golden screenshot at both widths.
+#[test]
+fn the_report_page_sorts_filters_hovers_and_keeps_its_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic(tmp.path(), FINAL_C);
+    let (_, paths) = write_report(tmp.path(), &ReportOptions { top_k: 3 }).unwrap();
+    let html = std::fs::read_to_string(&paths.html).unwrap();
+    assert!(html.contains("<table id=board>"));
+    assert_eq!(
+        html.matches("<tr data-cand=").count(),
+        7,
+        "one row per candidate"
+    );
+    assert!(html.contains("class=\"chart parallel\"") && html.contains("class=\"chart timeline\""));
+    let Some(bin) = browser() else {
+        return;
+    };
+    for width in [1400, 800] {
+        let report = selftest_in_chromium(&bin, &paths.html, width);
+        assert!(
+            report.starts_with("ok: sorted 7 rows"),
+            "{width} px: {report}"
+        );
+        assert!(
+            report.contains("details with 4 curves and 1 picture"),
+            "rank 1 (B) has a picture among the top 3: {report}"
+        );
+        compare_screenshot(&bin, &paths.html, width);
+    }
+}
+
+/// A search of 1,000 trials (1,000 candidates on the first rung, a third promoted, a ninth
+/// promoted again) reports in one page of a few megabytes that still sorts and opens.
+#[test]
+fn a_report_of_a_thousand_trials_stays_small_and_interactive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("search.db")).unwrap();
+    let cfg = config::parse(Path::new("synthetic.yaml"), CONFIG_YAML).unwrap();
+    let exp = store
+        .create_experiment(
+            "thousand",
+            CONFIG_YAML,
+            &serde_json::to_string(&cfg).unwrap(),
+        )
+        .unwrap();
+    let db = Db { store, exp };
+    let started = Instant::now();
+    for i in 0..1000usize {
+        let beta = (i % 50) as f64 / 50.0;
+        let h = 0.5 + (i / 50) as f64 / 20.0;
+        let c = db.candidate(
+            &format!("heavy_ball[beta={beta},h={h}]"),
+            "heavy_ball.yaml",
+            &[("beta", beta), ("h", h)],
+            Some(0.5 + beta / 2.1),
+            false,
+        );
+        let t = db.trial(c, Phase::Search, 1, 1);
+        let base = 0.3 + 0.4 * beta - 0.1 * (h - 1.0).abs() + 0.01 * (i % 7) as f64;
+        let val = move |e: usize| base + 0.02 * e as f64;
+        let epochs = if i % 9 == 0 {
+            9
+        } else if i % 3 == 0 {
+            3
+        } else {
+            1
+        };
+        db.train(t, 0..epochs, val, TrialStatus::Done);
+    }
+    let filled = started.elapsed();
+    let started = Instant::now();
+    let (_, paths) = write_report(tmp.path(), &ReportOptions::default()).unwrap();
+    let wrote = started.elapsed();
+    let size = std::fs::metadata(&paths.html).unwrap().len();
+    eprintln!(
+        "1,000 trials: store filled in {:.1} s, report written in {:.2} s, report.html {:.2} MB",
+        filled.as_secs_f64(),
+        wrote.as_secs_f64(),
+        size as f64 / 1e6
+    );
+    assert!(size < 4_000_000, "report.html is {size} bytes");
+    if let Some(keep) = std::env::var_os("OPTARCH_REPORT_KEEP") {
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::copy(&paths.html, Path::new(&keep).join("report-1000.html")).unwrap();
+    }
+    let Some(bin) = browser() else {
+        return;
+    };
+    let report = selftest_in_chromium(&bin, &paths.html, 1400);
+    assert!(report.starts_with("ok: sorted 1000 rows"), "{report}");
 }

@@ -110,17 +110,19 @@ impl Chart {
 }
 
 /// An axis: the data range mapped onto pixels, and its ticks.
-struct Axis {
+pub(super) struct Axis {
     lo: f64,
     hi: f64,
     log: bool,
     ticks: Vec<f64>,
     decimals: usize,
+    /// Decimals of the compact labels (`68.02k`): the fewest that tell every tick apart.
+    compact_decimals: usize,
 }
 
 impl Axis {
     /// A linear axis spanning `lo..hi` with about `target` ticks at round values.
-    fn linear(lo: f64, hi: f64, target: f64) -> Axis {
+    pub(super) fn linear(lo: f64, hi: f64, target: f64) -> Axis {
         let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
             (lo, hi)
         } else {
@@ -151,8 +153,10 @@ impl Axis {
         let ticks: Vec<f64> = (0..=((last - first) as i64).max(1))
             .map(|i| (first + i as f64) * step)
             .collect();
-        let mut decimals = (-step.log10().floor()).max(0.0) as usize;
-        if ((step / 10f64.powf(step.log10().floor())) - 2.5).abs() < 1e-9 {
+        let power = step.log10().floor();
+        let mut decimals = (-power).max(0.0) as usize;
+        // 2.5, 0.25, ...: one decimal more (25 and 250 need none).
+        if power <= 0.0 && ((step / 10f64.powf(power)) - 2.5).abs() < 1e-9 {
             decimals += 1;
         }
         Axis {
@@ -161,11 +165,28 @@ impl Axis {
             log: false,
             ticks,
             decimals,
+            compact_decimals: 1,
         }
+        .with_distinct_labels()
     }
 
-    /// A logarithmic axis over positive `lo..hi`, ticks at 1, 2 and 5 × 10ⁿ.
-    fn log(lo: f64, hi: f64) -> Axis {
+    /// Chooses the compact labels' decimals so that no two ticks read the same (`68k 68k
+    /// 68.1k` becomes `68k 68.02k 68.04k`).
+    fn with_distinct_labels(mut self) -> Axis {
+        for d in 1..=6 {
+            self.compact_decimals = d;
+            let labels: Vec<String> = self.ticks.iter().map(|t| self.label(*t)).collect();
+            if labels.windows(2).all(|w| w[0] != w[1]) {
+                break;
+            }
+        }
+        self
+    }
+
+    /// A logarithmic axis over positive `lo..hi`: a tick at every decade, and at 2 and 5 × 10ⁿ
+    /// when the axis spans at most four decades; an axis within one decade gets 1–9 × 10ⁿ, or
+    /// round linear ticks when even those miss it.
+    pub(super) fn log(lo: f64, hi: f64) -> Axis {
         let (lo, hi) = if lo > 0.0 && hi >= lo && hi.is_finite() {
             (lo, hi)
         } else {
@@ -175,14 +196,32 @@ impl Axis {
             lo.log10().floor(),
             hi.log10().ceil().max(lo.log10().floor() + 1.0),
         );
-        let mut ticks = Vec::new();
-        for d in d0 as i64..=d1 as i64 {
-            for m in [1.0, 2.0, 5.0] {
-                let v = m * 10f64.powi(d as i32);
-                if v >= lo / 1.0001 && v <= hi * 1.0001 {
-                    ticks.push(v);
+        let within = |mults: &[f64]| {
+            let mut ticks = Vec::new();
+            for d in d0 as i64..=d1 as i64 {
+                for m in mults {
+                    let v = m * 10f64.powi(d as i32);
+                    if v >= lo / 1.0001 && v <= hi * 1.0001 {
+                        ticks.push(v);
+                    }
                 }
             }
+            ticks
+        };
+        let mut ticks = if d1 - d0 > 4.0 {
+            within(&[1.0])
+        } else {
+            within(&[1.0, 2.0, 5.0])
+        };
+        if ticks.len() < 2 {
+            ticks = within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        }
+        if ticks.len() < 2 {
+            ticks = Axis::linear(lo, hi, 3.0)
+                .ticks
+                .into_iter()
+                .filter(|t| *t >= lo && *t <= hi)
+                .collect();
         }
         let (lo, hi) = (lo / 1.15, hi * 1.15);
         Axis {
@@ -191,11 +230,22 @@ impl Axis {
             log: true,
             ticks,
             decimals: 0,
+            compact_decimals: 1,
         }
+        .with_distinct_labels()
+    }
+
+    /// The ticks, every second one dropped until at most `max` are left.
+    pub(super) fn thinned(&self, max: usize) -> Vec<f64> {
+        let mut t = self.ticks.clone();
+        while t.len() > max.max(2) {
+            t = t.into_iter().step_by(2).collect();
+        }
+        t
     }
 
     /// The position of `v` as a fraction of the axis (0 at `lo`, 1 at `hi`).
-    fn frac(&self, v: f64) -> f64 {
+    pub(super) fn frac(&self, v: f64) -> f64 {
         if self.log {
             let v = v.max(self.lo);
             (v.log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
@@ -204,9 +254,9 @@ impl Axis {
         }
     }
 
-    fn label(&self, v: f64) -> String {
+    pub(super) fn label(&self, v: f64) -> String {
         if self.log || (self.decimals == 0 && self.hi.abs().max(self.lo.abs()) >= 10_000.0) {
-            compact(v)
+            compact_to(v, self.compact_decimals)
         } else {
             format!("{v:.*}", self.decimals)
         }
@@ -215,6 +265,11 @@ impl Axis {
 
 /// `1200` → `1.2k`, `3400000` → `3.4M`.
 pub(crate) fn compact(v: f64) -> String {
+    compact_to(v, 1)
+}
+
+/// [`compact`] with up to `decimals` decimals, trailing zeros dropped (`68.02k`, `68k`).
+fn compact_to(v: f64, decimals: usize) -> String {
     let a = v.abs();
     let (x, suffix) = if a >= 1e9 {
         (v / 1e9, "G")
@@ -225,8 +280,12 @@ pub(crate) fn compact(v: f64) -> String {
     } else {
         (v, "")
     };
-    let s = format!("{x:.1}");
-    let s = s.strip_suffix(".0").unwrap_or(&s);
+    let s = format!("{x:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
     format!("{s}{suffix}")
 }
 
@@ -419,8 +478,21 @@ impl Frame {
         }
     }
 
-    /// The scatter points with their error bars and labels.
+    /// The scatter points with their error bars and labels. A label goes where it overlaps
+    /// no point and no label drawn before it (right or left of its point, above or below),
+    /// inside the plot; where there is no such place it is left out (the point's tooltip
+    /// names it).
     fn scatters(&self, c: &Chart, s: &mut String) {
+        let mut placed: Vec<[f64; 4]> = c
+            .scatters
+            .iter()
+            .flat_map(|sc| &sc.marks)
+            .filter(|m| m.x.is_finite() && m.y.is_finite())
+            .map(|m| {
+                let (x, y) = (self.px(m.x), self.py(m.y));
+                [x - 5.0, y - 5.0, x + 5.0, y + 5.0]
+            })
+            .collect();
         for sc in &c.scatters {
             for m in sc
                 .marks
@@ -447,21 +519,53 @@ impl Frame {
                     } else {
                         label.clone()
                     };
-                    // Labels of points in the right quarter go to their left.
-                    let (lx, anchor) = if x > LEFT + 0.75 * self.pw {
-                        (x - 8.0, "end")
-                    } else {
-                        (x + 8.0, "start")
-                    };
-                    let _ = writeln!(
-                        s,
-                        r##"<text x="{lx:.1}" y="{:.1}" font-size="11" text-anchor="{anchor}" fill="{INK}">{}</text>"##,
-                        y - 7.0,
-                        esc(&short)
-                    );
+                    if let Some((lx, ly, anchor)) = self.label_place(x, y, &short, &mut placed) {
+                        let _ = writeln!(
+                            s,
+                            r##"<text x="{lx:.1}" y="{ly:.1}" font-size="11" text-anchor="{anchor}" fill="{INK}">{}</text>"##,
+                            esc(&short)
+                        );
+                    }
                 }
             }
         }
+    }
+
+    /// Where the label `text` of the point at (`x`, `y`) goes: the first free place, right of
+    /// the point first (left first in the plot's right quarter). Records the place taken.
+    fn label_place(
+        &self,
+        x: f64,
+        y: f64,
+        text: &str,
+        placed: &mut Vec<[f64; 4]>,
+    ) -> Option<(f64, f64, &'static str)> {
+        // DejaVu Sans at 11 px: about 6.4 px a character, 8 px above the baseline.
+        let w = 6.4 * text.chars().count() as f64;
+        let right_first = x <= LEFT + 0.75 * self.pw;
+        let sides: [bool; 2] = [right_first, !right_first];
+        for dy in [-7.0, 15.0] {
+            for right in sides {
+                let (lx, anchor) = if right {
+                    (x + 8.0, "start")
+                } else {
+                    (x - 8.0, "end")
+                };
+                let ly = y + dy;
+                let x0 = if right { lx } else { lx - w };
+                let r = [x0, ly - 9.0, x0 + w, ly + 3.0];
+                let inside =
+                    r[0] >= LEFT && r[2] <= LEFT + self.pw && r[1] >= TOP && r[3] <= TOP + self.ph;
+                let free = placed
+                    .iter()
+                    .all(|p| r[2] <= p[0] || r[0] >= p[2] || r[3] <= p[1] || r[1] >= p[3]);
+                if inside && free {
+                    placed.push(r);
+                    return Some((lx, ly, anchor));
+                }
+            }
+        }
+        None
     }
 
     /// The legend, right of the plot.
@@ -537,6 +641,11 @@ mod tests {
         let step = a.ticks[1] - a.ticks[0];
         assert!((step - 0.1).abs() < 1e-12, "{step}");
         assert_eq!(a.label(0.5), "0.5");
+        // Steps of 2.5 and 0.25 need a decimal more; steps of 25 none.
+        assert_eq!(Axis::linear(0.0, 10.0, 4.0).label(2.5), "2.5");
+        assert_eq!(Axis::linear(0.0, 1.0, 4.0).label(0.25), "0.25");
+        assert_eq!(Axis::linear(0.0, 100.0, 4.0).label(25.0), "25");
+        assert_eq!(Axis::linear(1e6, 1e6, 6.0).label(1e6), "1M");
         // A single value still gets a range.
         let b = Axis::linear(3.0, 3.0, 6.0);
         assert!(b.lo < 3.0 && b.hi > 3.0);
@@ -548,6 +657,64 @@ mod tests {
         let labels: Vec<String> = a.ticks.iter().map(|t| a.label(*t)).collect();
         assert_eq!(labels, ["200k", "500k", "1M", "2M"]);
         assert!(a.frac(150_000.0) > 0.0 && a.frac(2_100_000.0) < 1.0);
+    }
+
+    #[test]
+    fn compact_labels_tell_every_tick_apart() {
+        let a = Axis::linear(68_000.0, 68_100.0, 6.0);
+        let labels: Vec<String> = a.ticks.iter().map(|t| a.label(*t)).collect();
+        assert_eq!(labels[..3], ["68k", "68.02k", "68.04k"], "{labels:?}");
+        assert!(labels.windows(2).all(|w| w[0] != w[1]), "{labels:?}");
+        assert_eq!(compact(1200.0), "1.2k");
+        assert_eq!(compact(3_000_000.0), "3M");
+    }
+
+    #[test]
+    fn log_axes_tick_every_decade_and_never_have_fewer_than_two_ticks() {
+        let a = Axis::log(300.0, 3e8);
+        let labels: Vec<String> = a.ticks.iter().map(|t| a.label(*t)).collect();
+        assert_eq!(labels, ["1k", "10k", "100k", "1M", "10M", "100M"]);
+        // Within one decade: 1–9 × 10ⁿ, else round linear ticks.
+        let b = Axis::log(120_000.0, 480_000.0);
+        let labels: Vec<String> = b.ticks.iter().map(|t| b.label(*t)).collect();
+        assert_eq!(labels, ["200k", "300k", "400k"]);
+        let c = Axis::log(150_000.0, 180_000.0);
+        assert!(c.ticks.len() >= 2, "{:?}", c.ticks);
+        assert!(c.ticks.iter().all(|t| (150_000.0..=180_000.0).contains(t)));
+    }
+
+    #[test]
+    fn point_labels_never_overlap() {
+        let mut c = Chart::new("t", "s", "x", "y");
+        let marks = (0..8)
+            .map(|i| Mark {
+                x: 1.0 + 0.001 * i as f64,
+                y: 1.0,
+                err: None,
+                label: Some(format!("candidate {i}")),
+                title: String::new(),
+            })
+            .chain([0.0, 2.0].map(|v| Mark {
+                x: v,
+                y: v,
+                err: None,
+                label: Some(format!("corner {v}")),
+                title: String::new(),
+            }))
+            .collect();
+        c.scatter("pts", PALETTE[0], Shape::Circle, marks);
+        let svg = draw(&c);
+        let placed: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<text") && l.contains("font-size=\"11\""))
+            .collect();
+        // Four places around the crowded point, and the corners' own.
+        assert_eq!(placed.len(), 6, "{placed:#?}");
+        let at: std::collections::BTreeSet<String> = placed
+            .iter()
+            .map(|l| l.split(" font-size").next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(at.len(), placed.len(), "two labels at one place");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! the file system without a server or a network.
 
 use super::chart::{self, esc, Chart, Key, Line, Mark, Shape, PALETTE};
+use super::explore::{self, Parallel};
 use super::format::{comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text};
 use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
-use crate::search::ids::CandidateId;
+use super::views;
+use crate::search::ids::{CandidateId, TrialId};
 use crate::search::store::{Phase, TrialStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -60,6 +62,7 @@ pub(crate) fn utc(t: f64) -> String {
 
 /// A topology picture of a leaderboard row.
 pub(crate) struct Picture {
+    pub candidate: CandidateId,
     pub rank: usize,
     pub name: String,
     /// The SVG, when there is one.
@@ -94,6 +97,7 @@ pub(crate) fn picture(dir: &Path, l: &Loaded, row: &Row) -> Picture {
         },
     };
     Picture {
+        candidate: row.candidate,
         rank: row.rank,
         name: row.name.clone(),
         svg,
@@ -322,7 +326,7 @@ fn accuracy_scatter(
 const CSS: &str = "
 body { font-family: 'DejaVu Sans', Arial, Helvetica, sans-serif; color: #263238; margin: 0;
        background: #f5f7f8; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 64px; background: white; }
+main { max-width: 1320px; margin: 0 auto; padding: 24px 32px 64px; background: white; }
 h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 8px; border-bottom: 1px solid #cfd8dc; padding-bottom: 4px; }
 p, li { line-height: 1.45; }
@@ -338,7 +342,32 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eceff1; }
 figcaption { font-size: 13px; color: #546e7a; }
 pre { background: #f5f7f8; padding: 10px; overflow-x: auto; font-size: 12.5px; }
 .verdict { font-weight: bold; }
-#render-check { font-size: 12px; color: #90a4ae; margin-top: 32px; }
+#render-check, #selftest { font-size: 12px; color: #90a4ae; margin-top: 8px; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.scroll.tall { max-height: 75vh; overflow-y: auto; }
+.scroll.tall thead th { position: sticky; top: 0; z-index: 1; }
+#board { font-size: 13px; }
+#board th { cursor: pointer; user-select: none; white-space: nowrap; }
+#board th[aria-sort=ascending]::after { content: ' ▲'; font-size: 10px; }
+#board th[aria-sort=descending]::after { content: ' ▼'; font-size: 10px; }
+#board td { white-space: nowrap; }
+#board td.wrap { white-space: normal; min-width: 80px; max-width: 220px; overflow-wrap: anywhere; }
+#board tbody tr { cursor: pointer; }
+#board tbody tr:hover td { background: #e3f2fd; }
+#board tbody tr.sel td { background: #bbdefb; }
+.tools { display: flex; gap: 16px; align-items: center; flex-wrap: wrap; margin: 8px 0; }
+#filter { font: inherit; font-size: 14px; padding: 4px 8px; width: 320px; max-width: 100%;
+          border: 1px solid #b0bec5; border-radius: 4px; }
+#detail { border: 1px solid #90caf9; background: #f8fbff; padding: 8px 16px 16px; margin: 12px 0; }
+#detail h3 { margin: 8px 0 4px; }
+#detail .minis { display: flex; flex-wrap: wrap; gap: 12px; }
+#detail figure img { max-height: 420px; }
+#tip { position: fixed; z-index: 10; pointer-events: none; background: #263238; color: white;
+       font-size: 12.5px; padding: 4px 8px; border-radius: 4px; max-width: 420px; }
+[data-cand] { cursor: pointer; }
+svg.parallel polyline:hover { stroke-width: 4; stroke-opacity: 1; }
+td .bar { display: inline-block; height: 10px; background: #1565c0; margin-right: 6px;
+          vertical-align: middle; }
 ";
 
 /// Checks, once loaded, that every image decoded and every chart has a size, and writes the
@@ -363,37 +392,570 @@ window.addEventListener('load', function () {
 });
 ";
 
+/// A sort key for a cell: the number, or empty when there is none (sorted last).
+fn key(v: Option<f64>) -> String {
+    v.filter(|v| v.is_finite())
+        .map(|v| format!("{v}"))
+        .unwrap_or_default()
+}
+
+/// The page's interactions: instant tooltips (every chart mark's `<title>`), sorting and
+/// filtering the leaderboard, a candidate's details on a click (its best trial's loss and
+/// accuracy curves, its topology picture). With `#run-selftest` in the address it also exercises
+/// them and writes the outcome into `#selftest` (the browser tests read it back).
+const INTERACT_SCRIPT: &str = r#"
+(function () {
+  var data = JSON.parse(document.getElementById('report-data').textContent);
+  var tip = document.getElementById('tip');
+  Array.prototype.forEach.call(document.querySelectorAll('svg.chart title'), function (t) {
+    var p = t.parentNode;
+    if (p && p.tagName !== 'svg') { p.setAttribute('data-tip', t.textContent); p.removeChild(t); }
+  });
+  document.addEventListener('mouseover', function (e) {
+    var el = e.target.closest && e.target.closest('[data-tip]');
+    if (!el) { tip.hidden = true; return; }
+    tip.textContent = el.getAttribute('data-tip');
+    tip.hidden = false;
+    tip.style.left = Math.max(4, Math.min(e.clientX + 14, window.innerWidth - tip.offsetWidth - 8)) + 'px';
+    tip.style.top = Math.max(4, Math.min(e.clientY + 14, window.innerHeight - tip.offsetHeight - 8)) + 'px';
+  });
+
+  var board = document.getElementById('board'), body = board.tBodies[0];
+  var rows = function () { return Array.prototype.slice.call(body.rows); };
+  var sorted = { col: 0, dir: 1 };
+  function value(row, col, num) {
+    var c = row.cells[col], v = c.getAttribute('data-v');
+    if (num) { return v === null || v === '' ? NaN : parseFloat(v); }
+    return (v === null ? c.textContent : v).toLowerCase();
+  }
+  function sortBy(th) {
+    var col = th.cellIndex, num = th.hasAttribute('data-num');
+    var dir = sorted.col === col ? -sorted.dir : (th.hasAttribute('data-asc') ? 1 : -1);
+    sorted = { col: col, dir: dir };
+    var rs = rows();
+    rs.sort(function (a, b) {
+      var x = value(a, col, num), y = value(b, col, num);
+      if (num) {
+        if (isNaN(x) || isNaN(y)) { return isNaN(x) - isNaN(y); }
+        return dir * (x - y) || value(a, 0, true) - value(b, 0, true);
+      }
+      return dir * (x < y ? -1 : x > y ? 1 : 0);
+    });
+    rs.forEach(function (r) { body.appendChild(r); });
+    Array.prototype.forEach.call(board.tHead.rows[0].cells, function (h) { h.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
+  }
+  Array.prototype.forEach.call(board.tHead.rows[0].cells, function (th) {
+    th.addEventListener('click', function () { sortBy(th); });
+  });
+  board.tHead.rows[0].cells[0].setAttribute('aria-sort', 'ascending');
+
+  var filter = document.getElementById('filter'), shown = document.getElementById('shown');
+  filter.addEventListener('input', function () {
+    var q = filter.value.trim().toLowerCase(), n = 0;
+    rows().forEach(function (r) {
+      var ok = !q || r.textContent.toLowerCase().indexOf(q) >= 0;
+      r.hidden = !ok;
+      if (ok) { n++; }
+    });
+    shown.textContent = n + ' of ' + body.rows.length + ' candidates';
+  });
+
+  var NS = 'http://www.w3.org/2000/svg';
+  function el(name, attrs, text) {
+    var e = document.createElementNS(NS, name);
+    for (var k in attrs) { e.setAttribute(k, attrs[k]); }
+    if (text !== undefined) { e.textContent = text; }
+    return e;
+  }
+  // A small chart of columns `cols` of a trial's epochs.
+  function mini(trial, title, cols, names, scale) {
+    var W = 440, H = 240, L = 56, R = 16, T = 34, B = 38, pw = W - L - R, ph = H - T - B;
+    var series = cols.map(function (c) {
+      return trial.e.filter(function (r) { return r[c] !== null; }).map(function (r) { return [r[0], r[c] * scale]; });
+    });
+    var xs = [], ys = [];
+    series.forEach(function (s) { s.forEach(function (p) { xs.push(p[0]); ys.push(p[1]); }); });
+    var svg = el('svg', { width: W, height: H, viewBox: '0 0 ' + W + ' ' + H, 'class': 'mini',
+      'font-family': 'DejaVu Sans, Arial, sans-serif' });
+    svg.appendChild(el('text', { x: L, y: 20, 'font-size': 14, 'font-weight': 'bold', fill: '#263238' }, title));
+    if (!xs.length) {
+      svg.appendChild(el('text', { x: W / 2, y: H / 2, 'font-size': 13, 'text-anchor': 'middle', fill: '#546e7a' }, 'no epochs recorded'));
+      return svg;
+    }
+    var x0 = 0, x1 = Math.max.apply(null, xs), y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
+    if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
+    var pad = 0.05 * (y1 - y0); y0 -= pad; y1 += pad;
+    var px = function (v) { return L + pw * (v - x0) / Math.max(x1 - x0, 1e-9); };
+    var py = function (v) { return T + ph * (1 - (v - y0) / (y1 - y0)); };
+    svg.appendChild(el('rect', { x: L, y: T, width: pw, height: ph, fill: 'none', stroke: '#90a4ae' }));
+    for (var i = 0; i <= 4; i++) {
+      var v = y0 + (y1 - y0) * i / 4;
+      svg.appendChild(el('line', { x1: L, x2: L + pw, y1: py(v), y2: py(v), stroke: '#eceff1' }));
+      svg.appendChild(el('text', { x: L - 6, y: py(v) + 4, 'font-size': 11, 'text-anchor': 'end', fill: '#455a64' }, v.toPrecision(3)));
+    }
+    var step = Math.max(1, Math.ceil(x1 / 8));
+    for (var e = step; e <= x1; e += step) {
+      svg.appendChild(el('text', { x: px(e), y: T + ph + 16, 'font-size': 11, 'text-anchor': 'middle', fill: '#455a64' }, String(e)));
+    }
+    svg.appendChild(el('text', { x: L + pw / 2, y: H - 6, 'font-size': 12, 'text-anchor': 'middle', fill: '#263238' }, 'epoch'));
+    var colors = ['#1565c0', '#ef6c00'];
+    series.forEach(function (s, k) {
+      if (!s.length) { return; }
+      svg.appendChild(el('polyline', { points: s.map(function (p) { return px(p[0]).toFixed(1) + ',' + py(p[1]).toFixed(1); }).join(' '),
+        fill: 'none', stroke: colors[k], 'stroke-width': 2 }));
+      s.forEach(function (p) {
+        svg.appendChild(el('circle', { cx: px(p[0]), cy: py(p[1]), r: 3, fill: colors[k],
+          'data-tip': names[k] + ', epoch ' + p[0] + ': ' + p[1].toPrecision(4) }));
+      });
+      svg.appendChild(el('line', { x1: L + pw - 120, x2: L + pw - 100, y1: T + 14 + 16 * k, y2: T + 14 + 16 * k, stroke: colors[k], 'stroke-width': 3 }));
+      svg.appendChild(el('text', { x: L + pw - 95, y: T + 18 + 16 * k, 'font-size': 11.5, fill: '#263238' }, names[k]));
+    });
+    return svg;
+  }
+
+  var detail = document.getElementById('detail');
+  function show(id) {
+    var c = data.candidates[id];
+    if (!c) { return; }
+    detail.textContent = '';
+    var h = document.createElement('h3');
+    h.textContent = '#' + c.rank + ' ' + c.name;
+    var info = document.createElement('p');
+    info.className = 'muted';
+    info.textContent = c.info;
+    detail.appendChild(h);
+    detail.appendChild(info);
+    var minis = document.createElement('div');
+    minis.className = 'minis';
+    var t = c.best === null ? null : data.trials[String(c.best)];
+    if (t) {
+      var p = document.createElement('p');
+      p.className = 'muted';
+      p.textContent = 'Its best trial, ' + t.id + ' (' + t.phase + ', seed ' + t.seed + '):';
+      detail.appendChild(p);
+      minis.appendChild(mini(t, 'Loss', [1, 3], ['train', 'validation'], 1));
+      minis.appendChild(mini(t, 'Accuracy (%)', [2, 4], ['train', 'validation'], 100));
+    }
+    detail.appendChild(minis);
+    var fig = document.querySelector('main > figure[data-cand="' + id + '"]');
+    if (fig) {
+      detail.appendChild(fig.cloneNode(true));
+    } else {
+      var q = document.createElement('p');
+      q.className = 'muted';
+      q.textContent = 'No topology picture on this page: it draws the top ' + data.top_k +
+        ' (optarch report --top-k N draws more).';
+      detail.appendChild(q);
+    }
+    detail.hidden = false;
+    rows().forEach(function (r) { r.classList.toggle('sel', r.getAttribute('data-cand') === id); });
+  }
+  document.addEventListener('click', function (e) {
+    var t = e.target.closest && e.target.closest('[data-cand]');
+    if (t && !t.closest('#detail')) { show(t.getAttribute('data-cand')); }
+  });
+
+  function selftest() {
+    var bad = [], notes = [];
+    var th = board.querySelector('th[data-key="score"]'), col = th.cellIndex;
+    var numbers = function () {
+      return rows().map(function (r) { return value(r, col, true); }).filter(function (v) { return !isNaN(v); });
+    };
+    th.click();
+    var v = numbers();
+    for (var i = 1; i < v.length; i++) { if (v[i] > v[i - 1]) { bad.push('val acc not descending after a click'); break; } }
+    th.click();
+    v = numbers();
+    for (i = 1; i < v.length; i++) { if (v[i] < v[i - 1]) { bad.push('val acc not ascending after a second click'); break; } }
+    if (isNaN(value(rows()[0], col, true)) && v.length) { bad.push('a row without a value sorted first'); }
+    board.querySelector('th[data-key="rank"]').click();
+    if (value(rows()[0], 0, true) !== 1) { bad.push('rank 1 not first again'); }
+    notes.push('sorted ' + rows().length + ' rows');
+
+    var name = rows()[0].cells[1].textContent;
+    filter.value = name;
+    filter.dispatchEvent(new Event('input'));
+    var vis = rows().filter(function (r) { return !r.hidden; });
+    if (!vis.length || vis.some(function (r) { return r.textContent.toLowerCase().indexOf(name.toLowerCase()) < 0; })) {
+      bad.push('filter');
+    }
+    notes.push('filter kept ' + vis.length);
+    filter.value = '';
+    filter.dispatchEvent(new Event('input'));
+    if (rows().some(function (r) { return r.hidden; })) { bad.push('an empty filter hides rows'); }
+
+    var mark = document.querySelector('svg.chart circle[data-tip]');
+    if (!mark) {
+      bad.push('no chart mark has a tooltip');
+    } else {
+      var b = mark.getBoundingClientRect();
+      mark.dispatchEvent(new MouseEvent('mouseover', { bubbles: true, clientX: b.left + 1, clientY: b.top + 1 }));
+      if (tip.hidden || tip.textContent !== mark.getAttribute('data-tip')) { bad.push('hover shows no tooltip'); }
+      notes.push('hover "' + tip.textContent.slice(0, 24) + '"');
+    }
+
+    rows()[0].click();
+    if (detail.hidden || detail.textContent.indexOf(name) < 0) { bad.push('a click on rank 1 shows nothing'); }
+    var minis = detail.querySelectorAll('svg.mini polyline').length;
+    if (!minis) { bad.push('no curves in the details'); }
+    notes.push('details with ' + minis + ' curves and ' + detail.querySelectorAll('img').length + ' picture');
+
+    var width = document.documentElement.scrollWidth;
+    if (width > window.innerWidth + 1) { bad.push('the page is ' + width + ' px wide in a ' + window.innerWidth + ' px window'); }
+    var wrap = board.parentNode;
+    if (window.innerWidth >= 1400 && wrap.scrollWidth > wrap.clientWidth + 1) {
+      bad.push('the leaderboard needs ' + wrap.scrollWidth + ' px, has ' + wrap.clientWidth);
+    }
+    var out = document.getElementById('selftest');
+    out.textContent = bad.length ? 'FAILED: ' + bad.join('; ') : 'ok: ' + notes.join(', ') + ', window ' + window.innerWidth + ' px';
+  }
+  if (location.hash === '#run-selftest') { selftest(); }
+})();
+"#;
+
+/// The leaderboard as a table the page's script sorts (a click on a heading; numbers sort
+/// from their `data-v`), filters and opens (a click on a row shows the candidate).
 fn leaderboard_table(rep: &Report, s: &mut String) {
     let rungs = rep.schedule.rungs.len();
-    s.push_str(
-        "<table><tr><th>rank</th><th>name</th><th>origin</th><th>params</th>\
-         <th>parameters</th><th>highest rung</th><th>val acc</th><th>final val acc</th>\
-         <th>contraction</th><th>asymptotic</th><th>div/oom/fail</th><th>epochs</th></tr>\n",
+    let _ = writeln!(
+        s,
+        "<div class=tools><input id=filter type=search placeholder=\"filter: name, origin, parameter…\" \
+         aria-label=\"filter the leaderboard\"><span id=shown class=muted>{} candidates</span>\
+         <span class=muted>click a heading to sort, a row for the candidate's curves and topology</span></div>",
+        rep.leaderboard.len()
     );
+    // (heading, sort key, first click sorts ascending)
+    let heads = [
+        ("rank", "rank", true),
+        ("name", "name", true),
+        ("origin", "origin", true),
+        ("params", "params", true),
+        ("parameters", "parameters", true),
+        ("highest rung", "rung", false),
+        ("val acc", "score", false),
+        ("final val acc", "final", false),
+        ("contraction", "contraction", true),
+        ("asymptotic", "asymptotic", true),
+        ("div/oom/fail", "faults", false),
+        ("epochs", "epochs", false),
+    ];
+    // A long leaderboard scrolls in its own box, its headings in view.
+    let tall = if rep.leaderboard.len() > 30 {
+        " tall"
+    } else {
+        ""
+    };
+    let _ = write!(s, "<div class=\"scroll{tall}\"><table id=board><thead><tr>");
+    for (i, (h, k, asc)) in heads.iter().enumerate() {
+        let num = !matches!(i, 1..=3);
+        let _ = write!(
+            s,
+            "<th data-key={k}{}{}>{h}</th>",
+            if num { " data-num" } else { "" },
+            if *asc { " data-asc" } else { "" }
+        );
+    }
+    s.push_str("</tr></thead><tbody>\n");
     for r in &rep.leaderboard {
         let _ = writeln!(
             s,
-            "<tr{}><td class=num>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=num>{}</td>\
-             <td>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
-             <td class=num>{}</td><td class=num>{}/{}/{}</td><td class=num>{}</td></tr>",
+            "<tr data-cand={}{}><td class=num data-v={}>{}</td><td class=wrap>{}</td><td class=wrap>{}</td>\
+             <td class=wrap>{}</td><td class=num data-v=\"{}\">{}</td>\
+             <td data-v=\"{}\">{}</td><td class=num data-v=\"{}\">{}</td>\
+             <td class=\"num wrap\" data-v=\"{}\">{}</td><td class=num data-v=\"{}\">{}</td>\
+             <td class=num data-v=\"{}\">{}</td><td class=num data-v={}>{}/{}/{}</td>\
+             <td class=num data-v={}>{}</td></tr>",
+            r.candidate.0,
             if r.rank == 1 { " class=top" } else { "" },
+            r.rank,
             r.rank,
             esc(&r.name),
             esc(&r.origin),
             esc(&r.params_text()),
+            key(r.parameters.map(|p| p as f64)),
             count(r.parameters),
+            key(r.highest_rung.map(|h| h as f64)),
             rung_text(r, rungs),
+            key(r.score),
             pct(r.score),
+            key(r.final_val.as_ref().map(|f| f.mean)),
             esc(&final_text(r)),
+            key(r.contraction),
             rate(r.contraction),
+            key(r.asymptotic),
             rate(r.asymptotic),
+            r.diverged + r.oom + r.failed,
             r.diverged,
             r.oom,
             r.failed,
+            r.epochs,
             r.epochs
         );
     }
-    s.push_str("</table>\n");
+    s.push_str("</tbody></table></div>\n<div id=detail hidden></div>\n");
+}
+
+/// The unit in which to show `seconds` of a search: (name, seconds per unit).
+fn time_unit(seconds: f64) -> (&'static str, f64) {
+    if seconds > 7200.0 {
+        ("hours", 3600.0)
+    } else if seconds > 120.0 {
+        ("minutes", 60.0)
+    } else {
+        ("seconds", 1.0)
+    }
+}
+
+/// Each finished trial's best validation accuracy and the best so far, against the epochs the
+/// phase had trained (`time`: against the time since the search was created), for the search
+/// and the random baseline.
+fn history_chart(l: &Loaded, time: bool) -> String {
+    let phases = [
+        (Phase::Search, PALETTE[0], Shape::Circle, "search"),
+        (
+            Phase::Baseline,
+            "#78909c",
+            Shape::Diamond,
+            "random baseline",
+        ),
+    ];
+    let histories: Vec<_> = phases.iter().map(|p| explore::history(l, p.0)).collect();
+    let latest = histories
+        .iter()
+        .flatten()
+        .map(|p| p.seconds)
+        .fold(0.0, f64::max);
+    let (unit, div) = time_unit(latest);
+    let x_label = if time {
+        format!("{unit} since the search was created")
+    } else {
+        "epochs trained by the phase".to_string()
+    };
+    let mut c = Chart::new(
+        if time {
+            "Optimization history against time"
+        } else {
+            "Optimization history against epochs"
+        },
+        "a point per finished trial (its best validation accuracy, where it last finished); line: the phase's best so far",
+        &x_label,
+        "validation accuracy (%)",
+    );
+    c.x_from_zero = true;
+    for ((phase, color, shape, name), points) in phases.iter().zip(&histories) {
+        if points.is_empty() {
+            continue;
+        }
+        let x = |p: &explore::HistoryPoint| if time { p.seconds / div } else { p.epochs };
+        let mut step: Vec<(f64, f64)> = Vec::new();
+        for p in points {
+            if let Some(b) = p.best {
+                if let Some(&(_, prev)) = step.last() {
+                    step.push((x(p), prev));
+                }
+                step.push((x(p), 100.0 * b));
+            }
+        }
+        c.lines.push(Line {
+            color: color.to_string(),
+            points: step,
+            width: 2.0,
+            opacity: 0.9,
+            dashed: false,
+            title: format!("best so far ({name})"),
+        });
+        let marks = points
+            .iter()
+            .filter_map(|p| {
+                let score = p.score?;
+                Some(Mark {
+                    x: x(p),
+                    y: 100.0 * score,
+                    err: None,
+                    label: None,
+                    title: format!(
+                        "trial {} · {}: {:.2} % ({} {:.0} s after the start, {} epochs)",
+                        p.trial,
+                        l.candidate_name(p.candidate),
+                        100.0 * score,
+                        phase.as_str(),
+                        p.seconds,
+                        p.epochs
+                    ),
+                })
+            })
+            .collect();
+        c.scatter(name, color, *shape, marks);
+    }
+    chart::draw(&c)
+}
+
+/// First-rung validation accuracy against a cost, the Pareto front (no candidate both cheaper
+/// and more accurate) marked and labelled.
+fn pareto_chart(
+    rep: &Report,
+    first: &BTreeMap<CandidateId, f64>,
+    title: &str,
+    x_label: &str,
+    x_of: impl Fn(&Row) -> Option<f64>,
+) -> String {
+    let e0 = rep.schedule.rungs.first().copied().unwrap_or(0);
+    let mut c = Chart::new(
+        title,
+        &format!("validation accuracy after {e0} epochs (rung 1, every candidate at the same budget); diamonds and line: the Pareto front"),
+        x_label,
+        "validation accuracy (%)",
+    );
+    let rows: Vec<(&Row, f64, f64)> = rep
+        .leaderboard
+        .iter()
+        .filter_map(|r| Some((r, x_of(r)?, *first.get(&r.candidate)?)))
+        .collect();
+    let pts: Vec<(f64, f64)> = rows.iter().map(|(_, x, y)| (*x, *y)).collect();
+    let front = explore::pareto_front(&pts);
+    let mark = |(r, x, y): &(&Row, f64, f64), label: bool| Mark {
+        x: *x,
+        y: 100.0 * y,
+        err: None,
+        label: label.then(|| r.name.clone()),
+        title: format!(
+            "#{} {}: {:.2} % at {} {}",
+            r.rank,
+            r.name,
+            100.0 * y,
+            chart::compact(*x),
+            x_label
+        ),
+    };
+    let others: Vec<Mark> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !front.contains(i))
+        .map(|(_, r)| mark(r, false))
+        .collect();
+    let on_front: Vec<Mark> = front.iter().map(|&i| mark(&rows[i], true)).collect();
+    let mut step: Vec<(f64, f64)> = Vec::new();
+    for &i in &front {
+        let (x, y) = (rows[i].1, 100.0 * rows[i].2);
+        if let Some(&(_, prev)) = step.last() {
+            step.push((x, prev));
+        }
+        step.push((x, y));
+    }
+    c.lines.push(Line {
+        color: PALETTE[1].to_string(),
+        points: step,
+        width: 1.5,
+        opacity: 0.8,
+        dashed: true,
+        title: "Pareto front".into(),
+    });
+    // The front's labels first: they get the free places.
+    c.scatter("on the Pareto front", PALETTE[1], Shape::Diamond, on_front);
+    c.scatter("dominated", PALETTE[0], Shape::Circle, others);
+    let xs: Vec<f64> = pts.iter().map(|p| p.0).filter(|x| *x > 0.0).collect();
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
+    c.x_log = lo > 0.0 && hi / lo > 8.0;
+    chart::draw(&c)
+}
+
+/// Each axis' η² as a bar, most important first.
+fn importance_table(p: &Parallel, s: &mut String) {
+    let mut axes: Vec<_> = p.axes.iter().collect();
+    axes.sort_by(|a, b| {
+        b.importance
+            .unwrap_or(-1.0)
+            .total_cmp(&a.importance.unwrap_or(-1.0))
+    });
+    s.push_str(
+        "<table class=importance><thead><tr><th>parameter</th><th>η²: share of the first-rung \
+         accuracy's variance it explains alone</th><th>candidates</th></tr></thead><tbody>\n",
+    );
+    for a in axes {
+        let cell = match a.importance {
+            Some(v) => format!(
+                "<span class=bar style=\"width:{:.0}px\"></span>{v:.2}",
+                (240.0 * v).max(1.0)
+            ),
+            None => "– (fewer than 3 candidates, or no variance)".into(),
+        };
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{cell}</td><td class=num>{}</td></tr>",
+            esc(&a.name),
+            a.n
+        );
+    }
+    s.push_str("</tbody></table>\n");
+}
+
+/// `v` rounded to 4 decimals for the page's data (`None` for what is not finite).
+fn r4(v: f64) -> Option<f64> {
+    v.is_finite().then(|| (v * 1e4).round() / 1e4)
+}
+
+/// What the page's script needs to show a candidate: its summary and its best trial's
+/// epochs (`[epoch, train loss, train acc, val loss, val acc]`), as JSON safe inside a
+/// `<script>` element.
+fn page_data(l: &Loaded, rep: &Report, top_k: usize) -> String {
+    let mut cands = serde_json::Map::new();
+    let mut trials = serde_json::Map::new();
+    let rungs = rep.schedule.rungs.len();
+    for r in &rep.leaderboard {
+        let info = format!(
+            "{} · {} · {} parameters · rung {} · val {} · final {} · {} trials, {} epochs",
+            r.origin,
+            if r.params.is_empty() {
+                "no parameters".to_string()
+            } else {
+                r.params_text()
+            },
+            count(r.parameters),
+            rung_text(r, rungs),
+            pct(r.score),
+            final_text(r),
+            r.trials,
+            r.epochs
+        );
+        cands.insert(
+            r.candidate.0.to_string(),
+            serde_json::json!({"rank": r.rank, "name": r.name, "info": info, "best": r.best_trial.map(|t| t.0)}),
+        );
+        if let Some(t) = r.best_trial {
+            trials.insert(t.0.to_string(), trial_data(l, t));
+        }
+    }
+    let data = serde_json::json!({"top_k": top_k, "candidates": cands, "trials": trials});
+    data.to_string().replace("</", "<\\/")
+}
+
+fn trial_data(l: &Loaded, id: TrialId) -> serde_json::Value {
+    let t = l.trials.iter().find(|t| t.id == id);
+    let rows: Vec<serde_json::Value> = l
+        .epochs
+        .get(&id)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|e| {
+            serde_json::json!([
+                e.epoch + 1,
+                r4(e.train_loss),
+                r4(e.train_acc),
+                e.val_loss.and_then(r4),
+                e.val_acc.and_then(r4)
+            ])
+        })
+        .collect();
+    serde_json::json!({
+        "id": id.0,
+        "phase": t.map(|t| t.phase.as_str()),
+        "seed": t.map(|t| t.seed),
+        "e": rows
+    })
 }
 
 fn correlation_table(rep: &Report, s: &mut String) {
@@ -525,9 +1087,11 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     );
 
     s.push_str(
-        "<nav class=muted><a href=\"#estimate\">test estimate</a> · <a href=\"#baseline\">baseline</a> · <a href=\"#leaderboard\">leaderboard</a> · \
-         <a href=\"#hypothesis\">rate against accuracy</a> · <a href=\"#size\">size</a> · \
-         <a href=\"#curves\">learning curves</a> · <a href=\"#rungs\">rungs</a> · \
+        "<nav class=muted><a href=\"#estimate\">test estimate</a> · <a href=\"#baseline\">baseline</a> · \
+         <a href=\"#leaderboard\">leaderboard</a> · <a href=\"#history\">history</a> · \
+         <a href=\"#hypothesis\">rate against accuracy</a> · <a href=\"#parameters\">parameters</a> · \
+         <a href=\"#size\">size</a> · <a href=\"#curves\">learning curves</a> · \
+         <a href=\"#timeline\">timeline</a> · <a href=\"#rungs\">rungs</a> · \
          <a href=\"#topologies\">topologies</a> · <a href=\"#faults\">faults and events</a> · \
          <a href=\"#configuration\">configuration</a></nav>\n",
     );
@@ -561,6 +1125,14 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     );
     leaderboard_table(rep, &mut s);
 
+    s.push_str(
+        "<h2 id=history>Optimization history</h2>\n<p class=muted>How the search found its \
+         best, against the epochs it spent and against time, beside the random baseline: a \
+         search worth its machinery climbs faster at the same budget.</p>\n",
+    );
+    s.push_str(&history_chart(l, false));
+    s.push_str(&history_chart(l, true));
+
     let first = first_rung_scores(l, &rep.schedule);
     s.push_str(
         "<h2 id=hypothesis>Hypothesis: a faster optimizer makes a better network</h2>\n<p>The paper behind \
@@ -586,20 +1158,48 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     ));
     correlation_table(rep, &mut s);
 
-    s.push_str("<h2 id=size>Accuracy against size</h2>\n");
-    s.push_str(&accuracy_scatter(
+    let par = explore::parallel(l, rep);
+    s.push_str(
+        "<h2 id=parameters>Parameters</h2>\n<p class=muted>Every candidate scored at the first \
+         rung as a line through its family, its parameter values, its rate and size, and its \
+         accuracy (hover a line for its name, click it for its details). Under each axis' name, \
+         and in the table, η² (the correlation ratio): the share of the accuracy's variance \
+         between the groups of that axis alone (its values, or five bins of equal size). It \
+         reads one parameter at a time, not their interactions, and with few candidates it is \
+         noisy.</p>\n",
+    );
+    s.push_str(&views::parallel(&par));
+    importance_table(&par, &mut s);
+
+    s.push_str(
+        "<h2 id=size>Accuracy against size</h2>\n<p class=muted>The Pareto front: the \
+         candidates no other beats on both accuracy and size at the same budget.</p>\n",
+    );
+    s.push_str(&pareto_chart(
         rep,
+        &first,
         "Accuracy against parameters",
-        "every candidate after the first rung, and the finalists",
         "parameters",
         |r| r.parameters.map(|p| p as f64),
+    ));
+    s.push_str(&pareto_chart(
+        rep,
         &first,
-        k,
+        "Accuracy against multiply-adds",
+        "multiply-adds per image",
+        |r| r.multiply_adds.map(|p| p as f64),
     ));
 
     s.push_str("<h2 id=curves>Learning curves</h2>\n");
     s.push_str(&search_curves(l, rep));
     s.push_str(&final_curves(l, rep));
+
+    s.push_str(
+        "<h2 id=timeline>Timeline</h2>\n<p class=muted>When each trial ran, in as many rows as \
+         trials ran at once (hover a bar for the trial, click it for the candidate).</p>\n",
+    );
+    let names = |c: CandidateId| l.candidate_name(c);
+    s.push_str(&views::timeline(&explore::timeline(l), &names));
 
     s.push_str(
         "<h2 id=rungs>ASHA rungs</h2>\n<p class=muted>A trial is scored at a rung when it has trained \
@@ -614,8 +1214,9 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
             Some(svg) => {
                 let _ = writeln!(
                     s,
-                    "<figure><img alt=\"topology of {}\" src=\"data:image/svg+xml;base64,{}\">\
+                    "<figure data-cand={}><img alt=\"topology of {}\" src=\"data:image/svg+xml;base64,{}\">\
                      <figcaption>#{} {}: {}</figcaption></figure>",
+                    p.candidate.0,
                     esc(&p.name),
                     base64(svg.as_bytes()),
                     p.rank,
@@ -659,7 +1260,10 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     let _ = write!(
         s,
         "<div id=\"render-check\">render check not run (JavaScript is off)</div>\n\
-         <script>{CHECK_SCRIPT}</script>\n</main></body></html>\n"
+         <div id=selftest></div><div id=tip hidden></div>\n\
+         <script type=\"application/json\" id=\"report-data\">{}</script>\n\
+         <script>{CHECK_SCRIPT}</script>\n<script>{INTERACT_SCRIPT}</script>\n</main></body></html>\n",
+        page_data(l, rep, pictures.len())
     );
     s
 }

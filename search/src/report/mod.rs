@@ -8,11 +8,13 @@
 //! a report can be written at any time, also while the search runs. See `docs/REPORT.md`.
 
 mod chart;
+mod explore;
 mod format;
 mod html;
 mod model;
 mod stats;
 mod text;
+mod views;
 
 pub use stats::{kendall_tau, spearman_rho};
 pub use text::CSV_HEADER;
