@@ -137,6 +137,35 @@ fn graph_draws_svg_png_and_dot_with_analyses() {
     assert_eq!(v["blocks"], 6);
     assert!(v["memory"]["peak"].as_u64().unwrap() <= 4);
     assert_eq!(v["skip_histogram"]["2"], 5, "{}", v["skip_histogram"]);
+    assert_eq!(v["picture"]["format"], "svg");
+    assert!(dir.path().join("x.svg").is_file());
+    // `--json -o -`: standard output is one JSON document, the picture inside it (SVG as text,
+    // PNG as base64); nothing is written to a file.
+    for (fmt, encoding, magic) in [("svg", "utf-8", "<svg"), ("png", "base64", "iVBORw0KGgo")] {
+        let out = optarch(&[
+            "graph",
+            "specs/heavy_ball.yaml",
+            "--steps",
+            "6",
+            "--json",
+            "-f",
+            fmt,
+            "-o",
+            "-",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{fmt}: stdout is no JSON document: {e}"));
+        assert_eq!(v["blocks"], 6);
+        let p = &v["picture"];
+        assert_eq!(
+            (p["path"].as_str(), p["encoding"].as_str()),
+            (Some("-"), Some(encoding))
+        );
+        let data = p["data"].as_str().unwrap();
+        assert!(data.contains(magic), "{fmt}: {:.80}", data);
+        assert!(data.len() >= p["bytes"].as_u64().unwrap() as usize);
+    }
     // DOT to standard output.
     let out = optarch(&[
         "graph",

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use optarch_core::analysis;
 use optarch_core::render::{self, Format};
 use optarch_core::topology;
+use optarch_search::report::base64;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -20,10 +21,11 @@ pub struct GraphArgs {
     /// Picture format.
     #[arg(long, short, value_enum, default_value_t = FormatArg::Svg)]
     pub format: FormatArg,
-    /// Output file; `-` writes to standard output. Default: `<name>_k<steps>.<format>`.
+    /// Output file; `-` writes to standard output (with `--json`: into the JSON document, as
+    /// `picture.data`). Default: `<name>_k<steps>.<format>`.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Print the analyses as JSON instead of text.
+    /// Print the analyses as one JSON document on standard output instead of text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -49,30 +51,34 @@ pub fn run(a: GraphArgs) -> Result<(), Failure> {
     let out = a
         .output
         .unwrap_or_else(|| PathBuf::from(format!("{}_k{}.{ext}", s.name, a.steps)));
-    write_output(&out, &bytes)?;
-    let report = analysis::analyse(&t)?;
     let to_stdout = out == Path::new("-");
+    let report = analysis::analyse(&t)?;
     if a.json {
+        // Standard output carries the JSON; a picture asked for there goes inside it.
+        let picture = if to_stdout {
+            let (encoding, data) = match std::str::from_utf8(&bytes) {
+                Ok(text) if !matches!(format, Format::Png) => ("utf-8", text.to_string()),
+                _ => ("base64", base64(&bytes)),
+            };
+            serde_json::json!({"path": "-", "format": ext, "bytes": bytes.len(), "encoding": encoding, "data": data})
+        } else {
+            write_output(&out, &bytes)?;
+            serde_json::json!({"path": out.display().to_string(), "format": ext, "bytes": bytes.len()})
+        };
         let mut v = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
         if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "picture".into(),
-                serde_json::Value::String(out.display().to_string()),
-            );
+            obj.insert("picture".into(), picture);
         }
         let text = serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?;
-        if to_stdout {
-            eprintln!("{text}");
-        } else {
-            println!("{text}");
-        }
+        println!("{text}");
+        return Ok(());
+    }
+    write_output(&out, &bytes)?;
+    let text = format!("{report}wrote {} ({} bytes)", out.display(), bytes.len());
+    if to_stdout {
+        eprintln!("{text}");
     } else {
-        let text = format!("{report}wrote {} ({} bytes)", out.display(), bytes.len());
-        if to_stdout {
-            eprintln!("{text}");
-        } else {
-            println!("{text}");
-        }
+        println!("{text}");
     }
     Ok(())
 }
