@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use tch::Device;
 
@@ -67,7 +68,9 @@ pub enum DeviceError {
 /// A device as asked for (`--device`, a configuration): parsed, not yet checked against
 /// what this libtorch sees. [`DeviceChoice::resolve`] makes it a [`tch::Device`]. It reads and
 /// writes as its text form (`auto`, `cpu`, `cuda`, `cuda:N`) in JSON and YAML.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize, JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub enum DeviceChoice {
     /// CUDA device 0 when libtorch sees one, else the CPU.

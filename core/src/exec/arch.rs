@@ -23,13 +23,14 @@ use super::{sanitize, ExecError};
 use crate::plan::block_name;
 use crate::spec::{Overrides, Spec};
 use crate::topology::Topology;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// The stem: a convolution, optionally BN-ReLU and a 3×3 stride-2 max-pool.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stem {
     pub width: i64,
@@ -41,7 +42,7 @@ pub struct Stem {
 
 /// One stage: the spec unrolled for `steps` steps at `width` (blocks' width; ignored by dense
 /// blocks, whose width is the growth rate), entered with `stride`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     pub width: i64,
@@ -50,7 +51,7 @@ pub struct Stage {
 }
 
 /// How the stage input is brought to the new stage's shape (the history restarts from it).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Shortcut {
     /// He et al.'s option A: stride subsampling and zero-padded channels, no parameters.
@@ -62,7 +63,7 @@ pub enum Shortcut {
 }
 
 /// What happens to the spec's history at a stage change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum History {
     /// The spec is unrolled afresh in every stage; the transition output is `z[0]`.
@@ -75,7 +76,7 @@ pub enum History {
 
 /// A macro-architecture. It reads from and writes to YAML or JSON (see [`Arch::from_yaml`]),
 /// so a run's configuration can override any width, depth or count of a preset.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Arch {
     pub in_channels: i64,

@@ -13,12 +13,13 @@
 
 use super::compute::Compute;
 use super::ExecError;
+use schemars::JsonSchema;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// Which block a network uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BlockKind {
     Basic,

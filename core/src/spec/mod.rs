@@ -23,17 +23,19 @@
 
 pub mod eval;
 mod raw;
+pub use raw::schema as json_schema;
 pub mod validate;
 pub mod yaml_pos;
 
 use crate::error::{ErrorKind, Pos, SpecError};
 use crate::expr::{Ex, Expr, Idx};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How `grad(v)` relates to the learned block `B`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Reading {
     /// `grad(v) = -B(v)`: a learned descent direction (gradient descent is ResNet).
@@ -53,7 +55,7 @@ impl std::fmt::Display for Reading {
 }
 
 /// How many scalars a learnable parameter has.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Per {
     /// One scalar for the whole network.

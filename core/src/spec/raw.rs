@@ -3,27 +3,41 @@
 use super::{Per, Reading};
 use crate::error::{did_you_mean, ErrorKind, Pos, SpecError};
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 
-/// The top level of a spec file.
-#[derive(Debug, Deserialize)]
+/// An optarch spec: a first-order method written as a recurrence, unrolled into a network
+/// (docs/SPEC.md).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "optarch spec")]
 pub struct RawSpec {
+    /// The method's name: letters, digits and `_` (names generated code and pictures).
     pub name: String,
+    /// One line saying what the method is.
     #[serde(default)]
     pub summary: Option<String>,
+    /// How `grad(v)` relates to the learned block B: `residual` (grad = -B, gradient descent
+    /// is ResNet) or `objective` (grad = v - B).
     #[serde(default)]
     pub gradient: Option<Reading>,
+    /// Named coefficients: a number, a schedule in `k` (a string), or a table (learnable,
+    /// searchable, with a start for recursive schedules).
     #[serde(default)]
     pub params: IndexMap<String, RawParam>,
+    /// The state sequences the step updates, e.g. `[z]` or `[z, y]`.
     pub state: Vec<String>,
+    /// The state value the network's input is (default: the first state at index 0).
     #[serde(default)]
     pub input: Option<String>,
+    /// Values before the first step, e.g. `z[-1]: z[0]`.
     #[serde(default)]
     pub init: IndexMap<String, Text>,
+    /// One line per state value the step computes, e.g. `z[k+1]: z[k] - h * grad(z[k])`.
     pub step: IndexMap<String, Text>,
+    /// The state sequence (or expression) the network returns.
     pub output: Text,
 }
 
@@ -36,24 +50,67 @@ pub enum RawParam {
 }
 
 /// The table form of a parameter.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamTable {
+    /// A fixed value.
     pub value: Option<f64>,
+    /// A function of `k` (and `j` inside history sums), e.g. `(k - 1) / (k + 2)`.
     pub schedule: Option<String>,
+    /// Values of a recursive schedule at its first indices, e.g. `{0: 1.0}`.
     pub start: Option<IndexMap<i64, f64>>,
+    /// The starting value of a learnable coefficient.
     pub init: Option<f64>,
+    /// Learn the coefficient with the network's weights.
     pub learn: Option<bool>,
+    /// How many scalars a learnable coefficient has: `shared`, one per `step`, one per `edge`.
     pub per: Option<Per>,
+    /// A search range `[low, high]`.
     pub range: Option<[f64; 2]>,
+    /// The values a search tries.
     pub choices: Option<Vec<f64>>,
+    /// The value outside a search, for a searchable parameter.
     pub default: Option<f64>,
+    /// What the parameter means.
     pub doc: Option<String>,
 }
 
 /// An expression: a string, or a number written without quotes.
 #[derive(Debug, Clone)]
 pub struct Text(pub String);
+
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expression".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An expression such as `z[k] - h * grad(z[k])`, or a number.",
+            "type": ["string", "number"]
+        })
+    }
+}
+
+impl JsonSchema for RawParam {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Param".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<ParamTable>();
+        schemars::json_schema!({
+            "description": "A number, a schedule in `k` (a string), or a table.",
+            "anyOf": [{"type": "number"}, {"type": "string"}, table]
+        })
+    }
+}
+
+/// The JSON Schema of spec files, as editors with a YAML language server read it
+/// (`schemas/spec.schema.json`, referenced by every shipped spec).
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(RawSpec).to_value()
+}
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

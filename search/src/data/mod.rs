@@ -55,7 +55,9 @@ pub const DATA_ENV: &str = "OPTARCH_DATA";
 
 /// The data sets optarch reads. Reads and writes as its name (`cifar10`, `cifar100`,
 /// `cifar100-coarse`, `mnist`) on the command line and in configurations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub enum DatasetKind {
     Cifar10,

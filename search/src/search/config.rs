@@ -11,12 +11,13 @@ use crate::train::TrainConfig;
 use optarch_core::device::DeviceChoice;
 use optarch_core::error::Pos;
 use optarch_core::spec::yaml_pos;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A whole search.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchConfig {
     pub name: String,
@@ -50,7 +51,7 @@ fn yes() -> bool {
 }
 
 /// How the budget is shared.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheduler {
     /// Asynchronous successive halving: promote as soon as a trial is in the top 1/η of its
@@ -64,7 +65,7 @@ pub enum Scheduler {
 }
 
 /// The resource is epochs.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
     /// The first rung's epochs (r).
@@ -89,7 +90,7 @@ fn three() -> usize {
 }
 
 /// Which candidates are started.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StrategyConfig {
     pub kind: StrategyKind,
@@ -99,7 +100,7 @@ pub struct StrategyConfig {
     pub sample: usize,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StrategyKind {
     /// Every candidate of the pool, in order.
@@ -112,7 +113,7 @@ pub enum StrategyKind {
 }
 
 /// Finalists re-trained at the full budget.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinalistsConfig {
     pub top_k: usize,
@@ -134,7 +135,7 @@ impl Default for FinalistsConfig {
 }
 
 /// How trials run (where: `train.run.device`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutionConfig {
     /// Parallel trial processes on CPU.
@@ -160,7 +161,9 @@ impl Default for ExecutionConfig {
 }
 
 /// Where trials run.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutorKind {
     /// Processes on this machine (`execution.workers` of them, or one per GPU slot).
@@ -172,7 +175,7 @@ pub enum ExecutorKind {
 
 /// The executor: `executor: {kind: slurm, partition: gpu, gres: "gpu:1", ...}`. Every key
 /// but `kind` is Slurm's (docs/CLUSTER.md).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecutorConfig {
     pub kind: ExecutorKind,
@@ -234,7 +237,7 @@ impl Default for ExecutorConfig {
 }
 
 /// Spec theory used to prune generated candidates and to report rates.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TheoryConfig {
     /// Condition number of the quadratics.
@@ -258,7 +261,7 @@ impl Default for TheoryConfig {
 
 /// Where candidates come from: a spec file (`spec:`, with `grid:` and `samples:`) or
 /// generated recurrences (`generate:`, alone).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
 #[serde(try_from = "RawCandidate")]
 pub enum CandidateSource {
@@ -351,7 +354,7 @@ impl CandidateSource {
 
 /// A candidate entry as written: every key of both kinds, unknown ones refused where they
 /// stand (an untagged enum would only say that nothing matched).
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCandidate {
     spec: Option<PathBuf>,
@@ -387,7 +390,7 @@ impl TryFrom<RawCandidate> for CandidateSource {
 
 /// A spec file, with a grid over some of its parameters (every combination is a candidate)
 /// and samples of its search ranges.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecSource {
     /// Relative to the search configuration's folder.
@@ -401,7 +404,7 @@ pub struct SpecSource {
 
 /// New m-step linear recurrences
 /// `z[k+1] = Σ_i a_i z[k-i] - h·grad(Σ_i b_i z[k-i])`, i = 0..m-1.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneratorConfig {
     /// m: how many past iterates a step reads.
@@ -462,6 +465,12 @@ const MOVED: &[(&str, &str)] = &[
     ("seed", "train.run.seed"),
     ("execution: unknown field `device`", "train.run.device"),
 ];
+
+/// The JSON Schema of search configurations, as editors with a YAML language server read it
+/// (`schemas/search.schema.json`, referenced by every shipped configuration).
+pub fn schema() -> serde_json::Value {
+    schemars::schema_for!(SearchConfig).to_value()
+}
 
 /// Parses and checks a search configuration's text (`path` names it in errors).
 pub fn parse(path: &Path, text: &str) -> Result<SearchConfig, ConfigError> {

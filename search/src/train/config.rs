@@ -13,6 +13,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use optarch_core::device::DeviceChoice;
 use optarch_core::exec::{Arch, BlockKind, ExecError};
 use optarch_core::spec::Overrides;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -125,7 +126,7 @@ impl TrainConfig {
 }
 
 /// Everything that defines how a network is trained (the spec aside: see [`RunSpec`]).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     #[command(flatten)]
@@ -143,7 +144,9 @@ pub struct TrainConfig {
 }
 
 /// A macro-architecture preset (see `docs/EXECUTOR.md`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// He et al.'s CIFAR ResNet, depth 6n+2.
@@ -177,7 +180,7 @@ impl std::fmt::Display for Preset {
 }
 
 /// The learned block `B` of every step (see `docs/EXECUTOR.md`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BlockChoice {
     /// conv-BN-ReLU-conv-BN (He et al.), post-activation.
@@ -203,7 +206,7 @@ impl BlockChoice {
 }
 
 /// The macro-architecture every step of the spec is unrolled in.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArchConfig {
     /// Macro-architecture preset.
@@ -366,7 +369,7 @@ impl ArchConfig {
 }
 
 /// The data set, its split and its augmentation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     /// The data set.
@@ -522,7 +525,7 @@ impl DataConfig {
 }
 
 /// SGD and the loss.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
     #[arg(long, default_value_t = OptimConfig::default().batch_size)]
@@ -563,7 +566,7 @@ impl Default for OptimConfig {
 }
 
 /// How long to train and how the learning rate moves.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// Epochs (in a search: replaced by the budget's `max_epochs`).
@@ -584,7 +587,9 @@ impl Default for ScheduleConfig {
 }
 
 /// Arithmetic precision of the forward and backward passes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// The fastest the device supports: bf16 on a CPU with AMX or AVX-512-BF16 and on a CUDA
@@ -601,7 +606,9 @@ pub enum Precision {
 }
 
 /// On, off, or chosen for the device.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Switch {
     #[default]
@@ -611,7 +618,7 @@ pub enum Switch {
 }
 
 /// Precision and memory layout (see `optarch_core::exec::compute`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrecisionConfig {
     /// auto (bf16 where the device computes in bfloat16, else fp32), fp32 (exact), bf16
@@ -658,7 +665,7 @@ impl PrecisionConfig {
 }
 
 /// Where and how reproducibly a run goes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// The seed of the initialisation, the data order, the split and the augmentation (in a
@@ -676,7 +683,7 @@ pub struct RunConfig {
 
 /// Learning-rate schedule over the whole run (per iteration). Reads and writes as text:
 /// `cosine`, `onecycle:0.15`, `multistep:0.5,0.75`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub enum Schedule {
     /// Multiply by `gamma` at each milestone (fractions of the run, e.g. 0.5 and 0.75).

@@ -1,7 +1,7 @@
 //! `optarch`: design neural-network structures from optimization algorithms.
 //!
 //! The command line: `optarch check | graph | rate | train | env | search | report | export |
-//! codegen | new`, one module per command (and `trial`, `trial-server`, the search's own). This file
+//! codegen | new | schema`, one module per command (and `trial`, `trial-server`, the search's own). This file
 //! holds the options every command shares, the dispatch and the exit codes: 0 success, 1 an
 //! invalid spec or search configuration (or a failed check, or a diverged training run), 2 bad
 //! usage, 3 any other failure (files that cannot be read, data, devices), 130 an interrupted
@@ -24,6 +24,7 @@ mod graph;
 mod new;
 mod rate;
 mod report;
+mod schema;
 mod search;
 mod spec_args;
 mod train;
@@ -107,6 +108,9 @@ pub enum Command {
     /// Make a crate of your own that derives a network from a spec: `optarch new NAME`, then
     /// `cd NAME && cargo run` (no environment variables needed).
     New(new::NewArgs),
+    /// Print the JSON Schema of spec files or of search configurations (for editors with a
+    /// YAML language server; the shipped copies are schemas/*.schema.json).
+    Schema(schema::SchemaArgs),
 }
 
 /// Why a command failed, which decides the exit status.
@@ -264,6 +268,7 @@ fn run(cli: Cli, given: &[String]) -> Result<(), Failure> {
         Command::TrialServer(a) => trial::server(&a, &cli.global),
         Command::Codegen(a) => codegen::run(a),
         Command::New(a) => new::run(a),
+        Command::Schema(a) => schema::run(a),
     }
 }
 
