@@ -1,7 +1,7 @@
 //! End-to-end tests of the `optarch` command on the shipped specs and the invalid fixtures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
@@ -546,4 +546,60 @@ fn endless_and_huge_spec_files_fail_at_once() {
         }
     }
     assert!(!std::path::Path::new(svg).exists());
+}
+
+/// The README, `optarch train --help` and the binary agree on where data is looked for:
+/// `--data`, else `$OPTARCH_DATA`, else `~/.cache/optarch/data` (`$XDG_CACHE_HOME` first).
+#[test]
+fn readme_help_and_binary_agree_on_where_data_is_looked_for() {
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = words(&std::fs::read_to_string(root().join("README.md")).unwrap());
+    assert!(
+        readme.contains(
+            "Data comes from `--data`, else `$OPTARCH_DATA`, else `~/.cache/optarch/data` \
+             (`$XDG_CACHE_HOME/optarch/data` when that is set)"
+        ),
+        "the README's sentence on data changed: keep it and this test in step with the binary"
+    );
+    let help = words(&text(&optarch(&["train", "--help"]).stdout));
+    assert!(
+        help.contains("default $OPTARCH_DATA, else a download into ~/.cache/optarch/data"),
+        "{help}"
+    );
+    // The binary, without --data and with downloads off: the error names the place it looked.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |env: &[(&str, &Path)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_optarch"));
+        c.args([
+            "train",
+            "--spec",
+            "specs/gradient_descent.yaml",
+            "--no-download",
+            "--epochs",
+            "1",
+            "--out",
+        ])
+        .arg(tmp.path().join("run"))
+        .current_dir(root())
+        .env_remove("OPTARCH_DATA")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", tmp.path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let home_cache = tmp.path().join(".cache/optarch/data");
+    assert!(
+        run(&[]).contains(&home_cache.display().to_string()),
+        "~/.cache/optarch/data"
+    );
+    let xdg = tmp.path().join("xdg");
+    assert!(
+        run(&[("XDG_CACHE_HOME", &xdg)]).contains(&xdg.join("optarch/data").display().to_string())
+    );
+    let env_dir = tmp.path().join("from-env");
+    assert!(run(&[("OPTARCH_DATA", &env_dir)]).contains(&env_dir.display().to_string()));
 }

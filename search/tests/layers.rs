@@ -82,7 +82,9 @@ const SEARCH: &[(&str, &[&str])] = &[
     ("search/driver", &["lock", "plan", "display", "setup"]),
     (
         "report",
-        &["stats", "chart", "model", "format", "text", "html"],
+        &[
+            "stats", "chart", "model", "explore", "views", "format", "text", "html",
+        ],
     ),
 ];
 

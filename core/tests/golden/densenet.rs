@@ -55,8 +55,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/densenet.yaml";
-        const SPEC_YAML: &'static str = "# DenseNet (Huang et al. 2017): every block sees the concatenation of all earlier features,\n#   z_{k+1} = B_k([z_0, z_1, ..., z_k]),   output [z_0, ..., z_K]\n# In the residual reading -grad(v) = B(v). Momentum methods feed each block a fixed-coefficient\n# sum of all earlier outputs; freeing those coefficients (here: a learned 1x1 mix inside B after\n# concatenation) gives DenseNet.\nname: densenet\nsummary: DenseNet, every block sees the concatenation of all earlier feature maps\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: -grad(cat(z[0..=k]))\noutput: cat(z[0..=K])\n";
-        const SPEC_HASH: u64 = 3096626138013914376u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# DenseNet (Huang et al. 2017): every block sees the concatenation of all earlier features,\n#   z_{k+1} = B_k([z_0, z_1, ..., z_k]),   output [z_0, ..., z_K]\n# In the residual reading -grad(v) = B(v). Momentum methods feed each block a fixed-coefficient\n# sum of all earlier outputs; freeing those coefficients (here: a learned 1x1 mix inside B after\n# concatenation) gives DenseNet.\nname: densenet\nsummary: DenseNet, every block sees the concatenation of all earlier feature maps\ngradient: residual\nstate: [z]\nstep:\n  z[k+1]: -grad(cat(z[0..=k]))\noutput: cat(z[0..=K])\n";
+        const SPEC_HASH: u64 = 4763465715896150141u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

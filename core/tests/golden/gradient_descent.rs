@@ -50,8 +50,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/gradient_descent.yaml";
-        const SPEC_YAML: &'static str = "# Gradient descent, residual reading: grad(v) = -B(v), so\n#   z_{k+1} = z_k - h * grad(z_k) = z_k + h * B_k(z_k)\n# With h = 1 this is exactly ResNet (He et al. 2016): identity shortcut plus a block.\nname: gradient_descent\nsummary: Gradient descent in the residual reading (ResNet)\ngradient: residual\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
-        const SPEC_HASH: u64 = 545709513664001301u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# Gradient descent, residual reading: grad(v) = -B(v), so\n#   z_{k+1} = z_k - h * grad(z_k) = z_k + h * B_k(z_k)\n# With h = 1 this is exactly ResNet (He et al. 2016): identity shortcut plus a block.\nname: gradient_descent\nsummary: Gradient descent in the residual reading (ResNet)\ngradient: residual\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 14193035768764559368u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

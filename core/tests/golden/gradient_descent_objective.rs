@@ -44,8 +44,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/gradient_descent_objective.yaml";
-        const SPEC_YAML: &'static str = "# Gradient descent, objective reading: grad(v) = v - B(v) (f(z) = 1/2 |z|^2 - sum Phi), so\n#   z_{k+1} = z_k - h * (z_k - B_k(z_k)) = (1 - h) z_k + h B_k(z_k)\n# With h = 1 the identity term folds away: the plain feedforward net z_{k+1} = B_k(z_k).\nname: gradient_descent_objective\nsummary: Gradient descent in the objective reading (plain feedforward net at h = 1)\ngradient: objective\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
-        const SPEC_HASH: u64 = 2293968074547156360u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# Gradient descent, objective reading: grad(v) = v - B(v) (f(z) = 1/2 |z|^2 - sum Phi), so\n#   z_{k+1} = z_k - h * (z_k - B_k(z_k)) = (1 - h) z_k + h B_k(z_k)\n# With h = 1 the identity term folds away: the plain feedforward net z_{k+1} = B_k(z_k).\nname: gradient_descent_objective\nsummary: Gradient descent in the objective reading (plain feedforward net at h = 1)\ngradient: objective\nparams:\n  h: 1.0\nstate: [z]\nstep:\n  z[k+1]: z[k] - h * grad(z[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 10445814647226934523u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

@@ -50,8 +50,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/heavy_ball.yaml";
-        const SPEC_YAML: &'static str = "# Polyak's heavy ball:\n#   z_{k+1} = z_k - h * grad(z_k) + beta * (z_k - z_{k-1}),   z_{-1} = z_0\n# Residual reading: z_{k+1} = (1 + beta) z_k - beta z_{k-1} + h B_k(z_k): a ResNet with an\n# extra skip of length two. Unrolled, block j feeds z_{k+1} with h (1 - beta^(k-j+1)) / (1 - beta).\nname: heavy_ball\nsummary: Polyak's heavy-ball method (momentum with constant beta)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { range: [0.0, 0.95], default: 0.5, doc: momentum }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - h * grad(z[k]) + beta * (z[k] - z[k-1])\noutput: z\n";
-        const SPEC_HASH: u64 = 11082749510113777450u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# Polyak's heavy ball:\n#   z_{k+1} = z_k - h * grad(z_k) + beta * (z_k - z_{k-1}),   z_{-1} = z_0\n# Residual reading: z_{k+1} = (1 + beta) z_k - beta z_{k-1} + h B_k(z_k): a ResNet with an\n# extra skip of length two. Unrolled, block j feeds z_{k+1} with h (1 - beta^(k-j+1)) / (1 - beta).\nname: heavy_ball\nsummary: Polyak's heavy-ball method (momentum with constant beta)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { range: [0.0, 0.95], default: 0.5, doc: momentum }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: z[k] - h * grad(z[k]) + beta * (z[k] - z[k-1])\noutput: z\n";
+        const SPEC_HASH: u64 = 10773416647657936763u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

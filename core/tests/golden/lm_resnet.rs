@@ -52,8 +52,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 2;
         const SPEC_FILE: &'static str = "specs/lm_resnet.yaml";
-        const SPEC_YAML: &'static str = "# LM-ResNet (Lu, Zhong, Li, Dong 2018), a linear two-step scheme with a learnable c_k per step:\n#   z_{k+1} = (1 - c_k) z_k + c_k z_{k-1} + B_k(z_k),   z_{-1} = z_0\n# (the paper initialises k_n uniformly in [-0.1, 0]; we start every c_k at the midpoint).\nname: lm_resnet\nsummary: LM-ResNet, a linear two-step method with a learnable coefficient per step\ngradient: residual\nparams:\n  c: { init: -0.05, learn: true, per: step }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: (1 - c) * z[k] + c * z[k-1] - grad(z[k])\noutput: z\n";
-        const SPEC_HASH: u64 = 7536056558929528720u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# LM-ResNet (Lu, Zhong, Li, Dong 2018), a linear two-step scheme with a learnable c_k per step:\n#   z_{k+1} = (1 - c_k) z_k + c_k z_{k-1} + B_k(z_k),   z_{-1} = z_0\n# (the paper initialises k_n uniformly in [-0.1, 0]; we start every c_k at the midpoint).\nname: lm_resnet\nsummary: LM-ResNet, a linear two-step method with a learnable coefficient per step\ngradient: residual\nparams:\n  c: { init: -0.05, learn: true, per: step }\nstate: [z]\ninit:\n  z[-1]: z[0]\nstep:\n  z[k+1]: (1 - c) * z[k] + c * z[k-1] - grad(z[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 12834089109724385445u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

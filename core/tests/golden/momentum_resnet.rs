@@ -56,8 +56,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/momentum_resnet.yaml";
-        const SPEC_YAML: &'static str = "# Momentum ResNet (Sander, Ablin, Blondel, Peyre 2021):\n#   v_{k+1} = gamma v_k + (1 - gamma) B_k(z_k),   z_{k+1} = z_k + v_{k+1},   v_0 = 0\n# In the residual reading B = -grad.\nname: momentum_resnet\nsummary: Momentum ResNet, a velocity state with momentum gamma\ngradient: residual\nparams:\n  gamma: 0.9\nstate: [z, v]\ninput: z\ninit:\n  v[0]: 0\nstep:\n  v[k+1]: gamma * v[k] - (1 - gamma) * grad(z[k])\n  z[k+1]: z[k] + v[k+1]\noutput: z\n";
-        const SPEC_HASH: u64 = 5974584657807273045u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# Momentum ResNet (Sander, Ablin, Blondel, Peyre 2021):\n#   v_{k+1} = gamma v_k + (1 - gamma) B_k(z_k),   z_{k+1} = z_k + v_{k+1},   v_0 = 0\n# In the residual reading B = -grad.\nname: momentum_resnet\nsummary: Momentum ResNet, a velocity state with momentum gamma\ngradient: residual\nparams:\n  gamma: 0.9\nstate: [z, v]\ninput: z\ninit:\n  v[0]: 0\nstep:\n  v[k+1]: gamma * v[k] - (1 - gamma) * grad(z[k])\n  z[k+1]: z[k] + v[k+1]\noutput: z\n";
+        const SPEC_HASH: u64 = 12369118607387788236u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }

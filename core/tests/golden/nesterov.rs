@@ -52,8 +52,8 @@ const _: () = {
         const BLOCKS: usize = 3;
         const LEARNABLES: usize = 0;
         const SPEC_FILE: &'static str = "specs/nesterov.yaml";
-        const SPEC_YAML: &'static str = "# Nesterov's accelerated gradient with theta_k = 2/(k+2):\n#   y_k     = z_k + beta_k (z_k - z_{k-1}),   beta_k = theta_k (1 - theta_{k-1}) / theta_{k-1} = (k-1)/(k+2)\n#   z_{k+1} = y_k - h * grad(y_k),           z_{-1} = z_0\n# Each block sees an extrapolated point y_k rather than z_k.\nname: nesterov\nsummary: Nesterov's accelerated gradient with theta_k = 2/(k+2)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta[k] * (z[k] - z[k-1])\n  z[k+1]: y[k] - h * grad(y[k])\noutput: z\n";
-        const SPEC_HASH: u64 = 5080183098264250959u64;
+        const SPEC_YAML: &'static str = "# yaml-language-server: $schema=../schemas/spec.schema.json\n# Nesterov's accelerated gradient with theta_k = 2/(k+2):\n#   y_k     = z_k + beta_k (z_k - z_{k-1}),   beta_k = theta_k (1 - theta_{k-1}) / theta_{k-1} = (k-1)/(k+2)\n#   z_{k+1} = y_k - h * grad(y_k),           z_{-1} = z_0\n# Each block sees an extrapolated point y_k rather than z_k.\nname: nesterov\nsummary: Nesterov's accelerated gradient with theta_k = 2/(k+2)\ngradient: residual\nparams:\n  h: 1.0\n  beta: { schedule: \"(k - 1) / (k + 2)\" }\nstate: [z, y]\ninit:\n  z[-1]: z[0]\nstep:\n  y[k]: z[k] + beta[k] * (z[k] - z[k-1])\n  z[k+1]: y[k] - h * grad(y[k])\noutput: z\n";
+        const SPEC_HASH: u64 = 9552689389953009082u64;
         fn overrides() -> ::optarch_core::spec::Overrides {
             ::std::collections::BTreeMap::from([])
         }
