@@ -19,7 +19,9 @@ const CORE: &[(&str, &[&str])] = &[
     ("spec", &["raw", "yaml_pos", "eval", "validate", "tests"]),
     (
         "render",
-        &["fixtures", "layout", "svg", "png", "dot", "chart", "tests"],
+        &[
+            "fixtures", "layout", "wrap", "svg", "png", "dot", "chart", "tests",
+        ],
     ),
     (
         "exec",

@@ -128,6 +128,58 @@ impl Placed {
     }
 }
 
+/// An axis-aligned box: centre `(x, y)` and half extents `(hw, hh)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Area {
+    pub x: f64,
+    pub y: f64,
+    pub hw: f64,
+    pub hh: f64,
+}
+
+impl Area {
+    fn overlaps(&self, o: &Area) -> bool {
+        (self.x - o.x).abs() < self.hw + o.hw && (self.y - o.y).abs() < self.hh + o.hh
+    }
+
+    /// Whether the segment `p`–`q` passes through the box (Liang–Barsky clipping).
+    fn crossed_by(&self, p: (f64, f64), q: (f64, f64)) -> bool {
+        let (dx, dy) = (q.0 - p.0, q.1 - p.1);
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for (d, near, far) in [
+            (dx, self.x - self.hw - p.0, self.x + self.hw - p.0),
+            (dy, self.y - self.hh - p.1, self.y + self.hh - p.1),
+        ] {
+            if d.abs() < 1e-12 {
+                if near > 0.0 || far < 0.0 {
+                    return false;
+                }
+            } else {
+                let (a, b) = (near / d, far / d);
+                lo = lo.max(a.min(b));
+                hi = hi.min(a.max(b));
+                if lo > hi {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The white backdrop of an edge label centred at `at`, as the SVG writer draws it.
+pub(super) fn label_area(label: &str, at: (f64, f64)) -> Area {
+    Area {
+        x: at.0,
+        y: at.1,
+        hw: (text_width(label, EDGE_FONT) + 4.0) / 2.0,
+        hh: (EDGE_FONT + 3.0) / 2.0,
+    }
+}
+
+/// How far above its line a straight edge's label sits.
+const LINE_LABEL_RISE: f64 = 8.0;
+
 /// A straight edge between neighbouring columns.
 #[derive(Clone, Debug)]
 pub(super) struct Line {
@@ -135,7 +187,19 @@ pub(super) struct Line {
     pub from: (f64, f64),
     pub to: (f64, f64),
     pub label: Option<String>,
+    /// Where the label's centre goes (chosen clear of other labels, nodes and edges).
+    pub label_at: (f64, f64),
     pub style: EdgeStyle,
+}
+
+impl Line {
+    /// The label's place at fraction `t` of the line, `rise` above it.
+    fn label_spot(&self, t: f64, rise: f64) -> (f64, f64) {
+        (
+            self.from.0 + t * (self.to.0 - self.from.0),
+            self.from.1 + t * (self.to.1 - self.from.1) - rise,
+        )
+    }
 }
 
 /// A skip connection drawn as a cubic arc `from → to` with both control points at `ctrl_y`.
@@ -145,10 +209,22 @@ pub(super) struct Arc {
     pub from: (f64, f64),
     pub to: (f64, f64),
     pub ctrl_y: f64,
-    /// The top (or bottom) of the arc, where its label goes.
-    pub apex: (f64, f64),
     pub label: Option<String>,
+    /// Where the label's centre goes: on the arc, at its apex unless that spot is taken.
+    pub label_at: (f64, f64),
     pub style: EdgeStyle,
+}
+
+impl Arc {
+    /// The point of the arc at parameter `t` in [0, 1].
+    pub fn point(&self, t: f64) -> (f64, f64) {
+        let u = 1.0 - t;
+        let (w0, w1, w2, w3) = (u * u * u, 3.0 * u * u * t, 3.0 * u * t * t, t * t * t);
+        (
+            (w0 + w1) * self.from.0 + (w2 + w3) * self.to.0,
+            w0 * self.from.1 + (w1 + w2) * self.ctrl_y + w3 * self.to.1,
+        )
+    }
 }
 
 /// The whole layout.
@@ -189,7 +265,7 @@ pub(super) fn columns(topo: &Topology) -> Vec<usize> {
 }
 
 /// The main path, output back to a source, through the latest operand (lowest slot on ties).
-fn main_nodes(topo: &Topology, col: &[usize]) -> Vec<NodeIndex> {
+pub(super) fn main_nodes(topo: &Topology, col: &[usize]) -> Vec<NodeIndex> {
     let g = &topo.graph;
     let mut path = Vec::new();
     if g.node_weight(topo.output).is_none() {
@@ -308,25 +384,216 @@ pub(super) fn layout(topo: &Topology) -> Layout {
         .map(|(edge, s, t, label, style)| {
             let (ps, pt) = (&nodes[s.index()], &nodes[t.index()]);
             let (dx, dy) = (pt.x - ps.x, pt.y - ps.y);
+            let (from, to) = (ps.boundary_towards(dx, dy), pt.boundary_towards(-dx, -dy));
             Line {
                 edge,
-                from: ps.boundary_towards(dx, dy),
-                to: pt.boundary_towards(-dx, -dy),
+                from,
+                to,
                 label,
+                label_at: (
+                    (from.0 + to.0) / 2.0,
+                    (from.1 + to.1) / 2.0 - LINE_LABEL_RISE,
+                ),
                 style,
             }
         })
         .collect();
-    let min_x = nodes.iter().map(|p| p.x - p.hw).fold(0.0, f64::min);
-    let max_x = nodes.iter().map(|p| p.x + p.hw).fold(0.0, f64::max);
-    Layout {
+    let mut lay = Layout {
         nodes,
         lines,
         arcs,
-        min_x,
-        max_x,
+        min_x: 0.0,
+        max_x: 0.0,
         min_y,
         max_y,
+    };
+    place_labels(&mut lay);
+    let areas = label_areas(&lay);
+    let boxes = lay
+        .nodes
+        .iter()
+        .map(|p| Area {
+            x: p.x,
+            y: p.y,
+            hw: p.hw,
+            hh: p.hh,
+        })
+        .chain(areas.iter().map(|(_, a)| *a));
+    for a in boxes {
+        lay.min_x = lay.min_x.min(a.x - a.hw);
+        lay.max_x = lay.max_x.max(a.x + a.hw);
+        lay.min_y = lay.min_y.min(a.y - a.hh);
+        lay.max_y = lay.max_y.max(a.y + a.hh);
+    }
+    lay
+}
+
+/// Which edge a label or a stroke belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    Line(usize),
+    Arc(usize),
+}
+
+/// A drawn edge as a polyline, with its bounding box.
+struct Stroke {
+    owner: Owner,
+    pts: Vec<(f64, f64)>,
+    bounds: Area,
+}
+
+impl Stroke {
+    fn new(owner: Owner, pts: Vec<(f64, f64)>) -> Stroke {
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in &pts {
+            (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+        }
+        let bounds = Area {
+            x: (x0 + x1) / 2.0,
+            y: (y0 + y1) / 2.0,
+            hw: (x1 - x0) / 2.0 + 0.5,
+            hh: (y1 - y0) / 2.0 + 0.5,
+        };
+        Stroke { owner, pts, bounds }
+    }
+
+    fn crosses(&self, area: &Area) -> bool {
+        self.bounds.overlaps(area) && self.pts.windows(2).any(|w| area.crossed_by(w[0], w[1]))
+    }
+}
+
+/// Segments an arc is checked as (its curvature is gentle: 32 chords stay within a pixel).
+const ARC_SEGMENTS: usize = 32;
+
+fn strokes(lines: &[Line], arcs: &[Arc]) -> Vec<Stroke> {
+    let lines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Stroke::new(Owner::Line(i), vec![l.from, l.to]));
+    let arcs = arcs.iter().enumerate().map(|(i, a)| {
+        let pts = (0..=ARC_SEGMENTS)
+            .map(|k| a.point(k as f64 / ARC_SEGMENTS as f64))
+            .collect();
+        Stroke::new(Owner::Arc(i), pts)
+    });
+    lines.chain(arcs).collect()
+}
+
+fn node_area(p: &Placed) -> Area {
+    Area {
+        x: p.x,
+        y: p.y,
+        hw: p.hw,
+        hh: p.hh,
+    }
+}
+
+/// What a label at `area` would hide or be hidden by: other labels, nodes, and edges other
+/// than its own, as descriptions.
+fn clashes(
+    area: &Area,
+    own: Owner,
+    labels: &[(Owner, Area)],
+    nodes: &[Placed],
+    strokes: &[Stroke],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (o, a) in labels {
+        if *o != own && a.overlaps(area) {
+            out.push(format!("label of {o:?}"));
+        }
+    }
+    for (i, p) in nodes.iter().enumerate() {
+        if node_area(p).overlaps(area) {
+            out.push(format!("node {i}"));
+        }
+    }
+    for s in strokes {
+        if s.owner != own && s.crosses(area) {
+            out.push(format!("edge {:?}", s.owner));
+        }
+    }
+    out
+}
+
+/// The labels as drawn: owner and backdrop.
+pub(super) fn label_areas(lay: &Layout) -> Vec<(Owner, Area)> {
+    let lines = lay.lines.iter().enumerate().filter_map(|(i, l)| {
+        let label = l.label.as_deref()?;
+        Some((Owner::Line(i), label_area(label, l.label_at)))
+    });
+    let arcs = lay.arcs.iter().enumerate().filter_map(|(i, a)| {
+        let label = a.label.as_deref()?;
+        Some((Owner::Arc(i), label_area(label, a.label_at)))
+    });
+    lines.chain(arcs).collect()
+}
+
+#[cfg(test)]
+/// Everything that keeps a picture from being read: labels overlapping each other or a node,
+/// and edges running through a label that is not theirs. Empty for a legible layout.
+pub(super) fn legibility_faults(lay: &Layout) -> Vec<String> {
+    let labels = label_areas(lay);
+    let strokes = strokes(&lay.lines, &lay.arcs);
+    let mut faults = Vec::new();
+    for (own, area) in &labels {
+        for c in clashes(area, *own, &labels, &lay.nodes, &strokes) {
+            faults.push(format!(
+                "label of {own:?} at ({:.0}, {:.0}) meets {c}",
+                area.x, area.y
+            ));
+        }
+    }
+    faults
+}
+
+/// Places every label where it clashes least: a straight edge's above its line (along it, or
+/// below it when that is taken), an arc's on the arc, at its apex or as near to it as is free.
+/// Straight edges first (they have the least room), then arcs from the shortest.
+fn place_labels(lay: &mut Layout) {
+    let Layout {
+        nodes, lines, arcs, ..
+    } = lay;
+    let strokes = strokes(lines, arcs);
+    let mut placed: Vec<(Owner, Area)> = Vec::new();
+    let choose = |own: Owner, label: &str, spots: &[(f64, f64)], placed: &mut Vec<_>| {
+        let cost = |at: (f64, f64)| {
+            let area = label_area(label, at);
+            clashes(&area, own, placed, nodes, &strokes)
+                .iter()
+                .map(|c| if c.starts_with("edge") { 1 } else { 4 })
+                .sum::<usize>()
+        };
+        let mut best = (usize::MAX, spots[0]);
+        for &at in spots {
+            let c = cost(at);
+            if c < best.0 {
+                best = (c, at);
+            }
+            if c == 0 {
+                break;
+            }
+        }
+        placed.push((own, label_area(label, best.1)));
+        best.1
+    };
+    const ALONG: [f64; 7] = [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78];
+    for (i, l) in lines.iter_mut().enumerate() {
+        let Some(label) = l.label.as_deref() else {
+            continue;
+        };
+        let spots: Vec<(f64, f64)> = [LINE_LABEL_RISE, -LINE_LABEL_RISE]
+            .iter()
+            .flat_map(|&rise| [0.5, 0.35, 0.65].map(|t| l.label_spot(t, rise)))
+            .collect();
+        l.label_at = choose(Owner::Line(i), label, &spots, &mut placed);
+    }
+    for (i, a) in arcs.iter_mut().enumerate() {
+        let Some(label) = a.label.as_deref() else {
+            continue;
+        };
+        let spots: Vec<(f64, f64)> = ALONG.iter().map(|&t| a.point(t)).collect();
+        a.label_at = choose(Owner::Arc(i), label, &spots, &mut placed);
     }
 }
 
@@ -572,8 +839,8 @@ fn arcs(pending: &[PendingArc], nodes: &[Placed], bands: &Bands) -> (Vec<Arc>, f
             from,
             to,
             ctrl_y,
-            apex: ((from.0 + to.0) / 2.0, apex_y),
             label: p.label.clone(),
+            label_at: ((from.0 + to.0) / 2.0, apex_y),
             style: p.style,
         });
     }

@@ -18,6 +18,7 @@ mod dot;
 mod layout;
 mod png;
 mod svg;
+mod wrap;
 
 pub use dot::to_dot;
 pub use png::{svg_to_png, to_png};

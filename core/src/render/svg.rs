@@ -1,9 +1,10 @@
 //! The SVG writer: draws a [`Layout`](super::layout::Layout) with a title and a legend.
 
 use super::layout::{
-    edge_style, layout, state_text, text_width, EdgeStyle, Shape, EDGE_FONT, NAME_FONT, NODE_FONT,
-    SIGMA_FONT,
+    edge_style, label_area, state_text, text_width, EdgeStyle, Layout, Shape, EDGE_FONT, NAME_FONT,
+    NODE_FONT, SIGMA_FONT,
 };
+use super::wrap::{drawn_lines, DrawnLine};
 use super::{xml_escape, INK};
 use crate::topology::{NodeKind, Topology};
 
@@ -80,14 +81,15 @@ fn text(out: &mut String, x: f64, y: f64, size: f64, extra: &str, s: &str) {
 }
 
 /// An edge label on a white backdrop so it stays readable over lines.
-fn edge_label(out: &mut String, x: f64, y: f64, label: &str, style: EdgeStyle) {
-    let w = text_width(label, EDGE_FONT) + 4.0;
-    let h = EDGE_FONT + 3.0;
+fn edge_label(out: &mut String, (x, y): (f64, f64), label: &str, style: EdgeStyle) {
+    let area = label_area(label, (x, y));
     out.push_str(&format!(
-        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" rx=\"2\" \
+        "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" rx=\"2\" \
          fill=\"#ffffff\" fill-opacity=\"0.85\"/>\n",
-        x - w / 2.0,
-        y - h / 2.0
+        x - area.hw,
+        y - area.hh,
+        2.0 * area.hw,
+        2.0 * area.hh
     ));
     let extra = format!(" fill=\"{}\"", colour(style));
     text(out, x, y + 0.35 * EDGE_FONT, EDGE_FONT, &extra, label);
@@ -138,12 +140,15 @@ fn arrow_marker(out: &mut String, id: &str, style: EdgeStyle, size: f64, opacity
 enum Entry {
     Node(NodeKind, Shape, &'static str, &'static str),
     Edge(EdgeStyle, &'static str),
+    /// A faded value: repeated from the line above in a wrapped picture.
+    Ghost,
 }
 
 impl Entry {
     fn text(&self) -> &'static str {
         match self {
             Entry::Node(.., l) | Entry::Edge(_, l) => l,
+            Entry::Ghost => "faded: repeated from the line above",
         }
     }
 
@@ -220,6 +225,12 @@ fn legend(out: &mut String, entries: &[Entry], left: f64, top: f64, width: f64) 
                 node_shape(out, kind, cx, y, hw, hh, *shape);
                 text(out, cx, y + 3.5, 10.0, &format!(" fill=\"{INK}\""), glyph);
             }
+            Entry::Ghost => {
+                out.push_str(&format!("<g opacity=\"{GHOST_OPACITY}\">\n"));
+                node_shape(out, &NodeKind::Combine, cx, y, 9.0, 9.0, Shape::Ellipse);
+                text(out, cx, y + 3.5, 10.0, &format!(" fill=\"{INK}\""), "Σ");
+                out.push_str("</g>\n");
+            }
             Entry::Edge(style, _) => {
                 out.push_str(&format!(
                     "<path d=\"M{:.1},{y:.1} L{:.1},{y:.1}\" fill=\"none\" stroke=\"{}\" \
@@ -244,47 +255,31 @@ fn legend(out: &mut String, entries: &[Entry], left: f64, top: f64, width: f64) 
     y + LEGEND_ROW / 2.0 - top
 }
 
-/// A self-drawn SVG picture of `topo`: layers left to right, the main path on a straight line,
-/// skip connections as arcs above and below it labelled with their coefficients (coefficient 1
-/// is not labelled; negative constants are red and dashed, learnable coefficients purple),
-/// a title with the name and the number of steps, and a legend.
-///
-/// Text uses a generic font stack (`DejaVu Sans, Arial, Helvetica, sans-serif`). Nodes and
-/// edges carry `<title>` tooltips for viewers that show them.
-pub fn to_svg(topo: &Topology) -> String {
+/// How arcs are stroked: thinner and fainter as they multiply.
+struct ArcLook {
+    width: f64,
+    opacity: f64,
+    head: f64,
+}
+
+/// How faded a ghost (a value repeated from the line above) is drawn.
+const GHOST_OPACITY: f64 = 0.45;
+
+/// Vertical space between the lines of a wrapped picture.
+const LINE_GAP: f64 = 28.0;
+
+/// Draws one line of a picture (`lay`, the layout of `topo`) shifted by `(dx, dy)`; ghost
+/// nodes (copies of values drawn on the line above) are faded and say so in their tooltips.
+fn draw(
+    body: &mut String,
+    topo: &Topology,
+    lay: &Layout,
+    ghosts: &[bool],
+    look: &ArcLook,
+    (dx, dy): (f64, f64),
+) {
     let g = &topo.graph;
-    let lay = layout(topo);
-    let draw_w = lay.max_x - lay.min_x;
-    let title_w = text_width(&topo.name, TITLE_FONT) * 1.1;
-    let facts_w = text_width(&facts(topo), FACTS_FONT);
-    let entries = legend_entries(topo);
-    let legend_w: f64 = entries.iter().map(Entry::width).sum();
-    let content_w = draw_w.max(title_w).max(facts_w).max(legend_w);
-    let width = (content_w + 2.0 * MARGIN).ceil();
-    let dx = MARGIN - lay.min_x + (content_w - draw_w).max(0.0) / 2.0;
-    let dy = HEADER - lay.min_y;
-    let legend_top = dy + lay.max_y + 16.0;
-
-    let mut body = String::new();
-    body.push_str(&format!(
-        "<text x=\"{MARGIN}\" y=\"26\" font-size=\"{TITLE_FONT}\" font-weight=\"bold\" \
-         fill=\"{INK}\">{}</text>\n",
-        xml_escape(&topo.name)
-    ));
-    body.push_str(&format!(
-        "<text x=\"{MARGIN}\" y=\"44\" font-size=\"{FACTS_FONT}\" fill=\"#546e7a\">{}</text>\n",
-        xml_escape(&facts(topo))
-    ));
-    let legend_h = legend(&mut body, &entries, MARGIN, legend_top, content_w);
-    let height = (legend_top + legend_h + MARGIN).ceil();
-
-    // Stroke weight and transparency of arcs thin out as they multiply.
-    let (arc_w, arc_opacity, arc_head): (f64, f64, f64) = match lay.arcs.len() {
-        0..=15 => (1.4, 0.85, 8.0),
-        16..=60 => (1.1, 0.6, 7.0),
-        _ => (0.8, 0.4, 6.0),
-    };
-
+    let (arc_w, arc_opacity) = (look.width, look.opacity);
     body.push_str(&format!("<g transform=\"translate({dx:.1},{dy:.1})\">\n"));
     let edge_title = |e: petgraph::graph::EdgeIndex| -> String {
         match g.edge_endpoints(e) {
@@ -340,12 +335,21 @@ pub fn to_svg(topo: &Topology) -> String {
         if !node.names.is_empty() && !matches!(node.kind, NodeKind::Combine | NodeKind::Concat) {
             tip.push_str(&format!(" ({})", node.names.join(", ")));
         }
-        body.push_str(&format!("<g><title>{}</title>\n", xml_escape(&tip)));
-        node_shape(&mut body, &node.kind, p.x, p.y, p.hw, p.hh, p.shape);
+        let ghost = ghosts.get(idx.index()).copied().unwrap_or(false);
+        if ghost {
+            tip.push_str(" (repeated from the line above)");
+        }
+        let fade = if ghost {
+            format!(" opacity=\"{GHOST_OPACITY}\"")
+        } else {
+            String::new()
+        };
+        body.push_str(&format!("<g{fade}><title>{}</title>\n", xml_escape(&tip)));
+        node_shape(body, &node.kind, p.x, p.y, p.hw, p.hh, p.shape);
         let fill = format!(" fill=\"{INK}\"");
         match &node.kind {
             NodeKind::Input | NodeKind::Output => text(
-                &mut body,
+                body,
                 p.x,
                 p.y + 0.35 * NODE_FONT,
                 NODE_FONT,
@@ -353,7 +357,7 @@ pub fn to_svg(topo: &Topology) -> String {
                 &node.label(),
             ),
             NodeKind::Block { .. } => text(
-                &mut body,
+                body,
                 p.x,
                 p.y + 0.35 * NODE_FONT,
                 NODE_FONT,
@@ -366,11 +370,11 @@ pub fn to_svg(topo: &Topology) -> String {
                     _ => ("cat", NAME_FONT),
                 };
                 if node.names.is_empty() {
-                    text(&mut body, p.x, p.y + 0.36 * size, size, &fill, glyph);
+                    text(body, p.x, p.y + 0.36 * size, size, &fill, glyph);
                 } else {
-                    text(&mut body, p.x, p.y - 2.0, size, &fill, glyph);
+                    text(body, p.x, p.y - 2.0, size, &fill, glyph);
                     let name = state_text(&node.names);
-                    text(&mut body, p.x, p.y + 10.5, NAME_FONT, &fill, &name);
+                    text(body, p.x, p.y + 10.5, NAME_FONT, &fill, &name);
                 }
             }
         }
@@ -379,16 +383,94 @@ pub fn to_svg(topo: &Topology) -> String {
     body.push_str("</g>\n<g class=\"labels\">\n");
     for l in &lay.lines {
         if let Some(label) = &l.label {
-            let (mx, my) = ((l.from.0 + l.to.0) / 2.0, (l.from.1 + l.to.1) / 2.0);
-            edge_label(&mut body, mx, my - 8.0, label, l.style);
+            edge_label(body, l.label_at, label, l.style);
         }
     }
     for a in &lay.arcs {
         if let Some(label) = &a.label {
-            edge_label(&mut body, a.apex.0, a.apex.1, label, a.style);
+            edge_label(body, a.label_at, label, a.style);
         }
     }
     body.push_str("</g>\n</g>\n");
+}
+
+/// A self-drawn SVG picture of `topo`: layers left to right, the main path on a straight line,
+/// skip connections as arcs above and below it labelled with their coefficients (coefficient 1
+/// is not labelled; negative constants are red and dashed, learnable coefficients purple),
+/// a title with the name and the number of steps, and a legend.
+///
+/// Text uses a generic font stack (`DejaVu Sans, Arial, Helvetica, sans-serif`). Nodes and
+/// edges carry `<title>` tooltips for viewers that show them.
+pub fn to_svg(topo: &Topology) -> String {
+    let lines = drawn_lines(topo);
+    let wrapped = lines.len() > 1;
+    let draw_w = lines
+        .iter()
+        .map(|l| l.lay.max_x - l.lay.min_x)
+        .fold(0.0, f64::max);
+    let title_w = text_width(&topo.name, TITLE_FONT) * 1.1;
+    let facts_w = text_width(&facts(topo), FACTS_FONT);
+    let mut entries = legend_entries(topo);
+    if wrapped {
+        entries.push(Entry::Ghost);
+    }
+    let legend_w: f64 = entries.iter().map(Entry::width).sum();
+    let content_w = draw_w.max(title_w).max(facts_w).max(legend_w);
+    let width = (content_w + 2.0 * MARGIN).ceil();
+
+    let mut body = String::new();
+    body.push_str(&format!(
+        "<text x=\"{MARGIN}\" y=\"26\" font-size=\"{TITLE_FONT}\" font-weight=\"bold\" \
+         fill=\"{INK}\">{}</text>\n",
+        xml_escape(&topo.name)
+    ));
+    body.push_str(&format!(
+        "<text x=\"{MARGIN}\" y=\"44\" font-size=\"{FACTS_FONT}\" fill=\"#546e7a\">{}</text>\n",
+        xml_escape(&facts(topo))
+    ));
+
+    // Stroke weight and transparency of arcs thin out as they multiply.
+    let arcs: usize = lines.iter().map(|l| l.lay.arcs.len()).sum();
+    let arc_look = match arcs {
+        0..=15 => ArcLook {
+            width: 1.4,
+            opacity: 0.85,
+            head: 8.0,
+        },
+        16..=60 => ArcLook {
+            width: 1.1,
+            opacity: 0.6,
+            head: 7.0,
+        },
+        _ => ArcLook {
+            width: 0.8,
+            opacity: 0.4,
+            head: 6.0,
+        },
+    };
+    let mut top = HEADER;
+    for DrawnLine {
+        topo: part,
+        lay,
+        ghosts,
+    } in &lines
+    {
+        let w = lay.max_x - lay.min_x;
+        // A single line is centred; wrapped lines start at the margin, like text.
+        let indent = if wrapped {
+            0.0
+        } else {
+            (content_w - w).max(0.0) / 2.0
+        };
+        let (dx, dy) = (MARGIN - lay.min_x + indent, top - lay.min_y);
+        draw(&mut body, part, lay, ghosts, &arc_look, (dx, dy));
+        top += lay.max_y - lay.min_y + LINE_GAP;
+    }
+    let legend_top = top - LINE_GAP + 16.0;
+    let legend_h = legend(&mut body, &entries, MARGIN, legend_top, content_w);
+    let height = (legend_top + legend_h + MARGIN).ceil();
+    let arc_head = arc_look.head;
+    let arc_opacity = arc_look.opacity;
 
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");

@@ -1,5 +1,5 @@
 use super::fixtures::{self, Build};
-use super::layout::{columns, layout, EdgeStyle};
+use super::layout::{columns, layout, legibility_faults, EdgeStyle};
 use super::png::svg_options;
 use super::*;
 use crate::coef::Coef;
@@ -182,10 +182,13 @@ fn heavy_ball_momentum_arcs_go_to_the_other_side() {
     assert_eq!(negative.len(), 5);
     assert_eq!(positive.len(), 6);
     assert!(
-        positive.iter().all(|a| a.apex.1 < 0.0),
+        positive.iter().all(|a| a.point(0.5).1 < 0.0),
         "identity/1+β arcs above"
     );
-    assert!(negative.iter().all(|a| a.apex.1 > 0.0), "-β arcs below");
+    assert!(
+        negative.iter().all(|a| a.point(0.5).1 > 0.0),
+        "-β arcs below"
+    );
     assert!(negative.iter().all(|a| a.label.as_deref() == Some("-0.9")));
 }
 
@@ -201,15 +204,15 @@ fn nested_arcs_never_share_a_height() {
         for a in &lay.arcs {
             for b in &lay.arcs {
                 let (sa, sb) = (span(a), span(b));
-                let same_side = (a.apex.1 < 0.0) == (b.apex.1 < 0.0);
+                let same_side = (a.point(0.5).1 < 0.0) == (b.point(0.5).1 < 0.0);
                 let strictly_inside = sb.0 >= sa.0 - 20.0 && sb.1 <= sa.1 + 20.0 && sb != sa;
                 if same_side && strictly_inside && (sb.1 - sb.0) < (sa.1 - sa.0) - 30.0 {
                     assert!(
-                        a.apex.1.abs() > b.apex.1.abs() + 5.0,
+                        a.point(0.5).1.abs() > b.point(0.5).1.abs() + 5.0,
                         "{}: outer arc {sa:?} at {} not beyond inner {sb:?} at {}",
                         topo.name,
-                        a.apex.1,
-                        b.apex.1
+                        a.point(0.5).1,
+                        b.point(0.5).1
                     );
                 }
             }
@@ -496,4 +499,105 @@ fn pictures_past_the_edge_limit_are_refused_and_dot_is_not() {
         crate::analysis::analyse(&crate::topology::unroll(&gd, 250, &Default::default()).unwrap())
             .unwrap();
     assert_eq!(small.coefficients.rows.len(), 251);
+}
+
+/// The pictures people read: every shipped spec and the three-step methods (Adams–Bashforth 3,
+/// a generated three-step recurrence), at 4 and at 8 steps.
+fn legibility_set() -> Vec<Topology> {
+    let mut topos = shipped(8);
+    topos.extend(shipped(4));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/methods");
+    let three_step = crate::spec::load_str(
+        "three.yaml",
+        "name: three_step\nstate: [z]\ninit:\n  z[-1]: z[0]\n  z[-2]: z[0]\nstep:\n  \
+         z[k+1]: 1.5 * z[k] - 0.8 * z[k-1] + 0.3 * z[k-2] - grad(1.25 * z[k] - 0.25 * z[k-2])\n\
+         output: z\n",
+    );
+    let mut specs = vec![three_step];
+    for name in ["adams_bashforth3", "midpoint"] {
+        specs.push(crate::spec::load(dir.join(format!("{name}.yaml"))));
+    }
+    for spec in specs {
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => unreachable!("{e}"),
+        };
+        for steps in [4, 8] {
+            match crate::topology::unroll(&spec, steps, &Default::default()) {
+                Ok(t) => topos.push(t),
+                Err(e) => unreachable!("{e}"),
+            }
+        }
+    }
+    topos
+}
+
+#[test]
+fn labels_stay_clear_of_labels_nodes_and_edges() {
+    let mut bad = Vec::new();
+    for topo in legibility_set() {
+        let lines = super::wrap::drawn_lines(&topo);
+        let faults: Vec<String> = lines
+            .iter()
+            .flat_map(|l| legibility_faults(&l.lay))
+            .collect();
+        if !faults.is_empty() {
+            bad.push(format!(
+                "{} at {} steps: {} faults, e.g. {}",
+                topo.name,
+                topo.steps,
+                faults.len(),
+                faults[..faults.len().min(3)].join("; ")
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn wide_pictures_wrap_onto_lines_that_repeat_what_they_read() {
+    use super::wrap::{drawn_lines, MAX_LINE_WIDTH};
+    let mut wrapped = 0;
+    for topo in legibility_set() {
+        let lines = drawn_lines(&topo);
+        let full = layout(&topo);
+        if full.max_x - full.min_x <= MAX_LINE_WIDTH {
+            assert_eq!(lines.len(), 1, "{} fits on one line", topo.name);
+            continue;
+        }
+        wrapped += 1;
+        assert!(lines.len() >= 2, "{} at {} steps", topo.name, topo.steps);
+        // Every line fits, every node is drawn once (plus ghosts), every edge exactly once.
+        let own_nodes: usize = lines
+            .iter()
+            .map(|l| l.ghosts.iter().filter(|g| !**g).count())
+            .sum();
+        let edges: usize = lines.iter().map(|l| l.topo.graph.edge_count()).sum();
+        assert_eq!(own_nodes, topo.graph.node_count(), "{}", topo.name);
+        assert_eq!(edges, topo.graph.edge_count(), "{}", topo.name);
+        let mut seen: Vec<String> = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let w = l.lay.max_x - l.lay.min_x;
+            assert!(w <= MAX_LINE_WIDTH, "{} line {i}: {w}", topo.name);
+            // A line after the first starts from a ghost of the line above; ghosts are values
+            // drawn before, and only ghosts have no operands in the line.
+            assert_eq!(l.ghosts.get(l.topo.input.index()), Some(&(i > 0)));
+            for n in l.topo.graph.node_indices() {
+                let label = l.topo.graph[n].label();
+                if l.ghosts[n.index()] {
+                    assert!(seen.contains(&label), "{}: ghost {label}", topo.name);
+                } else {
+                    seen.push(label);
+                }
+            }
+        }
+    }
+    assert!(
+        wrapped >= 4,
+        "the 8-step Nesterov, AB3 and others wrap: {wrapped}"
+    );
+    // DenseNet's concatenations read every earlier map: no cut needs few enough ghosts, and it
+    // stays on one line.
+    let dense = fixtures::dense_concat(8);
+    assert_eq!(drawn_lines(&dense).len(), 1);
 }
