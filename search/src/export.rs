@@ -182,8 +182,18 @@ pub fn write_weights(vs: &tch::nn::VarStore, path: &Path) -> R<()> {
         .collect();
     named.extend(counters);
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    Tensor::write_safetensors(&named, path)?;
-    Ok(())
+    beside_then_rename(path, |tmp| Ok(Tensor::write_safetensors(&named, tmp)?))
+}
+
+/// Writes an export file through `write` into a hidden file beside `path`, then renames it into
+/// place: a crash leaves the previous file or none, never a partial one.
+fn beside_then_rename(path: &Path, write: impl FnOnce(&Path) -> R<()>) -> R<()> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    write(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// The docstring of `model.py`.
@@ -265,7 +275,7 @@ pub fn export_run(run_dir: &Path, out: &Path, compute: Compute, formats: Formats
     let mut write = |name: &str, bytes: &[u8]| {
         let p = out.join(name);
         files.push(name.to_string());
-        std::fs::write(&p, bytes).map_err(io(&p))
+        checkpoint::write_atomic(&p, bytes).map_err(TrainError::from)
     };
     write(
         "spec.yaml",
@@ -314,8 +324,7 @@ pub fn export_run(run_dir: &Path, out: &Path, compute: Compute, formats: Formats
         val_accuracy: best.as_ref().and_then(|m| m.val_acc),
         test_accuracy: best.as_ref().and_then(|m| m.test_acc),
     };
-    let p = out.join("export.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&e)?).map_err(io(&p))?;
+    checkpoint::write_json(&out.join("export.json"), &e).map_err(TrainError::from)?;
     Ok(e)
 }
 
@@ -350,8 +359,8 @@ fn trace(net: &mut Network, compute: Compute, data: &DataRecord, out: &Path) -> 
     if let Some(f) = failure {
         return Err(ExportError::Trace(f));
     }
-    traced?.save(out.join("model.pt"))?;
-    Ok(())
+    let traced = traced?;
+    beside_then_rename(&out.join("model.pt"), |tmp| Ok(traced.save(tmp)?))
 }
 
 /// Exports the winner of the search in `dir` into `out` (a search writes `DIR/export`): the
