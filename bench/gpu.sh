@@ -10,7 +10,8 @@
 # Writes into OUTDIR (default $OUT, else runs/gpu): card.csv (nvidia-smi), env.txt (what
 # libtorch sees), bench.json (images per second for every preset and spec in fp32, fp32 with
 # channels_last, bf16 and bf16 with channels_last) and bench-amp.json (fp16 autocast, contiguous
-# and channels_last), train-*/ (run directories with metrics.jsonl). Copy the figures into
+# and channels_last), train-*/ (run directories with metrics.jsonl), science/ and
+# science-report.txt (specs/search/science-cpu.yaml searched on the GPU). Copy the figures into
 # docs/BENCHMARKS.md with the card's name.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,7 +46,14 @@ if [ -n "${OPTARCH_DATA:-}" ]; then
       --depth 20 --epochs 2 --train-subset 10000 --batch-size 128 \
       --data "$OPTARCH_DATA" --out "$out/$name" --precision "$precision"
   done
+  # The science campaign's CPU cut on the GPU (docs/SCIENCE.md): minutes on one GPU, a first
+  # GPU table beside the CPU one.
+  echo "==> optarch search specs/search/science-cpu.yaml --device cuda" >&2
+  rm -rf "${out:?}/science"
+  "$bin/optarch" search specs/search/science-cpu.yaml --device cuda --data "$OPTARCH_DATA" \
+    --out "$out/science"
+  "$bin/optarch" report "$out/science" | tee "$out/science-report.txt"
 else
-  echo "OPTARCH_DATA is not set: skipping the training runs" >&2
+  echo "OPTARCH_DATA is not set: skipping the training runs and the science search" >&2
 fi
 echo "==> figures in $out" >&2

@@ -39,9 +39,14 @@ fn every_shipped_spec_loads_and_unrolls() {
 /// midpoint rule: two per step).
 #[test]
 fn a_gradient_of_the_same_value_is_one_block() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/methods");
-    for (name, per_step) in [("adams_bashforth3", 1), ("midpoint", 2)] {
-        let s = spec::load(dir.join(format!("{name}.yaml"))).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/methods");
+    for (path, per_step) in [
+        (specs_dir().join("adams_bashforth3.yaml"), 1),
+        (fixtures.join("midpoint.yaml"), 2),
+        (specs_dir().join("qhm.yaml"), 1),
+    ] {
+        let name = path.display();
+        let s = spec::load(&path).unwrap();
         for steps in [1, 2, 3, 8, 20] {
             let t = unroll(&s, steps, &Overrides::new()).unwrap();
             assert_eq!(t.block_count(), per_step * steps, "{name} at {steps} steps");

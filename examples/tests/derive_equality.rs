@@ -187,7 +187,7 @@ equal!(polyak_ema, "../specs/polyak_ema.yaml", 6, dense = false);
 // blocks a step.
 equal!(
     adams_bashforth3,
-    "../core/tests/fixtures/methods/adams_bashforth3.yaml",
+    "../specs/adams_bashforth3.yaml",
     4,
     dense = false
 );
@@ -256,3 +256,12 @@ fn shared_block_is_built_once() {
     );
     assert_eq!(y.size(), [1, C, 4, 4]);
 }
+// Quasi-hyperbolic momentum reads its step's block twice (one block); triple momentum's blocks
+// see an extrapolated point, its coefficients come from schedules of rho.
+equal!(qhm, "../specs/qhm.yaml", 4, dense = false);
+equal!(
+    triple_momentum,
+    "../specs/triple_momentum.yaml",
+    4,
+    dense = false
+);

@@ -509,6 +509,73 @@ fn search_check_builds_the_pool_and_makes_nothing() {
     assert!(stdout.contains("  heavy_ball[beta=0.6]"), "{stdout}");
 }
 
+/// The science campaign's configurations (docs/SCIENCE.md): both build their pools with every
+/// method of the protocol, and the GPU one dry-runs on its own and on Slurm, making nothing.
+#[test]
+fn the_science_configs_check_and_the_gpu_one_dry_runs() {
+    for (cfg, rungs) in [
+        ("specs/search/science-cpu.yaml", "rungs [1, 3, 9] epochs"),
+        (
+            "specs/search/science-gpu.yaml",
+            "rungs [5, 20, 80, 164] epochs",
+        ),
+    ] {
+        let out = optarch(&["search", cfg, "--check"]);
+        assert!(out.status.success(), "{cfg}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains(&format!("{cfg}: valid")), "{stdout}");
+        assert!(stdout.contains(rungs), "{stdout}");
+        for method in [
+            "gradient_descent",
+            "heavy_ball[beta=0.6]",
+            "nesterov",
+            "nesterov_theta",
+            "momentum_resnet",
+            "lm_resnet",
+            "densenet",
+            "triple_momentum[rho=0.5]",
+            "qhm[beta=0.9,nu=0.7]",
+            "adams_bashforth3",
+            "gen_a1p2_m0p5_0p3_b1p25_m0p25_0_h1",
+        ] {
+            assert!(
+                stdout.contains(&format!("\n  {method}\n")),
+                "{cfg}: {method}\n{stdout}"
+            );
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("science");
+    let dir_s = dir.to_str().unwrap();
+    let gpu = "specs/search/science-gpu.yaml";
+    let out = optarch(&["search", gpu, "--dry-run", "--out", dir_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("32 candidates"),
+        "{}",
+        text(&out.stdout)
+    );
+    let slurm = [
+        "search",
+        gpu,
+        "--dry-run",
+        "--out",
+        dir_s,
+        "--executor",
+        "slurm",
+        "--partition",
+        "gpu",
+        "--gres",
+        "gpu:1",
+    ];
+    let out = optarch(&slurm);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("#SBATCH --gres=gpu:1"), "{stdout}");
+    assert!(stdout.contains("#SBATCH --partition=gpu"), "{stdout}");
+    assert!(!dir.exists(), "a dry run makes nothing");
+}
+
 /// A spec is read no further than 1 MiB: `/dev/zero` (endless) and a large file end at once
 /// with a located `too-large` error and the status of an invalid spec, in every command that
 /// reads a spec.

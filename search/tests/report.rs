@@ -69,6 +69,7 @@ impl Db {
                     contraction,
                     asymptotic: contraction.map(|c| c * 0.9),
                     reference,
+                    arch: None,
                 },
             )
             .unwrap();

@@ -728,3 +728,90 @@ fn a_search_directory_appears_whole_or_not_at_all() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A candidate with an architecture of its own (`arch:` on its entry) trains in it: DenseNet's
+/// concatenation in dense blocks, beside ResNets in the search's `train.arch`; the store keeps
+/// it, and the same spec in two architectures is two candidates.
+#[test]
+fn a_candidate_trains_in_its_own_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dense = format!(
+        "\x20 - spec: {s}/densenet.yaml\n    arch: {{preset: cifar-densenet, depth: 10, \
+         widths: [4, 4, 4]}}\n\
+         \x20 - spec: {s}/gradient_descent.yaml\n    arch: {{preset: cifar-resnet, widths: \
+         [4, 4, 4], stage_steps: [1, 1, 1]}}\n",
+        s = specs().display()
+    );
+    let cfg = config(tmp.path(), &dense, 5, true);
+    let dir = tmp.path().join("run");
+    let out = search(
+        &[cfg.to_str().unwrap(), "--out", dir.to_str().unwrap()],
+        None,
+    );
+    assert_ok(&out);
+    check_complete(&dir, &[]);
+    let s = Store::open_existing(&dir.join("search.db")).unwrap();
+    let cands = s.candidates().unwrap();
+    let names: Vec<&str> = cands.iter().map(|c| c.row.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gradient_descent",
+            "heavy_ball[beta=0.5]",
+            "nesterov",
+            "densenet",
+            "gradient_descent"
+        ]
+    );
+    let own = |i: usize| cands[i].row.arch.clone();
+    assert_eq!(own(0), None);
+    let d = own(3).unwrap();
+    assert_eq!(
+        (d.depth, d.widths.as_deref()),
+        (10, Some(&[4i64, 4, 4][..]))
+    );
+    assert_ne!(cands[0].row.topo_hash, cands[4].row.topo_hash);
+    // Each trial's recorded configuration is its candidate's architecture, and its size
+    // follows: the one-block-a-stage ResNet is the smallest network.
+    let trials = s.trials().unwrap();
+    for t in &trials {
+        let text = std::fs::read_to_string(dir.join(&t.dir).join("config.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let preset = v["train"]["arch"]["preset"].as_str().unwrap().to_string();
+        let i = cands.iter().position(|c| c.id == t.candidate).unwrap();
+        let want = if i == 3 {
+            "cifar-densenet"
+        } else {
+            "cifar-resnet"
+        };
+        assert_eq!(preset, want, "trial {:?}", t.id);
+        if i == 4 {
+            assert_eq!(
+                v["train"]["arch"]["stage_steps"],
+                serde_json::json!([1, 1, 1])
+            );
+        }
+    }
+    let size = |i: usize| {
+        trials
+            .iter()
+            .find(|t| t.candidate == cands[i].id && t.parameters.is_some())
+            .and_then(|t| t.parameters)
+    };
+    if let (Some(gd), Some(small)) = (size(0), size(4)) {
+        assert!(small < gd, "{small} vs {gd}");
+    }
+    // An `arch:` is checked like train.arch, at its key; a generator takes none.
+    let bad = tmp.path().join("bad.yaml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("widths: [4, 4, 4]}", "widths: [4, 8, 4]}");
+    std::fs::write(&bad, text).unwrap();
+    let out = search(&[bad.to_str().unwrap(), "--check"], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("candidates.3.arch.widths is [4, 8, 4]") && stderr.contains("growth rate"),
+        "{stderr}"
+    );
+}

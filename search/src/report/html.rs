@@ -121,8 +121,9 @@ fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), PictureError> {
         .candidate(row.candidate)
         .ok_or(PictureError::Missing(row.candidate))?;
     let spec = optarch_core::spec::load_str(&format!("{}.yaml", c.name), &c.spec_yaml)?;
-    // The first stage's step count of the search's architecture, as the trials drew it.
-    let steps = l.config.train.arch.first_stage_steps()?;
+    // The first stage's step count of the candidate's architecture, as the trials drew it.
+    let arch = c.arch.as_ref().unwrap_or(&l.config.train.arch);
+    let steps = arch.first_stage_steps()?;
     let topo = optarch_core::topology::unroll(&spec, steps, &c.overrides)?;
     Ok((optarch_core::render::to_svg(&topo), steps))
 }

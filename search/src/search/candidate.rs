@@ -1,6 +1,7 @@
 //! [`Candidate`]: one network structure of a search, the one type from the pool builder to
 //! the store, the strategies, the trials and the report.
 
+use crate::train::ArchConfig;
 use optarch_core::spec::Overrides;
 use serde::{Deserialize, Serialize};
 
@@ -33,4 +34,8 @@ pub struct Candidate {
     /// winner is compared with it on the test set.
     #[serde(default)]
     pub reference: bool,
+    /// Its own macro-architecture (its configuration entry's `arch:`), replacing the search's
+    /// `train.arch`; part of its topology hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<ArchConfig>,
 }

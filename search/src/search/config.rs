@@ -7,7 +7,7 @@
 
 pub use crate::checks::{Checks, ConfigError, Problem};
 use crate::data::DatasetKind;
-use crate::train::TrainConfig;
+use crate::train::{ArchConfig, TrainConfig};
 use optarch_core::device::DeviceChoice;
 use optarch_core::error::Pos;
 use optarch_core::spec::yaml_pos;
@@ -362,6 +362,8 @@ struct RawCandidate {
     grid: Option<BTreeMap<String, Vec<f64>>>,
     #[serde(default)]
     samples: Option<usize>,
+    #[serde(default)]
+    arch: Option<ArchConfig>,
     generate: Option<GeneratorConfig>,
 }
 
@@ -373,12 +375,14 @@ impl TryFrom<RawCandidate> for CandidateSource {
                 spec,
                 grid: r.grid.unwrap_or_default(),
                 samples: r.samples.unwrap_or(0),
+                arch: r.arch,
             })),
-            (None, Some(g)) if r.grid.is_none() && r.samples.is_none() => {
+            (None, Some(g)) if r.grid.is_none() && r.samples.is_none() && r.arch.is_none() => {
                 Ok(CandidateSource::Generator { generate: g })
             }
-            (None, Some(_)) => Err("a `generate:` entry stands alone: `grid` and `samples` \
-                 belong to a `spec:` entry (the generator's grids are its a, b and h)"
+            (None, Some(_)) => Err("a `generate:` entry stands alone: `grid`, `samples` and \
+                 `arch` belong to a `spec:` entry (the generator's grids are its a, b and h; its \
+                 recurrences train in `train.arch`)"
                 .into()),
             (Some(_), Some(_)) => Err("a candidate entry has either `spec:` or `generate:`, \
                  not both: make them two entries"
@@ -400,6 +404,10 @@ pub struct SpecSource {
     /// Random draws of the spec's `range`/`choices` parameters not in the grid (0: defaults).
     #[serde(default)]
     pub samples: usize,
+    /// The macro-architecture this entry's candidates train in, replacing `train.arch` (e.g.
+    /// DenseNet's dense blocks for a concatenating spec, at a width matched to the others').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<ArchConfig>,
 }
 
 /// New m-step linear recurrences
@@ -627,6 +635,16 @@ impl SearchConfig {
             "GPUs are assigned to trials through CUDA_VISIBLE_DEVICES",
         );
         c.within("train", |c| self.train.check(c, true));
+        for (i, source) in self.candidates.iter().enumerate() {
+            if let CandidateSource::Spec(SpecSource {
+                arch: Some(arch), ..
+            }) = source
+            {
+                c.within("candidates", |c| {
+                    c.within(&i.to_string(), |c| arch.check(c))
+                });
+            }
+        }
         c.require(
             e.max_attempts >= 1,
             &["execution", "max_attempts"],

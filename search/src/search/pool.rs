@@ -240,6 +240,13 @@ impl Builder<'_> {
     /// unless its topology equals an earlier candidate's.
     fn add(&mut self, spec: &Spec, mut c: Candidate) -> Result<(), PoolError> {
         c.topo_hash = topology_hash(spec, self.steps, &c.overrides)?;
+        if let Some(arch) = &c.arch {
+            // The same method in another macro-architecture is another network.
+            #[allow(clippy::expect_used)]
+            let arch = serde_json::to_string(arch)
+                .expect("invariant: an architecture configuration always serialises");
+            c.topo_hash = md5_hex(&format!("{}\n{arch}", c.topo_hash));
+        }
         if let Some(first) = self.pool.items.iter().find(|i| i.topo_hash == c.topo_hash) {
             self.pool.duplicates.push(Merged {
                 name: c.name,
@@ -368,6 +375,7 @@ impl Builder<'_> {
                         contraction: rates.0,
                         asymptotic: rates.1,
                         reference: false,
+                        arch: s.arch.clone(),
                     },
                 )?;
             }
@@ -455,6 +463,7 @@ impl Builder<'_> {
                     contraction: rates.0,
                     asymptotic: rates.1,
                     reference: false,
+                    arch: None,
                 },
             )?;
         }

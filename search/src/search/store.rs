@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE experiments (
@@ -129,6 +129,9 @@ ALTER TABLE pool ADD COLUMN reference INTEGER NOT NULL DEFAULT 0;
 /// Version 3: a trial run as a cluster job records the job's id (Slurm's), so that a driver
 /// started again re-attaches to it instead of submitting it twice.
 const SCHEMA_V3: &str = "ALTER TABLE trials ADD COLUMN job TEXT;";
+/// A candidate's own macro-architecture (a search configuration's `arch:` on its entry), as
+/// JSON; NULL: the search's `train.arch`.
+const SCHEMA_V4: &str = "ALTER TABLE pool ADD COLUMN arch_json TEXT;";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -368,7 +371,8 @@ const TRIAL_COLUMNS: &str = "id, candidate, phase, seed, budget, max_budget, run
 
 /// A candidate's columns: its row of `candidates` joined with its row of `pool`.
 const CANDIDATE_COLUMNS: &str = "c.id, c.name, c.origin, c.spec_yaml, c.spec_hash, c.topo_hash, \
-     c.params_json, c.contraction, c.asymptotic, p.family, p.features_json, p.reference";
+     c.params_json, c.contraction, c.asymptotic, p.family, p.features_json, p.reference, \
+     p.arch_json";
 const CANDIDATE_FROM: &str = "candidates c JOIN pool p ON p.candidate = c.id";
 
 fn trial_from_row(r: &Row<'_>) -> rusqlite::Result<Trial> {
@@ -442,6 +446,10 @@ fn candidate_from_row(r: &Row<'_>) -> rusqlite::Result<Stored<CandidateId, Candi
             family: r.get(9)?,
             features: json_column(r, 10, "features")?,
             reference: r.get(11)?,
+            arch: match r.get::<_, Option<String>>(12)? {
+                Some(_) => Some(json_column(r, 12, "architecture")?),
+                None => None,
+            },
         },
     })
 }
@@ -540,6 +548,13 @@ impl Store {
                 Ok(())
             })?;
         }
+        if version < 4 {
+            self.write(|c| {
+                c.execute_batch(SCHEMA_V4)?;
+                c.pragma_update(None, "user_version", 4)?;
+                Ok(())
+            })?;
+        }
         Ok(())
     }
 
@@ -619,6 +634,12 @@ impl Store {
             .map_err(|e| self.corrupt("parameter values", &c.name, e))?;
         let features =
             serde_json::to_string(&c.features).map_err(|e| self.corrupt("features", &c.name, e))?;
+        let arch = c
+            .arch
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| self.corrupt("architecture", &c.name, e))?;
         self.write(|conn| {
             let existing: Option<CandidateId> = conn
                 .query_row(
@@ -648,9 +669,9 @@ impl Store {
             )?;
             let id = CandidateId(conn.last_insert_rowid());
             conn.execute(
-                "INSERT INTO pool (candidate, position, family, features_json, reference) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, position as i64, c.family, features, c.reference],
+                "INSERT INTO pool (candidate, position, family, features_json, reference, \
+                 arch_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, position as i64, c.family, features, c.reference, arch],
             )?;
             Ok((id, true))
         })
@@ -988,6 +1009,7 @@ mod tests {
             contraction: Some(0.5),
             asymptotic: None,
             reference: false,
+            arch: None,
         }
     }
 
@@ -1103,6 +1125,8 @@ mod tests {
         );
         let c = s.candidate(CandidateId(1)).unwrap();
         assert!(!c.reference);
+        // Version 4: a candidate has no architecture of its own unless its entry gave one.
+        assert_eq!(c.arch, None);
         // The migrated table takes epochs without a test accuracy.
         let mut m = e[0].clone();
         m.metrics.epoch = 1;

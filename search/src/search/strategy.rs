@@ -116,6 +116,7 @@ mod tests {
                 contraction: None,
                 asymptotic: None,
                 reference: false,
+                arch: None,
             })
             .collect()
     }

@@ -75,6 +75,9 @@ pub(crate) fn run_config(
         train.data.test_subset = None;
         train.data.path = Some(prepared);
     }
+    if let Some(arch) = &candidate.arch {
+        train.arch = arch.clone();
+    }
     train.schedule.epochs = trial.max_budget;
     // Only the final trials evaluate the test set: it is reported for them, and nothing a
     // search decides can read it.

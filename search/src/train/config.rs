@@ -215,7 +215,8 @@ pub struct ArchConfig {
     /// Depth of the preset.
     #[arg(long, default_value_t = ArchConfig::default().depth)]
     pub depth: usize,
-    /// Stage widths, e.g. 32,64,128 (one per stage).
+    /// Stage widths, e.g. 32,64,128 (one per stage); for dense blocks the growth rate, the same
+    /// for every stage (e.g. 15,15,15).
     #[arg(long, value_delimiter = ',', value_name = "W,W,W")]
     pub widths: Option<Vec<i64>>,
     /// Steps (blocks) per stage, e.g. 3,3,3.
@@ -253,10 +254,16 @@ fn read_arch(path: &str) -> Result<Arch, String> {
 
 impl ArchConfig {
     /// Checks the preset's depth and the stage widths and step counts against its stages.
-    fn check(&self, c: &mut Checks) {
+    pub(crate) fn check(&self, c: &mut Checks) {
         let base = match &self.custom {
             Some(a) => Ok(a.clone()),
             None => self.preset.arch(self.depth, 10),
+        };
+        let dense = match self.block {
+            Some(b) => b == BlockChoice::Dense,
+            None => base
+                .as_ref()
+                .is_ok_and(|a| matches!(a.block, BlockKind::Dense { .. })),
         };
         let stages = match base {
             Ok(a) if a.stages.iter().any(|s| s.steps > MAX_STAGE_STEPS) => {
@@ -285,6 +292,16 @@ impl ArchConfig {
             }
         };
         if let Some(w) = &self.widths {
+            c.require(
+                !dense || w.iter().all(|x| *x == w[0]),
+                &["arch", "widths"],
+                format!(
+                    "{} is {w:?}; a dense architecture's widths are its growth rate, one for \
+                     every stage",
+                    c.name(&["arch", "widths"])
+                ),
+                "e.g. 12,12,12 (DenseNet-BC's k = 12)",
+            );
             c.require(
                 w.len() == stages && w.iter().all(|x| (1..=65_536).contains(x)),
                 &["arch", "widths"],
@@ -341,6 +358,18 @@ impl ArchConfig {
             }
             for (st, w) in arch.stages.iter_mut().zip(w) {
                 st.width = *w;
+            }
+            // A dense stage's width is its growth rate, one for the whole network (the
+            // block's), with DenseNet's stem of twice that.
+            if let BlockKind::Dense { growth, .. } = &mut arch.block {
+                if w.iter().any(|x| *x != w[0]) {
+                    return Err(SetupError::Invalid(format!(
+                        "--widths of a dense architecture are its growth rate, one for every \
+                         stage (e.g. 12,12,12); got {w:?}"
+                    )));
+                }
+                *growth = w[0];
+                arch.stem.width = 2 * w[0];
             }
         }
         if let Some(k) = &self.stage_steps {
