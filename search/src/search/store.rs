@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build reads and writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE experiments (
@@ -132,6 +132,9 @@ const SCHEMA_V3: &str = "ALTER TABLE trials ADD COLUMN job TEXT;";
 /// A candidate's own macro-architecture (a search configuration's `arch:` on its entry), as
 /// JSON; NULL: the search's `train.arch`.
 const SCHEMA_V4: &str = "ALTER TABLE pool ADD COLUMN arch_json TEXT;";
+
+/// The schema's versions in order: migration i makes version i + 1.
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -527,33 +530,16 @@ impl Store {
                 found: version,
             });
         }
-        if version < 1 {
-            self.write(|c| {
-                c.execute_batch(SCHEMA_V1)?;
-                c.pragma_update(None, "user_version", 1)?;
-                Ok(())
-            })?;
-        }
-        if version < 2 {
-            self.write(|c| {
-                c.execute_batch(SCHEMA_V2)?;
-                c.pragma_update(None, "user_version", 2)?;
-                Ok(())
-            })?;
-        }
-        if version < 3 {
-            self.write(|c| {
-                c.execute_batch(SCHEMA_V3)?;
-                c.pragma_update(None, "user_version", 3)?;
-                Ok(())
-            })?;
-        }
-        if version < 4 {
-            self.write(|c| {
-                c.execute_batch(SCHEMA_V4)?;
-                c.pragma_update(None, "user_version", 4)?;
-                Ok(())
-            })?;
+        // Each migration in one transaction, from the file's version to this optarch's.
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let to = i as i64 + 1;
+            if version < to {
+                self.write(|c| {
+                    c.execute_batch(sql)?;
+                    c.pragma_update(None, "user_version", to)?;
+                    Ok(())
+                })?;
+            }
         }
         Ok(())
     }
