@@ -21,14 +21,8 @@ pub(super) const MAX_LINE_WIDTH: f64 = 1200.0;
 /// The most earlier values a wrapped line may repeat at its start.
 pub(super) const MAX_GHOSTS: usize = 6;
 
-/// One line of a wrapped picture: a topology of its own, and which of its nodes are copies of
-/// values drawn on an earlier line.
-pub(super) struct Part {
-    pub topo: Topology,
-    pub ghosts: Vec<bool>,
-}
-
-/// One line of a picture as drawn: its topology, its layout, and which nodes are ghosts.
+/// One line of a picture as drawn: its topology (a part of the whole for a wrapped picture),
+/// its layout, and which of its nodes are ghosts (copies of values drawn on an earlier line).
 pub(super) struct DrawnLine {
     pub topo: Topology,
     pub lay: Layout,
@@ -39,14 +33,7 @@ pub(super) struct DrawnLine {
 pub(super) fn drawn_lines(topo: &Topology) -> Vec<DrawnLine> {
     let full = layout(topo);
     match wrap(topo, &full) {
-        Some(parts) => parts
-            .into_iter()
-            .map(|p| DrawnLine {
-                lay: layout(&p.topo),
-                topo: p.topo,
-                ghosts: p.ghosts,
-            })
-            .collect(),
+        Some(lines) => lines,
         None => vec![DrawnLine {
             ghosts: vec![false; topo.graph.node_count()],
             topo: topo.clone(),
@@ -56,7 +43,7 @@ pub(super) fn drawn_lines(topo: &Topology) -> Vec<DrawnLine> {
 }
 
 /// The lines of `topo` when its layout `lay` is too wide for one, else `None`.
-fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<Part>> {
+fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<DrawnLine>> {
     let width = lay.max_x - lay.min_x;
     if width <= MAX_LINE_WIDTH {
         return None;
@@ -107,10 +94,7 @@ fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<Part>> {
         }
         let widest = out
             .iter()
-            .map(|p| {
-                let l = layout(&p.topo);
-                l.max_x - l.min_x
-            })
+            .map(|l| l.lay.max_x - l.lay.min_x)
             .fold(0.0, f64::max);
         if widest <= MAX_LINE_WIDTH {
             return Some(out);
@@ -119,14 +103,15 @@ fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<Part>> {
     None
 }
 
-/// The part of `topo` in columns `lo..=hi`, with ghosts of the earlier values it reads.
+/// The part of `topo` in columns `lo..=hi`, with ghosts of the earlier values it reads, laid
+/// out.
 fn part(
     topo: &Topology,
     col: &[usize],
     main_at: &[Option<NodeIndex>],
     lo: usize,
     hi: usize,
-) -> Part {
+) -> DrawnLine {
     let g = &topo.graph;
     let inside = |n: NodeIndex| (lo..=hi).contains(&col[n.index()]);
     let mut graph = DiGraph::new();
@@ -157,19 +142,21 @@ fn part(
     };
     let first = NodeIndex::new(0);
     let last = NodeIndex::new(graph.node_count().saturating_sub(1));
-    Part {
-        topo: Topology {
-            name: topo.name.clone(),
-            steps: topo.steps,
-            reading: topo.reading,
-            input: pick(
-                lo.checked_sub(1),
-                map.get(&topo.input).copied().unwrap_or(first),
-            ),
-            output: pick(Some(hi), map.get(&topo.output).copied().unwrap_or(last)),
-            graph,
-            learnables: topo.learnables.clone(),
-        },
+    let topo = Topology {
+        name: topo.name.clone(),
+        steps: topo.steps,
+        reading: topo.reading,
+        input: pick(
+            lo.checked_sub(1),
+            map.get(&topo.input).copied().unwrap_or(first),
+        ),
+        output: pick(Some(hi), map.get(&topo.output).copied().unwrap_or(last)),
+        graph,
+        learnables: topo.learnables.clone(),
+    };
+    DrawnLine {
+        lay: layout(&topo),
+        topo,
         ghosts,
     }
 }
