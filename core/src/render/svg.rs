@@ -397,7 +397,9 @@ fn draw(
 /// A self-drawn SVG picture of `topo`: layers left to right, the main path on a straight line,
 /// skip connections as arcs above and below it labelled with their coefficients (coefficient 1
 /// is not labelled; negative constants are red and dashed, learnable coefficients purple),
-/// a title with the name and the number of steps, and a legend.
+/// a title with the name and the number of steps, and a legend. Labels are placed clear of
+/// each other, of nodes and of other edges; a drawing wider than 1,200 px wraps onto further
+/// lines that start with faded copies of what they read from the line above (`wrap.rs`).
 ///
 /// Text uses a generic font stack (`DejaVu Sans, Arial, Helvetica, sans-serif`). Nodes and
 /// edges carry `<title>` tooltips for viewers that show them.
