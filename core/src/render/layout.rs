@@ -412,12 +412,7 @@ pub(super) fn layout(topo: &Topology) -> Layout {
     let boxes = lay
         .nodes
         .iter()
-        .map(|p| Area {
-            x: p.x,
-            y: p.y,
-            hw: p.hw,
-            hh: p.hh,
-        })
+        .map(node_area)
         .chain(areas.iter().map(|(_, a)| *a));
     for a in boxes {
         lay.min_x = lay.min_x.min(a.x - a.hw);
@@ -488,32 +483,62 @@ fn node_area(p: &Placed) -> Area {
     }
 }
 
+/// What a label would hide or be hidden by. The fields name it in the legibility test's
+/// reports; placing labels needs only the kind.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+enum Clash {
+    /// Another edge's label.
+    Label(Owner),
+    /// A node (by index).
+    Node(usize),
+    /// An edge other than the label's own, running through it.
+    Edge(Owner),
+}
+
+impl Clash {
+    /// How much a clash costs a label's place: hiding a label or a node is worse than an edge
+    /// passing under the label's backdrop.
+    fn cost(self) -> usize {
+        match self {
+            Clash::Edge(_) => 1,
+            Clash::Label(_) | Clash::Node(_) => 4,
+        }
+    }
+
+    #[cfg(test)]
+    fn describe(self) -> String {
+        match self {
+            Clash::Label(o) => format!("the label of {o:?}"),
+            Clash::Node(i) => format!("node {i}"),
+            Clash::Edge(o) => format!("edge {o:?}"),
+        }
+    }
+}
+
 /// What a label at `area` would hide or be hidden by: other labels, nodes, and edges other
-/// than its own, as descriptions.
+/// than its own.
 fn clashes(
     area: &Area,
     own: Owner,
     labels: &[(Owner, Area)],
     nodes: &[Placed],
     strokes: &[Stroke],
-) -> Vec<String> {
-    let mut out = Vec::new();
-    for (o, a) in labels {
-        if *o != own && a.overlaps(area) {
-            out.push(format!("label of {o:?}"));
-        }
-    }
-    for (i, p) in nodes.iter().enumerate() {
-        if node_area(p).overlaps(area) {
-            out.push(format!("node {i}"));
-        }
-    }
-    for s in strokes {
-        if s.owner != own && s.crosses(area) {
-            out.push(format!("edge {:?}", s.owner));
-        }
-    }
-    out
+) -> Vec<Clash> {
+    let labels = labels
+        .iter()
+        .filter(|(o, a)| *o != own && a.overlaps(area))
+        .map(|(o, _)| Clash::Label(*o));
+    let nodes = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| node_area(p).overlaps(area))
+        .map(|(i, _)| Clash::Node(i));
+    let edges = strokes
+        .iter()
+        .filter(|s| s.owner != own && s.crosses(area))
+        .map(|s| Clash::Edge(s.owner));
+    labels.chain(nodes).chain(edges).collect()
 }
 
 /// The labels as drawn: owner and backdrop.
@@ -539,8 +564,10 @@ pub(super) fn legibility_faults(lay: &Layout) -> Vec<String> {
     for (own, area) in &labels {
         for c in clashes(area, *own, &labels, &lay.nodes, &strokes) {
             faults.push(format!(
-                "label of {own:?} at ({:.0}, {:.0}) meets {c}",
-                area.x, area.y
+                "label of {own:?} at ({:.0}, {:.0}) meets {}",
+                area.x,
+                area.y,
+                c.describe()
             ));
         }
     }
@@ -560,8 +587,8 @@ fn place_labels(lay: &mut Layout) {
         let cost = |at: (f64, f64)| {
             let area = label_area(label, at);
             clashes(&area, own, placed, nodes, &strokes)
-                .iter()
-                .map(|c| if c.starts_with("edge") { 1 } else { 4 })
+                .into_iter()
+                .map(Clash::cost)
                 .sum::<usize>()
         };
         let mut best = (usize::MAX, spots[0]);

@@ -9,7 +9,7 @@
 //! [`MAX_GHOSTS`] copies at some cut (DenseNet's concatenations read every earlier map) stays
 //! on one line.
 
-use super::layout::{columns, layout, main_nodes, Layout};
+use super::layout::{layout, main_nodes, Layout};
 use crate::topology::{NodeKind, Topology};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -49,7 +49,8 @@ fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<DrawnLine>> {
         return None;
     }
     let g = &topo.graph;
-    let col = columns(topo);
+    // The layout's columns, indexed like the graph's nodes.
+    let col: Vec<usize> = lay.nodes.iter().map(|p| p.col).collect();
     let ncols = col.iter().copied().max()? + 1;
     let mut main_at: Vec<Option<NodeIndex>> = vec![None; ncols];
     for n in main_nodes(topo, &col) {
@@ -60,17 +61,22 @@ fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<DrawnLine>> {
     for (i, p) in lay.nodes.iter().enumerate() {
         right[col[i]] = right[col[i]].max(p.x + p.hw);
     }
-    // Earlier values read across a cut after column c (counted against all later columns).
-    let crossing = |c: usize| {
-        g.node_indices()
-            .filter(|n| col[n.index()] <= c)
-            .filter(|n| g.neighbors(*n).any(|m| col[m.index()] > c))
-            .count()
-    };
-    let valid = |c: usize| {
-        main_at[c].is_some_and(|n| !matches!(g[n].kind, NodeKind::Block { .. }))
-            && crossing(c) <= MAX_GHOSTS
-    };
+    // Each node's value is read up to the column of its latest reader: it crosses every cut
+    // from its own column to that one. A cut may come after a state on the main line, never
+    // after a block, where few enough values cross it; decided once per column.
+    let mut crossing = vec![0usize; ncols];
+    for n in g.node_indices() {
+        let last = g.neighbors(n).map(|m| col[m.index()]).max().unwrap_or(0);
+        for k in &mut crossing[col[n.index()]..last.max(col[n.index()])] {
+            *k += 1;
+        }
+    }
+    let valid: Vec<bool> = (0..ncols)
+        .map(|c| {
+            main_at[c].is_some_and(|n| !matches!(g[n].kind, NodeKind::Block { .. }))
+                && crossing[c] <= MAX_GHOSTS
+        })
+        .collect();
     // Equal shares of the width; one more line when the ghosts push a line past the limit.
     let first_try = (width / MAX_LINE_WIDTH).ceil() as usize;
     for parts in first_try..first_try + 4 {
@@ -81,7 +87,7 @@ fn wrap(topo: &Topology, lay: &Layout) -> Option<Vec<DrawnLine>> {
             let want = lay.min_x + k as f64 * target;
             let first = last.map_or(1, |c| c + 2);
             let best = (first..ncols.saturating_sub(1))
-                .filter(|&c| valid(c))
+                .filter(|&c| valid[c])
                 .min_by(|&a, &b| (right[a] - want).abs().total_cmp(&(right[b] - want).abs()))?;
             cuts.push(best);
             last = Some(best);
