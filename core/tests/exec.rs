@@ -587,6 +587,10 @@ fn densenet_spec_on_cifar_densenet_is_densenet_bc() {
     let hand = HandDenseNet::new(&hand_vs.root(), 100, 12, 10);
     assert_eq!(parameter_count(&hand_vs), 769_162);
     assert_eq!(parameter_count(&exec_vs), 769_162);
+    // The science campaign's DenseNet-BC (docs/SCIENCE.md): L = 40 at growth 15 matches
+    // ResNet-20's 269,722 parameters within 1.2 %.
+    let (k15, _) = build("densenet", &Arch::cifar_densenet(40, 15, 0.5, 10).unwrap());
+    assert_eq!(parameter_count(&k15), 272_980);
     let x = randn([2, 3, 32, 32]);
     assert_agree(
         "densenet-bc-100",

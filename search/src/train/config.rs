@@ -911,6 +911,32 @@ mod tests {
         assert!(e.contains("unknown field `colour`"), "{e}");
     }
 
+    /// A dense architecture's widths are its growth rate: DenseNet-BC L = 40 at `widths:
+    /// [15, 15, 15]` is the preset at k = 15 (272,980 parameters, pinned in core's
+    /// tests/exec.rs), and unequal widths are refused.
+    #[test]
+    fn dense_widths_set_the_growth_rate() {
+        let cfg = ArchConfig {
+            preset: Preset::CifarDensenet,
+            depth: 40,
+            widths: Some(vec![15, 15, 15]),
+            ..ArchConfig::default()
+        };
+        assert_eq!(
+            cfg.build(10, 3).unwrap(),
+            Arch::cifar_densenet(40, 15, 0.5, 10).unwrap()
+        );
+        let bad = ArchConfig {
+            widths: Some(vec![12, 15, 12]),
+            ..cfg
+        };
+        assert!(bad
+            .build(10, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("growth rate"));
+    }
+
     #[test]
     fn architecture_overrides_apply_and_are_checked() {
         let cfg = ArchConfig {
