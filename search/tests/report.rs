@@ -471,8 +471,30 @@ fn report_ranks_candidates_and_writes_csv_json_html() {
     );
     assert!(
         !text.contains("test 3"),
-        "no test figure outside the estimate: {text}"
+        "no test figure outside the estimate and the finals: {text}"
     );
+    // Every candidate with final trials, on validation and test.
+    for line in [
+        "  B  val 85.33 ± 1.53 % (n=3)  test 84.33 ± 1.53 % (n=3)\n",
+        "  A  val 82.00 ± 1.00 % (n=3)  test 81.00 ± 1.00 % (n=3)\n",
+        "  C  val 72.00 ± 1.00 % (n=3)  test 71.00 ± 1.00 % (n=3)  (reference)\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    // The first rung against the finals' ranking: A, B, C score 0.50, 0.45, 0.40 there and
+    // 0.82, 0.853, 0.72 at the end; one discordant pair of three gives τ = 1/3.
+    assert!(
+        text.contains(
+            "  rung 1 (1 epoch, 11 % of a full run): 4 scored, 2 promoted; τ next +1.000 \
+             (n = 2), τ finals +0.333 (n = 3)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  rung 3 (9 epochs, 100 % of a full run): 1 scored, - promoted;"),
+        "{text}"
+    );
+    assert!(text.contains("Spearman ρ"), "{text}");
 
     // The page: self-contained, with the top 3 pictures and the hypothesis in words.
     let html = std::fs::read_to_string(&paths.html).unwrap();

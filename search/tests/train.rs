@@ -109,6 +109,25 @@ fn an_interrupted_run_resumes_bit_for_bit() {
     ] {
         assert!(a.join(f).is_file(), "{f} missing");
     }
+    // `--test-at-end` (a search's final trials): the test set after the last epoch only, and
+    // the run otherwise the same, weights and the last test accuracy included.
+    let c = tmp.path().join("c");
+    let mut at_end = config(&data, 3);
+    at_end.train.data.test_every_epoch = false;
+    let last = train::train(at_end, &c, &mut StopAfter(usize::MAX, 0)).unwrap();
+    assert_eq!(last.final_test_acc, full.final_test_acc);
+    assert!(std::fs::read(c.join("last.safetensors")).unwrap() == wa);
+    let mc: Vec<EpochMetrics> = std::fs::read_to_string(c.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tests: Vec<Option<f64>> = mc.iter().map(|m| m.test_acc).collect();
+    assert_eq!(tests, [None, None, ma[2].test_acc], "{mc:?}");
+    assert!(ma[2].test_acc.is_some());
+    for (x, y) in ma.iter().zip(&mc) {
+        assert_eq!((x.train_loss, x.val_acc), (y.train_loss, y.val_acc));
+    }
 }
 
 #[test]

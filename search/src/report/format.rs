@@ -1,7 +1,13 @@
 //! How the report writes its numbers and rows, for the terminal and the page alike.
 
+use super::html::{f3, p3, verdict};
 use super::model::{Best, FinalStats, Report, Row};
 use super::stats::Interval;
+
+/// `1 epoch`, `3 epochs`.
+pub(crate) fn epochs_text(n: usize) -> String {
+    format!("{n} epoch{}", if n == 1 { "" } else { "s" })
+}
 
 /// `91.23 %`, or `-`.
 pub(crate) fn pct(v: Option<f64>) -> String {
@@ -108,11 +114,11 @@ pub(crate) fn count(v: Option<i64>) -> String {
 fn best_text(b: &Option<Best>) -> String {
     match b {
         Some(b) => format!(
-            "{} (trial {}): val {} after {} epochs",
+            "{} (trial {}): val {} after {}",
             b.name,
             b.trial,
             pct(Some(b.score)),
-            b.epochs
+            epochs_text(b.epochs)
         ),
         None => "none yet".into(),
     }
@@ -121,6 +127,16 @@ fn best_text(b: &Option<Best>) -> String {
 /// The comparison lines: search against the random baseline at equal budget, and the finals.
 pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
     let b = &rep.budget;
+    let baseline = if rep.schedule.baseline || b.baseline.trials > 0 {
+        format!(
+            "baseline (random search, {} trials, {} epochs): best {}",
+            b.baseline.trials,
+            b.baseline.epochs,
+            best_text(&rep.comparison.baseline)
+        )
+    } else {
+        "baseline (random search): off (`baseline: false`)".into()
+    };
     let mut out = vec![
         format!(
             "search   ({} trials, {} epochs): best {}",
@@ -128,12 +144,7 @@ pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
             b.search.epochs,
             best_text(&rep.comparison.search)
         ),
-        format!(
-            "baseline (random search, {} trials, {} epochs): best {}",
-            b.baseline.trials,
-            b.baseline.epochs,
-            best_text(&rep.comparison.baseline)
-        ),
+        baseline,
     ];
     if let (Some(s), Some(r)) = (&rep.comparison.search, &rep.comparison.baseline) {
         out.push(format!(
@@ -150,6 +161,74 @@ pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
                 Some((name, f)) => format!("{name}: val {}", stats_text(Some(f))),
                 None => "none finished yet".into(),
             }
+        ));
+    }
+    out
+}
+
+/// What a study of the search reads, in lines: every candidate with final trials on validation
+/// and test, the rank correlations between convergence rate and accuracy, and how well each
+/// ASHA rung predicted the next and the full-budget ranking (docs/SCIENCE.md prints these).
+pub(crate) fn study_lines(rep: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let finals: Vec<&Row> = rep
+        .leaderboard
+        .iter()
+        .filter(|r| r.final_val.is_some())
+        .collect();
+    if !finals.is_empty() {
+        out.push("finals (mean ± sample std over seeds; the test set chose nothing):".into());
+        let w = finals
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for r in finals {
+            out.push(format!(
+                "  {:<w$}  val {}  test {}{}",
+                r.name,
+                stats_text(r.final_val.as_ref()),
+                stats_text(r.final_test.as_ref()),
+                if r.reference { "  (reference)" } else { "" }
+            ));
+        }
+    }
+    if !rep.correlations.is_empty() {
+        out.push(
+            "rate against accuracy (a smaller rate is a faster method; τ < 0 favours the \
+             hypothesis):"
+                .into(),
+        );
+        for c in &rep.correlations {
+            out.push(format!(
+                "  {} vs {}: n = {}, Kendall τ {} (p {}), Spearman ρ {} (p {}): {}",
+                c.rate,
+                c.accuracy,
+                c.n,
+                f3(c.kendall_tau),
+                p3(c.p_value),
+                f3(c.spearman_rho),
+                p3(c.spearman_p_value),
+                verdict(c)
+            ));
+        }
+    }
+    out.push("ASHA rungs (Kendall τ with the next rung, and with the finals' ranking):".into());
+    for r in &rep.rungs {
+        out.push(format!(
+            "  rung {} ({}, {:.0} % of a full run): {} scored, {} promoted; \
+             τ next {} (n = {}), τ finals {} (n = {})",
+            r.rung + 1,
+            epochs_text(r.epochs),
+            100.0 * r.share,
+            r.reached,
+            r.promoted
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            f3(r.tau_next),
+            r.n_next,
+            f3(r.tau_final),
+            r.n_final
         ));
     }
     out

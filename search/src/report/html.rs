@@ -147,8 +147,13 @@ pub(crate) fn verdict(c: &Correlation) -> String {
     }
 }
 
-fn f3(v: Option<f64>) -> String {
+pub(crate) fn f3(v: Option<f64>) -> String {
     v.map(|v| format!("{v:+.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// A p-value to three places, `-` where there is none.
+pub(crate) fn p3(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
 }
 
 fn rung_color(i: usize) -> String {
@@ -962,22 +967,20 @@ fn trial_data(l: &Loaded, id: TrialId) -> serde_json::Value {
 fn correlation_table(rep: &Report, s: &mut String) {
     s.push_str(
         "<table><tr><th>rate</th><th>accuracy</th><th>n</th><th>Kendall τ-b</th>\
-         <th>p (τ)</th><th>Spearman ρ</th><th>reading</th></tr>\n",
+         <th>p (τ)</th><th>Spearman ρ</th><th>p (ρ)</th><th>reading</th></tr>\n",
     );
     for c in &rep.correlations {
-        let p = c
-            .p_value
-            .map(|p| format!("{p:.3}"))
-            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td>{}</td><td class=num>{}</td><td class=num>{}</td>\
-             <td class=num>{p}</td><td class=num>{}</td><td>{}</td></tr>",
+             <td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td>{}</td></tr>",
             esc(&c.rate),
             esc(&c.accuracy),
             c.n,
             f3(c.kendall_tau),
+            p3(c.p_value),
             f3(c.spearman_rho),
+            p3(c.spearman_p_value),
             esc(&verdict(c))
         );
     }
@@ -986,17 +989,20 @@ fn correlation_table(rep: &Report, s: &mut String) {
 
 fn rung_table(rep: &Report, s: &mut String) {
     s.push_str(
-        "<table><tr><th>rung</th><th>epochs</th><th>trials scored</th><th>promoted</th>\
-         <th>best</th><th>median</th><th>Kendall τ with the next rung (n)</th></tr>\n",
+        "<table><tr><th>rung</th><th>epochs</th><th>share of a full run</th>\
+         <th>trials scored</th><th>promoted</th><th>best</th><th>median</th>\
+         <th>Kendall τ with the next rung (n)</th>\
+         <th>Kendall τ with the finals' ranking (n)</th></tr>\n",
     );
     for r in &rep.rungs {
         let _ = writeln!(
             s,
-            "<tr><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
-             <td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
-             <td class=num>{} ({})</td></tr>",
+            "<tr><td class=num>{}</td><td class=num>{}</td><td class=num>{:.0} %</td>\
+             <td class=num>{}</td><td class=num>{}</td><td class=num>{}</td><td class=num>{}</td>\
+             <td class=num>{} ({})</td><td class=num>{} ({})</td></tr>",
             r.rung + 1,
             r.epochs,
+            100.0 * r.share,
             r.reached,
             r.promoted
                 .map(|p| p.to_string())
@@ -1004,7 +1010,9 @@ fn rung_table(rep: &Report, s: &mut String) {
             pct(r.best),
             pct(r.median),
             f3(r.tau_next),
-            r.n_next
+            r.n_next,
+            f3(r.tau_final),
+            r.n_final
         );
     }
     s.push_str("</table>\n");
@@ -1205,7 +1213,9 @@ pub(crate) fn page(l: &Loaded, rep: &Report, pictures: &[Picture], dir_name: &st
     s.push_str(
         "<h2 id=rungs>ASHA rungs</h2>\n<p class=muted>A trial is scored at a rung when it has trained \
          that rung's epochs; the best fraction of each rung is promoted to the next. Kendall's \
-         τ between consecutive rungs shows how well short runs rank candidates.</p>\n",
+         τ between consecutive rungs shows how well short runs rank candidates, and τ with the \
+         finals' ranking (mean final validation accuracy, over the candidates with both) how \
+         well a rung, at its share of a full run's epochs, predicts the full-budget order.</p>\n",
     );
     rung_table(rep, &mut s);
 

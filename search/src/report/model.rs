@@ -4,7 +4,8 @@
 //! `leaderboard.json`); the text, CSV and HTML writers only format it.
 
 use super::stats::{
-    kendall_p_value, kendall_tau, mean, median, paired_interval, sample_std, spearman_rho, Interval,
+    kendall_p_value, kendall_tau, mean, median, paired_interval, sample_std, spearman_p_value,
+    spearman_rho, Interval,
 };
 use crate::search::candidate::Candidate;
 use crate::search::config::SearchConfig;
@@ -56,6 +57,8 @@ pub(super) struct Schedule {
     pub rungs: Vec<usize>,
     pub finalists_top_k: usize,
     pub finalists_seeds: usize,
+    /// Whether the configuration runs the random-search baseline (`baseline: false` turns it off).
+    pub baseline: bool,
 }
 
 impl Schedule {
@@ -68,6 +71,7 @@ impl Schedule {
             rungs: b.rungs(),
             finalists_top_k: config.finalists.top_k,
             finalists_seeds: config.finalists.seeds,
+            baseline: config.baseline,
         }
     }
 }
@@ -115,6 +119,8 @@ pub(super) struct Row {
     pub score: Option<f64>,
     /// Its final trials' validation accuracy over seeds (what the leaderboard ranks first).
     pub final_val: Option<FinalStats>,
+    /// Its final trials' test accuracy over seeds (reported, never used to rank).
+    pub final_test: Option<FinalStats>,
     /// Its best random-baseline trial's validation accuracy at the full budget.
     pub baseline_val: Option<f64>,
     /// A named reference (`finalists.references`).
@@ -158,6 +164,13 @@ pub(super) struct RungStats {
     /// reached both: how well a short run predicts a longer one.
     pub tau_next: Option<f64>,
     pub n_next: usize,
+    /// A trial's epochs at this rung as a share of the full budget (`max_epochs`).
+    pub share: f64,
+    /// Kendall's τ between each candidate's best score at this rung and its mean final
+    /// validation accuracy, over the candidates with both: how well this rung predicts the
+    /// full-budget ranking.
+    pub tau_final: Option<f64>,
+    pub n_final: usize,
 }
 
 /// How much each phase trained.
@@ -237,6 +250,8 @@ pub(super) struct Correlation {
     /// Two-sided p-value of τ under independence (exact up to 8 points).
     pub p_value: Option<f64>,
     pub spearman_rho: Option<f64>,
+    /// Two-sided p-value of ρ under independence (exact up to 8 points).
+    pub spearman_p_value: Option<f64>,
     /// (candidate name, rate, accuracy).
     pub points: Vec<Labelled>,
 }
@@ -342,6 +357,7 @@ fn row(c: &Stored<CandidateId, Candidate>, l: &Loaded, st: &Standing) -> Row {
         rung_epochs: st.search.map(|p| p.epochs),
         score: st.search.map(|p| p.score),
         final_val: FinalStats::of(st.finals.iter().map(|p| p.score).collect()),
+        final_test: FinalStats::of(tests_by_seed(l, st).into_values().collect()),
         baseline_val: st.baseline.map(|p| p.score),
         reference: c.reference,
         contraction: c.contraction.filter(|v| v.is_finite()),
@@ -416,7 +432,7 @@ fn estimate(l: &Loaded, standings: &[Standing]) -> Option<Estimate> {
     })
 }
 
-fn rung_stats(l: &Loaded, s: &Schedule) -> Vec<RungStats> {
+fn rung_stats(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<RungStats> {
     let search: Vec<&Trial> = l
         .trials
         .iter()
@@ -438,6 +454,11 @@ fn rung_stats(l: &Loaded, s: &Schedule) -> Vec<RungStats> {
                     next.push(b.score);
                 }
             }
+            let best = rung_scores(l, s, i);
+            let (at_rung, at_end): (Vec<f64>, Vec<f64>) = rows
+                .iter()
+                .filter_map(|r| Some((*best.get(&r.candidate)?, r.final_val.as_ref()?.mean)))
+                .unzip();
             RungStats {
                 rung: i,
                 epochs: s.rungs[i],
@@ -447,6 +468,9 @@ fn rung_stats(l: &Loaded, s: &Schedule) -> Vec<RungStats> {
                 median: median(&scores),
                 tau_next: kendall_tau(&here, &next),
                 n_next: here.len(),
+                share: s.rungs[i] as f64 / s.max_epochs.max(1) as f64,
+                tau_final: kendall_tau(&at_rung, &at_end),
+                n_final: at_rung.len(),
             }
         })
         .collect()
@@ -455,9 +479,14 @@ fn rung_stats(l: &Loaded, s: &Schedule) -> Vec<RungStats> {
 /// The best first-rung score of each candidate: every search candidate trained the same
 /// number of epochs there, so these accuracies compare fairly.
 pub(crate) fn first_rung_scores(l: &Loaded, s: &Schedule) -> BTreeMap<CandidateId, f64> {
+    rung_scores(l, s, 0)
+}
+
+/// The best score at rung `i` of each candidate that one of its search trials reached.
+fn rung_scores(l: &Loaded, s: &Schedule, i: usize) -> BTreeMap<CandidateId, f64> {
     let mut out: BTreeMap<CandidateId, f64> = BTreeMap::new();
     for t in l.trials.iter().filter(|t| t.phase == Phase::Search) {
-        if let Some(p) = rank::rung_point(&l.epochs, &s.rungs, t, 0) {
+        if let Some(p) = rank::rung_point(&l.epochs, &s.rungs, t, i) {
             let e = out.entry(t.candidate).or_insert(p.score);
             *e = e.max(p.score);
         }
@@ -476,7 +505,10 @@ fn correlations(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<Correlation> {
         };
         let sets: [(String, Vec<Labelled>); 2] = [
             (
-                format!("validation accuracy after {epochs0} epochs (first rung, every candidate)"),
+                format!(
+                    "validation accuracy after {} (first rung, every candidate)",
+                    super::format::epochs_text(epochs0)
+                ),
                 l.candidates
                     .iter()
                     .filter_map(|c| {
@@ -506,6 +538,7 @@ fn correlations(l: &Loaded, s: &Schedule, rows: &[Row]) -> Vec<Correlation> {
                 kendall_tau: kendall_tau(&x, &y),
                 p_value: kendall_p_value(&x, &y),
                 spearman_rho: spearman_rho(&x, &y),
+                spearman_p_value: spearman_p_value(&x, &y),
                 points,
             });
         }
@@ -545,7 +578,7 @@ pub(crate) fn build(l: &Loaded) -> Report {
         status: l.experiment.status.clone(),
         created,
         wall_seconds: l.experiment.wall_seconds,
-        rungs: rung_stats(l, &s),
+        rungs: rung_stats(l, &s, &leaderboard),
         budget: Budget {
             search: phase_use(l, Phase::Search),
             baseline: phase_use(l, Phase::Baseline),

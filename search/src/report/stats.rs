@@ -60,43 +60,65 @@ pub fn kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
 /// The largest sample whose p-value is computed exactly (8! = 40,320 permutations).
 const EXACT_MAX: usize = 8;
 
+/// The share of the orders of `ys` whose statistic is at least as far from 0 as the observed
+/// one: the exact two-sided permutation p-value under independence. Heap's algorithm visits
+/// every permutation once.
+fn permutation_p_value(xs: &[f64], mut ys: Vec<f64>, observed: f64, stat: Statistic) -> f64 {
+    let n = ys.len();
+    let (mut total, mut extreme) = (0u64, 0u64);
+    let mut visit = |ys: &[f64]| {
+        total += 1;
+        if stat(xs, ys).is_some_and(|v| v.abs() >= observed.abs() - 1e-12) {
+            extreme += 1;
+        }
+    };
+    visit(&ys);
+    let mut c = vec![0usize; n];
+    let mut i = 1;
+    while i < n {
+        if c[i] < i {
+            let j = if i % 2 == 0 { 0 } else { c[i] };
+            ys.swap(j, i);
+            visit(&ys);
+            c[i] += 1;
+            i = 1;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+    extreme as f64 / total as f64
+}
+
+/// A rank correlation of paired samples.
+type Statistic = fn(&[f64], &[f64]) -> Option<f64>;
+
+/// The two-sided p-value of a rank correlation under independence: exact (every permutation,
+/// [`permutation_p_value`]) up to [`EXACT_MAX`] finite pairs, else from the statistic's normal
+/// approximation `z = value · scale(n)`. `None` where the statistic is.
+fn rank_p_value(x: &[f64], y: &[f64], stat: Statistic, scale: fn(f64) -> f64) -> Option<f64> {
+    let observed = stat(x, y)?;
+    let (xs, ys): (Vec<f64>, Vec<f64>) = finite_pairs(x, y)?.into_iter().unzip();
+    if xs.len() <= EXACT_MAX {
+        return Some(permutation_p_value(&xs, ys, observed, stat));
+    }
+    let z = observed * scale(xs.len() as f64);
+    Some(erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0))
+}
+
 /// The two-sided p-value of Kendall's τ-b under independence: the probability that shuffled
 /// pairs correlate at least as strongly. Exact (every permutation of `y`) up to 8 pairs, else
 /// the normal approximation `z = 3τ√(n(n−1)) / √(2(2n+5))`. `None` where τ is.
 pub(super) fn kendall_p_value(x: &[f64], y: &[f64]) -> Option<f64> {
-    let tau = kendall_tau(x, y)?;
-    let p = finite_pairs(x, y)?;
-    let n = p.len();
-    let (xs, mut ys): (Vec<f64>, Vec<f64>) = p.into_iter().unzip();
-    if n <= EXACT_MAX {
-        // Heap's algorithm visits every permutation of ys once.
-        let (mut total, mut extreme) = (0u64, 0u64);
-        let mut visit = |ys: &[f64]| {
-            total += 1;
-            if kendall_tau(&xs, ys).is_some_and(|t| t.abs() >= tau.abs() - 1e-12) {
-                extreme += 1;
-            }
-        };
-        visit(&ys);
-        let mut c = vec![0usize; n];
-        let mut i = 1;
-        while i < n {
-            if c[i] < i {
-                let j = if i % 2 == 0 { 0 } else { c[i] };
-                ys.swap(j, i);
-                visit(&ys);
-                c[i] += 1;
-                i = 1;
-            } else {
-                c[i] = 0;
-                i += 1;
-            }
-        }
-        return Some(extreme as f64 / total as f64);
-    }
-    let nf = n as f64;
-    let z = 3.0 * tau * (nf * (nf - 1.0)).sqrt() / (2.0 * (2.0 * nf + 5.0)).sqrt();
-    Some(erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0))
+    rank_p_value(x, y, kendall_tau, |n| {
+        3.0 * (n * (n - 1.0)).sqrt() / (2.0 * (2.0 * n + 5.0)).sqrt()
+    })
+}
+
+/// The two-sided p-value of Spearman's ρ under independence: exact up to 8 pairs, else the
+/// normal approximation `z = ρ√(n−1)`. `None` where ρ is.
+pub(super) fn spearman_p_value(x: &[f64], y: &[f64]) -> Option<f64> {
+    rank_p_value(x, y, spearman_rho, |n| (n - 1.0).sqrt())
 }
 
 /// The complementary error function for x ≥ 0 (Abramowitz and Stegun 7.1.26, absolute error
@@ -311,6 +333,23 @@ mod tests {
         assert!(p > 0.0 && p < 1e-8, "{p}");
         assert!((erfc(0.0) - 1.0).abs() < 1e-6 && (erfc(1.0) - 0.157_299_207).abs() < 1e-6);
         assert_eq!(kendall_p_value(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    }
+
+    #[test]
+    fn spearman_p_values_exact_and_approximate() {
+        // n = 4, a perfect ranking: only itself and its reverse have |ρ| = 1, 2 of 24 orders.
+        let x = [1.0, 2.0, 3.0, 4.0];
+        let p = spearman_p_value(&x, &[4.0, 3.0, 2.0, 1.0]).unwrap();
+        assert!((p - 2.0 / 24.0).abs() < 1e-12, "{p}");
+        // ρ = 0.8 ([1, 2, 4, 3], Σd² = 2): the orders with Σd² ≤ 2 (the identity and the three
+        // swaps of neighbours, itself among them) and their reverses, 8 of 24.
+        let p = spearman_p_value(&x, &[1.0, 2.0, 4.0, 3.0]).unwrap();
+        assert!((p - 8.0 / 24.0).abs() < 1e-12, "{p}");
+        // n = 20, perfect: z = √19 ≈ 4.36, p ≈ 1.3e-5.
+        let x: Vec<f64> = (0..20).map(f64::from).collect();
+        let p = spearman_p_value(&x, &x).unwrap();
+        assert!(p > 5e-6 && p < 5e-5, "{p}");
+        assert_eq!(spearman_p_value(&[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0]), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The leaderboard as terminal text and as CSV.
 
-use super::format::{comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text};
+use super::format::{
+    comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text, study_lines,
+};
 use super::model::Report;
 use std::fmt::Write;
 
@@ -82,7 +84,11 @@ pub(crate) fn terminal(rep: &Report, dir_name: &str) -> String {
             rep.leaderboard.len() - TERMINAL_ROWS
         );
     }
-    for line in comparison_lines(rep).into_iter().chain(estimate_lines(rep)) {
+    for line in comparison_lines(rep)
+        .into_iter()
+        .chain(estimate_lines(rep))
+        .chain(study_lines(rep))
+    {
         let _ = writeln!(s, "{line}");
     }
     let faults = rep.faults.len();

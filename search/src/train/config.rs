@@ -427,6 +427,10 @@ pub struct DataConfig {
     /// for its final trials, whose test accuracy it reports and never uses to decide).
     #[arg(long = "no-test", action = ArgAction::SetFalse)]
     pub test: bool,
+    /// Evaluate the test set after every epoch (`--test-at-end`: after the last epoch only, as
+    /// a search's final trials do, whose reported test accuracy is the last epoch's).
+    #[arg(long = "test-at-end", action = ArgAction::SetFalse)]
+    pub test_every_epoch: bool,
 }
 
 impl DataConfig {
@@ -480,6 +484,7 @@ impl Default for DataConfig {
             test_subset: None,
             augment: true,
             test: true,
+            test_every_epoch: true,
         }
     }
 }

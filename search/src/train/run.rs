@@ -444,12 +444,13 @@ fn run_epochs(run: &mut Run, progress: &mut dyn Progress) -> R<Summary> {
             }
             None => (None, None),
         };
+        let test_now = run.cfg.train.data.test_every_epoch || epoch + 1 == epochs;
         let (test_loss, test_acc) = match &run.test {
-            Some(t) => {
+            Some(t) if test_now => {
                 let (l, a) = evaluate(&run.net, t)?;
                 (Some(l), Some(a))
             }
-            None => (None, None),
+            _ => (None, None),
         };
         let m = EpochMetrics {
             epoch,

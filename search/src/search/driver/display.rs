@@ -106,7 +106,11 @@ pub(super) fn estimate(cfg: &SearchConfig, rungs: &[usize], pool: usize) -> u64 
         prev = b;
     }
     let base = if cfg.baseline { search } else { 0.0 };
-    let finals = (cfg.finalists.top_k * cfg.finalists.seeds * cfg.budget.max_epochs) as f64;
+    // The references train their seeds beside the top k: counted apart, so an upper bound
+    // where a reference is among the top k (the science campaign's first estimate left them
+    // out and came to 113 epochs where it trained 181).
+    let finalists = cfg.finalists.top_k + cfg.finalists.references.len();
+    let finals = (finalists * cfg.finalists.seeds * cfg.budget.max_epochs) as f64;
     (search + base + finals) as u64
 }
 
@@ -170,5 +174,30 @@ impl Names {
                 (s, m)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::estimate;
+    use crate::search::config;
+    use std::path::Path;
+
+    #[test]
+    fn the_estimate_counts_the_references_beside_the_top_k() {
+        let yaml = "name: e
+budget: {min_epochs: 1, max_epochs: 9, eta: 3, trials: 16}
+finalists: {top_k: 3, seeds: 3, references: [gradient_descent, nesterov]}
+baseline: false
+candidates: [{spec: heavy_ball.yaml}]
+";
+        let cfg = config::parse(Path::new("e.yaml"), yaml).unwrap();
+        let rungs = cfg.budget.rungs();
+        assert_eq!(rungs, [1, 3, 9]);
+        // Rungs: 16 trials × 1 epoch, 5 × 2 more, 1 × 6 more = 32; finals (3 + 2) × 3 × 9 = 135.
+        assert_eq!(estimate(&cfg, &rungs, 20), 32 + 135);
+        // With the baseline on, it trains as many epochs as the search.
+        let on = config::parse(Path::new("e.yaml"), &yaml.replace("false", "true")).unwrap();
+        assert_eq!(estimate(&on, &rungs, 20), 32 + 32 + 135);
     }
 }
