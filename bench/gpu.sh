@@ -5,13 +5,16 @@
 #   bash bench/gpu.sh [OUTDIR]
 #
 #   OPTARCH_BIN   folder with optarch and optarch-bench (default target/release)
-#   OPTARCH_DATA  CIFAR-10 location; when set, short training runs (fp32, bf16, fp16) as well
+#   OPTARCH_DATA  CIFAR-10 location; when set, short training runs (fp32, bf16, fp16), the
+#                 science search and its ResNet-20 anchor as well
+#   OPTARCH_ANCHOR_EPOCHS  the anchor's epochs (default 30)
 #
 # Writes into OUTDIR (default $OUT, else runs/gpu): card.csv (nvidia-smi), env.txt (what
 # libtorch sees), bench.json (images per second for every preset and spec in fp32, fp32 with
 # channels_last, bf16 and bf16 with channels_last) and bench-amp.json (fp16 autocast, contiguous
 # and channels_last), train-*/ (run directories with metrics.jsonl), science/ and
-# science-report.txt (specs/search/science-cpu.yaml searched on the GPU). Copy the figures into
+# science-report.txt (specs/search/science-cpu.yaml searched on the GPU), anchor-resnet20/ and
+# anchor-resnet20.json (the science protocol's ResNet-20 anchor). Copy the figures into
 # docs/BENCHMARKS.md with the card's name.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,6 +56,14 @@ if [ -n "${OPTARCH_DATA:-}" ]; then
   "$bin/optarch" search specs/search/science-cpu.yaml --device cuda --data "$OPTARCH_DATA" \
     --out "$out/science"
   "$bin/optarch" report "$out/science" | tee "$out/science-report.txt"
+  # The protocol's sanity anchor (docs/SCIENCE.md): ResNet-20 under the campaign's recipe on
+  # all 45,000 training images, one-cycle over OPTARCH_ANCHOR_EPOCHS (default 30) epochs.
+  anchor_epochs=${OPTARCH_ANCHOR_EPOCHS:-30}
+  echo "==> optarch train gradient_descent ResNet-20, $anchor_epochs epochs, 45k images" >&2
+  rm -rf "${out:?}/anchor-resnet20"
+  "$bin/optarch" --device cuda train --spec specs/gradient_descent.yaml --preset cifar-resnet \
+    --depth 20 --epochs "$anchor_epochs" --schedule onecycle:0.15 --data "$OPTARCH_DATA" \
+    --out "$out/anchor-resnet20" --json | tee "$out/anchor-resnet20.json"
 else
   echo "OPTARCH_DATA is not set: skipping the training runs and the science search" >&2
 fi
