@@ -1,7 +1,6 @@
 //! How the report writes its numbers and rows, for the terminal and the page alike.
 
-use super::html::{f3, p3, verdict};
-use super::model::{Best, FinalStats, Report, Row};
+use super::model::{Best, Correlation, FinalStats, Report, Row};
 use super::stats::Interval;
 
 /// `1 epoch`, `3 epochs`.
@@ -164,6 +163,35 @@ pub(crate) fn comparison_lines(rep: &Report) -> Vec<String> {
         ));
     }
     out
+}
+
+/// In words: what a rank correlation between rate and accuracy says about the hypothesis.
+pub(crate) fn verdict(c: &Correlation) -> String {
+    let Some(tau) = c.kendall_tau else {
+        return "not enough data (at least two candidates with different rates and accuracies)"
+            .into();
+    };
+    let strength = match c.p_value {
+        Some(p) if p < 0.05 => "significantly (p < 0.05)",
+        _ => "weakly, not significantly",
+    };
+    if tau < 0.0 {
+        format!("supports the hypothesis {strength}: the faster the method, the more accurate the network")
+    } else if tau > 0.0 {
+        format!("contradicts the hypothesis {strength}: the faster the method, the less accurate the network")
+    } else {
+        "no relation between rate and accuracy".into()
+    }
+}
+
+/// A signed value to three places, `-` where there is none.
+pub(crate) fn f3(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:+.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// A p-value to three places, `-` where there is none.
+pub(crate) fn p3(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
 }
 
 /// What a study of the search reads, in lines: every candidate with final trials on validation

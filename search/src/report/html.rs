@@ -4,8 +4,10 @@
 
 use super::chart::{self, esc, Chart, Key, Line, Mark, Shape, PALETTE};
 use super::explore::{self, Parallel};
-use super::format::{comparison_lines, count, estimate_lines, final_text, pct, rate, rung_text};
-use super::model::{first_rung_scores, Correlation, Loaded, Report, Row};
+use super::format::{
+    comparison_lines, count, estimate_lines, f3, final_text, p3, pct, rate, rung_text, verdict,
+};
+use super::model::{first_rung_scores, Loaded, Report, Row};
 use super::views;
 use crate::search::ids::{CandidateId, TrialId};
 use crate::search::store::{Phase, TrialStatus};
@@ -126,34 +128,6 @@ fn regenerate(l: &Loaded, row: &Row) -> Result<(String, usize), PictureError> {
     let steps = arch.first_stage_steps()?;
     let topo = optarch_core::topology::unroll(&spec, steps, &c.overrides)?;
     Ok((optarch_core::render::to_svg(&topo), steps))
-}
-
-/// In words: what a rank correlation between rate and accuracy says about the hypothesis.
-pub(crate) fn verdict(c: &Correlation) -> String {
-    let Some(tau) = c.kendall_tau else {
-        return "not enough data (at least two candidates with different rates and accuracies)"
-            .into();
-    };
-    let strength = match c.p_value {
-        Some(p) if p < 0.05 => "significantly (p < 0.05)",
-        _ => "weakly, not significantly",
-    };
-    if tau < 0.0 {
-        format!("supports the hypothesis {strength}: the faster the method, the more accurate the network")
-    } else if tau > 0.0 {
-        format!("contradicts the hypothesis {strength}: the faster the method, the less accurate the network")
-    } else {
-        "no relation between rate and accuracy".into()
-    }
-}
-
-pub(crate) fn f3(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:+.3}")).unwrap_or_else(|| "-".into())
-}
-
-/// A p-value to three places, `-` where there is none.
-pub(crate) fn p3(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
 }
 
 fn rung_color(i: usize) -> String {
