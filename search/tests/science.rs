@@ -1,9 +1,12 @@
 //! The science campaign's committed results (docs/SCIENCE.md) are what the tool says they are:
 //! the store under `docs/results/science-cpu/` reports, byte for byte, the committed leaderboard
-//! files and the table printed in docs/SCIENCE.md. Nothing in that table is typed by hand.
+//! files and the table printed in docs/SCIENCE.md. Nothing in that table is typed by hand. The
+//! same holds for the protocol's ResNet-20 anchor: its summary in docs/SCIENCE.md is what
+//! `docs/results/anchor-resnet20/summary.json` prints, and that summary is its epochs' record.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use optarch_search::report::{write_report, ReportOptions};
+use optarch_search::train::{EpochMetrics, Status, Summary};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -72,5 +75,59 @@ fn the_science_table_is_the_reported_store() {
     assert!(
         text.contains("baseline (random search): off (`baseline: false`)"),
         "{text}"
+    );
+}
+
+#[test]
+fn the_anchor_is_the_committed_run() {
+    let dir = root().join("docs/results/anchor-resnet20");
+    let summary: Summary = serde_json::from_str(&read(&dir.join("summary.json"))).unwrap();
+    let doc = read(&root().join("docs/SCIENCE.md"));
+    let block = block_after(
+        &doc,
+        "generated from `docs/results/anchor-resnet20/summary.json`",
+    );
+    assert_eq!(
+        block,
+        format!("{summary}\n"),
+        "docs/SCIENCE.md's anchor differs from its summary.json"
+    );
+    // The protocol's anchor: ResNet-20 (gradient descent) on all 45,000 training images, the
+    // 5,000 validation images chosen on, the test set once at the end, finished.
+    assert_eq!(summary.status, Status::Done);
+    assert_eq!(
+        (
+            summary.spec.as_str(),
+            summary.preset.as_str(),
+            summary.depth
+        ),
+        ("gradient_descent", "cifar-resnet", 20)
+    );
+    assert!(
+        summary
+            .dataset
+            .starts_with("cifar10 (45000 training, 5000 validation, 10000 test images)"),
+        "{}",
+        summary.dataset
+    );
+    // The summary is its epochs' record: every epoch there, the best validation accuracy their
+    // maximum, the test accuracy the last epoch's.
+    let epochs: Vec<EpochMetrics> = read(&dir.join("metrics.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(epochs.len(), summary.epochs);
+    let (best_epoch, best) = epochs
+        .iter()
+        .map(|m| (m.epoch, m.val_acc.unwrap()))
+        .fold((0, f64::MIN), |b, x| if x.1 > b.1 { x } else { b });
+    assert_eq!(summary.best_acc, Some(best));
+    assert_eq!(summary.best_epoch, Some(best_epoch));
+    assert_eq!(summary.final_test_acc, epochs.last().unwrap().test_acc);
+    // The sanity check itself: a ResNet-20 under this recipe belongs in the high 80s or above.
+    let test = summary.final_test_acc.unwrap();
+    assert!(
+        test > 0.85,
+        "the anchor reached {test}: the recipe is broken"
     );
 }
