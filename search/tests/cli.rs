@@ -509,15 +509,31 @@ fn search_check_builds_the_pool_and_makes_nothing() {
     assert!(stdout.contains("  heavy_ball[beta=0.6]"), "{stdout}");
 }
 
-/// The science campaign's configurations (docs/SCIENCE.md): both build their pools with every
-/// method of the protocol, and the GPU one dry-runs on its own and on Slurm, making nothing.
+/// The science campaign's configurations (docs/SCIENCE.md): all build their pools with every
+/// method of the protocol at matched parameter counts, and the GPU one dry-runs on its own and
+/// on Slurm, making nothing.
 #[test]
 fn the_science_configs_check_and_the_gpu_one_dry_runs() {
-    for (cfg, rungs) in [
-        ("specs/search/science-cpu.yaml", "rungs [1, 3, 9] epochs"),
+    for (cfg, rungs, base) in [
+        (
+            "specs/search/science-cpu.yaml",
+            "rungs [1, 3, 9] epochs",
+            "269,722",
+        ),
         (
             "specs/search/science-gpu.yaml",
             "rungs [5, 20, 80, 164] epochs",
+            "269,722",
+        ),
+        (
+            "specs/search/science-gpu-56.yaml",
+            "rungs [5, 20, 80, 164] epochs",
+            "853,018",
+        ),
+        (
+            "specs/search/science-gpu-110.yaml",
+            "rungs [5, 20, 80, 164] epochs",
+            "1,727,962",
         ),
     ] {
         let out = optarch(&["search", cfg, "--check"]);
@@ -525,6 +541,18 @@ fn the_science_configs_check_and_the_gpu_one_dry_runs() {
         let stdout = text(&out.stdout);
         assert!(stdout.contains(&format!("{cfg}: valid")), "{stdout}");
         assert!(stdout.contains(rungs), "{stdout}");
+        // Every candidate is built and within ± 5 % of ResNet's parameters (DenseNet-BC by
+        // its own width), or --check warns.
+        assert!(!stdout.contains("warning:"), "{cfg}\n{stdout}");
+        let base_line = stdout
+            .lines()
+            .find(|l| l.starts_with("  gradient_descent "))
+            .unwrap();
+        assert!(
+            base_line.contains(&format!("{base} parameters"))
+                && base_line.ends_with("(the base of the comparison)"),
+            "{base_line}"
+        );
         for method in [
             "gradient_descent",
             "heavy_ball[beta=0.6]",
@@ -539,11 +567,31 @@ fn the_science_configs_check_and_the_gpu_one_dry_runs() {
             "gen_a1p2_m0p5_0p3_b1p25_m0p25_0_h1",
         ] {
             assert!(
-                stdout.contains(&format!("\n  {method}\n")),
+                stdout.contains(&format!("\n  {method} ")),
                 "{cfg}: {method}\n{stdout}"
             );
         }
     }
+    // The same search at ResNet-56's depth with DenseNet-BC left at ResNet-20's size is no
+    // comparison at equal cost, and --check says so.
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = root().join("specs");
+    let unmatched = std::fs::read_to_string(root().join("specs/search/science-gpu.yaml"))
+        .unwrap()
+        .replace("    depth: 20\n", "    depth: 56\n")
+        .replace("../", &format!("{}/", specs.display()));
+    let cfg = tmp.path().join("unmatched.yaml");
+    std::fs::write(&cfg, unmatched).unwrap();
+    let out = optarch(&["search", cfg.to_str().unwrap(), "--check"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "warning: densenet has 272980 parameters, -68.0 % of gradient_descent's 853018: \
+             outside the ± 5 %"
+        ),
+        "{stdout}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("science");
     let dir_s = dir.to_str().unwrap();

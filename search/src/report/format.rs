@@ -95,7 +95,8 @@ pub(crate) fn rung_text(r: &Row, rungs: usize) -> String {
     }
 }
 
-pub(crate) fn count(v: Option<i64>) -> String {
+/// `v` with its digits grouped by thousands (`269,722`), `-` for none.
+pub fn count(v: Option<i64>) -> String {
     v.map(|n| {
         let digits = n.unsigned_abs().to_string();
         let mut out = String::from(if n < 0 { "-" } else { "" });

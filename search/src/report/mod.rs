@@ -16,6 +16,7 @@ mod stats;
 mod text;
 mod views;
 
+pub use format::count as thousands;
 pub use html::base64;
 pub use stats::{kendall_tau, spearman_rho};
 pub use text::CSV_HEADER;

@@ -20,7 +20,8 @@ use super::ids::TrialId;
 use super::store::{Epoch, Phase, Store, StoreError, Trial, TrialStatus};
 use crate::data::DatasetKind;
 use crate::train::{
-    self, checkpoint, EpochMetrics, Progress, RunConfigFile, RunSpec, RunState, Status, TrainError,
+    self, checkpoint, EpochMetrics, Progress, RunConfigFile, RunSpec, RunState, Status,
+    TrainConfig, TrainError,
 };
 use optarch_core::device::DeviceChoice;
 use std::path::{Path, PathBuf};
@@ -68,15 +69,12 @@ pub(crate) fn run_config(
     search_dir: &Path,
     device: DeviceChoice,
 ) -> RunConfigFile {
-    let mut train = cfg.train.clone();
+    let mut train = candidate_train(cfg, candidate);
     if let Some(prepared) = prepared_data(search_dir) {
         train.data.dataset = DatasetKind::Cifar10;
         train.data.train_subset = None;
         train.data.test_subset = None;
         train.data.path = Some(prepared);
-    }
-    if let Some(arch) = &candidate.arch {
-        train.arch = arch.clone();
     }
     train.schedule.epochs = trial.max_budget;
     // Only the final trials evaluate the test set: it is reported for them, and nothing a
@@ -90,12 +88,27 @@ pub(crate) fn run_config(
     train.run.seed = trial.seed;
     train.run.device = device;
     RunConfigFile {
-        spec: RunSpec {
-            path: PathBuf::from("spec.yaml"),
-            text: candidate.spec_yaml.clone(),
-            overrides: candidate.overrides.clone(),
-        },
+        spec: candidate_spec(candidate),
         train,
+    }
+}
+
+/// The training configuration a candidate trains in: the search's, in the candidate's own
+/// macro-architecture when its entry gives one.
+pub(crate) fn candidate_train(cfg: &SearchConfig, candidate: &Candidate) -> TrainConfig {
+    let mut train = cfg.train.clone();
+    if let Some(arch) = &candidate.arch {
+        train.arch = arch.clone();
+    }
+    train
+}
+
+/// The spec a candidate's trials train: its text and parameter values.
+pub(crate) fn candidate_spec(candidate: &Candidate) -> RunSpec {
+    RunSpec {
+        path: PathBuf::from("spec.yaml"),
+        text: candidate.spec_yaml.clone(),
+        overrides: candidate.overrides.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::Failure;
 use clap::Args;
 use optarch_core::device::DeviceChoice;
+use optarch_search::report::thousands;
 use optarch_search::search::config::{ExecutorKind, ExecutorOverrides};
 use std::path::PathBuf;
 
@@ -113,14 +114,30 @@ pub fn run(a: SearchArgs, device: DeviceChoice) -> Result<(), Failure> {
             p.rungs,
             p.epochs
         );
+        let width = p.candidates.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &p.candidates {
-            out!("  {c}");
+            let vs = match (&p.size_base, c.parameters_vs_base) {
+                (Some(b), _) if *b == c.name => "(the base of the comparison)".to_string(),
+                (Some(b), Some(v)) => format!("{:+.1} % of {b}'s", 100.0 * v),
+                _ => String::new(),
+            };
+            let line = format!(
+                "  {:width$}  {:>11} parameters  {:>7} M multiply-adds  {vs}",
+                c.name,
+                thousands(c.parameters),
+                c.multiply_adds
+                    .map_or_else(|| "-".into(), |m| format!("{:.1}", m as f64 / 1e6)),
+            );
+            out!("{}", line.trim_end());
         }
         for m in &p.merges {
             out!("  merged {m}");
         }
         for d in &p.divergent {
             out!("warning: {d}");
+        }
+        for u in &p.unmatched {
+            out!("warning: {u}");
         }
         return Ok(());
     }

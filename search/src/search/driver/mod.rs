@@ -18,7 +18,7 @@ mod plan;
 mod setup;
 
 pub use lock::Holder;
-pub use setup::Preview;
+pub use setup::{Preview, PreviewCandidate, MATCHED};
 
 /// The batch scripts a search would submit (`optarch search --dry-run`), making nothing.
 pub fn dry_run(

@@ -131,8 +131,14 @@ fn read(path: &Path, data: Option<&Path>) -> R<(String, SearchConfig)> {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Preview {
     pub name: String,
-    /// The candidates' names, in pool order.
-    pub candidates: Vec<String>,
+    /// The candidates, in pool order.
+    pub candidates: Vec<PreviewCandidate>,
+    /// The candidate the others' sizes are compared with: the first named reference, else the
+    /// first candidate.
+    pub size_base: Option<String>,
+    /// Candidates whose parameter count is more than [`MATCHED`] away from the base's, or that
+    /// cannot be built, with why: a comparison at "equal cost" that is not.
+    pub unmatched: Vec<String>,
     /// Generated recurrences pruned by consistency or stability.
     pub pruned: usize,
     /// Candidates merged into an earlier one with the same topology.
@@ -146,15 +152,90 @@ pub struct Preview {
     pub epochs: u64,
 }
 
+/// How far a candidate's parameter count may be from the base's and still count as matched
+/// (docs/SCIENCE.md's protocol: ± 5 %).
+pub const MATCHED: f64 = 0.05;
+
+/// A candidate of a [`Preview`], with the size of the network it trains.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PreviewCandidate {
+    pub name: String,
+    pub parameters: Option<i64>,
+    /// Per image.
+    pub multiply_adds: Option<i64>,
+    /// Its parameter count relative to the base's (0.012 is 1.2 % more).
+    pub parameters_vs_base: Option<f64>,
+}
+
+/// The parameter count and multiply-adds per image of `c`'s network, built on the CPU in the
+/// configuration's data shape as its trials would build it.
+fn size(cfg: &SearchConfig, c: &crate::search::candidate::Candidate) -> Result<(i64, i64), String> {
+    let train = trial::candidate_train(cfg, c);
+    let kind = train.data.dataset;
+    let [channels, height, width] = kind.shape().map(|n| n as i64);
+    let built = crate::train::build_for(
+        &trial::candidate_spec(c),
+        &train,
+        kind.classes(),
+        kind.shape()[0],
+        tch::Device::Cpu,
+    )
+    .map_err(|e| e.to_string())?;
+    let multiply_adds = built
+        .net
+        .multiply_adds(channels, height, width)
+        .map_err(|e| e.to_string())?;
+    Ok((
+        optarch_core::exec::parameter_count(&built.vs),
+        multiply_adds,
+    ))
+}
+
 /// Checks the configuration at `path` and builds its pool: what `optarch search --check`
 /// shows.
 pub(super) fn preview(path: &Path) -> R<Preview> {
     let (_, cfg) = read(path, None)?;
     let pool = pool::build(&cfg, &base_of(path))?;
     let rungs = cfg.budget.rungs();
+    let sizes: Vec<_> = pool.items.iter().map(|c| size(&cfg, c)).collect();
+    let base = pool
+        .items
+        .iter()
+        .position(|c| c.reference)
+        .or((!pool.items.is_empty()).then_some(0));
+    let base_parameters = base.and_then(|i| sizes[i].as_ref().ok()).map(|s| s.0);
+    let mut unmatched = Vec::new();
+    let mut candidates = Vec::new();
+    for (c, s) in pool.items.iter().zip(&sizes) {
+        let vs = match (s, base_parameters) {
+            (Ok((p, _)), Some(b)) if b > 0 => Some(*p as f64 / b as f64 - 1.0),
+            _ => None,
+        };
+        match (s, vs, base) {
+            (Err(e), _, _) => unmatched.push(format!("{} cannot be built: {e}", c.name)),
+            (Ok((p, _)), Some(v), Some(b)) if v.abs() > MATCHED => unmatched.push(format!(
+                "{} has {p} parameters, {:+.1} % of {}'s {}: outside the ± {:.0} % of a \
+                 comparison at equal cost (give its entry an `arch:` that matches)",
+                c.name,
+                100.0 * v,
+                pool.items[b].name,
+                base_parameters.unwrap_or_default(),
+                100.0 * MATCHED
+            )),
+            _ => {}
+        }
+        candidates.push(PreviewCandidate {
+            name: c.name.clone(),
+            parameters: s.as_ref().ok().map(|s| s.0),
+            multiply_adds: s.as_ref().ok().map(|s| s.1),
+            parameters_vs_base: vs,
+        });
+    }
     Ok(Preview {
         name: cfg.name.clone(),
-        candidates: pool.items.iter().map(|c| c.name.clone()).collect(),
+        size_base: base.map(|i| pool.items[i].name.clone()),
+        unmatched,
+        candidates,
         pruned: pool.pruned.len(),
         merged: pool.duplicates.len(),
         merges: pool
