@@ -514,26 +514,30 @@ fn search_check_builds_the_pool_and_makes_nothing() {
 /// on Slurm, making nothing.
 #[test]
 fn the_science_configs_check_and_the_gpu_one_dry_runs() {
-    for (cfg, rungs, base) in [
+    for (cfg, rungs, base, densenet) in [
         (
             "specs/search/science-cpu.yaml",
             "rungs [1, 3, 9] epochs",
             "269,722",
+            "272,980 parameters    112.9 M multiply-adds  +1.2 %",
         ),
         (
             "specs/search/science-gpu.yaml",
             "rungs [5, 20, 80, 164] epochs",
             "269,722",
+            "272,980 parameters    112.9 M multiply-adds  +1.2 %",
         ),
         (
             "specs/search/science-gpu-56.yaml",
             "rungs [5, 20, 80, 164] epochs",
             "853,018",
+            "857,258 parameters    332.5 M multiply-adds  +0.5 %",
         ),
         (
             "specs/search/science-gpu-110.yaml",
             "rungs [5, 20, 80, 164] epochs",
             "1,727,962",
+            "1,709,560 parameters    647.3 M multiply-adds  -1.1 %",
         ),
     ] {
         let out = optarch(&["search", cfg, "--check"]);
@@ -552,6 +556,11 @@ fn the_science_configs_check_and_the_gpu_one_dry_runs() {
             base_line.contains(&format!("{base} parameters"))
                 && base_line.ends_with("(the base of the comparison)"),
             "{base_line}"
+        );
+        // DenseNet-BC by its own width, as the configuration's comment says.
+        assert!(
+            stdout.contains("\n  densenet  ") && stdout.contains(densenet),
+            "{cfg}: {densenet}\n{stdout}"
         );
         for method in [
             "gradient_descent",

@@ -92,8 +92,8 @@ fn the_anchor_is_the_committed_run() {
         format!("{summary}\n"),
         "docs/SCIENCE.md's anchor differs from its summary.json"
     );
-    // The protocol's anchor: ResNet-20 (gradient descent) on all 45,000 training images, the
-    // 5,000 validation images chosen on, the test set once at the end, finished.
+    // The protocol's anchor: ResNet-20 (gradient descent) on all 45,000 training images,
+    // validated on the 5,000 held-out images after every epoch, the test set once at the end.
     assert_eq!(summary.status, Status::Done);
     assert_eq!(
         (

@@ -133,8 +133,8 @@ pub struct Preview {
     pub name: String,
     /// The candidates, in pool order.
     pub candidates: Vec<PreviewCandidate>,
-    /// The candidate the others' sizes are compared with: the first named reference, else the
-    /// first candidate.
+    /// The candidate the others' sizes are compared with: the first reference in pool order,
+    /// else the first candidate.
     pub size_base: Option<String>,
     /// Candidates whose parameter count is more than [`MATCHED`] away from the base's, or that
     /// cannot be built, with why: a comparison at "equal cost" that is not.
