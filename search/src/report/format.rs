@@ -190,6 +190,11 @@ pub(crate) fn f3(v: Option<f64>) -> String {
     v.map(|v| format!("{v:+.3}")).unwrap_or_else(|| "-".into())
 }
 
+/// A count, `-` where there is none.
+pub(crate) fn or_dash(v: Option<usize>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
 /// A p-value to three places, `-` where there is none.
 pub(crate) fn p3(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
@@ -251,9 +256,7 @@ pub(crate) fn study_lines(rep: &Report) -> Vec<String> {
             epochs_text(r.epochs),
             100.0 * r.share,
             r.reached,
-            r.promoted
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
+            or_dash(r.promoted),
             f3(r.tau_next),
             r.n_next,
             f3(r.tau_final),

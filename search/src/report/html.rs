@@ -5,7 +5,8 @@
 use super::chart::{self, esc, Chart, Key, Line, Mark, Shape, PALETTE};
 use super::explore::{self, Parallel};
 use super::format::{
-    comparison_lines, count, estimate_lines, f3, final_text, p3, pct, rate, rung_text, verdict,
+    comparison_lines, count, estimate_lines, f3, final_text, or_dash, p3, pct, rate, rung_text,
+    verdict,
 };
 use super::model::{first_rung_scores, Loaded, Report, Row};
 use super::views;
@@ -978,9 +979,7 @@ fn rung_table(rep: &Report, s: &mut String) {
             r.epochs,
             100.0 * r.share,
             r.reached,
-            r.promoted
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
+            or_dash(r.promoted),
             pct(r.best),
             pct(r.median),
             f3(r.tau_next),

@@ -172,18 +172,18 @@ pub struct PreviewCandidate {
 fn size(cfg: &SearchConfig, c: &crate::search::candidate::Candidate) -> Result<(i64, i64), String> {
     let train = trial::candidate_train(cfg, c);
     let kind = train.data.dataset;
-    let [channels, height, width] = kind.shape().map(|n| n as i64);
+    let [channels, height, width] = kind.shape();
     let built = crate::train::build_for(
         &trial::candidate_spec(c),
         &train,
         kind.classes(),
-        kind.shape()[0],
+        channels,
         tch::Device::Cpu,
     )
     .map_err(|e| e.to_string())?;
     let multiply_adds = built
         .net
-        .multiply_adds(channels, height, width)
+        .multiply_adds(channels as i64, height as i64, width as i64)
         .map_err(|e| e.to_string())?;
     Ok((
         optarch_core::exec::parameter_count(&built.vs),
@@ -203,23 +203,25 @@ pub(super) fn preview(path: &Path) -> R<Preview> {
         .iter()
         .position(|c| c.reference)
         .or((!pool.items.is_empty()).then_some(0));
-    let base_parameters = base.and_then(|i| sizes[i].as_ref().ok()).map(|s| s.0);
+    // The base's name and parameter count, when it could be built.
+    let base_size = base.and_then(|i| match sizes[i] {
+        Ok((p, _)) if p > 0 => Some((pool.items[i].name.as_str(), p)),
+        _ => None,
+    });
     let mut unmatched = Vec::new();
     let mut candidates = Vec::new();
     for (c, s) in pool.items.iter().zip(&sizes) {
-        let vs = match (s, base_parameters) {
-            (Ok((p, _)), Some(b)) if b > 0 => Some(*p as f64 / b as f64 - 1.0),
+        let vs = match (s, base_size) {
+            (Ok((p, _)), Some((_, b))) => Some(*p as f64 / b as f64 - 1.0),
             _ => None,
         };
-        match (s, vs, base) {
+        match (s, vs, base_size) {
             (Err(e), _, _) => unmatched.push(format!("{} cannot be built: {e}", c.name)),
-            (Ok((p, _)), Some(v), Some(b)) if v.abs() > MATCHED => unmatched.push(format!(
-                "{} has {p} parameters, {:+.1} % of {}'s {}: outside the ± {:.0} % of a \
-                 comparison at equal cost (give its entry an `arch:` that matches)",
+            (Ok((p, _)), Some(v), Some((name, b))) if v.abs() > MATCHED => unmatched.push(format!(
+                "{} has {p} parameters, {:+.1} % of {name}'s {b}: outside the ± {:.0} % of \
+                     a comparison at equal cost (give its entry an `arch:` that matches)",
                 c.name,
                 100.0 * v,
-                pool.items[b].name,
-                base_parameters.unwrap_or_default(),
                 100.0 * MATCHED
             )),
             _ => {}
