@@ -37,6 +37,7 @@ Prints one JSON line: precision, seed, test accuracy, seconds, median step ms.
 import argparse
 import json
 import os
+import sys
 import tarfile
 import time
 
@@ -46,49 +47,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-
-# ---------------------------------------------------------------------------------------------
-# The network: ResNet-20 as bench/pytorch_resnet20.py builds it (option-A shortcuts), with
-# optarch's initialisation of the blocks' convolutions (Kaiming normal, fan-out).
-
-
-class Basic(nn.Module):
-    def __init__(self, i, o, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(o)
-        self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(o)
-        self.stride, self.i, self.o = stride, i, o
-        for c in (self.conv1, self.conv2):
-            nn.init.kaiming_normal_(c.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        if self.stride == 1 and self.i == self.o:
-            short = x
-        else:
-            pad = (self.o - self.i) // 2
-            short = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, pad, self.o - self.i - pad))
-        return F.relu(out + short)
-
-
-class ResNet(nn.Module):
-    def __init__(self, n=3, classes=10):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
-        blocks, c = [], 16
-        for s, w in enumerate([16, 32, 64]):
-            for j in range(n):
-                blocks.append(Basic(c, w, 2 if s > 0 and j == 0 else 1))
-                c = w
-        self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, classes)
-
-    def forward(self, x):
-        h = self.blocks(F.relu(self.bn(self.stem(x))))
-        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_resnet20 import ResNet  # noqa: E402  (the step benchmark's ResNet-20, option A)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +177,7 @@ def train(a):
     xte = (torch.from_numpy(xte.astype(np.float32) / 255.0) - mean) / std
     yte = torch.from_numpy(yte)
 
-    net = ResNet()
+    net = ResNet(fan_out_init=True)
     decay = [p for p in net.parameters() if p.dim() > 1]
     no_decay = [p for p in net.parameters() if p.dim() <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
@@ -262,24 +222,12 @@ def train(a):
                       "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
 
 
-def fidelity(a):
-    """Logits and gradients of real bf16 (autocast) and of the simulation against fp32, on the
-    same weights and batches: the simulation is faithful if its error is of the size of real
-    bf16's, and it stays as close to real bf16 as real bf16's own run-to-run scale allows."""
-    torch.manual_seed(a.seed)
-    (xtr, ytr), _ = read_cifar10(a.data)
-    x = torch.from_numpy(xtr[: a.batch].astype(np.float32) / 255.0)
-    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
-    y = torch.from_numpy(ytr[: a.batch])
-    net = ResNet()
-    net.train()
-    # a few steps of fp32 training first, so the gradients are not those of a fresh network
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(a.fidelity_warmup):
-        opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
+def errors(net, x, y, names):
+    """For each precision in `names`: the relative L2 error of the logits and of the gradient
+    vector of one training-mode forward and backward pass of `net` on `(x, y)`, against fp32's,
+    all from the same state (batch norm reads the batch's statistics, not its running ones)."""
     state = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
 
     def run(name):
         net.load_state_dict(state)
@@ -292,18 +240,40 @@ def fidelity(a):
         return logits.float().detach(), g.detach()
 
     ref_l, ref_g = run("fp32")
-    real_l, real_g = run("autocast")
+    out = {}
+    for name in names:
+        lo, g = run(name)
+        out[name] = {"logits": float((lo - ref_l).norm() / ref_l.norm()),
+                     "grad": float((g - ref_g).norm() / ref_g.norm()),
+                     "grad_error": g - ref_g}
+    return out
+
+
+def fidelity(a):
+    """Logits and gradients of real bf16 (autocast) and of the simulation against fp32, on the
+    same weights and batches: the simulation is faithful if its error is of the size of real
+    bf16's, and it stays as close to real bf16 as real bf16's own run-to-run scale allows."""
+    torch.manual_seed(a.seed)
+    (xtr, ytr), _ = read_cifar10(a.data)
+    x = torch.from_numpy(xtr[: a.batch].astype(np.float32) / 255.0)
+    x = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / x.std(dim=(0, 2, 3), keepdim=True)
+    y = torch.from_numpy(ytr[: a.batch])
+    net = ResNet(fan_out_init=True)
+    net.train()
+    # a few steps of fp32 training first, so the gradients are not those of a fresh network
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(a.fidelity_warmup):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    e = errors(net, x, y, ["autocast", "sim", "sim-head32"])
+    real = e["autocast"]["grad_error"]
     out = {"batch": a.batch, "warmup_steps": a.fidelity_warmup}
-    for name in ("sim", "sim-head32"):
-        sim_l, sim_g = run(name)
-        out[name] = {
-            "logits_vs_fp32": float((sim_l - ref_l).norm() / ref_l.norm()),
-            "grad_vs_fp32": float((sim_g - ref_g).norm() / ref_g.norm()),
-            "grad_vs_autocast": float((sim_g - real_g).norm() / ref_g.norm()),
-            "grad_cosine_with_autocast_error": float(F.cosine_similarity(sim_g - ref_g, real_g - ref_g, dim=0)),
-        }
-    out["autocast"] = {"logits_vs_fp32": float((real_l - ref_l).norm() / ref_l.norm()),
-                       "grad_vs_fp32": float((real_g - ref_g).norm() / ref_g.norm())}
+    for name, r in e.items():
+        out[name] = {"logits_vs_fp32": r["logits"], "grad_vs_fp32": r["grad"]}
+        if name != "autocast":
+            out[name]["grad_cosine_with_autocast_error"] = float(
+                F.cosine_similarity(r["grad_error"], real, dim=0))
     print(json.dumps(out), flush=True)
 
 

@@ -19,13 +19,16 @@ import torch.nn.functional as F
 
 
 class Basic(nn.Module):
-    def __init__(self, i, o, stride):
+    def __init__(self, i, o, stride, fan_out_init=False):
         super().__init__()
         self.conv1 = nn.Conv2d(i, o, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(o)
         self.conv2 = nn.Conv2d(o, o, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(o)
         self.stride, self.i, self.o = stride, i, o
+        if fan_out_init:  # optarch's initialisation of block convolutions (bench/bf16_accuracy.py)
+            for c in (self.conv1, self.conv2):
+                nn.init.kaiming_normal_(c.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x):
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -38,14 +41,14 @@ class Basic(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, n=3, classes=10):
+    def __init__(self, n=3, classes=10, fan_out_init=False):
         super().__init__()
         self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(16)
         blocks, c = [], 16
         for s, w in enumerate([16, 32, 64]):
             for j in range(n):
-                blocks.append(Basic(c, w, 2 if s > 0 and j == 0 else 1))
+                blocks.append(Basic(c, w, 2 if s > 0 and j == 0 else 1, fan_out_init))
                 c = w
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, classes)

@@ -28,6 +28,27 @@ fn python() -> Option<String> {
     None
 }
 
+/// Runs `script` with `args` in `py` (one thread) and parses what it prints as JSON; a failing
+/// script fails the test with Python's error.
+fn run_python<T: serde::de::DeserializeOwned>(
+    py: &str,
+    script: &str,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> T {
+    let out = Command::new(py)
+        .args(["-c", script])
+        .args(args)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn the_torchscript_module_matches_optarch_in_python() {
     tch::set_num_threads(1);
@@ -204,17 +225,7 @@ fn the_torchscript_module_matches_optarch_in_python() {
         weights = exp.join("weights.safetensors").display().to_string(),
         xin = xin.display().to_string(),
     );
-    let out = Command::new(py)
-        .args(["-c", &script])
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let [got, got_py]: [Vec<f32>; 2] = serde_json::from_slice(&out.stdout).unwrap();
+    let [got, got_py]: [Vec<f32>; 2] = run_python(&py, &script, [] as [&str; 0]);
     for (what, got) in [("TorchScript", &got), ("model.py", &got_py)] {
         assert_eq!(got.len(), want.len());
         assert_eq!(got.len(), 30);
@@ -447,19 +458,8 @@ for case in cases:
                     "params": params, "double": str(double.dtype)}
 print(json.dumps(report))
 "#;
-    let out = Command::new(py)
-        .args(["-c", script])
-        .arg(tmp.path())
-        .args(&cases)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = std::iter::once(tmp.path().as_os_str()).chain(cases.iter().map(|c| c.as_ref()));
+    let report: serde_json::Value = run_python(&py, script, args);
     for case in &cases {
         let r = &report[case];
         for key in ["eval", "after", "script"] {
@@ -544,7 +544,6 @@ fn bf16_rounds_like_pytorch_autocast_on_the_same_network() {
     let script = r#"
 import importlib.util, json, sys
 import safetensors.torch, torch
-import torch.nn.functional as F
 torch.set_num_threads(1)
 d, bench = sys.argv[1], sys.argv[2]
 def load(name, path):
@@ -555,35 +554,13 @@ def load(name, path):
 model_mod, b = load("model", f"{d}/model.py"), load("bf16_accuracy", bench)
 model = model_mod.Net()
 model.load_state_dict(safetensors.torch.load_file(f"{d}/weights.safetensors"))
-model.train()
 io = safetensors.torch.load_file(f"{d}/io.safetensors")
-def run(name):
-    model.zero_grad()
-    p = b.Precision(name)
-    with p.context():
-        y = model(p.input(io["x"]))
-    F.cross_entropy(y.float(), io["labels"]).backward()
-    return y.float().detach(), torch.cat([q.grad.flatten() for q in model.parameters()])
-y32, g32 = run("fp32")
-out = {}
-for name in ("autocast", "sim-head32"):
-    y, g = run(name)
-    out[name] = [((y - y32).norm() / y32.norm()).item(), ((g - g32).norm() / g32.norm()).item()]
+e = b.errors(model, io["x"], io["labels"], ["autocast", "sim-head32"])
+out = {name: [r["logits"], r["grad"]] for name, r in e.items()}
 print(json.dumps(out))
 "#;
-    let out = Command::new(py)
-        .args(["-c", script])
-        .arg(tmp.path())
-        .arg(root.join("bench/bf16_accuracy.py"))
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bench = root.join("bench/bf16_accuracy.py");
+    let report: serde_json::Value = run_python(&py, script, [tmp.path(), bench.as_path()]);
     let pair = |k: &str| {
         let v = &report[k];
         (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
