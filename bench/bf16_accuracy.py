@@ -32,7 +32,11 @@ Precisions (`--precision`):
   sim-fwd    `sim`'s forward rounding with gradients passed through unrounded (a diagnostic:
              which direction the accuracy is lost in).
 
-Prints one JSON line: precision, seed, test accuracy, seconds, median step ms.
+`--channels-last` puts the network and its inputs in channels_last (NHWC), as optarch's
+`--channels-last on` does. `bench/bf16_gap.py` runs this against optarch over several seeds.
+
+Prints one JSON line: precision, layout, seed, test accuracy, last epoch's mean training loss,
+seconds, median step ms.
 """
 import argparse
 import json
@@ -121,19 +125,39 @@ class Precision:
 # Data: the official CIFAR-10 binary archive.
 
 
+def cifar10_source(data):
+    """The archive `cifar-10-binary.tar.gz` in `data`, or its extracted `cifar-10-batches-bin`
+    folder (in `data`, or `data` itself); None when neither is there."""
+    for path in (os.path.join(data, "cifar-10-binary.tar.gz"),
+                 os.path.join(data, "cifar-10-batches-bin"), data):
+        if os.path.isfile(path) or os.path.isfile(os.path.join(path, "test_batch.bin")):
+            return path
+    return None
+
+
+def cifar10_files(path):
+    """(file name, bytes) of each file in the archive or folder `path`."""
+    if os.path.isfile(path):
+        with tarfile.open(path, "r:gz") as tar:
+            for m in tar.getmembers():
+                if m.isfile():
+                    yield os.path.basename(m.name), tar.extractfile(m).read()
+    else:
+        for name in sorted(os.listdir(path)):
+            with open(os.path.join(path, name), "rb") as f:
+                yield name, f.read()
+
+
 def read_cifar10(data):
-    path = os.path.join(data, "cifar-10-binary.tar.gz")
     train, test = [], None
-    with tarfile.open(path, "r:gz") as tar:
-        for m in tar.getmembers():
-            name = os.path.basename(m.name)
-            if not name.endswith(".bin") or "batch" not in name:
-                continue
-            raw = np.frombuffer(tar.extractfile(m).read(), dtype=np.uint8).reshape(-1, 3073)
-            if name == "test_batch.bin":
-                test = raw
-            else:
-                train.append((name, raw))
+    for name, raw in cifar10_files(cifar10_source(data)):
+        if not name.endswith(".bin") or "batch" not in name:
+            continue
+        raw = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)
+        if name == "test_batch.bin":
+            test = raw
+        else:
+            train.append((name, raw))
     train = np.concatenate([r for _, r in sorted(train)])
 
     def split(raw):
@@ -174,10 +198,13 @@ def train(a):
     mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
     std = xtr.std(dim=(0, 2, 3), keepdim=True)
     xtr = (xtr - mean) / std
+    if a.test_subset:
+        xte, yte = xte[: a.test_subset], yte[: a.test_subset]
     xte = (torch.from_numpy(xte.astype(np.float32) / 255.0) - mean) / std
     yte = torch.from_numpy(yte)
+    layout = torch.channels_last if a.channels_last else torch.contiguous_format
 
-    net = ResNet(fan_out_init=True)
+    net = ResNet(fan_out_init=True).to(memory_format=layout)
     decay = [p for p in net.parameters() if p.dim() > 1]
     no_decay = [p for p in net.parameters() if p.dim() <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
@@ -186,15 +213,16 @@ def train(a):
     n = len(ytr)
     steps_per_epoch = (n + a.batch - 1) // a.batch
     total = steps_per_epoch * a.epochs
-    step, times = 0, []
+    step, times, epoch_loss = 0, [], 0.0
     start = time.perf_counter()
     net.train()
     for _ in range(a.epochs):
         perm = torch.randperm(n, generator=gen)
+        epoch_loss = 0.0
         for b in range(steps_per_epoch):
             t = time.perf_counter()
             sel = perm[b * a.batch : (b + 1) * a.batch]
-            x = augment(xtr[sel], gen)
+            x = augment(xtr[sel], gen).contiguous(memory_format=layout)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total)
             opt.zero_grad()
@@ -205,6 +233,7 @@ def train(a):
                 raise SystemExit(f"non-finite loss at step {step}")
             loss.backward()
             opt.step()
+            epoch_loss += float(loss.detach()) * len(sel)
             step += 1
             times.append(time.perf_counter() - t)
     net.eval()
@@ -212,11 +241,12 @@ def train(a):
     with torch.no_grad():
         for b in range(0, len(yte), 500):
             with prec.context():
-                logits = net(prec.input(xte[b : b + 500]))
+                logits = net(prec.input(xte[b : b + 500].contiguous(memory_format=layout)))
             correct += int((logits.float().argmax(1) == yte[b : b + 500]).sum())
     times.sort()
-    print(json.dumps({"precision": a.precision, "seed": a.seed, "epochs": a.epochs,
-                      "train_images": n, "test_accuracy": correct / len(yte),
+    print(json.dumps({"precision": a.precision, "channels_last": a.channels_last, "seed": a.seed,
+                      "epochs": a.epochs, "train_images": n, "test_images": len(yte),
+                      "test_accuracy": correct / len(yte), "final_train_loss": epoch_loss / n,
                       "seconds": round(time.perf_counter() - start, 1),
                       "step_ms": round(times[len(times) // 2] * 1e3, 1),
                       "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
@@ -280,12 +310,17 @@ def fidelity(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("OPTARCH_DATA", "../shared/data"),
-                    help="folder holding cifar-10-binary.tar.gz (default: $OPTARCH_DATA)")
+                    help="folder holding cifar-10-binary.tar.gz or its extracted "
+                         "cifar-10-batches-bin (default: $OPTARCH_DATA)")
     ap.add_argument("--precision", default="fp32",
                     choices=["fp32", "autocast", "sim", "sim-head32", "sim-conv", "sim-fwd"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--train-subset", type=int, default=10000)
+    ap.add_argument("--test-subset", type=int, default=0, metavar="N",
+                    help="test on the first N test images only (default: all 10,000)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="network, inputs and weights in channels_last (NHWC) memory format")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fidelity", action="store_true",
@@ -293,8 +328,9 @@ def main():
     ap.add_argument("--fidelity-warmup", type=int, default=20)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    if not os.path.exists(os.path.join(a.data, "cifar-10-binary.tar.gz")):
-        raise SystemExit(f"no cifar-10-binary.tar.gz in {a.data}: pass --data DIR or set OPTARCH_DATA")
+    if cifar10_source(a.data) is None:
+        raise SystemExit(f"no cifar-10-binary.tar.gz or cifar-10-batches-bin in {a.data}: "
+                         "pass --data DIR or set OPTARCH_DATA")
     (fidelity if a.fidelity else train)(a)
 
 

@@ -582,3 +582,138 @@ print(json.dumps(out))
         );
     }
 }
+
+/// `bench/bf16_gap.py`, issue 13's accuracy measurement in one command, end to end on generated
+/// CIFAR-10 files: it trains optarch (this build) and PyTorch in fp32 and bf16 over two seeds,
+/// passes each arm its precision and layout, summarises each bf16 arm against its fp32 seed by
+/// seed from the runs' own results, and run again, it finds everything done and runs nothing.
+#[test]
+fn bf16_gap_measures_each_bf16_arm_against_its_fp32() {
+    let Some(py) = python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic::write_cifar10(&tmp.path().join("d"), 40, 5).unwrap();
+    let out = tmp.path().join("out");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let gap = |extra: &[&str]| {
+        Command::new(&py)
+            .arg(root.join("bench/bf16_gap.py"))
+            .arg("--data")
+            .arg(tmp.path().join("d"))
+            .arg("--out")
+            .arg(&out)
+            .args(["--optarch", env!("CARGO_BIN_EXE_optarch")])
+            .args(["--seeds", "2", "--jobs", "2", "--epochs", "1"])
+            .args(["--train-subset", "64", "--test-subset", "20"])
+            .args(["--arms", "optarch-bf16,torch-autocast"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = gap(&["--force"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("8 runs to do (0 already done"), "{stderr}");
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    };
+    // Each run's own result, and that it ran in the arm's precision and layout.
+    let acc = |arm: &str, seed: u64| -> f64 {
+        let base = out.join(format!("{arm}-s{seed}"));
+        if arm.starts_with("optarch") {
+            let s = read(base.join("summary.json"));
+            let compute = if arm.ends_with("bf16") {
+                "bf16, channels_last"
+            } else {
+                "fp32"
+            };
+            assert_eq!(s["compute"], compute, "{arm}");
+            100.0 * s["final_test_acc"].as_f64().unwrap()
+        } else {
+            let r = read(base.with_extension("json"));
+            let bf16 = arm.ends_with("autocast");
+            assert_eq!(r["precision"], if bf16 { "autocast" } else { "fp32" });
+            assert_eq!(r["channels_last"], bf16);
+            assert_eq!(r["test_images"], 20);
+            100.0 * r["test_accuracy"].as_f64().unwrap()
+        }
+    };
+    let summary = read(out.join("summary.json"));
+    let comparisons = summary["comparisons"].as_array().unwrap();
+    let pairs: Vec<_> = comparisons
+        .iter()
+        .map(|c| (c["arm"].as_str().unwrap(), c["reference"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("optarch-bf16", "optarch-fp32"),
+            ("torch-autocast", "torch-fp32")
+        ]
+    );
+    for c in comparisons {
+        let (arm, reference) = (c["arm"].as_str().unwrap(), c["reference"].as_str().unwrap());
+        let d = &c["acc_diff"];
+        let diffs: Vec<f64> = (0..2).map(|s| acc(arm, s) - acc(reference, s)).collect();
+        for (got, want) in d["diffs"].as_array().unwrap().iter().zip(&diffs) {
+            assert!((got.as_f64().unwrap() - want).abs() < 1e-9, "{c}");
+        }
+        let mean = (diffs[0] + diffs[1]) / 2.0;
+        let sd = (diffs[0] - diffs[1]).abs() / 2f64.sqrt();
+        let half = 12.706 * sd / 2f64.sqrt();
+        let ci = d["ci95"].as_array().unwrap();
+        assert!((d["mean"].as_f64().unwrap() - mean).abs() < 1e-9, "{c}");
+        assert!(
+            (ci[0].as_f64().unwrap() - (mean - half)).abs() < 1e-6,
+            "{c}"
+        );
+        assert!(
+            (ci[1].as_f64().unwrap() - (mean + half)).abs() < 1e-6,
+            "{c}"
+        );
+    }
+    assert_eq!(summary["missing"].as_array().unwrap().len(), 0);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("**optarch-bf16 against optarch-fp32**"), "{md}");
+    // Again: nothing left to run; the summary stands.
+    let again = gap(&["--force"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("0 runs to do (8 already done"), "{stderr}");
+    assert_eq!(read(out.join("summary.json")), summary);
+
+    // The statistics, on results written by hand: seeds 0-2 paired, seed 3 without its bf16.
+    let hand = tmp.path().join("hand");
+    std::fs::create_dir(&hand).unwrap();
+    let runs = [(60.0, 59.0), (61.5, 61.0), (59.0, 57.5)];
+    for (s, (fp32, bf16)) in runs.iter().enumerate() {
+        for (arm, a) in [("torch-fp32", fp32), ("torch-autocast", bf16)] {
+            let line = format!(
+                r#"{{"test_accuracy": {}, "final_train_loss": 1.0}}"#,
+                a / 100.0
+            );
+            std::fs::write(hand.join(format!("{arm}-s{s}.json")), line).unwrap();
+        }
+    }
+    let line = r#"{"test_accuracy": 0.6, "final_train_loss": 1.0}"#;
+    std::fs::write(hand.join("torch-fp32-s3.json"), line).unwrap();
+    let o = Command::new(&py)
+        .arg(root.join("bench/bf16_gap.py"))
+        .arg("--out")
+        .arg(&hand)
+        .args(["--summarize", "--seeds", "4", "--arms", "torch-autocast"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read(hand.join("summary.json"));
+    let c = &s["comparisons"][0];
+    assert_eq!(c["seeds"], serde_json::json!([0, 1, 2]));
+    // differences -1.0, -0.5, -1.5: mean -1, sd 0.5, half-width t(2) 4.303 * 0.5 / sqrt(3)
+    let d = &c["acc_diff"];
+    let close = |v: &serde_json::Value, want: f64| (v.as_f64().unwrap() - want).abs() < 1e-3;
+    assert!(close(&d["mean"], -1.0) && close(&d["sd"], 0.5), "{d}");
+    assert!(
+        close(&d["ci95"][0], -2.242) && close(&d["ci95"][1], 0.242),
+        "{d}"
+    );
+    assert_eq!(s["missing"], serde_json::json!(["torch-autocast seed 3"]));
+}
