@@ -121,7 +121,10 @@ def run_one(a, arm, seed):
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, env=env, text=True)
+        try:
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, env=env, text=True)
+        except OSError as e:
+            return f"could not start {cmd[0]}: {e}", 0.0
         with LIVE_LOCK:
             LIVE.add(p)
         stdout, _ = p.communicate()
@@ -261,8 +264,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bf16-gap"),
                     help="where results are kept (default target/bf16-gap)")
     ap.add_argument("--optarch", help="the optarch binary (default: build target/release/optarch)")
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--train-subset", type=int, default=10000)
+    ap.add_argument("--epochs", type=int, default=5, help="epochs a run (default 5, the recipe's)")
+    ap.add_argument("--train-subset", type=int, default=10000, metavar="N",
+                    help="training images a run (default 10000, the recipe's)")
     ap.add_argument("--test-subset", type=int, default=0, metavar="N",
                     help="test on the first N test images only (default: all)")
     ap.add_argument("--summarize", action="store_true", help="print the summary of --out; run nothing")
