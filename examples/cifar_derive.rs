@@ -36,8 +36,10 @@ fn main() -> Result<()> {
     let yt = test.labels_tensor(Device::Cpu);
 
     let vs = nn::VarStore::new(Device::Cpu);
-    // The fastest precision this CPU supports (bf16 + channels_last with AVX-512-BF16 or AMX).
-    let compute = Compute::fastest(Device::Cpu);
+    let batch = 50;
+    // The fastest precision this CPU supports (bf16 + channels_last with AVX-512-BF16 or AMX)
+    // for steps of `batch` images of 32×32.
+    let compute = Compute::fastest(Device::Cpu, batch * 32 * 32);
     let net = derived_resnet20(&vs.root(), 10, compute);
     let mut opt = nn::Sgd {
         momentum: 0.9,
@@ -46,7 +48,6 @@ fn main() -> Result<()> {
     }
     .build(&vs, 0.05)?;
     let start = Instant::now();
-    let batch = 50;
     let perm = tch::Tensor::randperm(xs.size()[0], (Kind::Int64, Device::Cpu));
     let mut losses = Vec::new();
     for i in 0..(xs.size()[0] / batch) {

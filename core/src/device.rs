@@ -322,6 +322,45 @@ pub fn supports_bf16(device: Device) -> bool {
     }
 }
 
+/// Pixels a training step processes (batch × height × width) from which bf16 with
+/// channels_last is faster than fp32 on a CUDA device. Measured on an H200 with
+/// `optarch-bench --device cuda` (docs/BENCHMARKS.md, "GPU figures"): ResNet-20 and
+/// DenseNet-BC on 32×32 images train fastest in fp32 at batch 32 and 128 (32,768 and 131,072
+/// pixels a step: their steps are bound by kernel launches, and bf16 adds casts; gradient
+/// descent's ResNet-20 is 1.52× slower in bf16 with channels_last at batch 128), 1.35–1.58×
+/// faster in bf16 with channels_last at batch 512 (524,288), and a ResNet-18 on 224×224 images
+/// at batch 128 (6.4 million) 2.09× faster. The threshold sits between the measured points;
+/// where in between the two settings cross is not measured.
+pub const CUDA_BF16_MIN_STEP_PIXELS: i64 = 1 << 18;
+
+/// Whether bf16 with channels_last is the faster setting for a training step of `step_pixels`
+/// (batch × height × width) on `device`: on the CPU wherever it has bfloat16 instructions
+/// ([`cpu_bf16`]; 2.0–2.4× fp32 there, whatever the step's size), on a CUDA device that
+/// computes in bf16 ([`supports_bf16`]) from [`CUDA_BF16_MIN_STEP_PIXELS`] on.
+pub fn prefers_bf16(device: Device, step_pixels: i64) -> bool {
+    bf16_is_faster(device, step_pixels, || supports_bf16(device))
+}
+
+/// [`prefers_bf16`]'s rule, given whether the device computes in bf16 at all.
+fn bf16_is_faster(device: Device, step_pixels: i64, computes_bf16: impl Fn() -> bool) -> bool {
+    match device {
+        Device::Cuda(_) => step_pixels >= CUDA_BF16_MIN_STEP_PIXELS && computes_bf16(),
+        _ => computes_bf16(),
+    }
+}
+
+/// Runs `f` under CUDA's fp16 autocast when `on`, else simply runs it. tch's `autocast` calls
+/// libtorch 2.11's deprecated `at::autocast::is_enabled`/`set_enabled`, each of which prints a
+/// deprecation warning on every call where CUDA is available (three lines a training step,
+/// measured on an H200): calling it only when fp16 is on keeps fp32 and bf16 runs quiet. fp16
+/// runs still print them; tch 0.24 binds no other way to turn autocast on.
+pub fn autocast_fp16<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    match on {
+        true => tch::autocast(true, f),
+        false => f(),
+    }
+}
+
 /// Collects [`EnvInfo`] for this process. Runs `nvidia-smi` once if it is on `PATH`.
 pub fn env_info() -> EnvInfo {
     let libtorch_lib_at_build = option_env!("OPTARCH_LIBTORCH_LIB").map(PathBuf::from);
@@ -634,6 +673,36 @@ mod tests {
         }
         assert!(serde_json::from_str::<DeviceChoice>("\"gpu\"").is_err());
         assert_eq!(DeviceChoice::Cpu.resolve(), Ok(Device::Cpu));
+    }
+
+    #[test]
+    fn bf16_is_preferred_by_the_cpu_always_and_by_a_gpu_for_large_steps() {
+        // The CPU's choice is its bfloat16 instructions', whatever the step's size.
+        let cpu = cpu_bf16().is_some();
+        for pixels in [0, 128 * 32 * 32, CUDA_BF16_MIN_STEP_PIXELS, i64::MAX] {
+            assert_eq!(prefers_bf16(Device::Cpu, pixels), cpu, "{pixels}");
+        }
+        let gpu = Device::Cuda(0);
+        // The measured points on an H200: 32×32 images at batch 32 and 128 (fp32 faster), at
+        // batch 512 and 224×224 at batch 128 (bf16 + channels_last faster).
+        let (small, large) = (
+            [32 * 32 * 32, 128 * 32 * 32],
+            [512 * 32 * 32, 128 * 224 * 224],
+        );
+        for pixels in small.into_iter().chain([CUDA_BF16_MIN_STEP_PIXELS - 1]) {
+            assert!(!bf16_is_faster(gpu, pixels, || true), "{pixels}");
+            assert!(!prefers_bf16(gpu, pixels), "{pixels}");
+        }
+        for pixels in large.into_iter().chain([CUDA_BF16_MIN_STEP_PIXELS]) {
+            assert!(bf16_is_faster(gpu, pixels, || true), "{pixels}");
+            assert!(!bf16_is_faster(gpu, pixels, || false), "{pixels}");
+            let bf16_gpu = tch::Cuda::is_available() && supports_bf16(gpu);
+            assert_eq!(prefers_bf16(gpu, pixels), bf16_gpu, "{pixels}");
+        }
+        for pixels in small.into_iter().chain(large) {
+            assert!(bf16_is_faster(Device::Cpu, pixels, || true), "{pixels}");
+            assert!(!bf16_is_faster(Device::Cpu, pixels, || false), "{pixels}");
+        }
     }
 
     #[test]

@@ -41,10 +41,11 @@ impl Compute {
         channels_last: false,
     };
 
-    /// The fastest setting `device` supports: bf16 with channels_last where it computes in
-    /// bfloat16 ([`crate::device::supports_bf16`]), else fp32.
-    pub fn fastest(device: tch::Device) -> Compute {
-        match crate::device::supports_bf16(device) {
+    /// The fastest setting on `device` for a training step of `step_pixels` (batch × height ×
+    /// width): bf16 with channels_last where [`crate::device::prefers_bf16`] says so (a CPU
+    /// with bfloat16 instructions; a CUDA device for large enough steps), else fp32.
+    pub fn fastest(device: tch::Device, step_pixels: i64) -> Compute {
+        match crate::device::prefers_bf16(device, step_pixels) {
             true => Compute {
                 bf16: true,
                 channels_last: true,

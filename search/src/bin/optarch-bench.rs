@@ -144,7 +144,7 @@ thread_local! {
 
 fn step(net: &dyn ModuleT, opt: &mut Sgd, x: &Tensor, y: &Tensor) {
     opt.zero_grad();
-    let logits = tch::autocast(AMP.get(), || net.forward_t(x, true));
+    let logits = optarch_core::device::autocast_fp16(AMP.get(), || net.forward_t(x, true));
     let loss = logits.to_kind(Kind::Float).cross_entropy_for_logits(y);
     loss.backward();
     opt.step(0.01);

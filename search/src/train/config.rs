@@ -626,8 +626,10 @@ impl Default for ScheduleConfig {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// The fastest the device supports: bf16 on a CPU with AMX or AVX-512-BF16 and on a CUDA
-    /// device that computes in bf16, fp32 elsewhere (a run records what it chose).
+    /// The fastest on the device: bf16 on a CPU with AMX or AVX-512-BF16, and on a CUDA
+    /// device that computes in bf16 for steps of at least 2^18 pixels (batch × height ×
+    /// width; smaller steps are faster in fp32 there), fp32 elsewhere (a run records what it
+    /// chose).
     #[default]
     Auto,
     /// Single precision throughout (exact, reproducible).
@@ -655,8 +657,9 @@ pub enum Switch {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Args, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrecisionConfig {
-    /// auto (bf16 where the device computes in bfloat16, else fp32), fp32 (exact), bf16
-    /// (mixed), or fp16 (mixed with loss scaling, CUDA only).
+    /// auto (bf16 where it is faster: a CPU with bfloat16 instructions, a CUDA GPU for steps
+    /// of 2^18 pixels or more; else fp32), fp32 (exact), bf16 (mixed), or fp16 (mixed with loss
+    /// scaling, CUDA only).
     #[arg(long, value_enum, alias = "amp", default_value_t = Precision::default())]
     pub precision: Precision,
     /// Feature maps and weights with NHWC strides: auto (on with bf16 or fp16), on or off;
@@ -672,11 +675,12 @@ pub struct PrecisionConfig {
 }
 
 impl PrecisionConfig {
-    /// Replaces `auto` by what `device` supports, so that a run records (and a resume
-    /// repeats) a definite choice.
-    pub fn resolve(&mut self, device: tch::Device) {
+    /// Replaces `auto` by the faster setting on `device` for a training step of `step_pixels`
+    /// (batch × height × width; [`optarch_core::device::prefers_bf16`]), so that a run records
+    /// (and a resume repeats) a definite choice.
+    pub fn resolve(&mut self, device: tch::Device, step_pixels: i64) {
         if self.precision == Precision::Auto {
-            self.precision = match optarch_core::device::supports_bf16(device) {
+            self.precision = match optarch_core::device::prefers_bf16(device, step_pixels) {
                 true => Precision::Bf16,
                 false => Precision::Fp32,
             };

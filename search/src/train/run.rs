@@ -94,23 +94,31 @@ struct Run {
 
 fn prepare(mut cfg: RunConfigFile, dir: &Path) -> R<Run> {
     let device = cfg.train.run.device.resolve()?;
-    cfg.train.precision.resolve(device);
-    let t = &cfg.train;
     // The thread count the run was started with: a resumed run computes bit for bit the same.
-    if let Some(n) = t.run.threads {
+    if let Some(n) = cfg.train.run.threads {
         tch::set_num_threads(i32::try_from(n).unwrap_or(i32::MAX));
     }
-    if t.precision.precision == Precision::Fp16 && !device.is_cuda() {
+    if cfg.train.precision.precision == Precision::Fp16 && !device.is_cuda() {
         return Err(TrainError::Invalid(
             "--precision fp16 needs a CUDA device (--device cuda)".into(),
         ));
     }
-    if t.schedule.epochs == 0 || t.optim.batch_size == 0 {
+    if cfg.train.schedule.epochs == 0 || cfg.train.optim.batch_size == 0 {
         return Err(TrainError::Invalid(
             "epochs and batch size must be at least 1".into(),
         ));
     }
-    let (train, val, test) = t.data.load(t.run.seed)?;
+    let (train, val, test) = cfg.train.data.load(cfg.train.run.seed)?;
+    // `auto` becomes what is faster on this device for this step's size.
+    let step_pixels = cfg
+        .train
+        .optim
+        .batch_size
+        .saturating_mul(train.shape[1])
+        .saturating_mul(train.shape[2]);
+    let step_pixels = i64::try_from(step_pixels).unwrap_or(i64::MAX);
+    cfg.train.precision.resolve(device, step_pixels);
+    let t = &cfg.train;
     let data = t.data.record(&train, val.as_ref(), &test)?;
     let norm = Normalization {
         mean: data.mean.clone(),
@@ -337,7 +345,9 @@ fn train_epoch(run: &mut Run, epoch: usize, progress: &mut dyn Progress) -> R<Pa
         let b = b?;
         let it = epoch * batches + b.index;
         pass.lr = t.optim.lr * t.schedule.kind.factor(it as f64 / total);
-        let logits = tch::autocast(amp, || run.net.try_forward_t(&b.images, true, None))?;
+        let logits = optarch_core::device::autocast_fp16(amp, || {
+            run.net.try_forward_t(&b.images, true, None)
+        })?;
         // Fallible calls: a libtorch error is an error of the run, never a panic.
         let loss = logits.to_kind(Kind::Float).f_cross_entropy_loss::<Tensor>(
             &b.labels,

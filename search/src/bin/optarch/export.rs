@@ -63,7 +63,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         precision: a.precision,
         channels_last: a.channels_last,
     };
-    p.resolve(tch::Device::Cpu);
+    p.resolve(tch::Device::Cpu, 0); // the CPU's choice does not depend on the step's size
     let formats = Formats {
         pytorch: a.format.contains(&Format::Pytorch),
         torchscript: a.format.contains(&Format::Torchscript),

@@ -238,7 +238,7 @@ struct HeavyBall {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::cuda_if_available();
-    let compute = Compute::fastest(device);
+    let compute = Compute::fastest(device, 32 * 32 * 32); // steps of 32 images of 32×32
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let root = vs.root();
