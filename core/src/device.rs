@@ -292,6 +292,10 @@ pub struct EnvInfo {
     /// The CPU's bfloat16 arithmetic (`AMX-BF16`, `AVX-512-BF16`), when it has some: the
     /// default precision on the CPU is then bf16 with channels_last.
     pub cpu_bf16: Option<String>,
+    /// Whether `cuda:0` computes in bfloat16 ([`supports_bf16`]); false without CUDA. Where it
+    /// does, the default precision there is bf16 with channels_last for steps of at least
+    /// [`CUDA_BF16_MIN_STEP_PIXELS`], fp32 below.
+    pub cuda_bf16: bool,
 }
 
 /// The CPU's bfloat16 instructions, from `/proc/cpuinfo` (`amx_bf16`, `avx512_bf16`): those
@@ -412,6 +416,7 @@ pub fn env_info() -> EnvInfo {
         mkldnn: tch::utils::has_mkldnn(),
         openmp: tch::utils::has_openmp(),
         cpu_bf16: cpu_bf16(),
+        cuda_bf16: cuda_available && supports_bf16(Device::Cuda(0)),
     }
 }
 
@@ -629,6 +634,17 @@ impl fmt::Display for EnvInfo {
             yes_no(self.mkldnn),
             yes_no(self.openmp)
         )?;
+        if self.cuda_available {
+            match self.cuda_bf16 {
+                true => writeln!(
+                    f,
+                    "{:W$}yes: default precision bf16 with channels_last for steps of at least \
+                     {CUDA_BF16_MIN_STEP_PIXELS} pixels (batch × height × width), fp32 below",
+                    "CUDA bfloat16"
+                )?,
+                false => writeln!(f, "{:W$}no: default precision fp32", "CUDA bfloat16")?,
+            }
+        }
         match &self.cpu_bf16 {
             Some(isa) => write!(
                 f,
@@ -703,6 +719,29 @@ mod tests {
             assert!(bf16_is_faster(Device::Cpu, pixels, || true), "{pixels}");
             assert!(!bf16_is_faster(Device::Cpu, pixels, || false), "{pixels}");
         }
+    }
+
+    #[test]
+    fn env_says_the_default_precision_on_a_gpu_only_where_there_is_one() {
+        let mut info = env_info();
+        info.cuda_available = false;
+        assert!(!info.to_string().contains("CUDA bfloat16"), "{info}");
+        info.cuda_available = true;
+        info.cuda_bf16 = true;
+        let text = info.to_string();
+        let line = text.lines().find(|l| l.starts_with("CUDA bfloat16"));
+        let line = line.unwrap_or_else(|| panic!("no CUDA bfloat16 line in\n{text}"));
+        assert!(line.contains("bf16 with channels_last"), "{line}");
+        assert!(
+            line.contains(&CUDA_BF16_MIN_STEP_PIXELS.to_string()),
+            "{line}"
+        );
+        info.cuda_bf16 = false;
+        let text = info.to_string();
+        assert!(
+            text.contains("CUDA bfloat16         no: default precision fp32"),
+            "{text}"
+        );
     }
 
     #[test]
