@@ -328,18 +328,19 @@ pub fn supports_bf16(device: Device) -> bool {
 
 /// Pixels a training step processes (batch × height × width) from which bf16 with
 /// channels_last is faster than fp32 on a CUDA device. Measured on an H200 with
-/// `optarch-bench --device cuda` (docs/BENCHMARKS.md, "GPU figures"): ResNet-20 and
-/// DenseNet-BC on 32×32 images train fastest in fp32 at batch 32 and 128 (32,768 and 131,072
-/// pixels a step: their steps are bound by kernel launches, and bf16 adds casts; gradient
-/// descent's ResNet-20 is 1.52× slower in bf16 with channels_last at batch 128), 1.35–1.58×
-/// faster in bf16 with channels_last at batch 512 (524,288), and a ResNet-18 on 224×224 images
-/// at batch 128 (6.4 million) 2.09× faster. The threshold sits between the measured points;
+/// `optarch-bench --device cuda` (docs/BENCHMARKS.md, "GPU figures"): on 32×32 images at
+/// batch 32 and 128 (32,768 and 131,072 pixels a step) ResNet-20 and DenseNet-BC steps are
+/// bound by kernel launches, bf16 adds casts, and bf16 with channels_last is slower than fp32
+/// for every network measured but DenseNet-BC-100 at batch 128 (4 % faster; gradient
+/// descent's ResNet-20 1.52× slower); at batch 512 (524,288) it is 1.35–1.58× faster, and on a
+/// ResNet-18 at 224×224, batch 128 (6.4 million), 2.09× faster. The threshold sits between the measured points;
 /// where in between the two settings cross is not measured.
 pub const CUDA_BF16_MIN_STEP_PIXELS: i64 = 1 << 18;
 
 /// Whether bf16 with channels_last is the faster setting for a training step of `step_pixels`
 /// (batch × height × width) on `device`: on the CPU wherever it has bfloat16 instructions
-/// ([`cpu_bf16`]; 2.0–2.4× fp32 there, whatever the step's size), on a CUDA device that
+/// ([`cpu_bf16`]; 1.8–2.4× fp32 at batch 128 on the two such CPUs measured; the step's size
+/// is not part of the CPU's rule), on a CUDA device that
 /// computes in bf16 ([`supports_bf16`]) from [`CUDA_BF16_MIN_STEP_PIXELS`] on.
 pub fn prefers_bf16(device: Device, step_pixels: i64) -> bool {
     bf16_is_faster(device, step_pixels, || supports_bf16(device))
@@ -355,9 +356,9 @@ fn bf16_is_faster(device: Device, step_pixels: i64, computes_bf16: impl Fn() -> 
 
 /// Runs `f` under CUDA's fp16 autocast when `on`, else simply runs it. tch's `autocast` calls
 /// libtorch 2.11's deprecated `at::autocast::is_enabled`/`set_enabled`, each of which prints a
-/// deprecation warning on every call where CUDA is available (three lines a training step,
-/// measured on an H200): calling it only when fp16 is on keeps fp32 and bf16 runs quiet. fp16
-/// runs still print them; tch 0.24 binds no other way to turn autocast on.
+/// deprecation warning on every call where CUDA is available (five lines a training step,
+/// seen on an H200): calling it only when fp16 is on spares fp32 and bf16 runs those calls.
+/// fp16 runs still print them; tch 0.24 binds no other way to turn autocast on.
 pub fn autocast_fp16<T>(on: bool, f: impl FnOnce() -> T) -> T {
     match on {
         true => tch::autocast(true, f),
