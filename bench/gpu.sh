@@ -22,6 +22,16 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+steps=",${OPTARCH_GPU_STEPS:-bench,train,science,anchor},"
+want() { [[ $steps == *",$1,"* ]]; }
+IFS=, read -ra _named <<<"${OPTARCH_GPU_STEPS:-bench}"
+for s in "${_named[@]}"; do
+  case $s in
+    bench | train | science | anchor) ;;
+    *) echo "OPTARCH_GPU_STEPS: unknown part '$s' (bench, train, science, anchor)" >&2; exit 2 ;;
+  esac
+done
+
 out=${1:-${OUT:-runs/gpu}}
 bin=${OPTARCH_BIN:-target/release}
 mkdir -p "$out"
@@ -30,33 +40,33 @@ mkdir -p "$out"
 torchlib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$torchlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-steps=",${OPTARCH_GPU_STEPS:-bench,train,science,anchor},"
-want() { [[ $steps == *",$1,"* ]]; }
-
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/card.csv"
 "$bin/optarch" --device cuda env | tee "$out/env.txt"
 
 nets=gradient_descent,heavy_ball,nesterov,densenet,densenet100,imagenet,imagenet_heavy_ball
-for amp in "" "--amp"; do
-  want bench || break
-  name=bench${amp:+-amp}
-  computes=fp32,fp32+cl,bf16,bf16+cl
-  [ -n "$amp" ] && computes=fp32,fp32+cl
-  echo "==> optarch-bench --device cuda $amp --computes $computes" >&2
-  "$bin/optarch-bench" --device cuda --threads 1 --batch 128 --iters 10 --rounds 3 \
-    --networks "$nets" --computes "$computes" $amp --json | tee "$out/$name.json"
-done
+if want bench; then
+  for amp in "" "--amp"; do
+    name=bench${amp:+-amp}
+    computes=fp32,fp32+cl,bf16,bf16+cl
+    [ -n "$amp" ] && computes=fp32,fp32+cl
+    echo "==> optarch-bench --device cuda $amp --computes $computes" >&2
+    "$bin/optarch-bench" --device cuda --threads 1 --batch 128 --iters 10 --rounds 3 \
+      --networks "$nets" --computes "$computes" $amp --json | tee "$out/$name.json"
+  done
+fi
 
 if [ -n "${OPTARCH_DATA:-}" ]; then
-  for precision in fp32 bf16 fp16; do
-    want train || break
-    name=train-$precision
-    echo "==> optarch train heavy_ball ResNet-20, 2 epochs, 10,000 images (5,000 validation), $precision" >&2
-    rm -rf "${out:?}/$name"
-    "$bin/optarch" --device cuda train --spec specs/heavy_ball.yaml --preset cifar-resnet \
-      --depth 20 --epochs 2 --train-subset 10000 --batch-size 128 \
-      --data "$OPTARCH_DATA" --out "$out/$name" --precision "$precision"
-  done
+  if want train; then
+    for precision in fp32 bf16 fp16; do
+      name=train-$precision
+      echo "==> optarch train heavy_ball ResNet-20, 2 epochs, 10,000 images" \
+        "(5,000 validation), $precision" >&2
+      rm -rf "${out:?}/$name"
+      "$bin/optarch" --device cuda train --spec specs/heavy_ball.yaml --preset cifar-resnet \
+        --depth 20 --epochs 2 --train-subset 10000 --batch-size 128 \
+        --data "$OPTARCH_DATA" --out "$out/$name" --precision "$precision"
+    done
+  fi
   # The science campaign's CPU cut on the GPU (docs/SCIENCE.md): minutes on one GPU, a first
   # GPU table beside the CPU one.
   if want science; then

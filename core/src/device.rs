@@ -333,15 +333,15 @@ pub fn supports_bf16(device: Device) -> bool {
 /// bound by kernel launches, bf16 adds casts, and bf16 with channels_last is slower than fp32
 /// for every network measured but DenseNet-BC-100 at batch 128 (4 % faster; gradient
 /// descent's ResNet-20 1.52× slower); at batch 512 (524,288) it is 1.35–1.58× faster, and on a
-/// ResNet-18 at 224×224, batch 128 (6.4 million), 2.09× faster. The threshold sits between the measured points;
-/// where in between the two settings cross is not measured.
+/// ResNet-18 at 224×224, batch 128 (6.4 million), 2.09× faster. The threshold sits between the
+/// measured points; where in between the two settings cross is not measured.
 pub const CUDA_BF16_MIN_STEP_PIXELS: i64 = 1 << 18;
 
 /// Whether bf16 with channels_last is the faster setting for a training step of `step_pixels`
 /// (batch × height × width) on `device`: on the CPU wherever it has bfloat16 instructions
 /// ([`cpu_bf16`]; 1.8–2.4× fp32 at batch 128 on the two such CPUs measured; the step's size
-/// is not part of the CPU's rule), on a CUDA device that
-/// computes in bf16 ([`supports_bf16`]) from [`CUDA_BF16_MIN_STEP_PIXELS`] on.
+/// is not part of the CPU's rule), on a CUDA device that computes in bf16 ([`supports_bf16`])
+/// from [`CUDA_BF16_MIN_STEP_PIXELS`] on.
 pub fn prefers_bf16(device: Device, step_pixels: i64) -> bool {
     bf16_is_faster(device, step_pixels, || supports_bf16(device))
 }
