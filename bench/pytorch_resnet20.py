@@ -5,12 +5,21 @@
     source scripts/env.sh && python bench/pytorch_resnet20.py --threads 1 --bf16 --channels-last
 
 `--bf16` runs the forward pass under CPU autocast (bfloat16); `--channels-last` puts the model
-and the input in channels_last memory format.
+and the input in channels_last memory format. `--export DIR` times the network of an
+`optarch export --format pytorch` directory (its model.py, the class export.json names) in place
+of ResNet-20, such as DenseNet-BC-22:
+
+    optarch train --spec specs/densenet.yaml --preset cifar-densenet --depth 22 --epochs 1 \
+        --train-subset 256 --val 128 --test-subset 128 --out /tmp/dn
+    optarch export --run /tmp/dn --format pytorch --out /tmp/dn/export
+    python bench/pytorch_resnet20.py --export /tmp/dn/export --threads 1 --bf16 --channels-last
 
 Uses the project's own torch==2.11.0 environment, so libtorch is the same as optarch's.
 """
 import argparse
+import importlib.util
 import json
+import pathlib
 import time
 
 import torch
@@ -58,6 +67,15 @@ class ResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
+def exported(directory):
+    """The network of an `optarch export --format pytorch` directory, freshly initialised."""
+    meta = json.loads((directory / "export.json").read_text())
+    spec = importlib.util.spec_from_file_location("optarch_export", directory / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, meta["python_class"])()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -66,10 +84,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
     ap.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    ap.add_argument("--export", type=pathlib.Path,
+                    help="an `optarch export --format pytorch` directory: time its network")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    net = ResNet()
+    net = exported(a.export) if a.export else ResNet()
     params = sum(p.numel() for p in net.parameters())
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.randn(a.batch, 3, 32, 32)
@@ -95,7 +115,7 @@ def main():
         times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
-    print(json.dumps({"threads": a.threads, "batch": a.batch, "parameters": params,
+    print(json.dumps({"network": str(a.export) if a.export else "resnet20", "threads": a.threads, "batch": a.batch, "parameters": params,
                       "bf16": a.bf16, "channels_last": a.channels_last,
                       "step_ms": med * 1e3, "images_per_sec": a.batch / med,
                       "torch": torch.__version__}))

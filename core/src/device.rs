@@ -296,6 +296,9 @@ pub struct EnvInfo {
     /// does, the default precision there is bf16 with channels_last for steps of at least
     /// [`CUDA_BF16_MIN_STEP_PIXELS`], fp32 below.
     pub cuda_bf16: bool,
+    /// How glibc's allocator runs in this process ([`crate::malloc::tune_for_training`]);
+    /// `None` if the program never tuned it.
+    pub malloc: Option<crate::malloc::Malloc>,
 }
 
 /// The CPU's bfloat16 instructions, from `/proc/cpuinfo` (`amx_bf16`, `avx512_bf16`): those
@@ -418,6 +421,7 @@ pub fn env_info() -> EnvInfo {
         openmp: tch::utils::has_openmp(),
         cpu_bf16: cpu_bf16(),
         cuda_bf16: cuda_available && supports_bf16(Device::Cuda(0)),
+        malloc: crate::malloc::state().cloned(),
     }
 }
 
@@ -645,6 +649,9 @@ impl fmt::Display for EnvInfo {
                 )?,
                 false => writeln!(f, "{:W$}no: default precision fp32", "CUDA bfloat16")?,
             }
+        }
+        if let Some(m) = &self.malloc {
+            writeln!(f, "{:W$}{m}", "allocator")?;
         }
         match &self.cpu_bf16 {
             Some(isa) => write!(

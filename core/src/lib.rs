@@ -21,6 +21,7 @@ pub mod coef;
 pub mod error;
 pub mod expr;
 pub mod linear;
+pub mod malloc;
 pub mod plan;
 #[cfg(feature = "render")]
 pub mod render;

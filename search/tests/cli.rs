@@ -291,6 +291,43 @@ fn usage_errors_and_unknown_overrides_are_reported() {
     }
 }
 
+/// `optarch env --json` with the allocator variables given and every other `MALLOC_*` and
+/// `GLIBC_TUNABLES` removed.
+fn env_with_malloc(vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_optarch"));
+    cmd.args(["env", "--json"]).current_dir(root());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MALLOC_") || k == "GLIBC_TUNABLES" || k == "OPTARCH_MALLOC" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(vars.iter().copied());
+    cmd.output().expect("cannot run optarch")
+}
+
+#[test]
+fn the_allocator_keeps_freed_memory_unless_told_otherwise() {
+    let state = |vars: &[(&str, &str)]| {
+        let out = env_with_malloc(vars);
+        assert!(out.status.success(), "{vars:?}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["malloc"].clone()
+    };
+    assert_eq!(state(&[])["state"], "keep");
+    assert_eq!(state(&[("OPTARCH_MALLOC", "glibc")])["state"], "defaults");
+    let user = state(&[("MALLOC_ARENA_MAX", "2")]);
+    assert_eq!(user["state"], "user", "{user}");
+    assert_eq!(user["detail"], "MALLOC_ARENA_MAX", "{user}");
+    // A misspelt choice is bad usage that says what to write.
+    let out = env_with_malloc(&[("OPTARCH_MALLOC", "kepe")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("OPTARCH_MALLOC=glibc"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn env_reports_and_cuda_fails_loudly_without_a_gpu() {
     let out = optarch(&["env", "--json"]);

@@ -9,6 +9,9 @@
 //!   growth of the resident set's high-water mark (`VmHWM`) over a training step, measured with
 //!   glibc's mmap threshold fixed at 128 KiB so that freed tensors leave the resident set (the
 //!   allocator's cache would otherwise count). GPU memory is not reported (see BENCHMARKS.md).
+//! * Besides, the timed process's own high-water growth over all its steps ("resident MB"),
+//!   under the allocator settings `optarch` runs with (`optarch_core::malloc`: freed memory is
+//!   kept for the next step unless `OPTARCH_MALLOC=glibc`).
 //!
 //! ```text
 //! cargo run --release -p optarch-search --bin optarch-bench -- --threads 1
@@ -86,13 +89,20 @@ struct One {
     parameters: i64,
     step_ms: f64,
     images_per_sec: f64,
-    /// Growth of the resident set over the steps (CPU only).
+    /// Growth of the resident set's high-water mark over the steps (CPU only). In the report,
+    /// that of the memory process: the peak of live memory.
     peak_mb: Option<f64>,
+    /// The timed process's high-water growth over all its steps, under the allocator settings
+    /// the run has (`malloc`): what the resident set of a training process reaches (CPU only).
+    #[serde(default)]
+    resident_mb: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
     device: String,
+    /// glibc's allocator in the timed processes (optarch_core::malloc).
+    malloc: String,
     amp: bool,
     threads: i32,
     batch: i64,
@@ -227,6 +237,7 @@ fn one(args: &Args, name: &str, device: Device) -> Result<One> {
         step_ms: secs * 1e3,
         images_per_sec: args.batch as f64 / secs,
         peak_mb,
+        resident_mb: None,
     })
 }
 
@@ -266,6 +277,9 @@ fn child(args: &Args, name: &str, compute: &str, memory: bool) -> Result<One> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // As `optarch` does: the step times are those of the programs users run. The memory
+    // children set MALLOC_MMAP_THRESHOLD_, which this leaves alone.
+    let malloc = optarch_core::malloc::tune_for_training().map_err(|e| anyhow!(e))?;
     tch::set_num_threads(args.threads);
     let device = optarch_core::device::parse_device(&args.device).map_err(|e| anyhow!("{e}"))?;
     if args.amp && !device.is_cuda() {
@@ -313,6 +327,7 @@ fn main() -> Result<()> {
         for compute in &args.computes {
             let mut timed = child(&args, name, compute, false)?;
             if !device.is_cuda() {
+                timed.resident_mb = timed.peak_mb;
                 timed.peak_mb = child(&args, name, compute, true)?.peak_mb;
             }
             networks.push(timed);
@@ -320,6 +335,7 @@ fn main() -> Result<()> {
     }
     let report = Report {
         device: format!("{device:?}"),
+        malloc: malloc.to_string(),
         amp: args.amp,
         threads: args.threads,
         batch: args.batch,
@@ -333,8 +349,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     println!(
-        "device {}, {} thread(s), batch {}",
-        report.device, report.threads, report.batch
+        "device {}, {} thread(s), batch {}; allocator {}",
+        report.device, report.threads, report.batch, report.malloc
     );
     println!(
         "ResNet-20 training step: executor {:.1} ms, hand-written {:.1} ms, ratio {:.3}",
@@ -355,7 +371,7 @@ fn main() -> Result<()> {
         args.computes.first().cloned().unwrap_or_default(),
     );
     println!(
-        "{:<18} {:<9} {:<15} {:>10} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7}",
+        "{:<18} {:<9} {:<15} {:>10} {:>9} {:>7} {:>7} {:>9} {:>7} {:>7} {:>11}",
         "spec",
         "compute",
         "preset",
@@ -365,13 +381,14 @@ fn main() -> Result<()> {
         "× same",
         "peak MB",
         "× first",
-        "× same"
+        "× same",
+        "resident MB"
     );
     for n in &report.networks {
         let (net0, comp0) = (find(&first_net, &n.compute), find(&n.name, &first_compute));
         let peak = n.peak_mb.unwrap_or(f64::NAN);
         println!(
-            "{:<18} {:<9} {:<15} {:>10} {:>9.1} {:>7.3} {:>7.3} {:>9.1} {:>7.3} {:>7.3}",
+            "{:<18} {:<9} {:<15} {:>10} {:>9.1} {:>7.3} {:>7.3} {:>9.1} {:>7.3} {:>7.3} {:>11.1}",
             n.name,
             n.compute,
             format!("{}-{}", n.preset, n.depth),
@@ -381,12 +398,14 @@ fn main() -> Result<()> {
             n.step_ms / comp0.0,
             peak,
             peak / net0.1,
-            peak / comp0.1
+            peak / comp0.1,
+            n.resident_mb.unwrap_or(f64::NAN)
         );
     }
     println!(
         "× first: against {first_net} in the same compute; × same: against the same network in \
-         {first_compute}"
+         {first_compute}; peak MB: live memory at a step's peak; resident MB: the high-water \
+         mark of the timed process over all its steps"
     );
     Ok(())
 }

@@ -247,6 +247,9 @@ fn run(cli: Cli, given: &[String]) -> Result<(), Failure> {
     ) {
         default_sigpipe();
     }
+    // Freed tensors stay in the process for the next training step (optarch_core::malloc);
+    // OPTARCH_MALLOC=glibc or the user's own MALLOC_*/GLIBC_TUNABLES settings leave glibc be.
+    optarch_core::malloc::tune_for_training().map_err(Failure::Usage)?;
     if let Command::TrialServer(a) = &cli.command {
         return trial::server(a, &cli.global);
     }
