@@ -16,6 +16,8 @@ use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind};
 
 fn main() -> Result<()> {
+    // Freed tensors stay for the next step, as in `optarch` (docs/SETUP.md, "The allocator").
+    optarch_core::malloc::tune_for_training().map_err(anyhow::Error::msg)?;
     let Some(root) = data_root("cifar_derive") else {
         return Ok(());
     };

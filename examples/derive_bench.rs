@@ -72,6 +72,8 @@ impl Net {
 }
 
 fn main() -> Result<()> {
+    // Freed tensors stay for the next step, as in `optarch` (docs/SETUP.md, "The allocator").
+    optarch_core::malloc::tune_for_training().map_err(anyhow::Error::msg)?;
     let o = parse()?;
     tch::manual_seed(0);
     let vs_d = nn::VarStore::new(Device::Cpu);

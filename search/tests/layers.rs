@@ -12,8 +12,8 @@ const CORE: &[(&str, &[&str])] = &[
     (
         "",
         &[
-            "error", "coef", "expr", "spec", "linear", "topology", "plan", "analysis", "theory",
-            "render", "codegen", "unrolled", "device", "exec",
+            "error", "malloc", "coef", "expr", "spec", "linear", "topology", "plan", "analysis",
+            "theory", "render", "codegen", "unrolled", "device", "exec",
         ],
     ),
     ("spec", &["raw", "yaml_pos", "eval", "validate", "tests"]),
