@@ -5,6 +5,8 @@
 # (the same network, exported by optarch) in fp32 and with bf16 autocast and channels_last, at
 # 1 and 2 threads. Run on a quiet machine:
 #   bash bench/precision.sh
+# It trains DenseNet-BC-22 for one epoch on 256 CIFAR-10 images to export it, so it needs
+# CIFAR-10 in $OPTARCH_DATA (default ../shared/data), or downloads it there.
 #
 # optarch keeps freed memory for the next step (optarch_core::malloc); PyTorch runs twice, with
 # glibc's defaults as users run it, and under the same allocator settings as optarch

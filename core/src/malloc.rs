@@ -2,21 +2,30 @@
 //! kernel.
 //!
 //! libtorch allocates every CPU tensor through `posix_memalign`. By default glibc serves
-//! requests above its mmap threshold (128 KiB, raised dynamically up to 32 MiB) with a mapping
-//! of their own, returned to the kernel on `free`, and trims the heap's top above 128 KiB. A
-//! training step frees and reallocates the same activations every step, so each step faults its
-//! memory in again: about a fifth of a DenseNet-BC-22 bf16 step on the CPU (docs/BENCHMARKS.md,
-//! "glibc's allocator"). [`tune_for_training`] fixes the mmap threshold at
-//! [`MMAP_THRESHOLD`] and the trim threshold at [`TRIM_THRESHOLD`] with `mallopt`, so freed
-//! tensors stay in the process for the next step. The price: the resident set keeps its high
-//! water mark instead of shrinking between steps.
+//! requests above its mmap threshold (128 KiB at first, raised dynamically up to 32 MiB as
+//! mapped blocks are freed) with a mapping of their own, returned to the kernel on `free`, and
+//! trims the heap's top once more than its trim threshold (128 KiB at first, then twice the mmap
+//! threshold) is free there. A training step frees and reallocates the same activations every
+//! step, so each step faults its memory in again: about a fifth of a DenseNet-BC-22 bf16 step on
+//! the CPU (docs/BENCHMARKS.md, "glibc's allocator"). [`tune_for_training`] fixes the mmap
+//! threshold at [`MMAP_THRESHOLD`] and the trim threshold at [`TRIM_THRESHOLD`] with `mallopt`
+//! (which also turns the dynamic adjustment off), so freed tensors stay in the process for the
+//! next step. The price: the resident set keeps its high-water mark instead of shrinking between
+//! steps, in every process that trains (each slot of a search).
+//!
+//! What it cannot keep: blocks of 32 MiB and more are still mapped and unmapped each time (the
+//! same cap as glibc's dynamic threshold), and glibc may still unmap whole heaps of its
+//! per-thread arenas. It may be called at any time; blocks mapped before it are unmapped when
+//! freed.
 //!
 //! The `optarch` and `optarch-bench` programs call it at start-up. Programs of your own (a
 //! training loop over a derived model) can call it first thing in `main`.
 //!
-//! It changes nothing when the process already carries allocator settings of its own
-//! (`GLIBC_TUNABLES` naming `glibc.malloc.*`, or any `MALLOC_*` variable): those win. And
-//! `OPTARCH_MALLOC=glibc` leaves glibc's defaults.
+//! It changes nothing when the process carries settings of the same thresholds
+//! (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_`,
+//! or those tunables in `GLIBC_TUNABLES`), or preloads another allocator (`LD_PRELOAD` naming a
+//! `malloc` library: jemalloc, tcmalloc, mimalloc): those win unless `OPTARCH_MALLOC=keep` is
+//! set explicitly. `OPTARCH_MALLOC=glibc` leaves glibc's defaults.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -28,8 +37,9 @@ pub const ENV: &str = "OPTARCH_MALLOC";
 /// threshold, 32 MiB on 64-bit systems; fixing it turns the dynamic adjustment off).
 pub const MMAP_THRESHOLD: usize = 32 << 20;
 
-/// The heap's top is returned to the kernel only when this much of it is free: the most
-/// `mallopt` takes (an `int`), 2 GiB less one byte.
+/// The heap's top is returned to the kernel only when this much of it is free: 2 GiB less one
+/// byte, the largest positive `int` `mallopt` takes (far above any step of the shipped
+/// networks, while trimming still happens after a larger one).
 pub const TRIM_THRESHOLD: usize = i32::MAX as usize;
 
 /// What [`tune_for_training`] did.
@@ -42,7 +52,10 @@ pub enum Malloc {
     Defaults,
     /// The process carries allocator settings of its own, left alone: the variable's name.
     User(String),
-    /// Not glibc (another C library), or `mallopt` refused a setting: glibc's defaults.
+    /// glibc refused a threshold (`mallopt` answered 0); a refused mmap threshold, the first
+    /// set, leaves glibc's defaults unchanged.
+    Refused,
+    /// Not glibc (another C library): its defaults.
     Unsupported,
 }
 
@@ -56,7 +69,11 @@ impl fmt::Display for Malloc {
                 MMAP_THRESHOLD >> 20
             ),
             Malloc::Defaults => write!(f, "glibc's defaults ({ENV}=glibc)"),
-            Malloc::User(var) => write!(f, "your settings ({var}), left as they are"),
+            Malloc::User(var) => write!(
+                f,
+                "your settings ({var}), left as they are ({ENV}=keep overrides them)"
+            ),
+            Malloc::Refused => write!(f, "not tuned: glibc refused a threshold"),
             Malloc::Unsupported => write!(f, "the C library's defaults (not glibc)"),
         }
     }
@@ -88,6 +105,24 @@ pub fn tune_for_training() -> Result<&'static Malloc, String> {
     Ok(STATE.get_or_init(|| outcome))
 }
 
+/// glibc's variables for the settings [`tune_for_training`] makes, and their tunables.
+const SAME_SETTINGS: [(&str, &str); 4] = [
+    ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+    ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
+    ("MALLOC_TOP_PAD_", "glibc.malloc.top_pad"),
+    ("MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max"),
+];
+
+/// Whether an environment variable sets what [`tune_for_training`] would, or replaces glibc's
+/// allocator.
+fn conflicts(k: &str, v: &str) -> bool {
+    match k {
+        "GLIBC_TUNABLES" => SAME_SETTINGS.iter().any(|(_, t)| v.contains(t)),
+        "LD_PRELOAD" => v.contains("malloc"),
+        _ => SAME_SETTINGS.iter().any(|(var, _)| k == *var),
+    }
+}
+
 /// The choice the environment makes, before anything is applied.
 fn decide(env: impl Iterator<Item = (String, String)>) -> Result<Malloc, String> {
     let mut user = None;
@@ -95,27 +130,19 @@ fn decide(env: impl Iterator<Item = (String, String)>) -> Result<Malloc, String>
     for (k, v) in env {
         if k == ENV {
             asked = Some(v);
-        } else if user.is_none()
-            && ((k == "GLIBC_TUNABLES" && v.contains("glibc.malloc.")) || k.starts_with("MALLOC_"))
-        {
+        } else if user.is_none() && conflicts(&k, &v) {
             user = Some(k);
         }
     }
-    let keep = match asked.as_deref().map(str::trim) {
-        None | Some("" | "keep") => true,
-        Some("glibc") => false,
-        Some(other) => {
-            return Err(format!(
-                "{ENV}={other:?} is not a choice: write {ENV}=keep (the default: keep freed \
-                 memory for the next training step) or {ENV}=glibc (glibc's defaults)"
-            ))
-        }
-    };
-    Ok(match (keep, user) {
-        (false, _) => Malloc::Defaults,
-        (true, Some(var)) => Malloc::User(var),
-        (true, None) => Malloc::Keep,
-    })
+    match asked.as_deref().map(str::trim) {
+        Some("keep") => Ok(Malloc::Keep),
+        Some("glibc") => Ok(Malloc::Defaults),
+        None | Some("") => Ok(user.map_or(Malloc::Keep, Malloc::User)),
+        Some(other) => Err(format!(
+            "{ENV}={other:?} is not a choice: write {ENV}=keep (the default: keep freed memory \
+             for the next training step) or {ENV}=glibc (glibc's defaults)"
+        )),
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -129,13 +156,16 @@ fn apply() -> Malloc {
         // takes plain integers and touches no memory of ours.
         unsafe { libc::mallopt(param, value) == 1 }
     };
-    // The trim threshold first: fixing the mmap threshold alone would leave trimming dynamic.
-    let trim = set(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-    let mmap = set(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    if trim && mmap {
+    // The mmap threshold first: glibc refuses one above its heaps' half size, and a refusal
+    // changes nothing, so nothing is then half set. Each setter turns glibc's dynamic
+    // adjustment of both thresholds off; the trim threshold's is always taken.
+    if !set(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) {
+        return Malloc::Refused;
+    }
+    if set(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) {
         Malloc::Keep
     } else {
-        Malloc::Unsupported
+        Malloc::Refused
     }
 }
 
@@ -164,10 +194,12 @@ mod tests {
     }
 
     #[test]
-    fn glibc_leaves_the_defaults_even_beside_user_settings() {
+    fn an_explicit_choice_beats_user_settings() {
         assert_eq!(decide(env(&[(ENV, "glibc")])), Ok(Malloc::Defaults));
-        let both = [("MALLOC_ARENA_MAX", "2"), (ENV, "glibc")];
+        let both = [("MALLOC_TRIM_THRESHOLD_", "0"), (ENV, "glibc")];
         assert_eq!(decide(env(&both)), Ok(Malloc::Defaults));
+        let keep = [("MALLOC_TRIM_THRESHOLD_", "0"), (ENV, "keep")];
+        assert_eq!(decide(env(&keep)), Ok(Malloc::Keep));
     }
 
     #[test]
@@ -182,9 +214,21 @@ mod tests {
             decide(env(&tunables)),
             Ok(Malloc::User("GLIBC_TUNABLES".into()))
         );
-        // Tunables of something else are not allocator settings.
-        let other = [("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX512F")];
-        assert_eq!(decide(env(&other)), Ok(Malloc::Keep));
+        let preload = [("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")];
+        assert_eq!(decide(env(&preload)), Ok(Malloc::User("LD_PRELOAD".into())));
+        // Settings of something else do not conflict: other tunables, other malloc variables
+        // (the arena count, checking), other preloads.
+        for other in [
+            (
+                "GLIBC_TUNABLES",
+                "glibc.cpu.hwcaps=-AVX512F:glibc.malloc.tcache_count=0",
+            ),
+            ("MALLOC_ARENA_MAX", "2"),
+            ("MALLOC_CHECK_", "3"),
+            ("LD_PRELOAD", "/usr/lib/libfaketime.so"),
+        ] {
+            assert_eq!(decide(env(&[other])), Ok(Malloc::Keep), "{other:?}");
+        }
     }
 
     #[test]
@@ -216,11 +260,10 @@ mod tests {
         // own (above the 128 KiB starting threshold) and leave the resident set when freed.
         // Kept, it stays resident for the next allocation.
         let n = 16 << 20;
+        // (nextest runs each test in a process of its own, so no other test frees memory
+        // between the two readings.)
         let mut v: Vec<u8> = Vec::with_capacity(n);
-        v.resize(n, 1);
-        for i in (0..n).step_by(4096) {
-            v[i] = std::hint::black_box(2);
-        }
+        v.resize(n, std::hint::black_box(1));
         let touched = resident_kb();
         drop(std::hint::black_box(v));
         let after = resident_kb();

@@ -291,13 +291,15 @@ fn usage_errors_and_unknown_overrides_are_reported() {
     }
 }
 
-/// `optarch env --json` with the allocator variables given and every other `MALLOC_*` and
-/// `GLIBC_TUNABLES` removed.
+/// `optarch env --json` with the allocator variables given and every other `MALLOC_*`,
+/// `GLIBC_TUNABLES` and `LD_PRELOAD` removed.
 fn env_with_malloc(vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_optarch"));
     cmd.args(["env", "--json"]).current_dir(root());
     for (k, _) in std::env::vars() {
-        if k.starts_with("MALLOC_") || k == "GLIBC_TUNABLES" || k == "OPTARCH_MALLOC" {
+        if k.starts_with("MALLOC_")
+            || ["GLIBC_TUNABLES", "LD_PRELOAD", "OPTARCH_MALLOC"].contains(&k.as_str())
+        {
             cmd.env_remove(k);
         }
     }
@@ -315,9 +317,11 @@ fn the_allocator_keeps_freed_memory_unless_told_otherwise() {
     };
     assert_eq!(state(&[])["state"], "keep");
     assert_eq!(state(&[("OPTARCH_MALLOC", "glibc")])["state"], "defaults");
-    let user = state(&[("MALLOC_ARENA_MAX", "2")]);
+    let user = state(&[("MALLOC_TRIM_THRESHOLD_", "0")]);
     assert_eq!(user["state"], "user", "{user}");
-    assert_eq!(user["detail"], "MALLOC_ARENA_MAX", "{user}");
+    assert_eq!(user["detail"], "MALLOC_TRIM_THRESHOLD_", "{user}");
+    // Other malloc variables are not the same settings.
+    assert_eq!(state(&[("MALLOC_ARENA_MAX", "2")])["state"], "keep");
     // A misspelt choice is bad usage that says what to write.
     let out = env_with_malloc(&[("OPTARCH_MALLOC", "kepe")]);
     assert_eq!(out.status.code(), Some(2));
