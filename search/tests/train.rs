@@ -166,6 +166,8 @@ fn resnet20_learns_cifar10() {
         eprintln!("SKIPPED resnet20_learns_cifar10: set OPTARCH_DATA to the folder holding cifar-10-binary.tar.gz (.ci/run does)");
         return;
     };
+    // The allocator as `optarch train` runs it: freed tensors kept for the next step.
+    optarch_core::malloc::tune_for_training().unwrap();
     let bf16 = optarch_core::device::cpu_bf16();
     let (computes, seeds): (&[(Precision, Switch)], &[u64]) = match &bf16 {
         Some(_) => (
