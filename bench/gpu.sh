@@ -22,9 +22,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-steps=",${OPTARCH_GPU_STEPS:-bench,train,science,anchor},"
-want() { [[ $steps == *",$1,"* ]]; }
-IFS=, read -ra _named <<<"${OPTARCH_GPU_STEPS:-bench}"
+parts=${OPTARCH_GPU_STEPS:-bench,train,science,anchor}
+want() { [[ ",$parts," == *",$1,"* ]]; }
+IFS=, read -ra _named <<<"$parts"
 for s in "${_named[@]}"; do
   case $s in
     bench | train | science | anchor) ;;

@@ -21,9 +21,10 @@ trap 'rm -rf "$work"' EXIT
 # network's structure is timed (model.py, freshly initialised). CIFAR-10 from $OPTARCH_DATA
 # (default ../shared/data), downloaded there if it is missing.
 target/release/optarch train --spec specs/densenet.yaml --preset cifar-densenet --depth 22 \
-  --data "${OPTARCH_DATA:-../shared/data}" --train-subset 256 --val 128 --test-subset 128 --epochs 1 --threads 1 \
-  --out "$work/densenet" >/dev/null
+  --data "${OPTARCH_DATA:-../shared/data}" --train-subset 256 --val 128 --no-test --epochs 1 \
+  --threads 1 --out "$work/densenet" >/dev/null
 target/release/optarch export --run "$work/densenet" --format pytorch --out "$work/export" >/dev/null
+# optarch_core::malloc's MMAP_THRESHOLD (32 MiB) and TRIM_THRESHOLD (2 GiB less one byte).
 same=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647
 for t in 1 2; do
   echo "== $t thread(s)"

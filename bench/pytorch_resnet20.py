@@ -10,7 +10,7 @@ and the input in channels_last memory format. `--export DIR` times the network o
 of ResNet-20, such as DenseNet-BC-22:
 
     optarch train --spec specs/densenet.yaml --preset cifar-densenet --depth 22 --epochs 1 \
-        --train-subset 256 --val 128 --test-subset 128 --out /tmp/dn
+        --train-subset 256 --val 128 --no-test --out /tmp/dn
     optarch export --run /tmp/dn --format pytorch --out /tmp/dn/export
     python bench/pytorch_resnet20.py --export /tmp/dn/export --threads 1 --bf16 --channels-last
 
